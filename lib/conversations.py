@@ -1,0 +1,409 @@
+"""Conversations and their messages: the domain objects and their SQLite store.
+
+A `Conversation` holds the system prompt, the parameters and (a window of) the messages.
+Every read and write takes the workspace explicitly, and every query filters on it, so
+one workspace can never see, change or delete another's conversations.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from lib import db
+from lib.errors import InvalidInputError, NotFoundError
+
+TITLE_LENGTH = 60
+
+
+@dataclass
+class ChatParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    n: int = 1
+    memory_rounds: int = 10
+    context_window: int | None = None  # overrides the model catalogue, e.g. for local models
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatParams:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def validate(self) -> None:
+        if not 0 <= self.temperature <= 2:
+            raise InvalidInputError("Temperature must be between 0 and 2.")
+        if not 0 < self.top_p <= 1:
+            raise InvalidInputError("top_p must be above 0 and at most 1.")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise InvalidInputError("Max output tokens must be at least 1.")
+        if not 1 <= self.n <= 8:
+            raise InvalidInputError("n must be between 1 and 8.")
+        if len(self.stop) > 4:
+            raise InvalidInputError("At most 4 stop sequences are allowed.")
+        if self.memory_rounds < 0:
+            raise InvalidInputError("The memory window cannot be negative.")
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+    status: str = "ok"  # ok | stopped (by the user) | interrupted (stream cut)
+    model: str | None = None
+    tokens: int | None = None  # cached count of `content`, in `tokens_encoding`
+    tokens_encoding: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_exact: bool = False  # True when the counts came from the API's usage
+    cost: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    id: int | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Message:
+        data = dict(row)
+        data.pop("conversation_id", None)
+        data["meta"] = json.loads(data["meta"] or "{}")
+        data["usage_exact"] = bool(data["usage_exact"])
+        return cls(**data)
+
+
+@dataclass
+class Conversation:
+    id: str
+    workspace: str
+    title: str
+    model: str
+    system_prompt: str = ""
+    params: ChatParams = field(default_factory=ChatParams)
+    kind: str = "chat"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Conversation:
+        data = dict(row)
+        data["params"] = ChatParams.from_dict(json.loads(data["params"] or "{}"))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: str
+    title: str
+    snippet: str
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Totals:
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    replies: int
+
+
+_MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "id"]
+
+
+class ConversationStore:
+    """Conversations in `parley.db`, always read and written within one workspace."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = db.connect(self.db_path)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # Conversations
+
+    def create(
+        self,
+        workspace: str,
+        *,
+        model: str,
+        system_prompt: str = "",
+        params: ChatParams | None = None,
+        title: str = "New chat",
+        kind: str = "chat",
+    ) -> Conversation:
+        _require_workspace(workspace)
+        now = time.time()
+        conv = Conversation(
+            id=uuid.uuid4().hex,
+            workspace=workspace,
+            title=title,
+            model=model,
+            system_prompt=system_prompt,
+            params=params or ChatParams(),
+            kind=kind,
+            created_at=now,
+            updated_at=now,
+        )
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conv.id,
+                    workspace,
+                    kind,
+                    title,
+                    model,
+                    system_prompt,
+                    json.dumps(asdict(conv.params)),
+                    now,
+                    now,
+                ),
+            )
+        return conv
+
+    def get(self, workspace: str, conversation_id: str) -> Conversation:
+        with self._conn() as conn:
+            return self._get(conn, workspace, conversation_id)
+
+    def _get(self, conn: sqlite3.Connection, workspace: str, conversation_id: str) -> Conversation:
+        _require_workspace(workspace)
+        row = conn.execute(
+            "SELECT * FROM conversations WHERE id = ? AND workspace = ?",
+            (conversation_id, workspace),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError("Conversation not found.")
+        return Conversation.from_row(row)
+
+    def list(
+        self, workspace: str, *, kind: str | None = None, limit: int = 200
+    ) -> list[Conversation]:
+        """Newest first."""
+        _require_workspace(workspace)
+        sql = "SELECT * FROM conversations WHERE workspace = ?"
+        args: list[Any] = [workspace]
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        sql += " ORDER BY updated_at DESC LIMIT ?"
+        with self._conn() as conn:
+            rows = conn.execute(sql, [*args, limit]).fetchall()
+        return [Conversation.from_row(r) for r in rows]
+
+    def search(self, workspace: str, query: str, *, limit: int = 50) -> list[SearchHit]:
+        """Full-text search over message content (FTS5) and titles, best matches first."""
+        _require_workspace(workspace)
+        terms = [t.replace('"', '""') for t in query.split() if t.strip()]
+        if not terms:
+            return []
+        match = " ".join(f'"{t}"*' for t in terms)
+        with self._conn() as conn:
+            rows = conn.execute(
+                """
+                SELECT c.id, c.title, c.updated_at,
+                       snippet(messages_fts, 0, '**', '**', '…', 12) AS snippet,
+                       min(bm25(messages_fts)) AS score
+                FROM messages_fts
+                JOIN messages m ON m.id = messages_fts.rowid
+                JOIN conversations c ON c.id = m.conversation_id
+                WHERE messages_fts MATCH ? AND c.workspace = ?
+                GROUP BY c.id ORDER BY score LIMIT ?
+                """,
+                (match, workspace, limit),
+            ).fetchall()
+            hits = [SearchHit(r["id"], r["title"], r["snippet"], r["updated_at"]) for r in rows]
+            seen = {h.conversation_id for h in hits}
+            like = "%" + "%".join(terms) + "%"
+            for r in conn.execute(
+                "SELECT id, title, updated_at FROM conversations "
+                "WHERE workspace = ? AND title LIKE ? ORDER BY updated_at DESC LIMIT ?",
+                (workspace, like, limit),
+            ):
+                if r["id"] not in seen:
+                    hits.append(SearchHit(r["id"], r["title"], "", r["updated_at"]))
+        return hits[:limit]
+
+    def rename(self, workspace: str, conversation_id: str, title: str) -> None:
+        title = " ".join(title.split())[:TITLE_LENGTH]
+        if not title:
+            raise InvalidInputError("A conversation needs a title.")
+        self._update(workspace, conversation_id, title=title)
+
+    def update_settings(
+        self,
+        workspace: str,
+        conversation_id: str,
+        *,
+        model: str | None = None,
+        system_prompt: str | None = None,
+        params: ChatParams | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if model is not None:
+            changes["model"] = model
+        if system_prompt is not None:
+            changes["system_prompt"] = system_prompt
+        if params is not None:
+            params.validate()
+            changes["params"] = json.dumps(asdict(params))
+        if changes:
+            self._update(workspace, conversation_id, touch=False, **changes)
+
+    def _update(
+        self, workspace: str, conversation_id: str, *, touch: bool = True, **changes: Any
+    ) -> None:
+        if touch:
+            changes["updated_at"] = time.time()
+        assignments = ", ".join(f"{k} = ?" for k in changes)
+        with self._conn() as conn:
+            cur = conn.execute(
+                f"UPDATE conversations SET {assignments} WHERE id = ? AND workspace = ?",
+                [*changes.values(), conversation_id, workspace],
+            )
+        if cur.rowcount == 0:
+            raise NotFoundError("Conversation not found.")
+
+    def delete(self, workspace: str, conversation_id: str) -> None:
+        with self._conn() as conn:
+            cur = conn.execute(
+                "DELETE FROM conversations WHERE id = ? AND workspace = ?",
+                (conversation_id, workspace),
+            )
+        if cur.rowcount == 0:
+            raise NotFoundError("Conversation not found.")
+
+    # Messages
+
+    def add_message(self, workspace: str, conversation_id: str, message: Message) -> Message:
+        """Append a message; the first user message also titles a new conversation."""
+        with self._conn() as conn:
+            conv = self._get(conn, workspace, conversation_id)
+            values = _message_values(message)
+            cur = conn.execute(
+                f"INSERT INTO messages (conversation_id, {', '.join(_MESSAGE_COLUMNS)}) "
+                f"VALUES (?, {', '.join('?' * len(_MESSAGE_COLUMNS))})",
+                [conversation_id, *values],
+            )
+            message.id = cur.lastrowid
+            title = conv.title
+            if message.role == "user" and conv.title == "New chat":
+                title = _title_from(message.content) or title
+            conn.execute(
+                "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?",
+                (time.time(), title, conversation_id),
+            )
+        return message
+
+    def update_message(self, workspace: str, conversation_id: str, message: Message) -> None:
+        if message.id is None:
+            raise ValueError("update_message needs a saved message")
+        with self._conn() as conn:
+            self._get(conn, workspace, conversation_id)
+            assignments = ", ".join(f"{c} = ?" for c in _MESSAGE_COLUMNS)
+            conn.execute(
+                f"UPDATE messages SET {assignments} WHERE id = ? AND conversation_id = ?",
+                [*_message_values(message), message.id, conversation_id],
+            )
+
+    def cache_token_counts(
+        self, workspace: str, conversation_id: str, counts: list[tuple[int, int, str]]
+    ) -> None:
+        """Store (message id, tokens, encoding) so the history is never counted twice."""
+        with self._conn() as conn:
+            self._get(conn, workspace, conversation_id)
+            conn.executemany(
+                "UPDATE messages SET tokens = ?, tokens_encoding = ? "
+                "WHERE id = ? AND conversation_id = ?",
+                [(n, enc, mid, conversation_id) for mid, n, enc in counts],
+            )
+
+    def delete_messages_from(self, workspace: str, conversation_id: str, message_id: int) -> int:
+        """Delete the message with this id and every later one (for regenerate and edit)."""
+        with self._conn() as conn:
+            self._get(conn, workspace, conversation_id)
+            cur = conn.execute(
+                "DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
+                (conversation_id, message_id),
+            )
+            return cur.rowcount
+
+    def clear_messages(self, workspace: str, conversation_id: str) -> int:
+        with self._conn() as conn:
+            self._get(conn, workspace, conversation_id)
+            return conn.execute(
+                "DELETE FROM messages WHERE conversation_id = ?", (conversation_id,)
+            ).rowcount
+
+    def recent_messages(
+        self, workspace: str, conversation_id: str, limit: int, *, before_id: int | None = None
+    ) -> list[Message]:
+        """The last `limit` messages (before `before_id` if given), oldest first."""
+        sql = "SELECT * FROM messages WHERE conversation_id = ?"
+        args: list[Any] = [conversation_id]
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        with self._conn() as conn:
+            self._get(conn, workspace, conversation_id)
+            rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        return [Message.from_row(r) for r in reversed(rows)]
+
+    def all_messages(self, workspace: str, conversation_id: str) -> list[Message]:
+        with self._conn() as conn:
+            self._get(conn, workspace, conversation_id)
+            rows = conn.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+            ).fetchall()
+        return [Message.from_row(r) for r in rows]
+
+    def count_messages(self, workspace: str, conversation_id: str) -> int:
+        with self._conn() as conn:
+            self._get(conn, workspace, conversation_id)
+            return conn.execute(
+                "SELECT count(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()[0]
+
+    def totals(self, workspace: str, conversation_id: str) -> Totals:
+        with self._conn() as conn:
+            self._get(conn, workspace, conversation_id)
+            row = conn.execute(
+                "SELECT coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), "
+                "coalesce(sum(cost), 0), count(*) FROM messages "
+                "WHERE conversation_id = ? AND role = 'assistant'",
+                (conversation_id,),
+            ).fetchone()
+        return Totals(row[0], row[1], row[2], row[3])
+
+
+def _message_values(message: Message) -> list[Any]:
+    values = []
+    for name in _MESSAGE_COLUMNS:
+        value = getattr(message, name)
+        if name == "meta":
+            value = json.dumps(value)
+        values.append(value)
+    return values
+
+
+def _title_from(text: str) -> str:
+    words = " ".join(text.split())
+    if len(words) <= TITLE_LENGTH:
+        return words
+    return words[: TITLE_LENGTH - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _require_workspace(workspace: str) -> None:
+    # A guard, not a formality: no query may run without knowing whose data it touches.
+    if not workspace or not isinstance(workspace, str):
+        raise ValueError("a workspace is required")

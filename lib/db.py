@@ -1,0 +1,124 @@
+"""SQLite connection and schema migrations for `parley.db`.
+
+The schema changes only through the named migrations below, each applied once and
+recorded in `schema_migrations`, so running `migrate` again is a no-op. Later features
+(documents, images) append their own migrations to `MIGRATIONS`; never edit one that
+has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_conversations",
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            workspace TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'chat',
+            title TEXT NOT NULL,
+            model TEXT NOT NULL,
+            system_prompt TEXT NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX conversations_by_workspace ON conversations (workspace, updated_at DESC);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'ok',
+            model TEXT,
+            tokens INTEGER,
+            tokens_encoding TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            usage_exact INTEGER NOT NULL DEFAULT 0,
+            cost REAL,
+            meta TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+        """,
+    ),
+    (
+        "0002_message_search",
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5 (
+            content, content='messages', content_rowid='id', tokenize='unicode61'
+        );
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+            VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+            VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+        INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+        """,
+    ),
+]
+
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database at `path`, creating and migrating it as needed.
+
+    Connections are cheap and not shared between threads: Streamlit runs each session's
+    script in its own thread, so every store call opens its own connection.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    key = str(path.resolve())
+    if key not in _migrated:
+        with _migrate_lock:
+            if key not in _migrated:
+                conn.execute("PRAGMA journal_mode = WAL")
+                migrate(conn)
+                _migrated.add(key)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
+    """Apply pending migrations in order; return the names applied now."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+    applied = []
+    for name, sql in migrations or MIGRATIONS:
+        if name in done:
+            continue
+        # executescript commits first, so wrap each migration in its own transaction.
+        try:
+            conn.executescript(
+                f"BEGIN;\n{sql}\n"
+                f"INSERT INTO schema_migrations VALUES ('{name}', {time.time()});\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]

@@ -1,0 +1,83 @@
+"""Parley's domain errors.
+
+The core raises these; only the UI layer (pages, `lib/ui/`, the CLI) turns them into
+messages. Every message is written for the person using the app: it says what went
+wrong and, where there is one, what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class ParleyError(Exception):
+    """Base class for every error Parley reports to a user."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint or self.hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class ConfigError(ParleyError):
+    """A setting is missing or invalid."""
+
+
+class MissingKeyError(ConfigError):
+    """No API key is configured for a provider that needs one."""
+
+    hint = (
+        "Add OPENAI_API_KEY to .streamlit/secrets.toml or the environment, type a key in "
+        "the sidebar, or choose a local server such as Ollama that needs no key."
+    )
+
+
+class NotFoundError(ParleyError):
+    """A conversation, document or image does not exist in this workspace."""
+
+
+class InvalidInputError(ParleyError):
+    """The user gave input Parley cannot use."""
+
+
+class ProviderError(ParleyError):
+    """The model server failed or refused a request."""
+
+
+class AuthenticationFailed(ProviderError):
+    hint = "Check the API key in the sidebar, secrets or environment."
+
+
+class RateLimited(ProviderError):
+    hint = "The provider is rate-limiting requests; wait a moment and try again."
+
+
+class ServerFailed(ProviderError):
+    hint = "The model server had an internal error; try again shortly."
+
+
+class RequestTimedOut(ProviderError):
+    hint = "The server took too long to answer; try again, or raise the timeout."
+
+
+class ServerUnreachable(ProviderError):
+    hint = "Check the base URL, and that the server is running."
+
+
+class ContextTooLong(ProviderError):
+    hint = "Lower the memory window or max output tokens, or start a new conversation."
+
+
+class ModelRejected(ProviderError):
+    hint = "Choose another model or setting in the sidebar."
+
+
+class ContentRefused(ProviderError):
+    hint = "The provider's content policy refused this request; rephrase the prompt."
+
+
+class StreamInterrupted(ProviderError):
+    hint = "The partial reply was kept; use Regenerate to try again."

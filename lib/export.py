@@ -1,0 +1,64 @@
+"""Exporting a conversation as Markdown or JSON (including any citations in its messages)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from lib.conversations import Conversation, Message
+
+EXPORT_VERSION = 1
+
+
+def to_json(conv: Conversation, messages: list[Message]) -> str:
+    data = {
+        "parley_export": EXPORT_VERSION,
+        "id": conv.id,
+        "title": conv.title,
+        "kind": conv.kind,
+        "model": conv.model,
+        "system_prompt": conv.system_prompt,
+        "params": asdict(conv.params),
+        "created_at": _iso(conv.created_at),
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "status": m.status,
+                "model": m.model,
+                "created_at": _iso(m.created_at),
+                "prompt_tokens": m.prompt_tokens,
+                "completion_tokens": m.completion_tokens,
+                "cost": m.cost,
+                **({"citations": m.meta["citations"]} if m.meta.get("citations") else {}),
+                **({"images": m.meta["images"]} if m.meta.get("images") else {}),
+            }
+            for m in messages
+        ],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+def to_markdown(conv: Conversation, messages: list[Message]) -> str:
+    lines = [f"# {conv.title}", "", f"*Model: {conv.model} · exported from Parley*", ""]
+    if conv.system_prompt:
+        lines += ["> **System:** " + conv.system_prompt.replace("\n", "\n> "), ""]
+    for m in messages:
+        label = {"user": "You", "assistant": "Assistant"}.get(m.role, m.role.title())
+        suffix = {"stopped": " *(stopped)*", "interrupted": " *(interrupted)*"}.get(m.status, "")
+        lines += [f"## {label}{suffix}", "", m.content, ""]
+        for i, cite in enumerate(m.meta.get("citations") or [], start=1):
+            lines.append(f"[{i}] {cite.get('file', '?')}, page {cite.get('page', '?')}")
+        if m.meta.get("citations"):
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def filename(conv: Conversation, extension: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_ " else "" for c in conv.title).strip()
+    return f"{safe.replace(' ', '-')[:40] or 'conversation'}.{extension}"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
