@@ -263,6 +263,15 @@ class Reply:
             message.completion_tokens = sum(counter.count(t) for t in texts) + TOKENS_PER_REPLY
             message.usage_exact = counter.exact
             message.meta["usage_source"] = "tiktoken" if counter.exact else "estimate"
+        if self.trim is not None:
+            window = context_window(self.conv.model, self.conv.params.context_window)
+            message.meta["context"] = {
+                "system": self.trim.system_tokens,
+                "history": self.trim.history_tokens,
+                "new": self.trim.new_tokens,
+                "dropped": self.trim.dropped,
+                "window": window,
+            }
         message.cost = self.ctx.prices.cost(
             self.conv.model,
             message.prompt_tokens or 0,

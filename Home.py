@@ -1,0 +1,12 @@
+"""Parley's entry point: page setup and navigation. Run with `streamlit run Home.py`."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Parley", page_icon=":material/forum:", layout="wide")
+
+pages = [
+    st.Page("pages/chat.py", title="Chat", icon=":material/chat:", default=True),
+    st.Page("pages/documents.py", title="Documents", icon=":material/description:"),
+    st.Page("pages/images.py", title="Images", icon=":material/image:"),
+]
+st.navigation(pages).run()

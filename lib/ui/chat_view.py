@@ -1,0 +1,233 @@
+"""The Chat page's widgets: parameters, message actions, and streaming a reply."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib import chat
+from lib.conversations import ChatParams, Conversation, ConversationStore, Message
+from lib.errors import NotFoundError, ParleyError, StreamInterrupted
+from lib.presets import SYSTEM_PRESETS
+from lib.settings import Settings
+from lib.ui import state
+from lib.ui.transcript import AVATARS
+
+
+def flash(kind: str, text: str) -> None:
+    """A message to show after the next rerun (errors must survive the rerun)."""
+    state.put("flash", (kind, text))
+
+
+def show_flash() -> None:
+    pending = state.pop("flash")
+    if pending:
+        kind, text = pending
+        getattr(st, kind)(text)
+
+
+def open_conversation(store: ConversationStore) -> Conversation | None:
+    """The conversation named by the session or URL, or None for a new draft."""
+    cid = state.conversation_id()
+    if not cid:
+        return None
+    try:
+        return store.get(state.workspace(), cid)
+    except NotFoundError:
+        state.open_conversation(None)
+        st.warning("That conversation was not found. Starting a new one.")
+        return None
+
+
+def draft(current: Settings) -> Conversation:
+    """An unsaved conversation holding the settings for the next new chat."""
+    saved = state.get("draft") or {}
+    return Conversation(
+        id="draft",
+        workspace=state.workspace(),
+        title="New chat",
+        model=saved.get("model", current.chat_model),
+        system_prompt=saved.get("system_prompt", ""),
+        params=ChatParams.from_dict(saved.get("params", {})),
+    )
+
+
+def save_settings(store: ConversationStore, conv: Conversation) -> None:
+    conv.params.validate()
+    if conv.id == "draft":
+        state.put(
+            "draft",
+            {
+                "model": conv.model,
+                "system_prompt": conv.system_prompt,
+                "params": conv.params.__dict__,
+            },
+        )
+    else:
+        store.update_settings(
+            state.workspace(),
+            conv.id,
+            model=conv.model,
+            system_prompt=conv.system_prompt,
+            params=conv.params,
+        )
+
+
+def parameters(
+    store: ConversationStore, conv: Conversation, models: list[str], note: str | None
+) -> None:
+    """Model, system prompt and sampling parameters for this conversation."""
+    k = f"parley.w.{conv.id}."
+    p = conv.params
+    with st.sidebar.expander("Model & parameters", icon=":material/settings:"):
+        if note:
+            st.caption(note)
+        options = models if conv.model in models else [conv.model, *models]
+        conv.model = st.selectbox(
+            "Model",
+            options,
+            index=options.index(conv.model),
+            key=k + "model",
+            accept_new_options=True,
+        )
+        preset = st.selectbox(
+            "System prompt preset",
+            list(SYSTEM_PRESETS),
+            index=None,
+            key=k + "preset",
+            placeholder="Choose a preset…",
+        )
+        if preset is not None and state.get(k + "applied") != preset:
+            state.put(k + "applied", preset)
+            st.session_state[k + "system"] = SYSTEM_PRESETS[preset]
+        conv.system_prompt = st.text_area(
+            "System prompt", value=conv.system_prompt, key=k + "system", height=100
+        )
+        p.temperature = st.slider("Temperature", 0.0, 2.0, p.temperature, 0.05, key=k + "t")
+        p.top_p = st.slider("top_p", 0.05, 1.0, p.top_p, 0.05, key=k + "p")
+        max_tokens = st.number_input(
+            "Max output tokens (0 = model default)",
+            0,
+            200_000,
+            p.max_tokens or 0,
+            256,
+            key=k + "max",
+        )
+        p.max_tokens = int(max_tokens) or None
+        stops = st.text_input(
+            "Stop sequences (one per line, use \\n)",
+            "\\n".join(p.stop),
+            key=k + "stop",
+            help="Up to 4, separated by \\n.",
+        )
+        p.stop = [s for s in stops.split("\\n") if s][:4]
+        p.n = int(st.number_input("Alternatives per reply (n)", 1, 8, p.n, key=k + "n"))
+        p.memory_rounds = int(
+            st.number_input(
+                "Memory: rounds to remember",
+                0,
+                500,
+                p.memory_rounds,
+                key=k + "rounds",
+                help="How many earlier question-and-answer rounds are sent with each message. "
+                "History is also trimmed to fit the model's context window.",
+            )
+        )
+        window = st.number_input(
+            "Context window override (0 = known size)",
+            0,
+            10_000_000,
+            p.context_window or 0,
+            1024,
+            key=k + "ctx",
+        )
+        p.context_window = int(window) or None
+    try:
+        save_settings(store, conv)
+    except ParleyError as exc:
+        st.sidebar.error(str(exc))
+
+
+def stream(reply: chat.Reply) -> None:
+    """Stream a reply into an assistant bubble, then rerun to show it with its footer."""
+    with st.chat_message("assistant", avatar=AVATARS["assistant"]):
+        try:
+            st.write_stream(reply)
+        except StreamInterrupted as exc:
+            flash("warning", str(exc))
+        except ParleyError as exc:
+            flash("error", str(exc))
+        finally:
+            # Also on Stop: closes the HTTP stream and saves the partial reply, marked.
+            reply.close()
+    st.rerun()
+
+
+def start(action, *args) -> None:  # noqa: ANN001 - any chat.* starter
+    state.put("pending", (action, args))
+
+
+def resend_edit(cid: str, key: str) -> None:
+    # Read the text when clicked: arguments bound at render time would be stale.
+    start(chat.edit_last_user_message, cid, st.session_state[key])
+
+
+def run_pending(ctx: chat.ChatContext) -> None:
+    pending = state.pop("pending")
+    if not pending:
+        return
+    action, args = pending
+    try:
+        reply = action(ctx, *args)
+    except ParleyError as exc:
+        st.error(str(exc))
+        return
+    stream(reply)
+
+
+def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]) -> None:
+    """Regenerate, edit-and-resend, alternatives and reset, under the transcript."""
+    if not shown:
+        return
+    last = shown[-1]
+    alternatives = last.meta.get("alternatives") if last.role == "assistant" else None
+    if alternatives:
+        st.caption(f"{len(alternatives)} alternatives: pick the one to continue from.")
+        tabs = st.tabs([f"Option {i + 1}" for i in range(len(alternatives))])
+        for i, (tab, text) in enumerate(zip(tabs, alternatives, strict=True)):
+            with tab:
+                st.markdown(text)
+                chosen = last.meta.get("chosen") == i
+                if st.button(
+                    "Continuing from this one" if chosen else "Continue with this one",
+                    key=f"alt_{last.id}_{i}",
+                    disabled=chosen,
+                ):
+                    chat.choose_alternative(ctx, conv.id, last.id, i)
+                    st.rerun()
+    users = [m for m in shown if m.role == "user"]
+    cols = st.columns(3)
+    cols[0].button(
+        "Regenerate",
+        icon=":material/refresh:",
+        key="parley.w.regen",
+        on_click=start,
+        args=(chat.regenerate, conv.id),
+        type="tertiary",
+    )
+    if users:
+        with cols[1].popover("Edit last message", icon=":material/edit:", type="tertiary"):
+            key = f"parley.w.edit.{users[-1].id}"
+            st.text_area("Your message", users[-1].content, key=key)
+            st.button(
+                "Resend",
+                key="parley.w.resend",
+                type="primary",
+                on_click=resend_edit,
+                args=(conv.id, key),
+            )
+    with cols[2].popover("Reset", icon=":material/restart_alt:", type="tertiary"):
+        st.write("Clear every message in this conversation? Its settings are kept.")
+        if st.button("Clear messages", key="parley.w.reset", type="primary"):
+            ctx.store.clear_messages(ctx.workspace, conv.id)
+            flash("info", "Conversation reset.")
+            st.rerun()

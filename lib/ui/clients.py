@@ -1,0 +1,96 @@
+"""Settings, the OpenAI client, the store and the price table, as the pages get them.
+
+The client cache follows one rule: a client built from the server's own key (secrets or
+environment) is shared across sessions with `st.cache_resource`; a client built from a
+key typed into the sidebar is kept in that session's state only, so it never reaches
+another session, and the key itself never goes to `os.environ`, disk, logs or a URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import openai
+import streamlit as st
+
+from lib.client import build_client
+from lib.conversations import ConversationStore
+from lib.errors import ParleyError
+from lib.models import choose_models, list_server_models
+from lib.pricing import PriceTable
+from lib.settings import Settings, resolve_settings
+from lib.ui import state
+
+MODELS_TTL = 300  # seconds a server's model list is reused within a session
+
+
+def secrets() -> dict:
+    try:
+        return dict(st.secrets)
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return {}
+
+
+def settings() -> Settings:
+    """Sidebar values first, then st.secrets, then the environment."""
+    explicit = {
+        k: v
+        for k, v in {
+            "provider": state.get("provider"),
+            "base_url": state.get("base_url"),
+            "api_key": state.get("api_key"),
+        }.items()
+        if v
+    }
+    return resolve_settings(explicit, secrets(), os.environ)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _shared_client(base_url: str | None, key_digest: str, _settings: Settings) -> openai.OpenAI:
+    # Keyed by URL and a digest of the server's key: the key itself is not a cache key.
+    return build_client(_settings)
+
+
+def client(current: Settings) -> openai.OpenAI:
+    """The client for these settings; raises MissingKeyError when a key is required."""
+    key = current.require_key()
+    digest = hashlib.sha256(f"{current.base_url}|{key}".encode()).hexdigest()
+    if current.key_is_shared:
+        return _shared_client(current.base_url, digest, current)
+    cached = state.get("client")
+    if cached is None or cached[0] != digest:
+        cached = (digest, build_client(current))
+        state.put("client", cached)
+    return cached[1]
+
+
+def store(current: Settings) -> ConversationStore:
+    return ConversationStore(current.data_dir / "parley.db")
+
+
+@st.cache_data(show_spinner=False, ttl=10)
+def _prices(data_dir: str) -> PriceTable:
+    # The price table is server-wide configuration, not user data: safe to share.
+    return PriceTable.load(Path(data_dir))
+
+
+def prices(current: Settings) -> PriceTable:
+    return _prices(str(current.data_dir))
+
+
+def models(current: Settings, api: openai.OpenAI) -> tuple[list[str], str | None]:
+    """Chat models to offer, from the server's /v1/models (cached per session)."""
+    cache_key = f"models:{current.base_url}"
+    cached = state.get(cache_key)
+    if cached and time.monotonic() - cached[0] < MODELS_TTL:
+        server_models = cached[1]
+    else:
+        try:
+            server_models = list_server_models(api)
+        except ParleyError:
+            server_models = None
+        state.put(cache_key, (time.monotonic(), server_models))
+    return choose_models(server_models, current.chat_model)

@@ -1,0 +1,146 @@
+"""The shared sidebar: connection settings and the conversation list."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib import export
+from lib.conversations import ConversationStore
+from lib.errors import ParleyError
+from lib.providers import PROVIDERS
+from lib.settings import Settings
+from lib.ui import clients, state
+
+LIST_LIMIT = 50
+
+
+def connection() -> Settings:
+    """Provider, base URL and key widgets; returns the resolved settings."""
+    current = clients.settings()
+    with st.sidebar.expander("Connection", expanded=False, icon=":material/hub:"):
+        ids = list(PROVIDERS)
+        provider = st.selectbox(
+            "Provider",
+            ids,
+            index=ids.index(current.provider),
+            format_func=lambda p: PROVIDERS[p].label,
+            key="parley.w.provider",
+        )
+        if provider != current.provider:
+            state.put("provider", provider)
+            state.put("base_url", PROVIDERS[provider].base_url or current.base_url)
+            st.rerun()
+        st.caption(PROVIDERS[provider].help)
+        base_url = st.text_input("Base URL", value=current.base_url or "", key="parley.w.url")
+        if base_url.strip() != (current.base_url or ""):
+            state.put("base_url", base_url.strip())
+            st.rerun()
+        typed = st.text_input(
+            "API key",
+            type="password",
+            key="parley.w.key",
+            placeholder="kept in this browser session only",
+            help="Never stored, logged or shared with other sessions.",
+        )
+        if typed != (state.get("api_key") or ""):
+            state.put("api_key", typed.strip() or None)
+            state.pop("client")
+            st.rerun()
+        source = {
+            "sidebar": "typed in this session",
+            "secrets": "from secrets",
+            "env": "from the environment",
+        }.get(current.key_source or "", "none")
+        st.caption(f"Key: {source}")
+    return current
+
+
+def conversations(store: ConversationStore, kind: str = "chat", label: str = "chat") -> None:
+    """New, search, and the newest-first list of this workspace's conversations."""
+    ws = state.workspace()
+    sb = st.sidebar
+    if sb.button(f"New {label}", icon=":material/add:", width="stretch", key=f"new_{kind}"):
+        state.open_conversation(None)
+        st.rerun()
+    query = sb.text_input(
+        "Search conversations",
+        key=f"parley.w.search.{kind}",
+        placeholder="Search messages…",
+        label_visibility="collapsed",
+        icon=":material/search:",
+    )
+    current = state.conversation_id()
+    if query.strip():
+        hits = store.search(ws, query)
+        if not hits:
+            sb.caption("No matches.")
+        for hit in hits:
+            if sb.button(
+                hit.title,
+                key=f"hit_{hit.conversation_id}",
+                width="stretch",
+                help=hit.snippet or None,
+                type="tertiary",
+            ):
+                state.open_conversation(hit.conversation_id)
+                st.rerun()
+        return
+    for conv in store.list(ws, kind=kind, limit=LIST_LIMIT):
+        selected = conv.id == current
+        if sb.button(
+            conv.title,
+            key=f"conv_{conv.id}",
+            width="stretch",
+            type="secondary" if selected else "tertiary",
+            icon=":material/chat:" if selected else None,
+        ):
+            state.open_conversation(conv.id)
+            st.rerun()
+
+
+def conversation_actions(store: ConversationStore, cid: str) -> None:
+    """Rename, export and delete for the open conversation."""
+    ws = state.workspace()
+    try:
+        conv = store.get(ws, cid)
+    except ParleyError:
+        return
+    with st.sidebar.expander("This conversation", icon=":material/tune:"):
+        title = st.text_input("Title", value=conv.title, key=f"parley.w.title.{cid}")
+        if title != conv.title:
+            try:
+                store.rename(ws, cid, title)
+                st.rerun()
+            except ParleyError as exc:
+                st.error(str(exc))
+
+        # Built only when clicked, so a long history costs nothing on every rerun.
+        def as_markdown() -> str:
+            return export.to_markdown(conv, store.all_messages(ws, cid))
+
+        def as_json() -> str:
+            return export.to_json(conv, store.all_messages(ws, cid))
+
+        left, right = st.columns(2)
+        left.download_button(
+            "Markdown",
+            as_markdown,
+            file_name=export.filename(conv, "md"),
+            mime="text/markdown",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        right.download_button(
+            "JSON",
+            as_json,
+            file_name=export.filename(conv, "json"),
+            mime="application/json",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        with st.popover("Delete conversation", icon=":material/delete:"):
+            st.write("This deletes the conversation and all its messages.")
+            if st.button("Delete for good", type="primary", key=f"del_{cid}"):
+                store.delete(ws, cid)
+                state.open_conversation(None)
+                st.rerun()

@@ -1,0 +1,59 @@
+"""Session-state accessors: ids and UI flags only, under namespaced keys.
+
+Durable data (conversations, messages) lives in storage; the session keeps which
+conversation is open (mirrored in the URL's `?c=` so a refresh returns to it), how
+much of the transcript is shown, and the user's own settings such as a typed API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+PREFIX = "parley."
+DEFAULT_WINDOW = 30  # messages rendered before "show earlier"
+
+
+def get(name: str, default: Any = None) -> Any:
+    return st.session_state.get(PREFIX + name, default)
+
+
+def put(name: str, value: Any) -> None:
+    st.session_state[PREFIX + name] = value
+
+
+def pop(name: str) -> Any:
+    return st.session_state.pop(PREFIX + name, None)
+
+
+def workspace() -> str:
+    """Whose data this session reads and writes. Local single-user mode has one."""
+    return get("workspace") or "local"
+
+
+def conversation_id() -> str | None:
+    """The open conversation, from the session or else from the URL."""
+    cid = get("conversation_id")
+    if cid is None:
+        cid = st.query_params.get("c")
+        if cid:
+            put("conversation_id", cid)
+    return cid
+
+
+def open_conversation(cid: str | None) -> None:
+    put("conversation_id", cid)
+    put("window", DEFAULT_WINDOW)
+    if cid:
+        st.query_params["c"] = cid
+    else:
+        st.query_params.pop("c", None)
+
+
+def transcript_window() -> int:
+    return get("window") or DEFAULT_WINDOW
+
+
+def show_more(count: int = 50) -> None:
+    put("window", transcript_window() + count)

@@ -1,0 +1,94 @@
+"""Rendering a conversation: messages, their token and cost footers, the context gauge.
+
+Only a recent window of messages is loaded and drawn, so a rerun costs the same for a
+conversation of ten messages or ten thousand; earlier ones load on demand. Model output
+is rendered as Markdown with HTML disabled (Streamlit's default), never as raw HTML.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib.conversations import ConversationStore, Message, Totals
+from lib.ui import state
+
+AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
+STATUS_NOTES = {
+    "stopped": ":material/stop_circle: Stopped by you. The partial reply was kept.",
+    "interrupted": ":material/warning: The connection dropped mid-reply. "
+    "The partial reply was kept.",
+}
+
+
+def money(cost: float | None) -> str:
+    if cost is None:
+        return "cost unknown (add the model to prices.toml)"
+    if cost == 0:
+        return "$0"
+    return f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
+
+
+def footer(message: Message) -> str:
+    approx = "" if message.usage_exact else "≈"
+    parts = []
+    if message.prompt_tokens is not None:
+        parts.append(
+            f"{approx}{message.prompt_tokens:,} in · "
+            f"{approx}{message.completion_tokens or 0:,} out tokens"
+        )
+    parts.append(money(message.cost))
+    if message.model:
+        parts.append(message.model)
+    if not message.usage_exact:
+        parts.append("estimated count")
+    return " · ".join(parts)
+
+
+def render_message(message: Message) -> None:
+    with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
+        st.markdown(message.content or "*(no text)*")
+        if message.status in STATUS_NOTES:
+            st.caption(STATUS_NOTES[message.status])
+        if message.role == "assistant":
+            st.caption(footer(message))
+
+
+def render_window(store: ConversationStore, cid: str) -> list[Message]:
+    """Draw the most recent messages, with a control to load earlier ones."""
+    ws = state.workspace()
+    window = state.transcript_window()
+    messages = store.recent_messages(ws, cid, window + 1)
+    if len(messages) > window:
+        messages = messages[1:]
+        st.button(
+            "Show earlier messages",
+            icon=":material/expand_less:",
+            on_click=state.show_more,
+            type="tertiary",
+            key="parley.w.more",
+        )
+    for message in messages:
+        render_message(message)
+    return messages
+
+
+def gauge(last_reply: Message | None, totals: Totals) -> None:
+    """What went into the last request, and the conversation's running totals."""
+    context = (last_reply.meta.get("context") if last_reply else None) or {}
+    cols = st.columns([3, 2])
+    if context:
+        used = context["system"] + context["history"] + context["new"]
+        window = context["window"]
+        cols[0].progress(min(used / window, 1.0), text=f"Context: {used:,} of {window:,} tokens")
+        dropped = context["dropped"]
+        cols[0].caption(
+            f"System {context['system']:,} · history {context['history']:,} · "
+            f"new message {context['new']:,}"
+            + (f" · {dropped} earlier message{'s' * (dropped != 1)} left out" if dropped else "")
+        )
+    if totals.replies:
+        cols[1].caption(
+            f"Conversation total: {totals.prompt_tokens + totals.completion_tokens:,} tokens "
+            f"({totals.prompt_tokens:,} in, {totals.completion_tokens:,} out) · "
+            f"{money(totals.cost)}"
+        )

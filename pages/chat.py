@@ -1,0 +1,44 @@
+"""Chat: multi-turn, streaming chat with any OpenAI-compatible server."""
+
+import streamlit as st
+
+from lib import chat
+from lib.errors import MissingKeyError
+from lib.ui import chat_view, clients, sidebar, state, transcript
+
+current = sidebar.connection()
+store = clients.store(current)
+sidebar.conversations(store)
+conv = chat_view.open_conversation(store)
+if conv:
+    sidebar.conversation_actions(store, conv.id)
+
+st.title(conv.title if conv else "New chat")
+chat_view.show_flash()
+shown = transcript.render_window(store, conv.id) if conv else []
+
+try:
+    api = clients.client(current)
+except MissingKeyError as exc:
+    st.info(f"**Add an API key to start chatting.** {exc.hint}", icon=":material/key:")
+    st.stop()
+
+ctx = chat.ChatContext(store, state.workspace(), api, clients.prices(current), current.provider)
+models, note = clients.models(current, api)
+chat_view.parameters(store, conv or chat_view.draft(current), models, note)
+if conv:
+    chat_view.last_actions(ctx, conv, shown)
+    last_reply = next((m for m in reversed(shown) if m.role == "assistant"), None)
+    transcript.gauge(last_reply, store.totals(ctx.workspace, conv.id))
+    chat_view.run_pending(ctx)
+
+if prompt := st.chat_input("Message Parley", submit_mode="stop"):
+    if conv is None:
+        draft = chat_view.draft(current)
+        conv = store.create(
+            ctx.workspace, model=draft.model, system_prompt=draft.system_prompt, params=draft.params
+        )
+        state.open_conversation(conv.id)
+    with st.chat_message("user", avatar=transcript.AVATARS["user"]):
+        st.markdown(prompt)
+    chat_view.stream(chat.send(ctx, conv.id, prompt))
