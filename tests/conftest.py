@@ -1,0 +1,80 @@
+"""Shared fixtures, layered like `llm`'s: pure objects, the local OpenAI-compatible
+server, AppTest pages, and (in tests/browser/) a real browser.
+
+Every test gets a fresh data directory, so no test sees another's database, and the
+Streamlit caches are cleared between tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from lib.conversations import ConversationStore
+from tests.fake_openai import FakeOpenAI
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "data"
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(path))
+    # The developer's own settings must not leak into tests.
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "PARLEY_PROVIDER",
+        "PARLEY_CHAT_MODEL",
+        "APP_PASSWORD",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def clear_streamlit_caches() -> Iterator[None]:
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture(scope="session")
+def _server() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def openai_server(_server: FakeOpenAI) -> FakeOpenAI:
+    """The local OpenAI-compatible server, with no scripts, faults or records left over."""
+    _server.reset()
+    return _server
+
+
+@pytest.fixture
+def store(data_dir: Path) -> ConversationStore:
+    return ConversationStore(data_dir / "parley.db")
+
+
+@pytest.fixture
+def app(openai_server: FakeOpenAI) -> Callable[..., AppTest]:
+    """Build an AppTest of Home.py pointed at the local server through `at.secrets`."""
+
+    def make(page: str | None = None, *, key: str | None = "sk-test", **secrets: str) -> AppTest:
+        at = AppTest.from_file(str(REPO / "Home.py"), default_timeout=30)
+        if key:
+            at.secrets["OPENAI_API_KEY"] = key
+        at.secrets["OPENAI_BASE_URL"] = openai_server.base_url
+        for name, value in secrets.items():
+            at.secrets[name] = value
+        if page:
+            at.switch_page(page)
+        return at
+
+    return make
