@@ -15,6 +15,8 @@ import io
 import math
 import re
 import struct
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _WORD = re.compile(r"\S+")
@@ -188,3 +190,50 @@ def image_usage(model: str, prompt: str, n: int) -> dict[str, Any] | None:
     inp, out = count_words(prompt), 272 * n
     return {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
             "input_tokens_details": {"text_tokens": inp, "image_tokens": 0}}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _request_images(req: dict[str, Any], corrupt: bool) -> tuple[str, str, list[bytes]]:
+    prompt, model = str(req["prompt"]), str(req.get("model") or "gpt-image-2")
+    n = max(1, int(req.get("n") or 1))
+    return prompt, model, [CORRUPT_IMAGE if corrupt else render_png(prompt, i) for i in range(n)]
+
+
+def images_response(req: dict[str, Any], *, corrupt: bool = False, revise: bool = False,
+                    store: Callable[[bytes], str] | None = None) -> dict[str, Any]:
+    """The /v1/images/generations body; with ``store`` images are URLs it hands out."""
+    prompt, model, images = _request_images(req, corrupt)
+    data: list[dict[str, Any]] = []
+    for img in images:
+        item = {"url": store(img)} if store else {"b64_json": _b64(img)}
+        if revise:
+            item["revised_prompt"] = f"A detailed, vivid illustration of {prompt}"
+        data.append(item)
+    result: dict[str, Any] = {"created": int(time.time()), "data": data}
+    if (usage := image_usage(model, prompt, len(images))) is not None:
+        result["usage"] = usage
+    return result
+
+
+def image_events(req: dict[str, Any], *, corrupt: bool = False,
+                 ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event name, data) pairs of a streamed generation: partial frames, then completed."""
+    prompt, model, images = _request_images(req, corrupt)
+    partials = max(0, min(3, int(req.get("partial_images") or 0)))
+    common = {"created_at": int(time.time()), "size": req.get("size") or "1024x1024",
+              "quality": req.get("quality") or "auto", "background": "opaque",
+              "output_format": "png"}
+    # The completed event's usage is not optional in the SDK's model, even for non-GPT models.
+    usage = image_usage("gpt-image", prompt, len(images))
+    for i, img in enumerate(images):
+        for p in range(partials):
+            frame = CORRUPT_IMAGE if corrupt else render_png(prompt, i,
+                                                             progress=(p + 1) / (partials + 1))
+            yield "image_generation.partial_image", {
+                "type": "image_generation.partial_image", "partial_image_index": p,
+                "b64_json": _b64(frame), **common}
+        yield "image_generation.completed", {"type": "image_generation.completed",
+                                             "b64_json": _b64(img), "usage": usage, **common}

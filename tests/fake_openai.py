@@ -14,7 +14,6 @@ Standalone: ``python -m tests.fake_openai --port 8765 [--first-token-delay 0.1] 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import select
 import signal
@@ -31,15 +30,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.fake_images import (
-    CORRUPT_IMAGE,
     chat_usage,
     count_words,
     embedding_items,
     error_body,
     finish_text,
-    image_usage,
+    image_events,
+    images_response,
     message_text,
-    render_png,
     reply_texts,
 )
 
@@ -368,54 +366,20 @@ class _Handler(BaseHTTPRequestHandler):
         if not prompt:
             raise _ApiError(400, "Missing required parameter: 'prompt'.",
                             code="missing_required_parameter", param="prompt")
-        model, n = str(req.get("model") or "gpt-image-2"), max(1, int(req.get("n") or 1))
-        shape = req.get("response_format") or fake.image_shape
-        images = [CORRUPT_IMAGE if fake.corrupt_images else render_png(prompt, i)
-                  for i in range(n)]
-        usage = image_usage(model, prompt, n)
-        common = {"created_at": int(time.time()), "size": req.get("size") or "1024x1024",
-                  "quality": req.get("quality") or "auto", "background": "opaque",
-                  "output_format": "png"}
         fake._sleep(fake.default_first_token_delay)
         if not req.get("stream"):
-            data = []
-            for img in images:
-                item: dict[str, Any] = {}
-                if shape == "url":
-                    file_id = uuid.uuid4().hex
-                    fake._files[file_id] = img
-                    item["url"] = f"{fake.url}/files/{file_id}.png"
-                else:
-                    item["b64_json"] = base64.b64encode(img).decode()
-                if fake.revise_prompts:
-                    item["revised_prompt"] = f"A detailed, vivid illustration of {prompt}"
-                data.append(item)
-            result = {"created": common["created_at"], "data": data}
-            if usage is not None:
-                result["usage"] = usage
-            return self._send_json(200, result)
-        partials = max(0, min(3, int(req.get("partial_images") or 0)))
+            url_shape = (req.get("response_format") or fake.image_shape) == "url"
+            return self._send_json(200, images_response(
+                req, corrupt=fake.corrupt_images, revise=fake.revise_prompts,
+                store=fake._store_file if url_shape else None))
         self._begin_stream()
-        drop, sent = fake._take(fake._drops, path=None), 0
-        for i, img in enumerate(images):
-            for p in range(partials):
-                if drop is not None and sent >= drop:
-                    self._drop()
-                frame = CORRUPT_IMAGE if fake.corrupt_images else render_png(
-                    prompt, i, progress=(p + 1) / (partials + 1))
-                self._event({"type": "image_generation.partial_image", "partial_image_index": p,
-                             "b64_json": base64.b64encode(frame).decode(), **common},
-                            event="image_generation.partial_image")
-                sent += 1
-                fake._sleep(fake.chunk_delay)
-            done = {"type": "image_generation.completed", **common,
-                    "b64_json": base64.b64encode(img).decode(),
-                    "usage": usage or {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
-                                       "input_tokens_details": {"text_tokens": 0,
-                                                                "image_tokens": 0}}}
-            self._event(done, event="image_generation.completed")
+        drop = fake._take(fake._drops, path=None)
+        for sent, (name, event) in enumerate(image_events(req, corrupt=fake.corrupt_images)):
+            if drop is not None and sent >= drop:
+                self._drop()
+            self._event(event, event=name)
+            fake._sleep(fake.chunk_delay)
         self._write(b"", last=True)
-
 
 def _model(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 1700000000, "owned_by": "parley-fake"}
@@ -560,6 +524,11 @@ class FakeOpenAI:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
+
+    def _store_file(self, data: bytes) -> str:
+        file_id = uuid.uuid4().hex
+        self._files[file_id] = data
+        return f"{self.url}/files/{file_id}.png"
 
     def _count_disconnect(self) -> None:
         with self._lock:

@@ -145,6 +145,23 @@ def test_context_limit_and_route_filter(server: FakeOpenAI, client: openai.OpenA
     assert info.value.code == "content_policy_violation"
 
 
+def test_api_key_strict_models_and_reset(server: FakeOpenAI, client: openai.OpenAI) -> None:
+    server.api_key = "sk-other"
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+    server.reset()
+    server.strict_models = True
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="gpt-9", messages=user("x"))
+    assert "gpt-9" in info.value.message
+    server.script("scripted")
+    server.fail(500, times=2)
+    server.reset()
+    assert server.requests == [] and not server.strict_models
+    reply = client.chat.completions.create(model="gpt-9", messages=user("x"))
+    assert reply.choices[0].message.content == "Echo: x"
+
+
 def test_drop_after_raises_connection_error_mid_stream(
     server: FakeOpenAI, client: openai.OpenAI
 ) -> None:
