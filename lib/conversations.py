@@ -211,13 +211,16 @@ class ConversationStore:
         with self._conn() as conn:
             rows = conn.execute(
                 """
-                SELECT c.id, c.title, c.updated_at,
-                       snippet(messages_fts, 0, '**', '**', '…', 12) AS snippet,
-                       min(bm25(messages_fts)) AS score
-                FROM messages_fts
-                JOIN messages m ON m.id = messages_fts.rowid
+                WITH hits AS MATERIALIZED (
+                    SELECT rowid AS mid, bm25(messages_fts) AS score,
+                           snippet(messages_fts, 0, '**', '**', '…', 12) AS snippet
+                    FROM messages_fts WHERE messages_fts MATCH ?
+                )
+                SELECT c.id, c.title, c.updated_at, h.snippet, min(h.score) AS score
+                FROM hits h
+                JOIN messages m ON m.id = h.mid
                 JOIN conversations c ON c.id = m.conversation_id
-                WHERE messages_fts MATCH ? AND c.workspace = ?
+                WHERE c.workspace = ?
                 GROUP BY c.id ORDER BY score LIMIT ?
                 """,
                 (match, workspace, limit),

@@ -1,0 +1,184 @@
+"""Conversation storage: migrations, CRUD, workspaces, search, token-count cache."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lib import db, export
+from lib.conversations import ChatParams, ConversationStore, Message
+from lib.errors import InvalidInputError, NotFoundError
+
+
+def test_blank_database_gets_every_migration_in_wal_mode(data_dir: Path) -> None:
+    conn = db.connect(data_dir / "parley.db")
+    assert db.applied_migrations(conn) == sorted(name for name, _ in db.MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.migrate(conn) == []  # safe to run twice
+
+
+def test_upgrade_from_first_migration_keeps_data_and_indexes_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    db.migrate(conn, db.MIGRATIONS[:1])  # a database from before full-text search
+    conn.execute(
+        "INSERT INTO conversations VALUES ('c1', 'local', 'chat', 'Old', 'm', '', '{}', 1, 1)"
+    )
+    conn.execute(
+        "INSERT INTO messages (conversation_id, role, content, created_at) "
+        "VALUES ('c1', 'user', 'pelicans migrate in winter', 1)"
+    )
+    conn.close()
+    store = ConversationStore(path)
+    hits = store.search("local", "pelicans")
+    assert [h.conversation_id for h in hits] == ["c1"]
+    assert "pelicans" in hits[0].snippet
+
+
+def test_failed_migration_rolls_back_and_is_not_recorded(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    bad = [("0001_ok", "CREATE TABLE a (x);"), ("0002_bad", "CREATE TABLE b (y); SELEC oops;")]
+    with pytest.raises(sqlite3.Error):
+        db.migrate(conn, bad)
+    assert db.applied_migrations(conn) == ["0001_ok"]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "b" not in tables
+
+
+def test_conversation_lifecycle(store: ConversationStore) -> None:
+    conv = store.create(
+        "local",
+        model="gpt-5",
+        system_prompt="Be brief.",
+        params=ChatParams(temperature=0.3, stop=["END"]),
+    )
+    store.add_message("local", conv.id, Message(role="user", content="What is   a  pelican?"))
+    store.add_message("local", conv.id, Message(role="assistant", content="A bird."))
+    loaded = store.get("local", conv.id)
+    assert loaded.title == "What is a pelican?"  # titled from the first message
+    assert loaded.params.temperature == 0.3 and loaded.params.stop == ["END"]
+    assert [m.content for m in store.all_messages("local", conv.id)] == [
+        "What is   a  pelican?",
+        "A bird.",
+    ]
+    store.rename("local", conv.id, "Birds")
+    assert store.get("local", conv.id).title == "Birds"
+    store.delete("local", conv.id)
+    with pytest.raises(NotFoundError):
+        store.get("local", conv.id)
+
+
+def test_list_is_newest_first(store: ConversationStore) -> None:
+    first = store.create("local", model="m")
+    second = store.create("local", model="m")
+    store.add_message("local", first.id, Message(role="user", content="bump"))
+    assert [c.id for c in store.list("local")] == [first.id, second.id]
+
+
+def test_workspaces_are_isolated(store: ConversationStore) -> None:
+    conv = store.create("alice", model="m")
+    store.add_message("alice", conv.id, Message(role="user", content="secret plans"))
+    assert store.list("bob") == []
+    assert store.search("bob", "secret") == []
+    for call in (
+        lambda: store.get("bob", conv.id),
+        lambda: store.recent_messages("bob", conv.id, 10),
+        lambda: store.add_message("bob", conv.id, Message(role="user", content="x")),
+        lambda: store.rename("bob", conv.id, "mine"),
+        lambda: store.delete("bob", conv.id),
+        lambda: store.totals("bob", conv.id),
+    ):
+        with pytest.raises(NotFoundError):
+            call()
+    assert store.count_messages("alice", conv.id) == 1
+    with pytest.raises(ValueError):
+        store.list("")
+
+
+def test_search_matches_prefixes_and_titles(store: ConversationStore) -> None:
+    a = store.create("local", model="m")
+    store.add_message("local", a.id, Message(role="user", content="Explain photosynthesis"))
+    b = store.create("local", model="m", title="Tax return")
+    assert [h.conversation_id for h in store.search("local", "photosynth")] == [a.id]
+    assert [h.conversation_id for h in store.search("local", "tax")] == [b.id]
+    assert store.search("local", '"unbalanced') == []  # quotes cannot break the query
+    assert store.search("local", "   ") == []
+
+
+def test_recent_window_and_paging(store: ConversationStore) -> None:
+    conv = store.create("local", model="m")
+    for i in range(25):
+        store.add_message("local", conv.id, Message(role="user", content=f"m{i}"))
+    last = store.recent_messages("local", conv.id, 10)
+    assert [m.content for m in last] == [f"m{i}" for i in range(15, 25)]
+    earlier = store.recent_messages("local", conv.id, 5, before_id=last[0].id)
+    assert [m.content for m in earlier] == [f"m{i}" for i in range(10, 15)]
+
+
+def test_token_count_cache_and_totals(store: ConversationStore) -> None:
+    conv = store.create("local", model="m")
+    user = store.add_message("local", conv.id, Message(role="user", content="hi"))
+    store.add_message(
+        "local",
+        conv.id,
+        Message(role="assistant", content="yo", prompt_tokens=10, completion_tokens=5, cost=0.25),
+    )
+    store.add_message(
+        "local",
+        conv.id,
+        Message(
+            role="assistant", content="again", prompt_tokens=20, completion_tokens=7, cost=None
+        ),
+    )
+    store.cache_token_counts("local", conv.id, [(user.id, 4, "o200k_base")])
+    cached = store.recent_messages("local", conv.id, 3)[0]
+    assert (cached.tokens, cached.tokens_encoding) == (4, "o200k_base")
+    totals = store.totals("local", conv.id)
+    assert (totals.prompt_tokens, totals.completion_tokens, totals.replies) == (30, 12, 2)
+    assert totals.cost == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (ChatParams(temperature=2.5), "Temperature"),
+        (ChatParams(top_p=0), "top_p"),
+        (ChatParams(max_tokens=0), "Max output tokens"),
+        (ChatParams(n=9), "n must"),
+        (ChatParams(stop=["a", "b", "c", "d", "e"]), "stop sequences"),
+        (ChatParams(memory_rounds=-1), "memory window"),
+    ],
+)
+def test_invalid_parameters_are_refused(
+    store: ConversationStore, params: ChatParams, message: str
+) -> None:
+    conv = store.create("local", model="m")
+    with pytest.raises(InvalidInputError, match=message):
+        store.update_settings("local", conv.id, params=params)
+    assert store.get("local", conv.id).params == ChatParams()
+
+
+def test_export_markdown_and_json(store: ConversationStore) -> None:
+    conv = store.create("local", model="gpt-5", system_prompt="Be kind.")
+    store.add_message("local", conv.id, Message(role="user", content="Cite it"))
+    store.add_message(
+        "local",
+        conv.id,
+        Message(
+            role="assistant",
+            content="See [1].",
+            status="stopped",
+            meta={"citations": [{"file": "R-intro.pdf", "page": 12}]},
+        ),
+    )
+    conv = store.get("local", conv.id)
+    messages = store.all_messages("local", conv.id)
+    md = export.to_markdown(conv, messages)
+    assert "# Cite it" in md and "> **System:** Be kind." in md
+    assert "## Assistant *(stopped)*" in md and "[1] R-intro.pdf, page 12" in md
+    data = __import__("json").loads(export.to_json(conv, messages))
+    assert data["messages"][1]["citations"] == [{"file": "R-intro.pdf", "page": 12}]
+    assert data["system_prompt"] == "Be kind." and data["model"] == "gpt-5"
+    assert export.filename(conv, "md") == "Cite-it.md"
