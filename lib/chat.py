@@ -8,6 +8,7 @@ Closing a `Reply` early closes the HTTP stream and keeps the partial text, marke
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -94,19 +95,20 @@ def prepare(
         context_window=window,
         output_budget=reserve,
     )
+    # Count what was left out of the whole conversation, not just of the loaded window.
+    earlier = ctx.store.count_messages(ctx.workspace, conv.id) - len(recent)
+    trim = dataclasses.replace(trim, dropped=trim.dropped + earlier)
     kept = trim.kept
     if shrink and kept:
         # The server said the prompt was too long: its real window is smaller than ours.
         kept = kept[len(kept) // 2 :]
         while kept and kept[0].role != "user":
             kept = kept[1:]
-        trim = TrimResult(
-            kept,
-            trim.system_tokens,
-            sum(m.tokens or 0 for m in kept),
-            trim.new_tokens,
-            len(history) - len(kept),
-            trim.budget,
+        trim = dataclasses.replace(
+            trim,
+            kept=kept,
+            history_tokens=sum(m.tokens or 0 for m in kept),
+            dropped=trim.dropped + len(trim.kept) - len(kept),
         )
     messages = [{"role": "system", "content": conv.system_prompt}] if conv.system_prompt else []
     messages += [{"role": m.role, "content": m.content} for m in [*kept, new]]
