@@ -1,5 +1,8 @@
 """Real-browser fixtures: `streamlit run Home.py` in a subprocess, driven by Playwright
 with Debian's Chromium (/usr/bin/chromium), against the local OpenAI-compatible server.
+
+Where there is no Debian Chromium (no apt), `make test` downloads Playwright's own
+Chromium instead and the `browser` fixture falls back to it.
 """
 
 from __future__ import annotations
@@ -93,14 +96,22 @@ class StreamlitServer:
         self._log_file.close()
 
 
+def chromium_executable() -> str | None:
+    """Debian's (or $PARLEY_CHROMIUM) Chromium if present, else None: Playwright's own."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    return shutil.which("chromium")
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make test`, which installs it.")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            browser = p.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
+        except Error as exc:
+            pytest.fail(f"No usable Chromium ({exc.message.splitlines()[0]}): run `make test`.")
         yield browser
         browser.close()
 
@@ -134,8 +145,16 @@ def streamlit_app(
 
 
 def wait_for_idle(page, timeout: float = 30_000) -> None:  # noqa: ANN001 - playwright Page
-    """Wait until Streamlit finished its script run (the status widget is gone)."""
+    """Wait until Streamlit finished its script run.
+
+    Streamlit 1.67 shows no status widget with toolbarMode "minimal", so this reads the
+    run state the app root exposes. Right after an input the state can still read
+    "notRunning" from the previous run: wait for something the new run draws first.
+    """
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && document.querySelector('[data-testid=\"stApp\"]')"
+        ".dataset.testScriptState === 'notRunning'",
+        timeout=timeout,
     )
