@@ -1,0 +1,88 @@
+# Parley: `make run` to use it, `make test` to check it. See README.md.
+#
+# Installs are idempotent: each one leaves a stamp in .venv named after a checksum of the
+# requirements files, so a second `make` skips pip entirely until a requirements file
+# changes (or .venv is deleted).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+ADDRESS ?= localhost
+FAKE_PORT ?= 8765
+PYTEST_ARGS ?=
+
+# cksum is POSIX, so this works on Linux and macOS alike.
+RUN_SUM := $(shell cat requirements.txt | cksum | tr -s ' ' '-')
+DEV_SUM := $(shell cat requirements.txt requirements-dev.txt | cksum | tr -s ' ' '-')
+RUN_STAMP := $(VENV)/.parley-run-$(RUN_SUM)
+DEV_STAMP := $(VENV)/.parley-dev-$(DEV_SUM)
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT := 1
+
+.PHONY: help run install install-dev system-packages test lint format bench fake-server
+
+help:
+	@echo "make run          start Parley on http://$(ADDRESS):$(PORT) (creates .venv, installs)"
+	@echo "make test         install dev tools and a browser, lint, run every test"
+	@echo "make lint         ruff check and ruff format --check"
+	@echo "make format       apply ruff's fixes and formatting"
+	@echo "make install      create .venv and install the runtime requirements"
+	@echo "make bench        print the benchmark figures (bench/*.py)"
+	@echo "make fake-server  a local OpenAI-compatible test server on :$(FAKE_PORT)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	rm -f $(VENV)/.parley-run-*
+	touch $@
+
+# requirements-dev.txt includes requirements.txt, so this also satisfies `make run`.
+$(DEV_STAMP): | $(PY)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	rm -f $(VENV)/.parley-dev-* $(VENV)/.parley-run-*
+	touch $@ $(RUN_STAMP)
+
+install: $(RUN_STAMP)
+
+install-dev: $(DEV_STAMP) system-packages
+
+# Chromium for the browser tests, the R manuals (PDFs) and tmux: apt where available,
+# else Playwright's own Chromium (see the script).
+system-packages: $(DEV_STAMP)
+	PYTHON=$(PY) .ci/system-packages
+
+run: $(RUN_STAMP)
+	$(PY) -m streamlit run Home.py --server.port $(PORT) --server.address $(ADDRESS)
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(DEV_STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+# Lint first: a formatting slip fails fast instead of after the whole suite.
+test: install-dev
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every bench/*.py that runs as a script (has a __main__ block), as a module from the
+# repository root so it can import lib/ and tests/.
+bench: $(DEV_STAMP)
+	@set -e; for f in bench/*.py; do \
+		grep -q '__name__ == "__main__"' "$$f" || continue; \
+		echo "== $$f"; \
+		$(PY) -m bench.$$(basename "$$f" .py); \
+	done
+
+fake-server: $(DEV_STAMP)
+	@echo "Try Parley without a key: OPENAI_BASE_URL=http://127.0.0.1:$(FAKE_PORT)/v1 make run"
+	$(PY) -m tests.fake_openai --port $(FAKE_PORT)
