@@ -69,6 +69,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
         """,
     ),
+    (
+        # Generated images: the file lives under the data directory (path relative to it);
+        # tokens are those of the request (batch) that made the image, cost is its share.
+        "0004_images",
+        """
+        CREATE TABLE images (
+            id TEXT PRIMARY KEY,
+            workspace TEXT NOT NULL,
+            batch TEXT NOT NULL,
+            position INTEGER NOT NULL DEFAULT 0,
+            file TEXT NOT NULL,
+            thumb TEXT,
+            mime TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            prompt TEXT NOT NULL,
+            revised_prompt TEXT,
+            model TEXT NOT NULL,
+            size TEXT NOT NULL,
+            quality TEXT,
+            background TEXT,
+            conversation_id TEXT REFERENCES conversations (id) ON DELETE SET NULL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cost REAL,
+            meta TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX images_by_workspace ON images (workspace, created_at DESC);
+        CREATE INDEX images_by_conversation ON images (conversation_id);
+        """,
+    ),
 ]
 
 _migrated: set[str] = set()
