@@ -62,7 +62,9 @@ def provider_errors() -> Iterator[None]:
         code = _code(exc)
         if code == "context_length_exceeded":
             raise errors.ContextTooLong("The request is longer than the model's context.") from exc
-        if code == "content_policy_violation":
+        # Image models answer a safety refusal with "moderation_blocked"; DALL-E used the
+        # older "content_policy_violation".
+        if code in ("content_policy_violation", "moderation_blocked"):
             raise errors.ContentRefused(f"Refused by content policy: {_detail(exc)}") from exc
         raise errors.ModelRejected(
             f"The server refused the request ({exc.status_code}): {_detail(exc)}"
