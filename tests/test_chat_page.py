@@ -1,0 +1,224 @@
+"""The Chat page under AppTest, against the local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib.conversations import ConversationStore, Message
+from tests.fake_openai import FakeOpenAI
+
+CHAT = "pages/chat.py"
+
+
+def send(at: AppTest, text: str) -> AppTest:
+    at.chat_input[0].set_value(text).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def bubbles(at: AppTest) -> list[tuple[str, str]]:
+    return [(m.name, m.markdown[0].value) for m in at.chat_message]
+
+
+def test_without_a_key_the_app_starts_and_explains(app: Callable[..., AppTest]) -> None:
+    at = app(key=None, PARLEY_PROVIDER="openai")
+    at.run()
+    assert not at.exception
+    assert "Add an API key" in at.info[0].value
+    assert "secrets.toml" in at.info[0].value and "Ollama" in at.info[0].value
+
+
+def test_chat_streams_saves_and_survives_a_refresh(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI, store: ConversationStore
+) -> None:
+    at = app()
+    at.run()
+    openai_server.script("Pelicans are **large** water birds.")
+    send(at, "What is a pelican?")
+    assert bubbles(at) == [
+        ("user", "What is a pelican?"),
+        ("assistant", "Pelicans are **large** water birds."),
+    ]
+    cid = (
+        at.query_params["c"][0] if isinstance(at.query_params["c"], list) else at.query_params["c"]
+    )
+    assert at.title[0].value == "What is a pelican?"
+    assert "tokens" in at.chat_message[1].caption[0].value
+
+    # A browser refresh is a new session with the same URL.
+    fresh = app()
+    fresh.query_params["c"] = cid
+    fresh.run()
+    assert bubbles(fresh) == bubbles(at)
+    assert [m.content for m in store.all_messages("local", cid)] == [
+        "What is a pelican?",
+        "Pelicans are **large** water birds.",
+    ]
+
+
+def test_unknown_conversation_in_url_is_not_found(app: Callable[..., AppTest]) -> None:
+    at = app()
+    at.query_params["c"] = "0" * 32
+    at.run()
+    assert not at.exception
+    assert "not found" in at.warning[0].value
+    assert at.title[0].value == "New chat"
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "text"),
+    [
+        (lambda s: s.fail(401), "error", "rejected the API key"),
+        (lambda s: s.fail(429, retry_after=0.01, times=4), "error", "Rate limited"),
+        (lambda s: s.fail(503, times=4, retry_after=0.01), "error", "server failed"),
+        (lambda s: s.fail(404, code="model_not_found"), "error", "Not found"),
+    ],
+)
+def test_provider_errors_are_messages_and_the_question_is_kept(
+    app: Callable[..., AppTest],
+    openai_server: FakeOpenAI,
+    fault,
+    kind: str,
+    text: str,  # noqa: ANN001
+) -> None:
+    at = app()
+    at.run()
+    fault(openai_server)
+    send(at, "Will this work?")
+    assert text in getattr(at, kind)[0].value
+    assert bubbles(at) == [("user", "Will this work?")]
+
+
+def test_stream_cut_keeps_the_partial_reply_marked(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI
+) -> None:
+    at = app()
+    at.run()
+    openai_server.script("alpha beta gamma delta epsilon zeta", chunk_size=6)
+    openai_server.drop_after(2)
+    send(at, "tell me")
+    assert "connection dropped" in at.warning[0].value
+    assert bubbles(at)[1] == ("assistant", "alpha beta g")
+    assert "dropped mid-reply" in at.chat_message[1].caption[0].value
+
+
+def test_html_in_model_output_is_shown_as_text(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI
+) -> None:
+    at = app()
+    at.run()
+    payload = "<script>window.pwned=1</script><img src=x onerror=alert(1)>"
+    openai_server.script(payload)
+    send(at, "say something dangerous")
+    reply = at.chat_message[1].markdown[0]
+    assert reply.value == payload
+    assert not reply.proto.allow_html
+
+
+def test_sidebar_lists_searches_and_switches(
+    app: Callable[..., AppTest], store: ConversationStore
+) -> None:
+    a = store.create("local", model="gpt-5.4-mini")
+    store.add_message("local", a.id, Message(role="user", content="About volcanoes"))
+    b = store.create("local", model="gpt-5.4-mini")
+    store.add_message("local", b.id, Message(role="user", content="About glaciers"))
+    at = app()
+    at.run()
+    labels = [btn.label for btn in at.sidebar.button]
+    assert labels.index("About glaciers") < labels.index("About volcanoes")  # newest first
+    at.sidebar.text_input(key="parley.w.search.chat").set_value("volcan").run()
+    labels = [btn.label for btn in at.sidebar.button]
+    assert "About volcanoes" in labels and "About glaciers" not in labels
+    at.sidebar.button(key=f"hit_{a.id}").click().run()
+    assert bubbles(at) == [("user", "About volcanoes")]
+
+
+def test_rename_and_delete(app: Callable[..., AppTest], store: ConversationStore) -> None:
+    conv = store.create("local", model="gpt-5.4-mini")
+    store.add_message("local", conv.id, Message(role="user", content="hello"))
+    at = app()
+    at.query_params["c"] = conv.id
+    at.run()
+    at.sidebar.text_input(key=f"parley.w.title.{conv.id}").set_value("Greetings").run()
+    assert store.get("local", conv.id).title == "Greetings"
+    at.sidebar.button(key=f"del_{conv.id}").click().run()
+    assert store.list("local") == []
+    assert at.title[0].value == "New chat"
+
+
+def test_parameters_persist_per_conversation(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI, store: ConversationStore
+) -> None:
+    at = app()
+    at.run()
+    send(at, "first")
+    cid = store.list("local")[0].id
+    at.sidebar.slider(key=f"parley.w.{cid}.t").set_value(0.4).run()
+    at.sidebar.text_area(key=f"parley.w.{cid}.system").set_value("Answer in French.").run()
+    conv = store.get("local", cid)
+    assert conv.params.temperature == 0.4 and conv.system_prompt == "Answer in French."
+    send(at, "second")
+    sent = openai_server.requests_to("/chat/completions")[-1].json
+    assert sent["temperature"] == 0.4
+    assert sent["messages"][0] == {"role": "system", "content": "Answer in French."}
+
+
+def test_alternatives_regenerate_and_reset(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI, store: ConversationStore
+) -> None:
+    at = app()
+    at.run()
+    send(at, "hi")
+    cid = store.list("local")[0].id
+    at.sidebar.number_input(key=f"parley.w.{cid}.n").set_value(2).run()
+    openai_server.script(["Option A", "Option B"])
+    send(at, "two ways please")
+    assert len(at.tabs) == 2
+    last = store.all_messages("local", cid)[-1]
+    at.button(key=f"alt_{last.id}_1").click().run()
+    assert store.all_messages("local", cid)[-1].content == "Option B"
+
+    openai_server.script(["Regenerated", "Other"])
+    at.button(key="parley.w.regen").click().run()
+    assert store.all_messages("local", cid)[-1].content == "Regenerated"
+
+    at.button(key="parley.w.reset").click().run()
+    assert store.all_messages("local", cid) == []
+    assert "reset" in at.info[0].value
+
+
+def test_edit_and_resend(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI, store: ConversationStore
+) -> None:
+    at = app()
+    at.run()
+    send(at, "whats teh capital of France")
+    users = [m for m in store.all_messages("local", store.list("local")[0].id) if m.role == "user"]
+    at.text_area(key=f"parley.w.edit.{users[-1].id}").set_value("What is the capital of France?")
+    at.button(key="parley.w.resend").click().run()
+    assert bubbles(at) == [
+        ("user", "What is the capital of France?"),
+        ("assistant", "Echo: What is the capital of France?"),
+    ]
+
+
+def test_long_conversation_renders_a_window_and_loads_more(
+    app: Callable[..., AppTest], store: ConversationStore
+) -> None:
+    conv = store.create("local", model="gpt-5.4-mini")
+    for i in range(100):
+        store.add_message(
+            "local",
+            conv.id,
+            Message(role="user" if i % 2 == 0 else "assistant", content=f"message {i}"),
+        )
+    at = app()
+    at.query_params["c"] = conv.id
+    at.run()
+    assert len(at.chat_message) == 30
+    assert at.chat_message[-1].markdown[0].value == "message 99"
+    at.button(key="parley.w.more").click().run()
+    assert len(at.chat_message) == 80
