@@ -43,6 +43,30 @@ class InvalidInputError(ParleyError):
     """The user gave input Parley cannot use."""
 
 
+class DocumentError(InvalidInputError):
+    """An uploaded file cannot be indexed; the message names the file and the reason."""
+
+
+class UnreadableDocument(DocumentError):
+    """Corrupt, truncated, empty, mislabelled or of a type Parley does not read."""
+
+
+class EncryptedDocument(DocumentError):
+    hint = "Remove the password (for example, print it to a new PDF) and upload it again."
+
+
+class NoTextFound(DocumentError):
+    hint = "It looks like a scan: run OCR on it (for example with ocrmypdf) and upload the result."
+
+
+class FileTooLarge(DocumentError):
+    """Bigger than the per-file upload limit."""
+
+
+class IngestCancelled(ParleyError):
+    """The user stopped indexing; nothing from the unfinished file was kept."""
+
+
 class ProviderError(ParleyError):
     """The model server failed or refused a request."""
 
