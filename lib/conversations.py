@@ -111,6 +111,7 @@ class Totals:
     completion_tokens: int
     cost: float
     replies: int
+    unpriced: int = 0  # replies whose cost is unknown (model missing from the price table)
 
 
 _MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "id"]
@@ -382,11 +383,11 @@ class ConversationStore:
             self._get(conn, workspace, conversation_id)
             row = conn.execute(
                 "SELECT coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), "
-                "coalesce(sum(cost), 0), count(*) FROM messages "
+                "coalesce(sum(cost), 0), count(*), count(*) - count(cost) FROM messages "
                 "WHERE conversation_id = ? AND role = 'assistant'",
                 (conversation_id,),
             ).fetchone()
-        return Totals(row[0], row[1], row[2], row[3])
+        return Totals(*row)
 
 
 def _message_values(message: Message) -> list[Any]:

@@ -22,7 +22,7 @@ STATUS_NOTES = {
 
 def money(cost: float | None) -> str:
     if cost is None:
-        return "cost unknown (add the model to prices.toml)"
+        return "cost unknown"
     if cost == 0:
         return "$0"
     return f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
@@ -87,8 +87,14 @@ def gauge(last_reply: Message | None, totals: Totals) -> None:
             + (f" · {dropped} earlier message{'s' * (dropped != 1)} left out" if dropped else "")
         )
     if totals.replies:
+        cost = money(totals.cost)
+        if totals.unpriced:
+            cost = "cost unknown" if totals.unpriced == totals.replies else f"at least {cost}"
         cols[1].caption(
             f"Conversation total: {totals.prompt_tokens + totals.completion_tokens:,} tokens "
-            f"({totals.prompt_tokens:,} in, {totals.completion_tokens:,} out) · "
-            f"{money(totals.cost)}"
+            f"({totals.prompt_tokens:,} in, {totals.completion_tokens:,} out) · {cost}"
         )
+        if totals.unpriced and last_reply and last_reply.model:
+            cols[1].caption(
+                f"To see costs, add `{last_reply.model}` to prices.toml in the data directory."
+            )
