@@ -25,28 +25,48 @@ _TOKEN = re.compile(r"\w+")
 # (type, code, message) as the real API words them; {model} is filled from the request.
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
-    401: ("invalid_request_error", "invalid_api_key",
-          "Incorrect API key provided: sk-****. You can find your API key at "
-          "https://platform.openai.com/account/api-keys."),
-    403: ("invalid_request_error", "unsupported_country_region_territory",
-          "Country, region, or territory not supported"),
-    404: ("invalid_request_error", "model_not_found",
-          "The model `{model}` does not exist or you do not have access to it."),
-    429: ("requests", "rate_limit_exceeded",
-          "Rate limit reached for {model} on requests per min (RPM). Please try again in 1s."),
-    500: ("server_error", None,
-          "The server had an error while processing your request. Sorry about that!"),
+    401: (
+        "invalid_request_error",
+        "invalid_api_key",
+        "Incorrect API key provided: sk-****. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+    ),
+    403: (
+        "invalid_request_error",
+        "unsupported_country_region_territory",
+        "Country, region, or territory not supported",
+    ),
+    404: (
+        "invalid_request_error",
+        "model_not_found",
+        "The model `{model}` does not exist or you do not have access to it.",
+    ),
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for {model} on requests per min (RPM). Please try again in 1s.",
+    ),
+    500: (
+        "server_error",
+        None,
+        "The server had an error while processing your request. Sorry about that!",
+    ),
     503: ("server_error", None, "The engine is currently overloaded, please try again later."),
 }
 _CODE_ERRORS: dict[str, tuple[str, str]] = {
-    "context_length_exceeded": ("invalid_request_error",
-                                "This model's maximum context length is exceeded. "
-                                "Please reduce the length of the messages."),
-    "content_policy_violation": ("image_generation_user_error",
-                                 "Your request was rejected as a result of our safety system."),
-    "insufficient_quota": ("insufficient_quota",
-                           "You exceeded your current quota, please check your plan and "
-                           "billing details."),
+    "context_length_exceeded": (
+        "invalid_request_error",
+        "This model's maximum context length is exceeded. "
+        "Please reduce the length of the messages.",
+    ),
+    "content_policy_violation": (
+        "image_generation_user_error",
+        "Your request was rejected as a result of our safety system.",
+    ),
+    "insufficient_quota": (
+        "insufficient_quota",
+        "You exceeded your current quota, please check your plan and billing details.",
+    ),
 }
 
 
@@ -90,8 +110,15 @@ def render_png(
     return buf.getvalue()
 
 
-def error_body(status: int, message: str | None = None, *, code: str | None = None,
-               type: str | None = None, param: str | None = None, model: str = "") -> dict:
+def error_body(
+    status: int,
+    message: str | None = None,
+    *,
+    code: str | None = None,
+    type: str | None = None,
+    param: str | None = None,
+    model: str = "",
+) -> dict:
     """The ``{"error": {...}}`` body OpenAI returns for ``status``/``code``."""
     etype, default_code, default_msg = _ERRORS.get(status, ("invalid_request_error", None, ""))
     code = default_code if code is None else (code or None)  # "" forces a null code
@@ -160,17 +187,22 @@ def reply_texts(scripted: list[str] | None, messages: list[Any], n: int) -> list
         return [f"Echo: {last}" if i == 0 else f"Echo #{i + 1}: {last}" for i in range(n)]
     texts = scripted
     # Too few scripted alternatives for n: derive distinct extras rather than repeating.
-    return [texts[i] if i < len(texts) else f"{texts[i % len(texts)]} #{i + 1}"
-            for i in range(n)]
+    return [texts[i] if i < len(texts) else f"{texts[i % len(texts)]} #{i + 1}" for i in range(n)]
 
 
 def chat_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0}}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
 
 
 def embedding_items(texts: list[str], dim: int, as_base64: bool) -> list[dict[str, Any]]:
@@ -188,8 +220,12 @@ def image_usage(model: str, prompt: str, n: int) -> dict[str, Any] | None:
     if not model.startswith("gpt-image"):
         return None
     inp, out = count_words(prompt), 272 * n
-    return {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
-            "input_tokens_details": {"text_tokens": inp, "image_tokens": 0}}
+    return {
+        "input_tokens": inp,
+        "output_tokens": out,
+        "total_tokens": inp + out,
+        "input_tokens_details": {"text_tokens": inp, "image_tokens": 0},
+    }
 
 
 def _b64(data: bytes) -> str:
@@ -202,8 +238,13 @@ def _request_images(req: dict[str, Any], corrupt: bool) -> tuple[str, str, list[
     return prompt, model, [CORRUPT_IMAGE if corrupt else render_png(prompt, i) for i in range(n)]
 
 
-def images_response(req: dict[str, Any], *, corrupt: bool = False, revise: bool = False,
-                    store: Callable[[bytes], str] | None = None) -> dict[str, Any]:
+def images_response(
+    req: dict[str, Any],
+    *,
+    corrupt: bool = False,
+    revise: bool = False,
+    store: Callable[[bytes], str] | None = None,
+) -> dict[str, Any]:
     """The /v1/images/generations body; with ``store`` images are URLs it hands out."""
     prompt, model, images = _request_images(req, corrupt)
     data: list[dict[str, Any]] = []
@@ -218,22 +259,40 @@ def images_response(req: dict[str, Any], *, corrupt: bool = False, revise: bool 
     return result
 
 
-def image_events(req: dict[str, Any], *, corrupt: bool = False,
-                 ) -> Iterator[tuple[str, dict[str, Any]]]:
+def image_events(
+    req: dict[str, Any],
+    *,
+    corrupt: bool = False,
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(event name, data) pairs of a streamed generation: partial frames, then completed."""
     prompt, model, images = _request_images(req, corrupt)
     partials = max(0, min(3, int(req.get("partial_images") or 0)))
-    common = {"created_at": int(time.time()), "size": req.get("size") or "1024x1024",
-              "quality": req.get("quality") or "auto", "background": "opaque",
-              "output_format": "png"}
+    common = {
+        "created_at": int(time.time()),
+        "size": req.get("size") or "1024x1024",
+        "quality": req.get("quality") or "auto",
+        "background": "opaque",
+        "output_format": "png",
+    }
     # The completed event's usage is not optional in the SDK's model, even for non-GPT models.
     usage = image_usage("gpt-image", prompt, len(images))
     for i, img in enumerate(images):
         for p in range(partials):
-            frame = CORRUPT_IMAGE if corrupt else render_png(prompt, i,
-                                                             progress=(p + 1) / (partials + 1))
-            yield "image_generation.partial_image", {
-                "type": "image_generation.partial_image", "partial_image_index": p,
-                "b64_json": _b64(frame), **common}
-        yield "image_generation.completed", {"type": "image_generation.completed",
-                                             "b64_json": _b64(img), "usage": usage, **common}
+            frame = (
+                CORRUPT_IMAGE
+                if corrupt
+                else render_png(prompt, i, progress=(p + 1) / (partials + 1))
+            )
+            yield (
+                "image_generation.partial_image",
+                {
+                    "type": "image_generation.partial_image",
+                    "partial_image_index": p,
+                    "b64_json": _b64(frame),
+                    **common,
+                },
+            )
+        yield (
+            "image_generation.completed",
+            {"type": "image_generation.completed", "b64_json": _b64(img), "usage": usage, **common},
+        )

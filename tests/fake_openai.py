@@ -89,8 +89,13 @@ class _Dropped(Exception):
 class _ApiError(Exception):
     """Answer with OpenAI's error JSON; ``fields`` go to ``error_body``."""
 
-    def __init__(self, status: int, message: str | None = None,
-                 headers: dict[str, str] | None = None, **fields: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> None:
         super().__init__(status)
         self.status, self.headers = status, headers or {}
         self.body = error_body(status, message, **fields)
@@ -172,8 +177,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = ...  # sentinel: unparseable, answered with 400 below
         headers = {k.lower(): v for k, v in self.headers.items()}
-        fake._record(RecordedRequest(method, path, headers, None if body is ... else body,
-                                     time.time()))
+        fake._record(
+            RecordedRequest(method, path, headers, None if body is ... else body, time.time())
+        )
         try:
             self._route(method, path, body, headers)
         except _ApiError as err:
@@ -189,8 +195,13 @@ class _Handler(BaseHTTPRequestHandler):
             with suppress(OSError):
                 self._send_json(500, error_body(500, f"fake server bug: {exc!r}"))
 
-    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None,
-                   content_type: str = "application/json") -> None:
+    def _send_json(
+        self,
+        status: int,
+        obj: Any,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -255,8 +266,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body is ...:
             raise _ApiError(400, "We could not parse the JSON body of your request.")
         if method == "GET" and path == "/v1/models":
-            return self._send_json(200, {"object": "list",
-                                         "data": [_model(m) for m in list(fake.models)]})
+            return self._send_json(
+                200, {"object": "list", "data": [_model(m) for m in list(fake.models)]}
+            )
         if method == "GET" and path.startswith("/v1/models/"):
             name = path.removeprefix("/v1/models/")
             if name not in fake.models:
@@ -276,16 +288,24 @@ class _Handler(BaseHTTPRequestHandler):
         model, messages = req.get("model"), req.get("messages")
         for name, value in (("model", model), ("messages", messages)):
             if not value:
-                raise _ApiError(400, f"Missing required parameter: '{name}'.",
-                                code="missing_required_parameter", param=name)
+                raise _ApiError(
+                    400,
+                    f"Missing required parameter: '{name}'.",
+                    code="missing_required_parameter",
+                    param=name,
+                )
         if fake.strict_models and model not in fake.models:
             raise _ApiError(404, model=model)
         prompt_tokens = sum(count_words(message_text(m)) for m in messages)
         if fake.context_limit is not None and prompt_tokens > fake.context_limit:
-            raise _ApiError(400, f"This model's maximum context length is "
-                            f"{fake.context_limit} tokens. However, your messages resulted in "
-                            f"{prompt_tokens} tokens. Please reduce the length of the messages.",
-                            code="context_length_exceeded", param="messages")
+            raise _ApiError(
+                400,
+                f"This model's maximum context length is "
+                f"{fake.context_limit} tokens. However, your messages resulted in "
+                f"{prompt_tokens} tokens. Please reduce the length of the messages.",
+                code="context_length_exceeded",
+                param="messages",
+            )
         n = max(1, int(req.get("n") or 1))
         script = fake._take(fake._scripts, path=None)
         texts = reply_texts(script.texts if script else None, messages, n)
@@ -295,17 +315,33 @@ class _Handler(BaseHTTPRequestHandler):
         usage = None
         if fake.send_usage and (script is None or script.usage):
             usage = chat_usage(prompt_tokens, completion_tokens)
-        delay = fake.chunk_delay if script is None or script.chunk_delay is None \
-            else script.chunk_delay
+        delay = (
+            fake.chunk_delay if script is None or script.chunk_delay is None else script.chunk_delay
+        )
         fake._sleep(script.first_byte_delay if script else 0.0)
-        base = {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "created": int(time.time()),
-                "model": model, "system_fingerprint": _FINGERPRINT, "service_tier": "default"}
+        base = {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": _FINGERPRINT,
+            "service_tier": "default",
+        }
         if not req.get("stream"):
             fake._sleep(fake.default_first_token_delay)
-            choices = [{"index": i, "message": {"role": "assistant", "content": text,
-                                                "refusal": None, "annotations": []},
-                        "logprobs": None, "finish_reason": reason}
-                       for i, (text, reason) in enumerate(outs)]
+            choices = [
+                {
+                    "index": i,
+                    "message": {
+                        "role": "assistant",
+                        "content": text,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": reason,
+                }
+                for i, (text, reason) in enumerate(outs)
+            ]
             result = {**base, "object": "chat.completion", "choices": choices}
             if usage is not None:
                 result["usage"] = usage
@@ -316,8 +352,14 @@ class _Handler(BaseHTTPRequestHandler):
             base["usage"] = None  # the real API puts a null usage on every chunk
 
         def chunk(index: int, delta: dict[str, Any], reason: str | None = None) -> None:
-            self._event({**base, "choices": [{"index": index, "delta": delta, "logprobs": None,
-                                              "finish_reason": reason}]})
+            self._event(
+                {
+                    **base,
+                    "choices": [
+                        {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
+                    ],
+                }
+            )
 
         self._begin_stream()
         drop = fake._take(fake._drops, path=None)
@@ -352,26 +394,44 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(400, msg, param="input")
         texts = [x if isinstance(x, str) else " ".join(f"tok{t}" for t in x) for x in raw]
         if any(not t.strip() for t in texts):
-            raise _ApiError(400, "'$.input' is invalid. Please check the API reference.",
-                            param="input")
+            raise _ApiError(
+                400, "'$.input' is invalid. Please check the API reference.", param="input"
+            )
         dim = int(req.get("dimensions") or fake.embedding_dimensions)
         as_b64 = req.get("encoding_format") == "base64"
         data = embedding_items(texts, dim, as_b64)
         tokens = sum(count_words(t) for t in texts)
-        self._send_json(200, {"object": "list", "data": data, "model": req.get("model", ""),
-                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": req.get("model", ""),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     def _images(self, req: dict[str, Any]) -> None:
         fake, prompt = self.server.fake, req.get("prompt")
         if not prompt:
-            raise _ApiError(400, "Missing required parameter: 'prompt'.",
-                            code="missing_required_parameter", param="prompt")
+            raise _ApiError(
+                400,
+                "Missing required parameter: 'prompt'.",
+                code="missing_required_parameter",
+                param="prompt",
+            )
         fake._sleep(fake.default_first_token_delay)
         if not req.get("stream"):
             url_shape = (req.get("response_format") or fake.image_shape) == "url"
-            return self._send_json(200, images_response(
-                req, corrupt=fake.corrupt_images, revise=fake.revise_prompts,
-                store=fake._store_file if url_shape else None))
+            return self._send_json(
+                200,
+                images_response(
+                    req,
+                    corrupt=fake.corrupt_images,
+                    revise=fake.revise_prompts,
+                    store=fake._store_file if url_shape else None,
+                ),
+            )
         self._begin_stream()
         drop = fake._take(fake._drops, path=None)
         for sent, (name, event) in enumerate(image_events(req, corrupt=fake.corrupt_images)):
@@ -381,17 +441,23 @@ class _Handler(BaseHTTPRequestHandler):
             fake._sleep(fake.chunk_delay)
         self._write(b"", last=True)
 
+
 def _model(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 1700000000, "owned_by": "parley-fake"}
-
-
 
 
 class FakeOpenAI:
     """The fake server. Every knob is a plain attribute; ``reset()`` restores them all."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, models: list[str] | None = None,
-                 first_token_delay: float = 0.0, chunk_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        models: list[str] | None = None,
+        first_token_delay: float = 0.0,
+        chunk_delay: float = 0.0,
+    ) -> None:
         self.host = host
         self._bind_port = port
         self._defaults = (list(models or DEFAULT_MODELS), first_token_delay, chunk_delay)
@@ -431,8 +497,9 @@ class FakeOpenAI:
         if self._httpd is None:
             self._stopping.clear()
             self._httpd = _Server((self.host, self._bind_port), self)
-            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                            name="fake-openai", daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, args=(0.05,), name="fake-openai", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -468,8 +535,15 @@ class FakeOpenAI:
         return f"{self.url}/v1"
 
     # -- scripting and faults ----------------------------------------------------------------
-    def script(self, text: str | list[str], *, usage: bool = True, chunk_size: int = 4,
-               first_byte_delay: float = 0.0, chunk_delay: float | None = None) -> None:
+    def script(
+        self,
+        text: str | list[str],
+        *,
+        usage: bool = True,
+        chunk_size: int = 4,
+        first_byte_delay: float = 0.0,
+        chunk_delay: float | None = None,
+    ) -> None:
         """Queue the next chat reply; a list gives the alternatives for ``n``.
 
         ``chunk_delay=None`` means the server-wide ``chunk_delay``; ``usage=False`` makes the
@@ -477,20 +551,31 @@ class FakeOpenAI:
         """
         texts = [text] if isinstance(text, str) else list(text) or [""]
         with self._lock:
-            self._scripts.append(_Script(texts, usage, max(1, chunk_size), first_byte_delay,
-                                         chunk_delay))
+            self._scripts.append(
+                _Script(texts, usage, max(1, chunk_size), first_byte_delay, chunk_delay)
+            )
 
-    def fail(self, status: int, *, message: str | None = None, code: str | None = None,
-             retry_after: float | None = None, times: int = 1, type: str | None = None,
-             param: str | None = None, route: str | None = None) -> None:
+    def fail(
+        self,
+        status: int,
+        *,
+        message: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        times: int = 1,
+        type: str | None = None,
+        param: str | None = None,
+        route: str | None = None,
+    ) -> None:
         """Make the next ``times`` /v1 requests (whose path contains ``route``) fail.
 
         The body is OpenAI's error shape with a realistic default message and code for the
         status (401 invalid_api_key, 404 model_not_found, 429 rate_limit_exceeded...).
         """
         with self._lock:
-            self._faults.append(_Fault(status, message, code, type, param, retry_after, route,
-                                       times))
+            self._faults.append(
+                _Fault(status, message, code, type, param, retry_after, route, times)
+            )
 
     def drop_after(self, n_chunks: int) -> None:
         """Cut the TCP connection of the next stream after ``n_chunks`` content chunks."""
@@ -559,8 +644,15 @@ class FakeOpenAI:
             if fault.times <= 0:
                 self._faults.remove(fault)
         headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-        raise _ApiError(fault.status, fault.message, headers, code=fault.code, type=fault.type,
-                        param=fault.param, model=model)
+        raise _ApiError(
+            fault.status,
+            fault.message,
+            headers,
+            code=fault.code,
+            type=fault.type,
+            param=fault.param,
+            model=model,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -572,8 +664,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    server = FakeOpenAI(args.host, args.port, models=models,
-                        first_token_delay=args.first_token_delay, chunk_delay=args.chunk_delay)
+    server = FakeOpenAI(
+        args.host,
+        args.port,
+        models=models,
+        first_token_delay=args.first_token_delay,
+        chunk_delay=args.chunk_delay,
+    )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     with server:

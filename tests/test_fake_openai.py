@@ -72,8 +72,11 @@ def test_plain_chat_echoes_and_records(server: FakeOpenAI, client: openai.OpenAI
 
 def test_streaming_with_include_usage(server: FakeOpenAI, client: openai.OpenAI) -> None:
     server.script("The quick brown fox", chunk_size=3)
-    chunks = list(client.chat.completions.create(
-        model="gpt-5", messages=user("x"), stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-5", messages=user("x"), stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert chunks[0].object == "chat.completion.chunk"
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -86,8 +89,11 @@ def test_streaming_with_include_usage(server: FakeOpenAI, client: openai.OpenAI)
 
 def test_usage_can_be_omitted(server: FakeOpenAI, client: openai.OpenAI) -> None:
     server.script("no usage here", usage=False)
-    chunks = list(client.chat.completions.create(
-        model="gpt-5", messages=user("x"), stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-5", messages=user("x"), stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert all(c.choices and c.usage is None for c in chunks)
     server.send_usage = False
     assert client.chat.completions.create(model="m", messages=user("x")).usage is None
@@ -96,7 +102,8 @@ def test_usage_can_be_omitted(server: FakeOpenAI, client: openai.OpenAI) -> None
 def test_n_choices_stream_distinct_texts(client: openai.OpenAI) -> None:
     texts: dict[int, str] = {}
     for chunk in client.chat.completions.create(
-            model="gpt-5", messages=user("pick"), n=3, stream=True):
+        model="gpt-5", messages=user("pick"), n=3, stream=True
+    ):
         for choice in chunk.choices:
             texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
     assert sorted(texts) == [0, 1, 2]
@@ -113,12 +120,15 @@ def test_stop_and_max_tokens(server: FakeOpenAI, client: openai.OpenAI) -> None:
     assert (resp.choices[0].message.content, resp.choices[0].finish_reason) == ("one two", "length")
 
 
-@pytest.mark.parametrize(("status", "exc", "code"), [
-    (401, openai.AuthenticationError, "invalid_api_key"),
-    (429, openai.RateLimitError, "rate_limit_exceeded"),
-    (500, openai.InternalServerError, None),
-    (404, openai.NotFoundError, "model_not_found"),
-])
+@pytest.mark.parametrize(
+    ("status", "exc", "code"),
+    [
+        (401, openai.AuthenticationError, "invalid_api_key"),
+        (429, openai.RateLimitError, "rate_limit_exceeded"),
+        (500, openai.InternalServerError, None),
+        (404, openai.NotFoundError, "model_not_found"),
+    ],
+)
 def test_status_errors_map_to_sdk_exceptions(
     server: FakeOpenAI, client: openai.OpenAI, status: int, exc: type, code: str | None
 ) -> None:
@@ -207,14 +217,13 @@ def test_embeddings_are_lexical_and_base64_by_default(
     q, near, far = (d.embedding for d in resp.data)
     assert len(q) == 256 and math.isclose(cosine(q, q), 1.0, rel_tol=1e-5)
     assert cosine(q, near) > 0.5 > abs(cosine(q, far)) + 0.3
-    floats = client.embeddings.create(model="e", input="R data frame", encoding_format="float",
-                                      dimensions=64)
+    floats = client.embeddings.create(
+        model="e", input="R data frame", encoding_format="float", dimensions=64
+    )
     assert len(floats.data[0].embedding) == 64 and floats.usage.prompt_tokens == 3
 
 
-def test_embedding_limits_and_disabled_endpoint(
-    server: FakeOpenAI, client: openai.OpenAI
-) -> None:
+def test_embedding_limits_and_disabled_endpoint(server: FakeOpenAI, client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="e", input=["x"] * 2049)
     server.embeddings_enabled = False
@@ -245,13 +254,18 @@ def test_corrupt_images(server: FakeOpenAI, client: openai.OpenAI) -> None:
 
 
 def test_image_streaming_events(client: openai.OpenAI) -> None:
-    events = list(client.images.generate(
-        model="gpt-image-2", prompt="a lighthouse", stream=True, partial_images=2))
+    events = list(
+        client.images.generate(
+            model="gpt-image-2", prompt="a lighthouse", stream=True, partial_images=2
+        )
+    )
     assert [e.type for e in events] == ["image_generation.partial_image"] * 2 + [
-        "image_generation.completed"]
+        "image_generation.completed"
+    ]
     assert [e.partial_image_index for e in events[:2]] == [0, 1]
     assert decode_png(base64.b64decode(events[-1].b64_json)).getpixel((0, 0)) == prompt_colour(
-        "a lighthouse")
+        "a lighthouse"
+    )
 
 
 def test_twenty_concurrent_streams_get_their_own_answers(
@@ -263,8 +277,9 @@ def test_twenty_concurrent_streams_get_their_own_answers(
 
     def run(i: int) -> None:
         barrier.wait()
-        stream = client.chat.completions.create(model="m", messages=user(f"session {i}"),
-                                                stream=True)
+        stream = client.chat.completions.create(
+            model="m", messages=user(f"session {i}"), stream=True
+        )
         results[i] = "".join(c.choices[0].delta.content or "" for c in stream)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(20)]
@@ -291,7 +306,10 @@ def test_unknown_route_and_stop(server: FakeOpenAI) -> None:
 def test_standalone_process() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_openai", "--port", "0", "--models", "a,b"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().split()[-1]
