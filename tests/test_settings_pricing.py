@@ -86,7 +86,8 @@ def test_price_table_is_created_and_editable(tmp_path: Path) -> None:
     assert (tmp_path / "prices.toml").exists()
     assert table.cost("gpt-5", 1_000_000, 1_000_000) == pytest.approx(11.25)
     assert table.cost("gpt-5-2025-08-07", 1_000_000, 0) == pytest.approx(1.25)  # snapshot
-    assert table.cost("gpt-5.4-mini", 1000, 1000) is None  # unknown: never a guess
+    assert table.cost("gpt-5.4-mini", 10**6, 0) == pytest.approx(0.75)  # the default model
+    assert table.cost("gpt-5.3-mini", 1000, 1000) is None  # unknown: never a guess
     assert table.cost("llama3.2", 10**6, 10**6, provider="ollama") == 0.0
     (tmp_path / "prices.toml").write_text('[chat."my-model"]\ninput = 1\noutput = 2\n')
     assert PriceTable.load(tmp_path).cost("my-model", 10**6, 10**6) == pytest.approx(3.0)
