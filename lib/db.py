@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -106,6 +107,12 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
+# One idle connection per recently opened database, held so that closing a store call's
+# short-lived connection never closes the last one: SQLite checkpoints (with an fsync) and
+# deletes the WAL whenever the last connection closes, which cost ~1-20 ms per call
+# (see bench/chat_overhead.py). Bounded, since tests open a fresh database each.
+_ANCHOR_LIMIT = 8
+_anchors: OrderedDict[str, sqlite3.Connection] = OrderedDict()
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -119,6 +126,9 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 30000")
+    # In WAL mode NORMAL is corruption-safe and survives an app crash; only a power cut or
+    # OS crash can lose the last commits. FULL would fsync the WAL on every commit.
+    conn.execute("PRAGMA synchronous = NORMAL")
     key = str(path.resolve())
     if key not in _migrated:
         with _migrate_lock:
@@ -126,7 +136,17 @@ def connect(path: Path) -> sqlite3.Connection:
                 conn.execute("PRAGMA journal_mode = WAL")
                 migrate(conn)
                 _migrated.add(key)
+                _hold_open(path, key)
     return conn
+
+
+def _hold_open(path: Path, key: str) -> None:
+    # Never queried again, only closed (maybe from another thread) when evicted.
+    anchor = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    anchor.execute("PRAGMA schema_version").fetchall()  # a read opens the WAL and holds it
+    _anchors[key] = anchor
+    while len(_anchors) > _ANCHOR_LIMIT:
+        _anchors.popitem(last=False)[1].close()
 
 
 def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
