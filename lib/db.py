@@ -103,6 +103,83 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX images_by_conversation ON images (conversation_id);
         """,
     ),
+    (
+        "0003_documents",
+        """
+        CREATE TABLE documents (
+            id TEXT PRIMARY KEY,
+            workspace TEXT NOT NULL,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            stored_as TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'indexing',
+            report TEXT NOT NULL DEFAULT '{}',
+            tokens INTEGER NOT NULL DEFAULT 0,
+            embedding_model TEXT,
+            created_at REAL NOT NULL,
+            indexed_at REAL,
+            UNIQUE (workspace, sha256)
+        );
+        CREATE INDEX documents_by_workspace ON documents (workspace, created_at DESC);
+        CREATE TABLE document_pages (
+            document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            page INTEGER NOT NULL,
+            number INTEGER,
+            label TEXT,
+            tokens INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (document_id, page)
+        ) WITHOUT ROWID;
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            page INTEGER,
+            label TEXT,
+            start INTEGER NOT NULL,
+            end INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX chunks_by_document ON chunks (document_id, id);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+            text, content='chunks', content_rowid='id', tokenize='porter unicode61'
+        );
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END;
+        CREATE TABLE embedding_cache (
+            workspace TEXT NOT NULL,
+            model TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (workspace, model, hash)
+        ) WITHOUT ROWID;
+        CREATE TABLE vector_indexes (
+            workspace TEXT NOT NULL,
+            model TEXT NOT NULL,
+            file TEXT NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (workspace, model)
+        );
+        CREATE TABLE conversation_documents (
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            PRIMARY KEY (conversation_id, document_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX conversation_documents_by_document ON conversation_documents (document_id);
+        CREATE TABLE document_chats (
+            conversation_id TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            mode TEXT NOT NULL DEFAULT 'auto',
+            top_k INTEGER NOT NULL DEFAULT 6
+        );
+        """,
+    ),
 ]
 
 _migrated: set[str] = set()
