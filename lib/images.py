@@ -1,0 +1,242 @@
+"""Generating images through the Images API and checking what comes back.
+
+`generate` validates the request (before anything is sent), calls
+`client.images.generate`, and yields `Preview`s while a streamed image is being made, then
+one `GenerationResult`. Both response shapes are handled: `b64_json` (the GPT image
+models) and `url` (older servers), whose URL is fetched at once because such URLs expire.
+Every image is decoded with Pillow before it is accepted, so a broken file never reaches
+the gallery. Usage and cost come from the response and the price table's "image" section.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+from PIL import Image, UnidentifiedImageError
+
+from lib import errors
+from lib.client import TRANSPORT_ERRORS, provider_errors
+from lib.image_models import ImageRequest, normalized, request_params, validate
+from lib.pricing import FREE_PROVIDERS, PriceTable
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a 3840x2160 PNG is ~25 MB; anything bigger is wrong
+FORMATS = {  # Pillow format -> (mime type, file extension)
+    "PNG": ("image/png", "png"),
+    "JPEG": ("image/jpeg", "jpg"),
+    "WEBP": ("image/webp", "webp"),
+    "GIF": ("image/gif", "gif"),
+}
+UNREADABLE_HINT = "Try again; if it keeps happening, try another output format or model."
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    mime: str
+    extension: str
+    width: int
+    height: int
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A partial image streamed while image number `image` is being made."""
+
+    image: int
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    request: ImageRequest
+    images: list[GeneratedImage]
+    usage: Usage | None  # None when the server reports none (DALL-E, most local servers)
+    cost: float | None  # None when unknown
+    seconds: float
+
+    @property
+    def revised_prompt(self) -> str | None:
+        return next((i.revised_prompt for i in self.images if i.revised_prompt), None)
+
+
+def generate(
+    client: openai.OpenAI,
+    request: ImageRequest,
+    *,
+    prices: PriceTable | None = None,
+    provider: str = "openai",
+    timeout: float | None = None,
+) -> Iterator[Preview | GenerationResult]:
+    """Check `request` now (raising InvalidInputError before any request), then return
+    the iterator that sends it and yields previews and the result."""
+    request = normalized(request)
+    validate(request)
+    api = client.with_options(timeout=timeout) if timeout else client
+    return _run(api, request, prices or PriceTable(), provider, timeout or client.timeout)
+
+
+def _run(
+    api: openai.OpenAI, request: ImageRequest, prices: PriceTable, provider: str, timeout: Any
+) -> Iterator[Preview | GenerationResult]:
+    started = time.perf_counter()
+    params = request_params(request)
+    with provider_errors():
+        response = api.images.generate(**params)
+    if params.get("stream"):
+        images, usage = yield from _read_stream(response)
+    else:
+        images, usage = _read_response(response, _seconds(timeout))
+    if not images:
+        raise errors.ProviderError("The server answered without an image.", hint=UNREADABLE_HINT)
+    cost = None
+    if usage is not None or provider in FREE_PROVIDERS:
+        cost = prices.cost(
+            request.model,
+            usage.input_tokens if usage else 0,
+            usage.output_tokens if usage else 0,
+            provider=provider,
+            kind="image",
+        )
+    yield GenerationResult(request, images, usage, cost, time.perf_counter() - started)
+
+
+def _read_response(response: Any, timeout: float) -> tuple[list[GeneratedImage], Usage | None]:
+    images = []
+    for item in response.data or []:
+        if item.b64_json:
+            data = _b64decode(item.b64_json)
+        elif item.url:
+            data = fetch_image(item.url, timeout=timeout)
+        else:
+            raise errors.ProviderError("The server's image had neither data nor a URL.")
+        images.append(checked_image(data, item.revised_prompt))
+    return images, _usage(response.usage)
+
+
+def _read_stream(stream: Any) -> Iterator[Preview]:
+    """Yield previews; return (images, usage) from the completed events."""
+    images: list[GeneratedImage] = []
+    usage = None
+    try:
+        with provider_errors():
+            for event in stream:
+                if event.type == "image_generation.partial_image":
+                    preview = _preview(len(images), event)
+                    if preview is not None:
+                        yield preview
+                elif event.type == "image_generation.completed":
+                    images.append(checked_image(_b64decode(event.b64_json)))
+                    usage = _usage(event.usage) or usage
+    except httpx2.TimeoutException as exc:
+        raise errors.RequestTimedOut("The image stream stalled.") from exc
+    except TRANSPORT_ERRORS as exc:
+        raise errors.ProviderError(
+            "The connection dropped before the image was finished.", hint="Try again."
+        ) from exc
+    finally:
+        stream.close()  # also when the caller stops early: don't leave the socket open
+    return images, usage
+
+
+def _preview(image: int, event: Any) -> Preview | None:
+    try:
+        data = _b64decode(event.b64_json)
+        checked_image(data)
+    except errors.ProviderError:
+        # A bad preview is not worth failing over; the final image is checked strictly.
+        log.warning("skipped an undecodable partial image")
+        return None
+    return Preview(image, event.partial_image_index, data)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if raw is None:
+        return None
+    return Usage(int(raw.input_tokens or 0), int(raw.output_tokens or 0))
+
+
+def _b64decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.ProviderError(
+            "The server sent image data that is not valid base64.", hint=UNREADABLE_HINT
+        ) from exc
+
+
+def _seconds(timeout: Any) -> float:
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    read = getattr(timeout, "read", None)
+    return float(read) if read else 60.0
+
+
+def fetch_image(url: str, *, timeout: float = 60.0) -> bytes:
+    """Download an image URL from a response at once (they expire within the hour).
+
+    The API key is never sent: the URL is pre-signed and often on another host.
+    """
+    if url.startswith("data:image/") and ";base64," in url:
+        return _b64decode(url.split(";base64,", 1)[1])
+    if not url.startswith(("https://", "http://")):
+        raise errors.ProviderError(f"The server gave an image URL Parley cannot fetch: {url[:80]}")
+    try:
+        with (
+            httpx2.Client(timeout=timeout, follow_redirects=True) as http,
+            http.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise errors.ProviderError(
+                    f"Fetching the generated image failed ({response.status_code}).",
+                    hint="The image URL may have expired; generate it again.",
+                )
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_IMAGE_BYTES:
+                    raise errors.ProviderError("The generated image is implausibly large.")
+                chunks.append(chunk)
+    except httpx2.TimeoutException as exc:
+        raise errors.RequestTimedOut("Fetching the generated image timed out.") from exc
+    except TRANSPORT_ERRORS as exc:
+        raise errors.ServerUnreachable("Could not fetch the generated image.") from exc
+    return b"".join(chunks)
+
+
+def checked_image(data: bytes, revised_prompt: str | None = None) -> GeneratedImage:
+    """Decode `data` fully with Pillow; raise ProviderError if it is not a usable image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()  # checksums and structure, without decoding pixels
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # the pixels themselves: catches truncated data
+            fmt, (width, height) = img.format, img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise errors.ProviderError(
+            "The server sent an image that could not be decoded.", hint=UNREADABLE_HINT
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise errors.ProviderError("The server sent an image far too large to open.") from exc
+    if fmt not in FORMATS:
+        raise errors.ProviderError(f"The server sent an unsupported image format ({fmt}).")
+    mime, extension = FORMATS[fmt]
+    return GeneratedImage(data, mime, extension, width, height, revised_prompt or None)
