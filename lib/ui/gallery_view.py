@@ -1,0 +1,131 @@
+"""The gallery (newest first, search, download, delete, "use this prompt again") and the
+pictures shown inside a conversation's messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import streamlit as st
+
+from lib.errors import ParleyError
+from lib.gallery import ImageStore, StoredImage
+from lib.settings import Settings
+from lib.ui import clients, state
+from lib.ui.images_view import LAST, MODEL_KEY, PROMPT_KEY
+
+PAGE = 24
+COLUMNS = 3
+MESSAGE_IMAGE_WIDTH = 420
+
+
+def image_store(current: Settings) -> ImageStore:
+    return ImageStore(current.data_dir)
+
+
+def gallery(store: ImageStore) -> None:
+    ws = state.workspace()
+    st.subheader("Gallery")
+    query = st.text_input(
+        "Search by prompt",
+        key="parley.w.img.search",
+        placeholder="Search your images by prompt…",
+        icon=":material/search:",
+    )
+    limit = state.get("gallery_limit") or PAGE
+    shown = store.list(ws, query=query, limit=limit)
+    total = store.count(ws, query=query) if len(shown) == limit else len(shown)
+    if not shown:
+        st.caption(
+            "No image matches that search." if query.strip() else "No images yet: generate one."
+        )
+        return
+    st.caption(f"{total} image{'s' * (total != 1)}" + (f" matching “{query}”" if query else ""))
+    for start in range(0, len(shown), COLUMNS):
+        for col, image in zip(st.columns(COLUMNS), shown[start : start + COLUMNS], strict=False):
+            with col:
+                tile(store, image)
+    if total > len(shown):
+        st.button(
+            "Show more",
+            icon=":material/expand_more:",
+            key="parley.w.img.more",
+            on_click=lambda: state.put("gallery_limit", limit + PAGE),
+        )
+
+
+def tile(store: ImageStore, image: StoredImage) -> None:
+    with st.container(border=True):
+        preview = store.preview_path(image)
+        if preview.exists():
+            st.image(str(preview), width="stretch")
+        else:
+            st.caption(":material/broken_image: The file is missing from the data directory.")
+        st.caption(_clip(image.prompt, 180))
+        when = datetime.fromtimestamp(image.created_at).strftime("%Y-%m-%d %H:%M")
+        st.caption(f"{image.model} · {image.width}×{image.height} · {when}")
+        left, middle, right = st.columns(3)
+        path = store.path(image)
+        left.download_button(
+            "Download",
+            data=lambda: path.read_bytes(),
+            file_name=image.download_name(),
+            mime=image.mime,
+            key=f"img_dl_{image.id}",
+            on_click="ignore",
+            icon=":material/download:",
+            type="tertiary",
+            disabled=not path.exists(),
+            help="Download the full-size image",
+        )
+        middle.button(
+            "Reuse",
+            key=f"img_reuse_{image.id}",
+            icon=":material/replay:",
+            type="tertiary",
+            on_click=reuse,
+            args=(image.prompt, image.model),
+            help="Use this prompt again",
+        )
+        with right.popover("Delete", icon=":material/delete:", type="tertiary"):
+            st.write("Delete this image and its file for good?")
+            st.button(
+                "Delete image",
+                key=f"img_del_{image.id}",
+                type="primary",
+                on_click=delete,
+                args=(store, image.id),
+            )
+
+
+def reuse(prompt: str, model: str) -> None:
+    # A callback runs before the widgets are drawn, so their values may be set here.
+    st.session_state[PROMPT_KEY] = prompt
+    st.session_state[MODEL_KEY] = model
+    st.toast("Prompt copied into the prompt box.", icon=":material/replay:")
+
+
+def delete(store: ImageStore, image_id: str) -> None:
+    try:
+        store.delete(state.workspace(), image_id)
+    except ParleyError as exc:
+        st.toast(str(exc), icon=":material/error:")
+        return
+    state.put(LAST, [i for i in state.get(LAST) or [] if i != image_id])
+    st.toast("Image deleted.", icon=":material/delete:")
+
+
+def message_images(image_ids: list[str]) -> None:
+    """The pictures of a conversation message (meta["images"]), from this user's gallery."""
+    store = image_store(clients.settings())
+    found = store.get_many(state.workspace(), image_ids)
+    for image in found:
+        preview = store.preview_path(image)
+        if preview.exists():
+            st.image(str(preview), width=MESSAGE_IMAGE_WIDTH)
+    if len(found) < len(image_ids):
+        st.caption(":material/hide_image: An image of this message was deleted from the gallery.")
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

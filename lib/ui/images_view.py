@@ -1,0 +1,265 @@
+"""The Images page's generator: prompt, model-dependent controls, live status, result.
+
+Generation runs as a `lib.jobs.BackgroundJob` kept in the session, so the images are
+saved even if the user reruns or leaves the page mid-way; `follow` shows a live status
+with the elapsed time and the partial images while the page waits for it. The prompt is
+a keyed widget that persists for the session, so no error or page switch loses it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import openai
+import streamlit as st
+
+from lib import images
+from lib.errors import ParleyError
+from lib.gallery import ImageStore, StoredImage
+from lib.image_models import (
+    ImageRequest,
+    ModelChoice,
+    choose_image_models,
+    describe,
+    spec_for,
+)
+from lib.jobs import BackgroundJob
+from lib.models import list_server_models
+from lib.settings import Settings
+from lib.ui import clients, state
+from lib.ui.transcript import money
+
+PROMPT_KEY = "parley.w.img.prompt"
+MODEL_KEY = "parley.w.img.model"
+JOB, LAST = "image_job", "image_last"
+CUSTOM_SIZE = "Custom…"
+MODELS_TTL = 300  # seconds a server's model list is reused within a session
+# Image calls routinely take a minute; the chat timeout would cut them off.
+IMAGE_TIMEOUT_FLOOR = 240.0
+PREVIEWS = 2  # partial images asked for when live previews are on
+
+
+def image_timeout(current: Settings) -> float:
+    return max(current.timeout, IMAGE_TIMEOUT_FLOOR)
+
+
+def model_choice(current: Settings, api: openai.OpenAI) -> ModelChoice:
+    """Image models from config, the server's /v1/models (cached per session) and the SDK."""
+    cache_key = f"image_models:{current.base_url}"
+    cached = state.get(cache_key)
+    if cached and time.monotonic() - cached[0] < MODELS_TTL:
+        server_models = cached[1]
+    else:
+        try:
+            server_models = list_server_models(api)
+        except ParleyError:
+            server_models = None
+        state.put(cache_key, (time.monotonic(), server_models))
+    return choose_image_models(server_models, current.image_model)
+
+
+def model_picker(choice: ModelChoice, key: str) -> str | None:
+    names = list(choice.names)
+    chosen = st.session_state.get(key)
+    if chosen and chosen not in names:
+        names.append(chosen)  # e.g. a model reused from the gallery or typed earlier
+    index = names.index(choice.default) if choice.default in names else None
+    return st.selectbox(
+        "Image model",
+        names,
+        index=index,
+        key=key,
+        format_func=describe,
+        accept_new_options=True,
+        placeholder="Choose an image model",
+        help="Retired models stay usable on servers that still offer them, but are never "
+        "the default. You can type any model name your server knows.",
+        persist_state="session",
+    )
+
+
+def options(prompt: str, model: str) -> ImageRequest:
+    """The controls `model` accepts, remembered per model; returns the request they make."""
+    spec = spec_for(model)
+    k = f"parley.w.img.{model}."
+    keep: dict[str, Any] = {"persist_state": "session"}
+    cols = st.columns(4)
+    sizes = list(spec.sizes) + ([CUSTOM_SIZE] if spec.size_limits else [])
+    size = cols[0].selectbox("Size", sizes, key=k + "size", **keep)
+    if size == CUSTOM_SIZE:
+        size = cols[0].text_input(
+            "Width x height", "1536x864", key=k + "custom", help="For example 1536x864.", **keep
+        )
+    quality = "auto"
+    if spec.qualities:
+        quality = cols[1].selectbox("Quality", spec.qualities, key=k + "quality", **keep)
+    n = 1
+    if spec.max_n > 1:
+        n = int(cols[2].number_input("Images", 1, spec.max_n, 1, key=k + "n", **keep))
+    style = None
+    if spec.styles:
+        style = cols[3].selectbox("Style", spec.styles, key=k + "style", **keep)
+    background, output_format, compression = "auto", "png", None
+    if spec.backgrounds:
+        background = cols[3].selectbox("Background", spec.backgrounds, key=k + "bg", **keep)
+    if spec.output_formats:
+        output_format = cols[1].selectbox("Format", spec.output_formats, key=k + "fmt", **keep)
+        if output_format in ("jpeg", "webp"):
+            level = cols[2].slider("Compression", 0, 100, 100, key=k + "comp", **keep)
+            compression = None if level == 100 else int(level)  # 100 is the API default
+    partials = 0
+    if spec.streaming:
+        live = st.toggle(
+            "Live previews",
+            True,
+            key=k + "live",
+            disabled=n > 1,
+            help=f"Show {PREVIEWS} partial images while the picture is made (single images "
+            "only; each preview adds a little to the cost).",
+            **keep,
+        )
+        partials = PREVIEWS if live and n == 1 else 0
+    return ImageRequest(
+        prompt, model, str(size), quality, n, background, output_format, compression,
+        partials, style,
+    )  # fmt: skip
+
+
+def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: ImageRequest,
+          *, conversation: Any = None) -> bool:  # fmt: skip
+    """Validate now (nothing is sent if invalid), then start the job; False on refusal."""
+    try:
+        events = images.generate(
+            api,
+            request,
+            prices=clients.prices(current),
+            provider=current.provider,
+            timeout=image_timeout(current),
+        )
+    except ParleyError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return False
+    workspace = state.workspace()
+
+    def task(emit: Any) -> list[StoredImage]:
+        for event in events:
+            if isinstance(event, images.Preview):
+                emit(event)
+            else:
+                if conversation is not None:
+                    return conversation(event)
+                return store.save(workspace, event)
+        raise ParleyError("The generation ended without a result.")
+
+    n = request.n
+    label = f"Generating {n} image{'s' * (n > 1)} with {request.model}"
+    state.put(JOB, (BackgroundJob(task, name="image"), label))
+    return True
+
+
+def follow(job: BackgroundJob, label: str) -> Any:
+    """A live status with the elapsed time and partial images until `job` ends; returns
+    its result or raises its error."""
+    with st.status(f"{label}… {job.elapsed:.0f} s", expanded=True) as status:
+        frame = st.empty()
+        shown = job.latest
+        while True:
+            if isinstance(shown, images.Preview):
+                frame.image(
+                    shown.data, caption=f"Preview {shown.index + 1} of image {shown.image + 1}"
+                )
+            events = job.updates(timeout=0.5)
+            previews = [e for e in events if isinstance(e, images.Preview)]
+            shown = previews[-1] if previews else None
+            status.update(label=f"{label}… {job.elapsed:.0f} s")
+            if job.done and not events:
+                break
+        if job.error is not None:
+            status.update(label=f"Failed after {job.elapsed:.0f} s", state="error")
+            raise job.error
+        status.update(label=f"Done in {job.elapsed:.1f} s", state="complete", expanded=False)
+    return job.result
+
+
+def running() -> bool:
+    pending = state.get(JOB)
+    return pending is not None and not pending[0].done
+
+
+def finish(store: ImageStore) -> None:
+    """Follow a job this session started (even on an earlier run) to its end."""
+    pending = state.get(JOB)
+    if pending is None:
+        return
+    job, label = pending
+    try:
+        saved = follow(job, label)
+    except Exception as exc:
+        # The job ended with this error: forget it so the next run does not replay it. A
+        # rerun interrupting `follow` is a BaseException and keeps the job to pick up.
+        state.pop(JOB)
+        if not isinstance(exc, ParleyError):
+            raise
+        st.error(str(exc), icon=":material/error:")
+        return
+    state.pop(JOB)
+    state.put(LAST, [image.id for image in saved])
+    st.rerun()
+
+
+def generator(current: Settings, api: openai.OpenAI, store: ImageStore) -> None:
+    """Prompt, model and options, the Generate button, and the job's progress."""
+    choice = model_choice(current, api)
+    prompt = st.text_area(
+        "Prompt",
+        key=PROMPT_KEY,
+        height=110,
+        placeholder="Describe the image: subject, setting, style, light, mood…",
+        persist_state="session",
+    )
+    if choice.note:
+        st.caption(choice.note)
+    model = model_picker(choice, MODEL_KEY)
+    request = options(prompt or "", model) if model else None
+    if st.button(
+        "Generate",
+        type="primary",
+        icon=":material/auto_awesome:",
+        key="parley.w.img.go",
+        disabled=running(),
+    ):
+        if request is None:
+            st.error("Choose an image model first.", icon=":material/error:")
+        else:
+            start(current, api, store, request)
+    finish(store)
+
+
+def latest(store: ImageStore) -> None:
+    """The images of the last generation, with the revised prompt, usage and cost."""
+    shown = store.get_many(state.workspace(), state.get(LAST) or [])
+    if not shown:
+        return
+    st.subheader("Latest")
+    cols = st.columns(min(len(shown), 2))
+    for i, image in enumerate(shown):
+        with cols[i % len(cols)]:
+            path = store.path(image)
+            if path.exists():
+                st.image(str(path), width="stretch")
+            if image.revised_prompt:
+                st.caption(f"**Revised prompt:** {image.revised_prompt}")
+    st.caption(summary(shown))
+
+
+def summary(batch: list[StoredImage]) -> str:
+    first = batch[0]
+    parts = [f"{len(batch)} image{'s' * (len(batch) > 1)}", first.model, first.size]
+    if first.input_tokens is not None:
+        parts.append(f"{first.input_tokens:,} in · {first.output_tokens or 0:,} out tokens")
+    costs = [i.cost for i in batch]
+    parts.append(money(None if None in costs else sum(c or 0.0 for c in costs)))
+    if first.meta.get("seconds"):
+        parts.append(f"{first.meta['seconds']:.1f} s")
+    return " · ".join(parts)
