@@ -47,6 +47,11 @@ def footer(message: Message) -> str:
 def render_message(message: Message) -> None:
     with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
         st.markdown(message.content or "*(no text)*")
+        if message.meta.get("images"):
+            # Deferred: only messages with pictures (illustrations) need the gallery.
+            from lib.ui.gallery_view import message_images
+
+            message_images(message.meta["images"])
         if message.status in STATUS_NOTES:
             st.caption(STATUS_NOTES[message.status])
         if message.role == "assistant":
