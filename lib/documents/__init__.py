@@ -1,0 +1,17 @@
+"""Chat with your documents: the core, with no Streamlit in it.
+
+The pipeline, one module per stage:
+
+- `extract`: bytes → pages of text (pypdfium2 for PDFs, pypdf as the fallback; text files
+  with their encoding detected), with clear errors for files that cannot be read.
+- `chunking`: pages → token-sized chunks that each carry their page and character range.
+- `embeddings`: chunks → vectors through `/v1/embeddings`, batched, retried on 429 with
+  a visible wait, and cached in SQLite by chunk hash and model.
+- `vectorstore`: Parley's FAISS store on langchain-core's `VectorStore` interface,
+  persisted with `faiss.write_index`; never a pickle.
+- `library`: documents, pages and chunks in SQLite, and files on disk, per workspace.
+- `ingest`: the honest, cancellable upload pipeline and its per-file reports.
+- `retrieval`: hybrid dense + BM25 search fused by reciprocal rank fusion.
+- `rag`: history-aware question rewriting, whole-document or retrieval context, and the
+  streamed, cited answer.
+"""

@@ -1,0 +1,312 @@
+"""Embedding chunks through the provider's `/v1/embeddings`, batched, retried and cached.
+
+Batches respect both of the API's request limits: at most MAX_INPUTS inputs and at most
+MAX_BATCH_TOKENS tokens summed over the inputs (OpenAI allows 2,048 inputs and 300,000
+tokens per request; smaller batches keep each request quick, so the progress bar moves).
+
+The SDK's own retries are switched off here (`max_retries=0`) because they sleep where
+nobody can see: a 429 (or a 5xx, or a dropped connection) is retried by `_create` with
+exponential backoff that honours Retry-After, and the wait is reported through the
+progress callback every RETRY_TICK seconds so the UI can say "rate limited, retrying in
+4 s". The wait can be cancelled.
+
+Vectors are cached in SQLite by (workspace, model, SHA-256 of the chunk text), so
+re-indexing a document, or uploading a file that shares passages with another, sends
+only the chunks never embedded before. The cache is per workspace: one user's cache can
+never reveal, even by timing, what another user has uploaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openai
+from langchain_core.embeddings import Embeddings
+
+from lib import db
+from lib.client import provider_errors
+from lib.documents.chunking import ENCODING, count_tokens, text_hash
+from lib.errors import IngestCancelled, ParleyError, RateLimited
+from lib.tokens import get_encoding
+
+log = logging.getLogger(__name__)
+
+MAX_INPUTS = 256
+MAX_BATCH_TOKENS = 100_000
+MAX_INPUT_TOKENS = 8_000  # text-embedding-3 takes 8,191; keep a margin for other tokenizers
+MAX_ATTEMPTS = 6
+MAX_WAIT = 60.0
+RETRY_TICK = 0.5
+_RETRYABLE = (
+    openai.RateLimitError,
+    openai.InternalServerError,
+    openai.APIConnectionError,  # includes APITimeoutError
+)
+
+
+@dataclass(frozen=True)
+class EmbedProgress:
+    done: int  # chunks embedded (or found in the cache) so far
+    total: int
+    cached: int  # of `done`, how many came from the cache
+    waiting: float = 0.0  # seconds left before a retry, 0 when not waiting
+    attempt: int = 0  # which retry is being waited for
+    reason: str = ""  # why we are waiting, e.g. "rate limited (429)"
+
+
+ProgressFn = Callable[[EmbedProgress], None]
+CancelFn = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Unit length, so inner product is cosine similarity."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+class EmbeddingCache:
+    """Vectors by (workspace, model, chunk hash), as float32 blobs in parley.db."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+
+    @contextmanager
+    def _conn(self):  # noqa: ANN202
+        conn = db.connect(self.db_path)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def get(self, workspace: str, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(hashes))
+        with self._conn() as conn:
+            for i in range(0, len(unique), 500):  # stay under SQLite's variable limit
+                part = unique[i : i + 500]
+                rows = conn.execute(
+                    "SELECT hash, vector FROM embedding_cache WHERE workspace = ? AND model = ? "
+                    f"AND hash IN ({', '.join('?' * len(part))})",
+                    [workspace, model, *part],
+                ).fetchall()
+                for row in rows:
+                    found[row["hash"]] = np.frombuffer(row["vector"], dtype="<f4")
+        return found
+
+    def put(self, workspace: str, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        rows = [
+            (workspace, model, h, np.asarray(v, dtype="<f4").tobytes())
+            for h, v in zip(hashes, vectors, strict=True)
+        ]
+        with self._conn() as conn:
+            conn.executemany("INSERT OR REPLACE INTO embedding_cache VALUES (?, ?, ?, ?)", rows)
+
+    def count(self, workspace: str) -> int:
+        with self._conn() as conn:
+            return conn.execute(
+                "SELECT count(*) FROM embedding_cache WHERE workspace = ?", (workspace,)
+            ).fetchone()[0]
+
+
+def batches(tokens: Sequence[int], max_inputs: int, max_tokens: int) -> Iterator[range]:
+    """Consecutive index ranges that respect both the input-count and token limits."""
+    start, used = 0, 0
+    for i, n in enumerate(tokens):
+        if i > start and (i - start >= max_inputs or used + n > max_tokens):
+            yield range(start, i)
+            start, used = i, 0
+        used += n
+    if start < len(tokens):
+        yield range(start, len(tokens))
+
+
+class Embedder:
+    """Embeds texts with one model for one workspace, using and filling the cache."""
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        model: str,
+        *,
+        workspace: str,
+        cache: EmbeddingCache | None = None,
+        max_inputs: int = MAX_INPUTS,
+        max_batch_tokens: int = MAX_BATCH_TOKENS,
+        max_attempts: int = MAX_ATTEMPTS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client.with_options(max_retries=0)
+        self.model = model
+        self.workspace = workspace
+        self.cache = cache
+        self.max_inputs = max_inputs
+        self.max_batch_tokens = max_batch_tokens
+        self.max_attempts = max_attempts
+        self.sleep = sleep
+        self.requests = 0  # embedding requests sent, for reports and tests
+        self.last_cached = 0  # how many texts of the last `embed` came from the cache
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        hashes: Sequence[str] | None = None,
+        tokens: Sequence[int] | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        cancelled: CancelFn = _never,
+    ) -> np.ndarray:
+        """Unit vectors for `texts`, shape (len(texts), dim), cached ones not re-sent."""
+        total = len(texts)
+        if total == 0:
+            return np.zeros((0, 0), dtype=np.float32)
+        hashes = list(hashes) if hashes is not None else [text_hash(t) for t in texts]
+        found = self.cache.get(self.workspace, self.model, hashes) if self.cache else {}
+        missing = [i for i, h in enumerate(hashes) if h not in found]
+        cached = self.last_cached = total - len(missing)
+        report = progress or (lambda _p: None)
+        report(EmbedProgress(cached, total, cached))
+        if missing:
+            counts = [tokens[i] if tokens else count_tokens(texts[i]) for i in missing]
+            done = cached
+            for part in batches(counts, self.max_inputs, self.max_batch_tokens):
+                if cancelled():
+                    raise IngestCancelled("Indexing was cancelled.")
+                idx = [missing[j] for j in part]
+                vectors = self._create(
+                    [texts[i] for i in idx], done, total, cached, report, cancelled
+                )
+                if self.cache:
+                    self.cache.put(self.workspace, self.model, [hashes[i] for i in idx], vectors)
+                found.update({hashes[i]: v for i, v in zip(idx, vectors, strict=True)})
+                done += len(idx)
+                report(EmbedProgress(done, total, cached))
+        return normalise(np.stack([found[h] for h in hashes]))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One unit vector for a question (never cached: questions are not documents)."""
+        text = _truncate(text)
+        return normalise(self._create([text], 0, 1, 0, lambda _p: None, _never))[0]
+
+    def _create(
+        self,
+        texts: list[str],
+        done: int,
+        total: int,
+        cached: int,
+        report: ProgressFn,
+        cancelled: CancelFn,
+    ) -> np.ndarray:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with provider_errors():
+                    return self._request(texts)
+            except ParleyError as err:
+                cause = err.__cause__
+                if not isinstance(cause, _RETRYABLE):
+                    raise
+                if attempt >= self.max_attempts:
+                    if isinstance(err, RateLimited):
+                        raise RateLimited(
+                            f"The embeddings endpoint was still rate-limiting after "
+                            f"{attempt} attempts."
+                        ) from cause
+                    raise
+                wait, reason = _backoff(cause, attempt)
+            log.info("embeddings: %s, retry %d in %.1fs", reason, attempt, wait)
+            self._wait(wait, attempt, reason, done, total, cached, report, cancelled)
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        self.requests += 1
+        response = self.client.embeddings.create(
+            model=self.model, input=texts, encoding_format="base64"
+        )
+        items = sorted(response.data, key=lambda d: d.index)
+        return np.stack([_decode(item.embedding) for item in items])
+
+    def _wait(
+        self,
+        seconds: float,
+        attempt: int,
+        reason: str,
+        done: int,
+        total: int,
+        cached: int,
+        report: ProgressFn,
+        cancelled: CancelFn,
+    ) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if cancelled():
+                raise IngestCancelled("Indexing was cancelled.")
+            report(EmbedProgress(done, total, cached, left, attempt, reason))
+            self.sleep(min(RETRY_TICK, left))
+
+
+def _backoff(exc: Exception, attempt: int) -> tuple[float, str]:
+    response = getattr(exc, "response", None)
+    retry_after = _retry_after(response.headers) if response is not None else None
+    if isinstance(exc, openai.RateLimitError):
+        reason = "rate limited (429)"
+    elif isinstance(exc, openai.InternalServerError):
+        reason = f"server error ({exc.status_code})"
+    else:
+        reason = "connection failed"
+    if retry_after is not None:
+        return min(retry_after, MAX_WAIT), reason
+    # Exponential with jitter, so many sessions rate-limited together do not retry together.
+    return min(2.0 ** (attempt - 1), 20.0) * random.uniform(0.8, 1.2), reason
+
+
+def _retry_after(headers) -> float | None:  # noqa: ANN001 - httpx Headers
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) / divisor)
+            except ValueError:
+                continue
+    return None
+
+
+def _decode(embedding: str | list[float]) -> np.ndarray:
+    # We ask for base64 (a quarter of the bytes of JSON floats); servers that ignore the
+    # option send floats, which work too.
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+    return np.asarray(embedding, dtype=np.float32)
+
+
+def _truncate(text: str) -> str:
+    if count_tokens(text) <= MAX_INPUT_TOKENS:
+        return text
+    enc = get_encoding(ENCODING)
+    return enc.decode(enc.encode(text, disallowed_special=())[:MAX_INPUT_TOKENS])
+
+
+class LangChainEmbeddings(Embeddings):
+    """langchain-core's `Embeddings` interface over an `Embedder`, for the vector store."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embedder.embed(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embedder.embed_query(text).tolist()

@@ -1,0 +1,235 @@
+"""Turning an uploaded file's bytes into pages of text, or a clear reason why not.
+
+PDFs are read with pypdfium2 (PDFium, Apache/BSD), which `bench/ingest.py` measures at
+roughly 15-20x the pages per second of pypdf on the R manuals with the same text; pypdf
+is the fallback for files PDFium refuses (it repairs some damaged cross-reference tables
+PDFium will not). Pages come out one at a time so the caller can show progress per page.
+
+Text and Markdown files are decoded as UTF-8 when they are valid UTF-8, and otherwise
+with the encoding charset-normalizer detects, so a Latin-1 or UTF-16 file reads correctly.
+
+The file's type comes from its content, not only its name: a "report.pdf" that is really
+an HTML page, or a "notes.txt" that is really a PNG, gets a message saying so.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+import charset_normalizer
+import pypdf
+import pypdfium2 as pdfium
+
+from lib.errors import EncryptedDocument, NoTextFound, UnreadableDocument
+
+log = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
+SUFFIXES = {".pdf": "pdf", **TEXT_SUFFIXES}
+# The PDF header may follow up to 1 KB of junk; readers accept that, so do we.
+PDF_HEADER_WINDOW = 1024
+_FPDF_ERR_PASSWORD = 4
+_MAGIC: list[tuple[bytes, str]] = [
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"PK\x03\x04", "a ZIP archive (Word and other Office files are ZIP archives)"),
+    (b"\xd0\xcf\x11\xe0", "an old Microsoft Office file"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"{\\rtf", "an RTF document"),
+    (b"\x7fELF", "a program"),
+]
+_HTML = re.compile(rb"^\s*(<!doctype html|<html)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int | None  # 1-based page of a PDF; None for a text file
+    label: str | None  # the printed page label, when the PDF has one that differs
+    text: str
+
+
+@dataclass
+class Opened:
+    """An opened document whose pages are read lazily, one at a time."""
+
+    kind: str  # "pdf" | "text" | "markdown"
+    page_count: int
+    extractor: str  # "pypdfium2" | "pypdf" | "text"
+    read_pages: Callable[[], Iterator[Page]]
+    close: Callable[[], None] = lambda: None
+    encoding: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def pages(self) -> Iterator[Page]:
+        return self.read_pages()
+
+
+def describe_content(data: bytes) -> str | None:
+    """What the bytes look like, for a message about a mislabelled file."""
+    head = data[:16]
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if b"%PDF-" in data[:PDF_HEADER_WINDOW]:
+        return "a PDF"
+    if _HTML.match(data[:512]):
+        return "an HTML page"
+    return None
+
+
+def detect_kind(name: str, data: bytes) -> tuple[str, list[str]]:
+    """The kind to read the file as, and notes; raises UnreadableDocument when refused."""
+    if not data:
+        raise UnreadableDocument(f"{name} is empty (0 bytes).")
+    suffix = PurePath(name).suffix.lower()
+    looks_like = describe_content(data)
+    if suffix and suffix not in SUFFIXES:
+        raise UnreadableDocument(
+            f"{name}: Parley reads PDF, TXT and Markdown files, not {suffix} files."
+        )
+    if looks_like == "a PDF":
+        if suffix in TEXT_SUFFIXES:
+            return "pdf", [f"Named {suffix} but it is a PDF, so it was read as a PDF."]
+        return "pdf", []
+    if suffix == ".pdf":
+        detail = f": it looks like {looks_like}" if looks_like else ""
+        raise UnreadableDocument(f"{name} is not a PDF{detail}.", hint="Check the file.")
+    if looks_like and looks_like != "an HTML page":
+        raise UnreadableDocument(f"{name} is not a text file: it looks like {looks_like}.")
+    return TEXT_SUFFIXES.get(suffix, "text"), []
+
+
+def open_document(name: str, data: bytes) -> Opened:
+    """Open `data` (the bytes of the file called `name`) for page-by-page reading."""
+    kind, notes = detect_kind(name, data)
+    opened = _open_pdf(name, data) if kind == "pdf" else _open_text(name, data, kind)
+    opened.notes[:0] = notes
+    return opened
+
+
+# PDFs
+
+
+def _open_pdf(name: str, data: bytes) -> Opened:
+    try:
+        doc = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if getattr(exc, "err_code", None) == _FPDF_ERR_PASSWORD:
+            raise EncryptedDocument(f"{name} is protected by a password.") from exc
+        log.info("PDFium could not open %s (%s); trying pypdf", name, exc)
+        return _open_with_pypdf(name, data)
+    return Opened(
+        kind="pdf",
+        page_count=len(doc),
+        extractor="pypdfium2",
+        read_pages=lambda: _pdfium_pages(doc),
+        close=doc.close,
+    )
+
+
+def _pdfium_pages(doc: pdfium.PdfDocument) -> Iterator[Page]:
+    for index in range(len(doc)):
+        try:
+            page = doc[index]
+            textpage = page.get_textpage()
+            text = textpage.get_text_range()
+            textpage.close()
+            page.close()
+        except pdfium.PdfiumError as exc:
+            log.warning("page %d could not be read: %s", index + 1, exc)
+            text = ""
+        yield Page(index + 1, _label(doc.get_page_label(index), index + 1), clean_text(text))
+
+
+def _open_with_pypdf(name: str, data: bytes) -> Opened:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise EncryptedDocument(f"{name} is protected by a password.")
+        count = len(reader.pages)
+    except EncryptedDocument:
+        raise
+    except Exception as exc:  # pypdf raises many unrelated types on broken files
+        raise UnreadableDocument(
+            f"{name} is damaged or truncated: neither PDFium nor pypdf could read it.",
+            hint="Download or export it again and re-upload.",
+        ) from exc
+    if count == 0:
+        raise UnreadableDocument(f"{name} is damaged: it has no pages.")
+    return Opened(
+        kind="pdf",
+        page_count=count,
+        extractor="pypdf",
+        read_pages=lambda: _pypdf_pages(reader),
+        notes=["PDFium could not read this file; it was repaired and read with pypdf."],
+    )
+
+
+def _pypdf_pages(reader: pypdf.PdfReader) -> Iterator[Page]:
+    try:
+        labels = reader.page_labels
+    except Exception:  # broken label trees are common and harmless: fall back to numbers
+        labels = []
+    for index, page in enumerate(reader.pages):
+        try:
+            text = page.extract_text() or ""
+        except Exception as exc:  # one bad page must not lose the rest of the document
+            log.warning("page %d could not be read: %s", index + 1, exc)
+            text = ""
+        label = labels[index] if index < len(labels) else None
+        yield Page(index + 1, _label(label, index + 1), clean_text(text))
+
+
+def _label(label: str | None, number: int) -> str | None:
+    return label if label and label != str(number) else None
+
+
+_SOFT_HYPHEN_BREAK = re.compile("[\ufffe\u00ad]\r?\n")
+
+
+def clean_text(text: str) -> str:
+    """Normalise extracted text: join hyphenated line breaks, unify newlines, drop NULs."""
+    text = _SOFT_HYPHEN_BREAK.sub("", text)
+    text = text.replace("\ufffe", "").replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\x00", "")
+
+
+# Text files
+
+
+def decode_text(name: str, data: bytes) -> tuple[str, str]:
+    """The text and the encoding it was read with."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(data).best()
+    if best is None:
+        raise UnreadableDocument(f"{name} is not a text file, or its encoding is unknown.")
+    return str(best), best.encoding
+
+
+def _open_text(name: str, data: bytes, kind: str) -> Opened:
+    text, encoding = decode_text(name, data)
+    if "\x00" in text:
+        raise UnreadableDocument(f"{name} is not a text file: it contains binary data.")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise NoTextFound(f"{name} contains no text.", hint="Check the file.")
+    return Opened(
+        kind=kind,
+        page_count=1,
+        extractor="text",
+        read_pages=lambda: iter([Page(None, None, text)]),
+        encoding=encoding,
+    )

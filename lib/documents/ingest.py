@@ -1,0 +1,365 @@
+"""The upload pipeline: read, chunk, embed and index each file, honestly and cancellably.
+
+For each file: size limit, content hash (an unchanged file already in the library is
+reported at once and adds nothing), pages read one by one, chunks, embeddings batch by
+batch, then one transaction for the rows and one locked update of the FAISS index.
+`progress` is called per page, per batch and every half second of a rate-limit wait;
+`cancelled` is checked as often, and a cancelled file leaves nothing behind (the
+embedding cache keeps what was paid for, so trying again resumes where it stopped).
+
+A file is reported as indexed only when every stage finished. One file failing (corrupt,
+encrypted, a scan with no text) never stops the others in the same upload. When the
+server has no embeddings endpoint, or embedding fails, the file is still indexed for
+keyword search and its report says so; re-indexing later adds the vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lib.documents import chunking
+from lib.documents.embeddings import Embedder, EmbedProgress
+from lib.documents.extract import Page, open_document
+from lib.documents.library import DocumentLibrary, DocumentRecord
+from lib.errors import (
+    DocumentError,
+    FileTooLarge,
+    IngestCancelled,
+    ModelRejected,
+    NoTextFound,
+    ParleyError,
+)
+
+log = logging.getLogger(__name__)
+READ_SHARE = 0.4  # of a file's progress bar: reading pages, then embedding, then saving
+EMBED_SHARE = 0.55
+
+
+@dataclass
+class Progress:
+    file: str
+    file_index: int
+    files: int
+    stage: str  # reading | embedding | waiting | saving
+    done: int
+    total: int
+    fraction: float  # of the whole upload, 0..1
+    message: str
+
+
+@dataclass
+class FileReport:
+    name: str
+    status: str  # indexed | duplicate | failed | cancelled
+    message: str = ""
+    document_id: str | None = None
+    pages: int = 0
+    chars: int = 0
+    empty_pages: list[int] = field(default_factory=list)
+    chunks: int = 0
+    tokens: int = 0
+    cached: int = 0  # chunks whose vectors came from the cache
+    keyword_only: bool = False
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Prepared:
+    kind: str
+    pages: list[Page]
+    page_tokens: list[int]
+    chunks: list[chunking.Chunk]
+    vectors: np.ndarray | None
+    model: str | None
+
+
+ProgressFn = Callable[[Progress], None]
+CancelFn = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_048_576:.1f} MB"
+
+
+class Ingestor:
+    """Ingests files into one workspace's library, embedding with `embedder` if given."""
+
+    def __init__(
+        self,
+        library: DocumentLibrary,
+        workspace: str,
+        embedder: Embedder | None,
+        *,
+        limit_bytes: int,
+    ) -> None:
+        self.library = library
+        self.workspace = workspace
+        self.embedder = embedder
+        self.limit_bytes = limit_bytes
+
+    def ingest_many(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        progress: ProgressFn | None = None,
+        cancelled: CancelFn = _never,
+    ) -> list[FileReport]:
+        reports: list[FileReport] = []
+        for i, (name, data) in enumerate(files):
+            tick = self._ticker(name, i, len(files), progress)
+            try:
+                reports.append(self.ingest(name, data, tick, cancelled))
+            except IngestCancelled:
+                reports += [FileReport(n, "cancelled", "Cancelled before it was indexed.")
+                            for n, _ in files[i:]]  # fmt: skip
+                break
+        return reports
+
+    def ingest(
+        self,
+        name: str,
+        data: bytes,
+        progress: Callable[[str, int, int, str, float], None] | None = None,
+        cancelled: CancelFn = _never,
+    ) -> FileReport:
+        """Index one file; failures come back as a report, cancelling raises."""
+        started = time.perf_counter()
+        tick = progress or (lambda *_a: None)
+        report = FileReport(name, "failed")
+        try:
+            if len(data) > self.limit_bytes:
+                raise FileTooLarge(
+                    f"{name} is {_mb(len(data))}; the limit is {_mb(self.limit_bytes)} per file."
+                )
+            sha = hashlib.sha256(data).hexdigest()
+            existing = self.library.find_by_hash(self.workspace, sha)
+            if existing is not None and existing.status == "ready":
+                return _duplicate(name, existing, time.perf_counter() - started)
+            if existing is not None:  # an earlier attempt that never finished
+                self.library.delete(self.workspace, existing.id)
+            prepared = self._prepare(name, data, report, tick, cancelled)
+            tick("saving", 1, 1, f"{name}: saving", 0.97)
+            self._save_new(name, data, sha, prepared, report)
+        except DocumentError as exc:
+            report.message = str(exc)
+        except IngestCancelled:
+            raise
+        except Exception as exc:  # a bug or an I/O error must not lose the other files
+            log.exception("ingesting %s failed", name)
+            report.message = f"{name} could not be indexed: {exc}"
+        report.seconds = round(time.perf_counter() - started, 3)
+        return report
+
+    def reindex(
+        self,
+        document_id: str,
+        progress: Callable[[str, int, int, str, float], None] | None = None,
+        cancelled: CancelFn = _never,
+    ) -> FileReport:
+        """Read the stored file again and rebuild its chunks and vectors (cache first)."""
+        started = time.perf_counter()
+        doc = self.library.get(self.workspace, document_id)
+        report = FileReport(doc.name, "failed", document_id=doc.id)
+        tick = progress or (lambda *_a: None)
+        data = self.library.read_file(self.workspace, doc)
+        try:
+            prepared = self._prepare(doc.name, data, report, tick, cancelled)
+        except DocumentError as exc:
+            report.message = str(exc)
+            return report
+        tick("saving", 1, 1, f"{doc.name}: saving", 0.97)
+        old_ids, ids = self.library.replace_content(
+            self.workspace,
+            doc.id,
+            report=report.to_dict(),
+            pages=prepared.pages,
+            page_tokens=prepared.page_tokens,
+            chunks=prepared.chunks,
+        )
+        if doc.embedding_model:
+            with self.library.update_index(self.workspace, doc.embedding_model) as store:
+                store.remove(old_ids)
+        self._finish(doc.id, ids, prepared, report, started)
+        return report
+
+    def _prepare(
+        self,
+        name: str,
+        data: bytes,
+        report: FileReport,
+        tick: Callable[..., None],
+        cancelled: CancelFn,
+    ) -> _Prepared:
+        opened = open_document(name, data)
+        report.notes += opened.notes
+        pages: list[Page] = []
+        try:
+            for page in opened.pages():
+                if cancelled():
+                    raise IngestCancelled("Indexing was cancelled.")
+                pages.append(page)
+                n = len(pages)
+                tick("reading", n, opened.page_count,
+                     f"{name}: reading page {n} of {opened.page_count}",
+                     READ_SHARE * n / opened.page_count)  # fmt: skip
+        finally:
+            opened.close()
+        report.pages = len(pages)
+        report.chars = sum(len(p.text) for p in pages)
+        report.empty_pages = [p.number or i for i, p in enumerate(pages, 1) if not p.text.strip()]
+        if len(report.empty_pages) == len(pages):
+            raise NoTextFound(
+                f"{name} has {len(pages)} page{'s' * (len(pages) != 1)} but no text that can "
+                "be extracted, so it was not indexed."
+            )
+        if opened.encoding:
+            report.notes.append(f"Read as {opened.encoding} text.")
+        chunks = chunking.split_pages(p for p in pages if p.text.strip())
+        page_tokens = [chunking.count_tokens(p.text) for p in pages]
+        report.chunks, report.tokens = len(chunks), sum(page_tokens)
+        vectors, model = self._embed(name, chunks, report, tick, cancelled)
+        return _Prepared(opened.kind, pages, page_tokens, chunks, vectors, model)
+
+    def _embed(
+        self,
+        name: str,
+        chunks: list[chunking.Chunk],
+        report: FileReport,
+        tick: Callable[..., None],
+        cancelled: CancelFn,
+    ) -> tuple[np.ndarray | None, str | None]:
+        if self.embedder is None:
+            report.keyword_only = True
+            report.notes.append("No embeddings model is configured: keyword search only.")
+            return None, None
+
+        def on_batch(p: EmbedProgress) -> None:
+            fraction = READ_SHARE + EMBED_SHARE * p.done / max(p.total, 1)
+            if p.waiting:
+                tick("waiting", p.done, p.total,
+                     f"{name}: {p.reason}, retrying in {p.waiting:.0f} s "
+                     f"(attempt {p.attempt + 1})", fraction)  # fmt: skip
+            else:
+                tick("embedding", p.done, p.total,
+                     f"{name}: embedding chunk {p.done} of {p.total}", fraction)  # fmt: skip
+
+        try:
+            vectors = self.embedder.embed(
+                [c.text for c in chunks],
+                [c.hash for c in chunks],
+                [c.tokens for c in chunks],
+                progress=on_batch,
+                cancelled=cancelled,
+            )
+        except IngestCancelled:
+            raise
+        except ParleyError as exc:
+            log.warning("embedding %s failed: %s", name, type(exc).__name__)
+            report.keyword_only = True
+            if isinstance(exc, ModelRejected):
+                report.notes.append(
+                    f"The server has no embeddings for {self.embedder.model} ({exc.message}), "
+                    "so this file is searchable by keywords only."
+                )
+            else:
+                report.notes.append(
+                    f"Embedding failed ({exc}), so this file is searchable by keywords only. "
+                    "Re-index it later to add semantic search."
+                )
+            return None, None
+        report.cached = self.embedder.last_cached
+        return vectors, self.embedder.model
+
+    def _save_new(
+        self, name: str, data: bytes, sha: str, prepared: _Prepared, report: FileReport
+    ) -> None:
+        started = time.perf_counter()
+        doc, ids = self.library.create(
+            self.workspace,
+            name=name,
+            data=data,
+            sha256=sha,
+            kind=prepared.kind,
+            report=report.to_dict(),
+            pages=prepared.pages,
+            page_tokens=prepared.page_tokens,
+            chunks=prepared.chunks,
+        )
+        report.document_id = doc.id
+        try:
+            self._finish(doc.id, ids, prepared, report, started)
+        except BaseException:
+            # Also on Streamlit's stop/rerun: never leave a half-indexed document behind.
+            self.library.delete(self.workspace, doc.id)
+            report.document_id = None
+            raise
+
+    def _finish(
+        self,
+        doc_id: str,
+        ids: list[int],
+        prepared: _Prepared,
+        report: FileReport,
+        started: float,
+    ) -> None:
+        if prepared.vectors is not None and prepared.model:
+            with self.library.update_index(self.workspace, prepared.model) as store:
+                store.add_vectors(ids, prepared.vectors)
+        report.status = "indexed"
+        report.message = _summary(report)
+        report.seconds = round(report.seconds + time.perf_counter() - started, 3)
+        self.library.mark_ready(self.workspace, doc_id, prepared.model, report.to_dict())
+
+    def _ticker(
+        self, name: str, index: int, files: int, progress: ProgressFn | None
+    ) -> Callable[[str, int, int, str, float], None]:
+        def tick(stage: str, done: int, total: int, message: str, fraction: float) -> None:
+            if progress is not None:
+                overall = (index + min(fraction, 1.0)) / files
+                progress(Progress(name, index, files, stage, done, total, overall, message))
+
+        return tick
+
+
+def _duplicate(name: str, existing: DocumentRecord, seconds: float) -> FileReport:
+    same = "" if existing.name == name else f" as {existing.name}"
+    stored = existing.report
+    return FileReport(
+        name,
+        "duplicate",
+        f"{name} is already in your library{same}; nothing was added.",
+        document_id=existing.id,
+        pages=stored.get("pages", 0),
+        chars=stored.get("chars", 0),
+        empty_pages=stored.get("empty_pages", []),
+        chunks=stored.get("chunks", 0),
+        tokens=stored.get("tokens", 0),
+        keyword_only=existing.embedding_model is None,
+        seconds=round(seconds, 3),
+    )
+
+
+def _summary(report: FileReport) -> str:
+    text = (
+        f"{report.name}: {report.pages:,} page{'s' * (report.pages != 1)}, "
+        f"{report.chars:,} characters, {report.chunks:,} chunks"
+    )
+    if report.empty_pages:
+        text += f", {len(report.empty_pages)} without text"
+    if report.keyword_only:
+        text += " (keyword search only)"
+    return text + "."

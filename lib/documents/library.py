@@ -1,0 +1,482 @@
+"""A workspace's document library: rows in parley.db, files and indexes on disk.
+
+Every method takes the workspace first and every query filters on it. Uploaded files are
+kept (so a document can be re-indexed) under generated names, `<document id>.<ext>`, in
+the workspace's own directory, `<data dir>/documents/<sha256(workspace)[:32]>/`; the
+uploaded file name is only ever displayed, never used as a path.
+
+Each workspace has one FAISS index per embedding model (vectors of different models are
+not comparable), written atomically and versioned by a generation number in SQLite. A
+session keeps its loaded index and reloads it only when the generation has moved, so a
+query never reads the index file. Writers take a per-workspace file lock, which also
+serialises a terminal and the web app working on the same data directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+
+from lib import db
+from lib.documents.chunking import Chunk
+from lib.documents.embeddings import EmbeddingCache
+from lib.documents.extract import Page
+from lib.documents.vectorstore import ParleyFAISS
+from lib.errors import NotFoundError
+
+EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md"}
+# Words too common to help a keyword search; BM25 would weigh them near zero anyway, but
+# dropping them keeps the FTS5 query from touching most of the index.
+STOPWORDS = frozenset(
+    "a about above after again all also am an and any are as at be because been before "
+    "being between both but by can could did do does doing down during each few for from "
+    "further had has have having he her here hers him his how i if in into is it its "
+    "itself just me more most my no nor not now of off on once only or other our ours out "
+    "over own same she should so some such than that the their theirs them then there "
+    "these they this those through to too under until up very was we were what when where "
+    "which while who whom why will with would you your yours".split()
+)
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class DocumentRecord:
+    id: str
+    workspace: str
+    name: str
+    sha256: str
+    size: int
+    kind: str
+    stored_as: str
+    status: str  # "indexing" until every stage finished, then "ready"
+    report: dict[str, Any] = field(default_factory=dict)
+    tokens: int = 0
+    embedding_model: str | None = None  # None: searchable by keywords only
+    created_at: float = 0.0
+    indexed_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> DocumentRecord:
+        data = dict(row)
+        data["report"] = json.loads(data["report"] or "{}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    id: int
+    document_id: str
+    file: str
+    page: int | None
+    label: str | None
+    start: int
+    end: int
+    tokens: int
+    text: str
+
+    def to_langchain(self) -> Document:
+        meta = {k: getattr(self, k) for k in ("document_id", "file", "page", "label", "start")}
+        return Document(self.text, metadata={**meta, "end": self.end}, id=str(self.id))
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    document_id: str
+    file: str
+    page: int  # position in the document, from 1
+    number: int | None  # PDF page number, None for a text file
+    label: str | None
+    tokens: int
+    text: str
+
+
+def workspace_key(workspace: str) -> str:
+    if not workspace:
+        raise ValueError("a workspace is required")
+    return hashlib.sha256(workspace.encode("utf-8")).hexdigest()[:32]
+
+
+def fts_query(text: str, limit: int = 32) -> str | None:
+    """An FTS5 OR-query of the question's meaningful words, or None if it has none."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    terms = list(dict.fromkeys(words))[:limit]
+    return " OR ".join(f'"{t}"' for t in terms) if terms else None
+
+
+class DocumentLibrary:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.db_path = data_dir / "parley.db"
+        self.cache = EmbeddingCache(self.db_path)
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = db.connect(self.db_path)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def workspace_dir(self, workspace: str) -> Path:
+        path = self.data_dir / "documents" / workspace_key(workspace)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # Documents
+
+    def list(self, workspace: str) -> list[DocumentRecord]:
+        workspace_key(workspace)
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT * FROM documents WHERE workspace = ? ORDER BY created_at DESC",
+                (workspace,),
+            ).fetchall()
+        return [DocumentRecord.from_row(r) for r in rows]
+
+    def get(self, workspace: str, document_id: str) -> DocumentRecord:
+        with self._conn() as conn:
+            return self._get(conn, workspace, document_id)
+
+    def _get(self, conn: sqlite3.Connection, workspace: str, document_id: str) -> DocumentRecord:
+        workspace_key(workspace)
+        row = conn.execute(
+            "SELECT * FROM documents WHERE id = ? AND workspace = ?", (document_id, workspace)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError("Document not found.")
+        return DocumentRecord.from_row(row)
+
+    def find_by_hash(self, workspace: str, sha256: str) -> DocumentRecord | None:
+        workspace_key(workspace)
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT * FROM documents WHERE workspace = ? AND sha256 = ?", (workspace, sha256)
+            ).fetchone()
+        return DocumentRecord.from_row(row) if row else None
+
+    def create(
+        self,
+        workspace: str,
+        *,
+        name: str,
+        data: bytes,
+        sha256: str,
+        kind: str,
+        report: dict[str, Any],
+        pages: Sequence[Page],
+        page_tokens: Sequence[int],
+        chunks: Sequence[Chunk],
+    ) -> tuple[DocumentRecord, list[int]]:
+        """Store the file and its rows (status "indexing"); returns the chunk ids."""
+        doc_id = uuid.uuid4().hex
+        stored_as = f"{doc_id}.{EXTENSIONS[kind]}"
+        path = self.workspace_dir(workspace) / stored_as
+        path.write_bytes(data)
+        try:
+            with self._conn() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO documents (id, workspace, name, sha256, size, kind, stored_as, "
+                    "status, report, tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (doc_id, workspace, name, sha256, len(data), kind, stored_as, "indexing",
+                     json.dumps(report), sum(page_tokens), time.time()),
+                )  # fmt: skip
+                ids = self._insert_content(conn, doc_id, pages, page_tokens, chunks)
+                conn.execute("COMMIT")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return self.get(workspace, doc_id), ids
+
+    def replace_content(
+        self,
+        workspace: str,
+        document_id: str,
+        *,
+        report: dict[str, Any],
+        pages: Sequence[Page],
+        page_tokens: Sequence[int],
+        chunks: Sequence[Chunk],
+    ) -> tuple[list[int], list[int]]:
+        """Swap a document's pages and chunks (re-index); returns (old ids, new ids)."""
+        with self._conn() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            self._get(conn, workspace, document_id)
+            old = [r[0] for r in conn.execute(
+                "SELECT id FROM chunks WHERE document_id = ?", (document_id,))]  # fmt: skip
+            conn.execute("DELETE FROM chunks WHERE document_id = ?", (document_id,))
+            conn.execute("DELETE FROM document_pages WHERE document_id = ?", (document_id,))
+            ids = self._insert_content(conn, document_id, pages, page_tokens, chunks)
+            conn.execute(
+                "UPDATE documents SET status = 'indexing', report = ?, tokens = ? WHERE id = ?",
+                (json.dumps(report), sum(page_tokens), document_id),
+            )
+            conn.execute("COMMIT")
+        return old, ids
+
+    def _insert_content(
+        self,
+        conn: sqlite3.Connection,
+        document_id: str,
+        pages: Sequence[Page],
+        page_tokens: Sequence[int],
+        chunks: Sequence[Chunk],
+    ) -> list[int]:
+        conn.executemany(
+            "INSERT INTO document_pages VALUES (?, ?, ?, ?, ?, ?)",
+            [(document_id, i, p.number, p.label, n, p.text)
+             for i, (p, n) in enumerate(zip(pages, page_tokens, strict=True), start=1)],
+        )  # fmt: skip
+        ids = []
+        for c in chunks:  # one transaction: the ids come out consecutive
+            cur = conn.execute(
+                "INSERT INTO chunks (document_id, page, label, start, end, tokens, hash, text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (document_id, c.page, c.label, c.start, c.end, c.tokens, c.hash, c.text),
+            )
+            ids.append(cur.lastrowid)
+        return ids
+
+    def mark_ready(
+        self, workspace: str, document_id: str, embedding_model: str | None, report: dict
+    ) -> None:
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE documents SET status = 'ready', embedding_model = ?, report = ?, "
+                "indexed_at = ? WHERE id = ? AND workspace = ?",
+                (embedding_model, json.dumps(report), time.time(), document_id, workspace),
+            )
+
+    def read_file(self, workspace: str, document: DocumentRecord) -> bytes:
+        if document.workspace != workspace:
+            raise NotFoundError("Document not found.")
+        return (self.workspace_dir(workspace) / document.stored_as).read_bytes()
+
+    def delete(self, workspace: str, document_id: str) -> None:
+        """Delete a document: its rows, vectors, unshared cache entries and stored file."""
+        with self._conn() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            doc = self._get(conn, workspace, document_id)
+            rows = conn.execute(
+                "SELECT id, hash FROM chunks WHERE document_id = ?", (document_id,)
+            ).fetchall()
+            conn.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+            hashes = sorted({r["hash"] for r in rows})
+            for i in range(0, len(hashes), 500):
+                part = hashes[i : i + 500]
+                conn.execute(
+                    f"DELETE FROM embedding_cache WHERE workspace = ? AND hash IN "
+                    f"({', '.join('?' * len(part))}) AND hash NOT IN (SELECT c.hash FROM chunks c "
+                    "JOIN documents d ON d.id = c.document_id WHERE d.workspace = ?)",
+                    [workspace, *part, workspace],
+                )
+            conn.execute("COMMIT")
+        if doc.embedding_model:
+            with self.update_index(workspace, doc.embedding_model) as store:
+                store.remove(r["id"] for r in rows)
+        (self.workspace_dir(workspace) / doc.stored_as).unlink(missing_ok=True)
+
+    # Chunks and pages
+
+    def chunks(self, workspace: str, ids: Sequence[int]) -> dict[int, ChunkRecord]:
+        found: dict[int, ChunkRecord] = {}
+        with self._conn() as conn:
+            for i in range(0, len(ids), 500):
+                part = list(ids[i : i + 500])
+                rows = conn.execute(
+                    "SELECT c.*, d.name AS file FROM chunks c JOIN documents d "
+                    f"ON d.id = c.document_id WHERE d.workspace = ? AND c.id IN "
+                    f"({', '.join('?' * len(part))})",
+                    [workspace, *part],
+                ).fetchall()
+                for r in rows:
+                    found[r["id"]] = ChunkRecord(
+                        r["id"], r["document_id"], r["file"], r["page"], r["label"],
+                        r["start"], r["end"], r["tokens"], r["text"],
+                    )  # fmt: skip
+        return found
+
+    def chunk_ids(self, workspace: str, document_ids: Sequence[str]) -> np.ndarray:
+        if not document_ids:
+            return np.zeros(0, dtype=np.int64)
+        with self._conn() as conn:
+            marks = ", ".join("?" * len(document_ids))
+            rows = conn.execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
+                f"WHERE d.workspace = ? AND c.document_id IN ({marks}) ORDER BY c.id",
+                [workspace, *document_ids],
+            ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def pages(self, workspace: str, document_ids: Sequence[str]) -> list[PageRecord]:
+        """Every page of these documents, in the order given, then page order."""
+        with self._conn() as conn:
+            out = []
+            for doc_id in document_ids:
+                rows = conn.execute(
+                    "SELECT p.*, d.name AS file FROM document_pages p JOIN documents d "
+                    "ON d.id = p.document_id WHERE d.workspace = ? AND d.id = ? ORDER BY p.page",
+                    (workspace, doc_id),
+                ).fetchall()
+                out += [
+                    PageRecord(r["document_id"], r["file"], r["page"], r["number"], r["label"],
+                               r["tokens"], r["text"])
+                    for r in rows
+                ]  # fmt: skip
+        return out
+
+    def keyword_search(
+        self, workspace: str, question: str, document_ids: Sequence[str], k: int
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) of the best keyword matches."""
+        match = fts_query(question)
+        if match is None or not document_ids:
+            return []
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT chunks_fts.rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts "
+                "JOIN chunks c ON c.id = chunks_fts.rowid "
+                "JOIN documents d ON d.id = c.document_id "
+                "WHERE chunks_fts MATCH ? AND d.workspace = ? "
+                f"AND c.document_id IN ({', '.join('?' * len(document_ids))}) "
+                "ORDER BY score LIMIT ?",
+                [match, workspace, *document_ids, k],
+            ).fetchall()
+        return [(r["id"], -r["score"]) for r in rows]
+
+    # Conversations' document choices
+
+    def conversation_documents(self, workspace: str, conversation_id: str) -> list[str]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT cd.document_id FROM conversation_documents cd "
+                "JOIN documents d ON d.id = cd.document_id "
+                "JOIN conversations c ON c.id = cd.conversation_id "
+                "WHERE cd.conversation_id = ? AND d.workspace = ? AND c.workspace = ? "
+                "ORDER BY d.created_at",
+                (conversation_id, workspace, workspace),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def set_conversation_documents(
+        self, workspace: str, conversation_id: str, document_ids: Sequence[str]
+    ) -> None:
+        with self._conn() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            owned = conn.execute(
+                "SELECT 1 FROM conversations WHERE id = ? AND workspace = ?",
+                (conversation_id, workspace),
+            ).fetchone()
+            if owned is None:
+                conn.execute("ROLLBACK")
+                raise NotFoundError("Conversation not found.")
+            conn.execute(
+                "DELETE FROM conversation_documents WHERE conversation_id = ?", (conversation_id,)
+            )
+            conn.executemany(
+                "INSERT INTO conversation_documents SELECT ?, id FROM documents "
+                "WHERE id = ? AND workspace = ?",
+                [(conversation_id, d, workspace) for d in document_ids],
+            )
+            conn.execute("COMMIT")
+
+    def chat_settings(self, workspace: str, conversation_id: str) -> tuple[str, int]:
+        """(mode, top_k) of a document conversation: mode "auto" or "retrieval"."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT s.mode, s.top_k FROM document_chats s JOIN conversations c "
+                "ON c.id = s.conversation_id WHERE s.conversation_id = ? AND c.workspace = ?",
+                (conversation_id, workspace),
+            ).fetchone()
+        return (row["mode"], row["top_k"]) if row else ("auto", 6)
+
+    def set_chat_settings(
+        self, workspace: str, conversation_id: str, mode: str, top_k: int
+    ) -> None:
+        if mode not in ("auto", "retrieval") or not 1 <= top_k <= 20:
+            raise ValueError("mode must be auto or retrieval, top_k 1..20")
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO document_chats SELECT id, ?, ? FROM conversations "
+                "WHERE id = ? AND workspace = ? ON CONFLICT (conversation_id) "
+                "DO UPDATE SET mode = excluded.mode, top_k = excluded.top_k",
+                (mode, top_k, conversation_id, workspace),
+            )
+
+    # Vector indexes
+
+    def _index_path(self, workspace: str, model: str) -> Path:
+        digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:16]
+        return self.workspace_dir(workspace) / f"index-{digest}.faiss"
+
+    def _generation(self, workspace: str, model: str) -> int | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT generation FROM vector_indexes WHERE workspace = ? AND model = ?",
+                (workspace, model),
+            ).fetchone()
+        return row[0] if row else None
+
+    def lookup(self, workspace: str):  # noqa: ANN201 - a vectorstore.Lookup
+        def find(ids: list[int]) -> dict[int, Document]:
+            return {i: c.to_langchain() for i, c in self.chunks(workspace, ids).items()}
+
+        return find
+
+    def open_index(
+        self, workspace: str, model: str, cached: ParleyFAISS | None = None
+    ) -> ParleyFAISS | None:
+        """The workspace's index for `model`: `cached` if still current, else from disk."""
+        generation = self._generation(workspace, model)
+        if generation is None:
+            return None
+        if cached is not None and getattr(cached, "generation", None) == (
+            workspace,
+            model,
+            generation,
+        ):
+            return cached
+        path = self._index_path(workspace, model)
+        if not path.exists():
+            return None
+        store = ParleyFAISS.load(path, lookup=self.lookup(workspace))
+        store.generation = (workspace, model, generation)
+        return store
+
+    @contextmanager
+    def update_index(self, workspace: str, model: str) -> Iterator[ParleyFAISS]:
+        """Lock, load, let the caller change, then save the index and bump its generation."""
+        lock_path = self.workspace_dir(workspace) / ".index.lock"
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                store = self.open_index(workspace, model) or ParleyFAISS(
+                    lookup=self.lookup(workspace)
+                )
+                yield store
+                if store.index is None:
+                    return
+                path = self._index_path(workspace, model)
+                store.save(path)
+                with self._conn() as conn:
+                    conn.execute(
+                        "INSERT INTO vector_indexes (workspace, model, file, generation) "
+                        "VALUES (?, ?, ?, 1) ON CONFLICT (workspace, model) DO UPDATE SET "
+                        "generation = generation + 1",
+                        (workspace, model, path.name),
+                    )
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

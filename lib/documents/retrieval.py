@@ -1,0 +1,108 @@
+"""Hybrid retrieval: dense FAISS results and BM25 keyword results, fused by RRF.
+
+Dense search finds passages that mean the same as the question; BM25 (SQLite FTS5's
+`bm25()`, over a porter-stemmed index of the chunks) finds the ones that share its rare
+words, such as a function name. Reciprocal rank fusion (Cormack et al., 2009) combines the
+two lists by rank alone, `sum(1 / (RRF_K + rank))`, so the incomparable raw scores never
+need calibrating against each other. With no embeddings (no endpoint, or documents indexed
+before one existed) retrieval is keyword-only, and says so.
+
+`score` on a source is the fused score scaled so that 1.0 means first in every list that
+took part; the cosine similarity and the keyword rank are kept beside it for display.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lib.documents.library import ChunkRecord, DocumentLibrary
+from lib.documents.vectorstore import ParleyFAISS
+
+log = logging.getLogger(__name__)
+
+RRF_K = 60  # the constant from the RRF paper; robust across collections
+CANDIDATES = 30  # taken from each list before fusing
+TOP_K = 6
+
+
+@dataclass(frozen=True)
+class Source:
+    chunk: ChunkRecord
+    score: float  # fused, 0..1
+    similarity: float | None = None  # cosine similarity, when dense search found it
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    sources: list[Source]
+    mode: str  # "hybrid" | "keyword"
+    note: str | None = None
+
+
+def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Fuse ranked id lists; returns (id, score) best first, ties broken by first list."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def allowed_ids(
+    library: DocumentLibrary, workspace: str, document_ids: Sequence[str]
+) -> np.ndarray:
+    return library.chunk_ids(workspace, document_ids)
+
+
+def retrieve(
+    library: DocumentLibrary,
+    workspace: str,
+    question: str,
+    document_ids: Sequence[str],
+    *,
+    store: ParleyFAISS | None = None,
+    query_vector: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+    k: int = TOP_K,
+    note: str | None = None,
+) -> Retrieval:
+    """The k best passages of `document_ids` for `question`.
+
+    `store` and `query_vector` enable dense search; `allowed` (the chunk ids of
+    `document_ids`) may be passed in when the caller has it cached.
+    """
+    if not document_ids:
+        return Retrieval([], "keyword", "No documents are selected.")
+    keyword = library.keyword_search(workspace, question, document_ids, CANDIDATES)
+    dense: list[tuple[int, float]] = []
+    dense_on = store is not None and store.size > 0 and query_vector is not None
+    if dense_on:
+        if allowed is None:
+            allowed = allowed_ids(library, workspace, document_ids)
+        dense = store.search_vector(query_vector, CANDIDATES, allowed)
+    rankings = [[i for i, _ in dense]] if dense_on else []
+    rankings.append([i for i, _ in keyword])
+    fused = rrf(rankings)[:k]
+    chunks = library.chunks(workspace, [i for i, _ in fused])
+    similarity = dict(dense)
+    dense_rank = {i: r for r, (i, _) in enumerate(dense, start=1)}
+    keyword_rank = {i: r for r, (i, _) in enumerate(keyword, start=1)}
+    best = len(rankings) / (RRF_K + 1)
+    sources = [
+        Source(
+            chunk=chunks[i],
+            score=round(score / best, 4),
+            similarity=round(similarity[i], 4) if i in similarity else None,
+            dense_rank=dense_rank.get(i),
+            keyword_rank=keyword_rank.get(i),
+        )
+        for i, score in fused
+        if i in chunks  # a chunk deleted since the index was loaded is skipped
+    ]
+    return Retrieval(sources, "hybrid" if dense_on else "keyword", note)

@@ -1,0 +1,313 @@
+"""Parley's FAISS vector store, on langchain-core's `VectorStore` interface.
+
+langchain-community's FAISS is not used: the package was sunset in 2026 and it persists
+its docstore with pickle, so loading an index could run code. Here the index is saved
+with `faiss.write_index` and read with `faiss.read_index` (FAISS's own binary format);
+chunk text and metadata live in SQLite and come back through a `lookup` callable.
+
+Vectors are unit length and compared by inner product, i.e. cosine similarity. Each
+vector's FAISS id is its chunk's SQLite row id, so search results map straight to rows.
+
+Index type by size (`bench/query.py` prints the measurements behind these numbers):
+- Exact (`IndexIDMap2(IndexFlatIP)`) while vectors × dimension ≤ EXACT_MAX_FLOATS, i.e.
+  about 10,000 chunks of 1,536 dimensions (40,000 of 384). An exact search reads every
+  vector, and on these 2-core machines a single query costs about 4 ms at 10k × 1,536
+  and 30-60 ms at 100k once the vectors no longer fit in the CPU caches.
+- Above it, an inverted file (`IndexIVFFlat`, sqrt(N) lists, probing NPROBE_FRACTION of
+  them): about 1 ms at 100k × 1,536 with top-10 recall near 0.98 against exact search on
+  the R-manual vectors. IVF rather than HNSW because IVF supports `remove_ids`, which
+  deleting a document needs, and stores no graph, so its memory stays at the raw vectors
+  plus 8 bytes of id each (HNSW adds ~M×8 bytes per vector and cannot delete). The
+  lists are retrained when the index grows past RETRAIN_GROWTH times its training size.
+
+Two FAISS defaults are wrong for these machines, and are set once, process-wide, here:
+- OpenMP threads: with 2 threads a single query is about 3x slower than with 1 (thread
+  start-up dominates such a small job), so `omp_set_num_threads(1)`.
+- `distance_compute_blas_threshold`: the wheel ships 128,000 (upstream's is 20), so
+  batched flat searches skip BLAS and run about 10x slower; it is set back to 20.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+
+faiss.omp_set_num_threads(1)
+faiss.cvar.distance_compute_blas_threshold = 20
+
+EXACT_MAX_FLOATS = 16_000_000
+NPROBE_FRACTION = 1 / 16
+MIN_NPROBE = 8
+RETRAIN_GROWTH = 4
+TRAIN_POINTS_PER_LIST = 40  # FAISS warns below 39
+Lookup = Callable[[list[int]], dict[int, Document]]
+
+
+def exact_is_enough(count: int, dim: int) -> bool:
+    return count * dim <= EXACT_MAX_FLOATS
+
+
+def ivf_lists(count: int) -> int:
+    return max(16, int(math.sqrt(count)))
+
+
+class ParleyFAISS(VectorStore):
+    """A FAISS index of unit vectors keyed by int64 ids, with text fetched via `lookup`."""
+
+    def __init__(
+        self,
+        embedding: Embeddings | None = None,
+        *,
+        index: faiss.Index | None = None,
+        lookup: Lookup | None = None,
+    ) -> None:
+        self._embedding = embedding
+        self.index = index
+        self._lookup = lookup
+        self._docs: dict[int, Document] = {}  # only for texts added through add_texts
+
+    # Properties
+
+    @property
+    def embeddings(self) -> Embeddings | None:
+        return self._embedding
+
+    @property
+    def size(self) -> int:
+        return int(self.index.ntotal) if self.index is not None else 0
+
+    @property
+    def dim(self) -> int | None:
+        return int(self.index.d) if self.index is not None else None
+
+    @property
+    def kind(self) -> str:
+        if self.index is None:
+            return "empty"
+        return "ivf" if isinstance(faiss.downcast_index(self.index), faiss.IndexIVF) else "flat"
+
+    # Vectors
+
+    def add_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Add unit vectors under the given ids, switching index type when size says so."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids_array = np.ascontiguousarray(ids, dtype=np.int64)
+        if len(ids_array) == 0:
+            return
+        if self.dim is not None and vectors.shape[1] != self.dim:
+            raise ValueError(
+                f"vectors have {vectors.shape[1]} dimensions, the index has {self.dim}"
+            )
+        dim = vectors.shape[1]
+        total = self.size + len(ids_array)
+        if self.index is None and exact_is_enough(total, dim):
+            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        if self.index is not None and self._fits_current(total, dim):
+            self.index.add_with_ids(vectors, ids_array)
+            return
+        old_ids, old_vectors = self.all_vectors()
+        self.index = None  # free the old index before the new one is built
+        all_ids = np.concatenate([old_ids, ids_array])
+        all_vectors = np.concatenate([old_vectors, vectors]) if len(old_ids) else vectors
+        del old_vectors
+        self.index = build_ivf(all_ids, all_vectors)
+
+    def _fits_current(self, total: int, dim: int) -> bool:
+        if self.kind == "flat":
+            return exact_is_enough(total, dim)
+        ivf = faiss.downcast_index(self.index)
+        return total <= RETRAIN_GROWTH * ivf.nlist**2
+
+    def remove(self, ids: Iterable[int]) -> int:
+        ids_array = np.fromiter(ids, dtype=np.int64)
+        for i in ids_array.tolist():
+            self._docs.pop(i, None)
+        if self.index is None or len(ids_array) == 0:
+            return 0
+        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids_array)))
+
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (id, vector) in the index, as copies."""
+        if self.index is None or self.size == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim or 0), dtype=np.float32)
+        index = faiss.downcast_index(self.index)
+        dim = index.d
+        if isinstance(index, faiss.IndexIVF):
+            lists = index.invlists
+            ids, vecs = [], []
+            for list_no in range(index.nlist):
+                size = lists.list_size(list_no)
+                if size:
+                    ids.append(faiss.rev_swig_ptr(lists.get_ids(list_no), size).copy())
+                    codes = faiss.rev_swig_ptr(lists.get_codes(list_no), size * dim * 4)
+                    vecs.append(codes.view(np.float32).reshape(size, dim).copy())
+            return np.concatenate(ids), np.concatenate(vecs)
+        flat = faiss.downcast_index(index.index)
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), self.size * dim).reshape(self.size, dim)
+        return faiss.vector_to_array(index.id_map).copy(), vectors.copy()
+
+    def search_vector(
+        self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """The k nearest ids with their cosine similarity, only among `allowed` if given."""
+        if self.index is None or self.size == 0 or k <= 0:
+            return []
+        if allowed is not None and len(allowed) == 0:
+            return []
+        query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
+        bitmap = None
+        selector = None
+        if allowed is not None:
+            bitmap = _bitmap(allowed)
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        if self.kind == "ivf":
+            ivf = faiss.downcast_index(self.index)
+            nprobe = max(MIN_NPROBE, math.ceil(ivf.nlist * NPROBE_FRACTION))
+            if allowed is not None:
+                # A small subset spreads thinly over the lists: probe more so k are found.
+                nprobe = math.ceil(nprobe * self.size / max(len(allowed), 1))
+            params = faiss.SearchParametersIVF(nprobe=min(ivf.nlist, nprobe), sel=selector)
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        scores, ids = self.index.search(query, k, params=params)
+        del bitmap  # the selector points into it; it had to live until the search ended
+        return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i != -1]
+
+    # Persistence
+
+    def save(self, path: Path) -> None:
+        """Write the index atomically (a reader never sees half a file)."""
+        if self.index is None:
+            raise ValueError("nothing to save")
+        tmp = path.with_name(path.name + ".tmp")
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, path)
+        if self._docs:
+            docs = {
+                i: {"text": d.page_content, "metadata": d.metadata} for i, d in self._docs.items()
+            }
+            sidecar = path.with_suffix(".docs.json")
+            sidecar.write_text(json.dumps(docs), encoding="utf-8")
+
+    @classmethod
+    def load(
+        cls, path: Path, embedding: Embeddings | None = None, lookup: Lookup | None = None
+    ) -> ParleyFAISS:
+        store = cls(embedding, index=faiss.read_index(str(path)), lookup=lookup)
+        sidecar = path.with_suffix(".docs.json")
+        if lookup is None and sidecar.exists():
+            for key, doc in json.loads(sidecar.read_text(encoding="utf-8")).items():
+                store._docs[int(key)] = Document(doc["text"], metadata=doc["metadata"], id=str(key))
+        return store
+
+    # langchain-core's VectorStore interface
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        texts = list(texts)
+        if self._embedding is None:
+            raise ValueError("add_texts needs an embedding")
+        if ids is None:
+            start = max(self._docs, default=-1) + 1
+            int_ids = list(range(start, start + len(texts)))
+        else:
+            int_ids = [int(i) for i in ids]  # ids are chunk row ids: numeric strings
+        vectors = np.asarray(self._embedding.embed_documents(texts), dtype=np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        self.add_vectors(int_ids, vectors)
+        for i, text, meta in zip(int_ids, texts, metadatas or [{}] * len(texts), strict=True):
+            self._docs[i] = Document(text, metadata=dict(meta), id=str(i))
+        return [str(i) for i in int_ids]
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        if ids is None:
+            return False
+        return self.remove(int(i) for i in ids) > 0
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        found = self._documents([int(i) for i in ids])
+        return [found[int(i)] for i in ids if int(i) in found]
+
+    def _documents(self, ids: list[int]) -> dict[int, Document]:
+        if self._lookup is not None:
+            return self._lookup(ids)
+        return {i: self._docs[i] for i in ids if i in self._docs}
+
+    def similarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, allowed: np.ndarray | None = None
+    ) -> list[tuple[Document, float]]:
+        hits = self.search_vector(np.asarray(embedding, dtype=np.float32), k, allowed)
+        docs = self._documents([i for i, _ in hits])
+        return [(docs[i], score) for i, score in hits if i in docs]
+
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, **kwargs: Any
+    ) -> list[Document]:
+        pairs = self.similarity_search_with_score_by_vector(embedding, k, kwargs.get("allowed"))
+        return [doc for doc, _ in pairs]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        if self._embedding is None:
+            raise ValueError("searching by text needs an embedding")
+        vector = self._embedding.embed_query(query)
+        return self.similarity_search_with_score_by_vector(vector, k, kwargs.get("allowed"))
+
+    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        return lambda similarity: max(0.0, min(1.0, similarity))
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> ParleyFAISS:
+        store = cls(embedding)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+
+def build_ivf(ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
+    """An inverted-file index trained on (a sample of) `vectors`, holding all of them."""
+    count, dim = vectors.shape
+    nlist = ivf_lists(count)
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    sample = min(count, nlist * TRAIN_POINTS_PER_LIST)
+    rng = np.random.default_rng(0)
+    picked = np.sort(rng.choice(count, size=sample, replace=False))
+    index.train(vectors[picked])
+    index.add_with_ids(vectors, ids)
+    return index
+
+
+def _bitmap(ids: np.ndarray) -> np.ndarray:
+    """A little-endian bit set of `ids`, as FAISS's IDSelectorBitmap reads it."""
+    ids = np.asarray(ids, dtype=np.int64)
+    bits = np.zeros(int(ids.max()) + 1, dtype=bool)
+    bits[ids] = True
+    return np.packbits(bits, bitorder="little")
