@@ -4,7 +4,7 @@ import streamlit as st
 
 from lib import chat
 from lib.errors import MissingKeyError
-from lib.ui import chat_view, clients, sidebar, state, transcript
+from lib.ui import chat_view, clients, illustrate, sidebar, state, transcript
 
 current = sidebar.connection()
 store = clients.store(current)
@@ -28,6 +28,7 @@ models, note = clients.models(current, api)
 chat_view.parameters(store, conv or chat_view.draft(current), models, note)
 if conv:
     chat_view.last_actions(ctx, conv, shown)
+    illustrate.action(ctx, conv, current)
     last_reply = next((m for m in reversed(shown) if m.role == "assistant"), None)
     transcript.gauge(last_reply, store.totals(ctx.workspace, conv.id))
     chat_view.run_pending(ctx)

@@ -35,13 +35,14 @@ MODEL_KEY = "parley.w.img.model"
 JOB, LAST = "image_job", "image_last"
 CUSTOM_SIZE = "Custom…"
 MODELS_TTL = 300  # seconds a server's model list is reused within a session
-# Image calls routinely take a minute; the chat timeout would cut them off.
-IMAGE_TIMEOUT_FLOOR = 240.0
+# Image calls routinely take a minute, several times a chat reply's wait: the configured
+# timeout (60 s by default) would cut them off.
+IMAGE_TIMEOUT_FACTOR = 4
 PREVIEWS = 2  # partial images asked for when live previews are on
 
 
 def image_timeout(current: Settings) -> float:
-    return max(current.timeout, IMAGE_TIMEOUT_FLOOR)
+    return current.timeout * IMAGE_TIMEOUT_FACTOR
 
 
 def model_choice(current: Settings, api: openai.OpenAI) -> ModelChoice:
@@ -127,8 +128,12 @@ def options(prompt: str, model: str) -> ImageRequest:
 
 
 def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: ImageRequest,
-          *, conversation: Any = None) -> bool:  # fmt: skip
-    """Validate now (nothing is sent if invalid), then start the job; False on refusal."""
+          *, conversation: Any = None) -> tuple[BackgroundJob, str] | None:  # fmt: skip
+    """Validate now (nothing is sent if invalid), then start the job and return it with
+    its status label; None, with the reason shown, if the request is refused.
+
+    `conversation(result)`, if given, saves the result instead of the plain gallery save.
+    """
     try:
         events = images.generate(
             api,
@@ -139,7 +144,7 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
         )
     except ParleyError as exc:
         st.error(str(exc), icon=":material/error:")
-        return False
+        return None
     workspace = state.workspace()
 
     def task(emit: Any) -> list[StoredImage]:
@@ -154,8 +159,7 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
 
     n = request.n
     label = f"Generating {n} image{'s' * (n > 1)} with {request.model}"
-    state.put(JOB, (BackgroundJob(task, name="image"), label))
-    return True
+    return BackgroundJob(task, name="image"), label
 
 
 def follow(job: BackgroundJob, label: str) -> Any:
@@ -231,8 +235,8 @@ def generator(current: Settings, api: openai.OpenAI, store: ImageStore) -> None:
     ):
         if request is None:
             st.error("Choose an image model first.", icon=":material/error:")
-        else:
-            start(current, api, store, request)
+        elif started := start(current, api, store, request):
+            state.put(JOB, started)
     finish(store)
 
 
