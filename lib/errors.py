@@ -105,3 +105,15 @@ class ContentRefused(ProviderError):
 
 class StreamInterrupted(ProviderError):
     hint = "The partial reply was kept; use Regenerate to try again."
+
+
+class AccessDenied(ParleyError):
+    """This session has not passed the password gate or signed in."""
+
+
+class WrongPassword(AccessDenied):
+    """A wrong password, or a try made before the delay after the last one ran out."""
+
+    def __init__(self, message: str, *, retry_after: float, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after

@@ -1,0 +1,134 @@
+"""The gate in front of every page: the password form or sign-in, and signing out.
+
+Home.py builds its navigation with `navigation(pages)`. A session that has not passed the
+gate gets a navigation that holds only the gate page, so no page script runs for it, not
+even through a page URL or a `?c=` conversation link. The decisions (which mode, is the
+password right, how long to wait, which workspace) are in `lib/access.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import streamlit as st
+from streamlit.errors import StreamlitAuthError
+
+from lib import access
+from lib.errors import AccessDenied, WrongPassword
+from lib.ui import clients, state
+
+USER_CLAIMS = ("is_logged_in", "iss", "sub", "name", "email")
+
+
+def mode() -> access.Mode:
+    return access.detect_mode(clients.secrets(), os.environ)
+
+
+def _user() -> dict[str, object]:
+    # st.user comes from Streamlit's signed identity cookie, read when the session starts.
+    return {claim: st.user.get(claim) for claim in USER_CLAIMS}
+
+
+def workspace() -> str:
+    """This session's workspace; raises AccessDenied until it has passed the gate."""
+    current = mode()
+    user = _user() if current == "signin" else None
+    return access.workspace_for(current, admitted=bool(state.get("admitted")), user=user)
+
+
+def navigation(pages: Sequence[st.Page]):  # noqa: ANN201 - st.navigation's page type
+    """The app's navigation for this session: the real pages, or only the gate."""
+    try:
+        workspace()
+    except AccessDenied:
+        gate = st.Page(_gate_page, title="Sign in", url_path="signin", default=True)
+        return st.navigation([gate], position="hidden")
+    _account()
+    return st.navigation(list(pages))
+
+
+def guard() -> None:
+    """The first line of every page: no page runs for a session that has not passed the gate.
+
+    Normally a no-op, since Home.py's navigation offers no pages before the gate. But a
+    freshly started Streamlit serves its first request in the old `pages/` directory mode,
+    which runs the page script without Home.py: send such a session to Home.py, the gate.
+    """
+    try:
+        workspace()
+    except AccessDenied:
+        st.switch_page("Home.py")
+
+
+def sign_out() -> None:
+    """Forget everything this session held (a typed API key too), then leave."""
+    signed_in = mode() == "signin"
+    st.session_state.clear()
+    if signed_in:
+        st.logout()  # clears the identity cookie and ends the provider's session
+    else:
+        st.rerun()
+
+
+def _account() -> None:
+    current = mode()
+    if current == "local":
+        return
+    if current == "password":
+        who = "Shared workspace"
+    else:
+        user = _user()
+        who = f"Signed in as {user.get('name') or user.get('email') or 'you'}"
+    st.sidebar.caption(who)
+    if st.sidebar.button("Sign out", icon=":material/logout:", key="parley.w.signout"):
+        sign_out()
+
+
+def _gate_page() -> None:
+    st.title("Parley", anchor=False)
+    if mode() == "password":
+        _password_form()
+    else:
+        _sign_in()
+
+
+def _password_form() -> None:
+    throttle = state.get("throttle") or access.Throttle()
+    state.put("throttle", throttle)
+    st.write("This Parley is private. Enter the password to continue.")
+    # clear_on_submit: the typed password does not linger in the field or session state.
+    with st.form("parley.gate", clear_on_submit=True):
+        given = st.text_input("Password", type="password", autocomplete="current-password")
+        submitted = st.form_submit_button("Enter", type="primary", icon=":material/lock_open:")
+    if not submitted:
+        return
+    expected = access.configured_password(clients.secrets(), os.environ) or ""
+    try:
+        access.check_password(throttle, given or "", expected)
+    except WrongPassword as exc:
+        st.error(str(exc), icon=":material/lock:")
+        return
+    state.put("admitted", True)
+    st.rerun()
+
+
+def _sign_in() -> None:
+    if _user().get("is_logged_in"):
+        # Signed in, yet no workspace: the identity lacks an issuer or subject.
+        try:
+            workspace()
+        except AccessDenied as exc:
+            st.error(str(exc))
+        if st.button("Sign out", icon=":material/logout:"):
+            sign_out()
+        return
+    st.write("Sign in to continue. Every account has its own private workspace.")
+    providers = access.login_providers(clients.secrets())
+    for name in providers or [None]:
+        label = f"Sign in with {name.title()}" if name else "Sign in"
+        if st.button(label, type="primary", icon=":material/login:", key=f"login_{name}"):
+            try:
+                st.login(name)
+            except StreamlitAuthError as exc:
+                st.error(f"Sign-in is not configured correctly: {exc}")
