@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from lib.ui import auth
+
 st.set_page_config(page_title="Parley", page_icon=":material/forum:", layout="wide")
 
 pages = [
@@ -9,4 +11,5 @@ pages = [
     st.Page("pages/documents.py", title="Documents", icon=":material/description:"),
     st.Page("pages/images.py", title="Images", icon=":material/image:"),
 ]
-st.navigation(pages).run()
+# Until this session passes the password gate or signs in, only the gate page exists.
+auth.navigation(pages).run()

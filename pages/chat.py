@@ -4,8 +4,9 @@ import streamlit as st
 
 from lib import chat
 from lib.errors import MissingKeyError
-from lib.ui import chat_view, clients, illustrate, sidebar, state, transcript
+from lib.ui import auth, chat_view, clients, illustrate, sidebar, state, transcript
 
+auth.guard()
 current = sidebar.connection()
 store = clients.store(current)
 sidebar.conversations(store)
