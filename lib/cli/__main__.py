@@ -1,0 +1,5 @@
+"""`python -m lib.cli`: the terminal entry point."""
+
+from lib.cli.app import main
+
+main()

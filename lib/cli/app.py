@@ -1,0 +1,230 @@
+"""Parley's command line: `python -m lib.cli` chats; `list`, `show`, `export` read the store.
+
+It runs on the web app's core (`lib.chat`, `lib.conversations`, `lib.export`) and its
+SQLite store, so a conversation started in one continues in the other. Settings resolve
+as in the app: command-line flags, then `.streamlit/secrets.toml`, then the environment.
+An error prints one line and exits non-zero, never a traceback. There is deliberately no
+--api-key flag: a key on a command line lands in shell history and `ps` output.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+import tomllib
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lib import export
+from lib.cli.hints import describe
+from lib.cli.lookup import PROG, ChatOptions, find_conversation, open_chat
+from lib.cli.output import Terminal, money
+from lib.conversations import ConversationStore
+from lib.errors import ConfigError, ParleyError
+from lib.settings import Settings, resolve_settings
+
+LOCAL_WORKSPACE = "local"  # the web app's workspace in local, single-user mode
+
+app = typer.Typer(
+    help="Chat with Parley in the terminal, on the same conversations as the web app.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+Workspace = Annotated[
+    str,
+    typer.Option(
+        "--workspace",
+        envvar="PARLEY_WORKSPACE",
+        help="Whose conversations to use. 'local' is the web app's local mode; on a shared "
+        "server, give the workspace the app uses for your account.",
+    ),
+]
+ConversationRef = Annotated[
+    str, typer.Argument(metavar="ID", help="A conversation id, or a unique prefix of one.")
+]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(command: F) -> F:
+    """Turn Parley's errors (and storage failures) into one line on stderr and exit 1."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ParleyError as exc:
+            message = describe(exc)
+        except (sqlite3.Error, OSError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+        Terminal().error(message)
+        raise typer.Exit(1)
+
+    return run  # type: ignore[return-value]
+
+
+# Settings and lookups
+
+
+def secret_files() -> list[Path]:
+    """Where Streamlit looks by default: the user's global file, then the working directory's."""
+    return [Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
+
+
+def read_secrets(paths: list[Path]) -> dict[str, Any]:
+    """The merged secrets files; later files win, as in Streamlit."""
+    merged: dict[str, Any] = {}
+    for path in dict.fromkeys(p.resolve() for p in paths):
+        if not path.is_file():
+            continue
+        try:
+            merged.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return merged
+
+
+def load_settings(explicit: Mapping[str, Any] | None = None) -> Settings:
+    flags = {k: v for k, v in (explicit or {}).items() if v not in (None, "")}
+    return resolve_settings(flags, read_secrets(secret_files()), os.environ)
+
+
+def open_store(settings: Settings) -> ConversationStore:
+    return ConversationStore(settings.data_dir / "parley.db")
+
+
+@app.callback(invoke_without_command=True)
+@reports_errors
+def chat_command(
+    ctx: typer.Context,
+    system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Chat model.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 to 2.")] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", help="Above 0, at most 1.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="Most tokens per reply.")
+    ] = None,
+    stop: Annotated[
+        list[str] | None, typer.Option("--stop", help="A stop sequence; repeat for up to 4.")
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option("-n", help="Replies per message (1-8); you pick one.")
+    ] = None,
+    latest: Annotated[
+        bool, typer.Option("--continue", "-c", help="Continue the most recent chat.")
+    ] = False,
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", help="Continue conversation ID.")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="Preset: openai, azure, ollama, lmstudio, vllm, ...")
+    ] = None,
+    workspace: Workspace = LOCAL_WORKSPACE,
+) -> None:
+    """Chat in the terminal (the default command). Flags given while continuing a
+    conversation change its settings, as the web app's sidebar does."""
+    if ctx.invoked_subcommand is not None:
+        return
+    # Imported here: the OpenAI SDK takes most of a second to load, which `list`,
+    # `show` and `export` never need.
+    from lib import chat
+    from lib.cli.session import ChatSession
+    from lib.client import build_client
+    from lib.pricing import PriceTable
+
+    terminal = Terminal()
+    settings = load_settings({"base_url": base_url, "provider": provider, "chat_model": model})
+    client = build_client(settings)
+    store = open_store(settings)
+    opts = ChatOptions(system, model, temperature, top_p, max_tokens, stop, n, latest, conversation)
+    conv = open_chat(store, workspace, settings, opts, terminal)
+    prices = PriceTable.load(settings.data_dir)
+    context = chat.ChatContext(store, workspace, client, prices, settings.provider)
+    ChatSession(context, terminal, conv).run()
+
+
+# Reading the store
+
+
+@app.command("list")
+@reports_errors
+def list_command(
+    limit: Annotated[int, typer.Option("--limit", "-l", help="How many to show.")] = 20,
+    kind: Annotated[str | None, typer.Option(help="Only this kind, e.g. chat.")] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", "-q", help="Full-text search in messages.")
+    ] = None,
+    workspace: Workspace = LOCAL_WORKSPACE,
+) -> None:
+    """List conversations, newest first (or search them)."""
+    store = open_store(load_settings())
+    terminal = Terminal()
+    if search is not None:
+        hits = store.search(workspace, search, limit=limit)
+        items = [(store.get(workspace, h.conversation_id), h.snippet) for h in hits]
+    else:
+        convs = store.list(workspace, kind=kind, limit=limit)
+        items = [(c, f"{store.count_messages(workspace, c.id)} messages") for c in convs]
+    if not items:
+        terminal.note("No conversations found." if search else "No conversations yet.")
+        return
+    terminal.conversations(items)
+
+
+@app.command()
+@reports_errors
+def show(conversation_id: ConversationRef, workspace: Workspace = LOCAL_WORKSPACE) -> None:
+    """Print a conversation (Markdown, rendered on a terminal)."""
+    store = open_store(load_settings())
+    conv = find_conversation(store, workspace, conversation_id)
+    terminal = Terminal()
+    terminal.markdown(export.to_markdown(conv, store.all_messages(workspace, conv.id)))
+    totals = store.totals(workspace, conv.id)
+    if terminal.rich and totals.replies:
+        terminal.note(
+            f"{conv.id} · {totals.replies} replies · {totals.prompt_tokens:,} in · "
+            f"{totals.completion_tokens:,} out tokens · {money(totals.cost)}"
+        )
+
+
+class ExportFormat(StrEnum):
+    md = "md"
+    json = "json"
+
+
+@app.command("export")
+@reports_errors
+def export_command(
+    conversation_id: ConversationRef,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.md,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+    workspace: Workspace = LOCAL_WORKSPACE,
+) -> None:
+    """Export a conversation as Markdown or JSON, as the web app's download does."""
+    store = open_store(load_settings())
+    conv = find_conversation(store, workspace, conversation_id)
+    messages = store.all_messages(workspace, conv.id)
+    if fmt is ExportFormat.json:
+        text = export.to_json(conv, messages) + "\n"
+    else:
+        text = export.to_markdown(conv, messages)
+    if output is None:
+        Terminal().write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    Terminal().note(f"Wrote {output}")
+
+
+def main() -> None:
+    app(prog_name=PROG)
