@@ -12,7 +12,8 @@ in the machine's speed hits both alike.
   history kept in a Python list, iterating the chunks.
 
 Both conversations first grow to `--history` rounds (untimed, which also warms tiktoken and
-the connection pools), so each timed request carries a realistic history.
+the connection pools), and both remember that many rounds, so every timed request carries
+the same history: `--history` rounds plus the new question.
 
     .venv/bin/python bench/chat_overhead.py [--rounds 30] [--history 20] [--profile]
 
@@ -85,13 +86,12 @@ def timed(pieces: Iterator[str], start: float) -> Timing:
 class ParleyPath:
     """Parley's lib path: a store in a temp data dir and a client built as the app does."""
 
-    def __init__(self, server: FakeOpenAI, data_dir: Path) -> None:
+    def __init__(self, server: FakeOpenAI, data_dir: Path, memory_rounds: int) -> None:
         settings = resolve_settings(
             {}, {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": server.base_url}, {}
         )
         store = ConversationStore(data_dir / "parley.db")
-        # Remember every round, so both paths send the same, full history.
-        params = ChatParams(memory_rounds=500)
+        params = ChatParams(memory_rounds=memory_rounds)
         self.ctx = chat.ChatContext(
             store, WORKSPACE, build_client(settings), PriceTable.load(data_dir), settings.provider
         )
@@ -105,16 +105,19 @@ class ParleyPath:
 class RawPath:
     """The raw SDK, with the history in a list as a minimal chat app keeps it."""
 
-    def __init__(self, server: FakeOpenAI) -> None:
+    def __init__(self, server: FakeOpenAI, memory_rounds: int) -> None:
         self.client = openai.OpenAI(base_url=server.base_url, api_key="sk-bench")
         self.messages: list[dict[str, str]] = []
+        self.memory_rounds = memory_rounds
 
     def round(self, text: str) -> Timing:
         start = time.perf_counter()
         self.messages.append({"role": "user", "content": text})
+        # The window Parley's memory setting keeps: the last rounds and the new question.
+        window = self.messages[-(2 * self.memory_rounds + 1) :]
         stream = self.client.chat.completions.create(
             model=MODEL,
-            messages=self.messages,
+            messages=window,
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -188,7 +191,7 @@ def profile(server: FakeOpenAI, parley: ParleyPath, rounds: int, offset: int) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per path")
-    parser.add_argument("--history", type=int, default=20, help="untimed rounds first")
+    parser.add_argument("--history", type=int, default=20, help="rounds remembered")
     parser.add_argument("--first-token-delay", type=float, default=0.1, help="seconds")
     parser.add_argument("--profile", action="store_true", help="also profile Parley's path")
     args = parser.parse_args(argv)
@@ -199,12 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     ):
         data_dir = Path(tmp)
         os.environ["PARLEY_DATA_DIR"] = str(data_dir)  # nothing may touch the real data/
-        parley, raw = ParleyPath(server, data_dir), RawPath(server)
+        parley = ParleyPath(server, data_dir, args.history)
+        raw = RawPath(server, args.history)
         measure(server, parley, raw, args.history, 0)
         print(
             f"FakeOpenAI: {args.first_token_delay * 1000:.0f} ms to first token, "
-            f"{len(REPLY)}-character reply in 4-character chunks; "
-            f"history {args.history} rounds, growing to {args.history + args.rounds}.\n"
+            f"{len(REPLY)}-character reply in 4-character chunks; every request carries "
+            f"{args.history} rounds of history ({2 * args.history + 1} messages).\n"
         )
         timings = measure(server, parley, raw, args.rounds, args.history)
         ratio = report(*timings)
