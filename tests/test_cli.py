@@ -387,7 +387,7 @@ def test_list_show_and_export_read_the_same_store(
 ) -> None:
     older = core_chat(store, openai_server, ["pelicans in winter"])
     newer = core_chat(store, openai_server, ["sqlite is small", "and fast"], system_prompt="Hi.")
-    core_chat(store, openai_server, ["someone else's secret"], workspace="other")
+    core_chat(store, openai_server, ["someone else's secret"], workspace="shared")
 
     listing = run("list")
     assert listing.returncode == 0, listing.stderr
@@ -397,7 +397,9 @@ def test_list_show_and_export_read_the_same_store(
         (older.id, "chat", "pelicans in winter", "2 messages"),
     ]
     assert "secret" not in listing.stdout
-    assert run("list", "--workspace", "other").stdout.split("\t")[3] == "someone else's secret"
+    assert run("list", "--workspace", "shared").stdout.split("\t")[3] == "someone else's secret"
+    typo = run("list", "--workspace", "sahred")
+    assert typo.returncode == 2 and "Invalid value for '--workspace'" in typo.stderr
     assert run("list", "--search", "pelicans").stdout.split("\t")[0] == older.id
 
     messages = store.all_messages("local", newer.id)

@@ -21,14 +21,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from lib import export
+from lib.access import LOCAL_WORKSPACE, valid_workspace
 from lib.cli.hints import describe
 from lib.cli.lookup import PROG, ChatOptions, find_conversation, open_chat
 from lib.cli.output import Terminal, money
 from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
 from lib.settings import Settings, resolve_settings
-
-LOCAL_WORKSPACE = "local"  # the web app's workspace in local, single-user mode
 
 app = typer.Typer(
     help="Chat with Parley in the terminal, on the same conversations as the web app.",
@@ -37,13 +36,22 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+def _check_workspace(value: str) -> str:
+    # A typo would otherwise show an empty, valid-looking store.
+    if not valid_workspace(value):
+        raise typer.BadParameter("use local, shared, or an account's u_… id.")
+    return value
+
+
 Workspace = Annotated[
     str,
     typer.Option(
         "--workspace",
         envvar="PARLEY_WORKSPACE",
-        help="Whose conversations to use. 'local' is the web app's local mode; on a shared "
-        "server, give the workspace the app uses for your account.",
+        callback=_check_workspace,
+        help="Whose conversations to use: 'local' (the web app's local mode), 'shared' "
+        "(its password mode) or a signed-in account's u_… id.",
     ),
 ]
 ConversationRef = Annotated[
