@@ -10,13 +10,16 @@ the encoding of OpenAI's embedding models, read offline through `lib.tokens`.
 
 Defaults, and why:
 - CHUNK_TOKENS = 400. The R manuals average about 730 tokens a page, so a page makes
-  two chunks: one passage with its heading, small enough that a question's answer is
-  most of the chunk rather than a tenth of it. Six retrieved chunks are about 2,400
-  tokens, which leaves room for history and the answer even in an 8k-token local model,
+  two chunks: a passage with its heading, small enough that the answer to a question is
+  much of the chunk rather than a tenth of it. Six retrieved chunks are about 2,400
+  tokens, which leaves room for history and the reply even in an 8k-token local model,
   and every chunk is far below the input limits of text-embedding-3 (8,191 tokens) and
   of nomic-embed-text under Ollama's default 2,048-token context. On the 20-question
-  R-intro retrieval test (tests/test_documents_retrieval.py) 400 tokens gave the best
-  top-5 page hit rate of the sizes tried (200, 400, 800); see that test's docstring.
+  R-intro test (tests/test_documents_retrieval.py), sizes from 200 to 800 tokens put the
+  right page in the top 5 for 16 to 18 questions (200: 18, 250: 18, 400: 17, 512: 17,
+  800: 16, measured with the test server's lexical embeddings): within one or two
+  questions of each other, so the size was chosen for the context each source gives
+  the model rather than for that noise.
 - CHUNK_OVERLAP = 60 (15%). A sentence cut by a chunk boundary appears whole in one of
   the two chunks, at the price of 15% more tokens to embed.
 """

@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
 SUFFIXES = {".pdf": "pdf", **TEXT_SUFFIXES}
-# The PDF header may follow up to 1 KB of junk; readers accept that, so do we.
-PDF_HEADER_WINDOW = 1024
+# Some generators put junk (mail or HTTP headers) before "%PDF-". PDFium accepts 1 KB of
+# it and pypdf more, so a header found within 4 KB means "a PDF", read by pypdf if need be.
+PDF_HEADER_WINDOW = 4096
 _FPDF_ERR_PASSWORD = 4
 _MAGIC: list[tuple[bytes, str]] = [
     (b"\x89PNG", "a PNG image"),
@@ -213,9 +214,17 @@ def decode_text(name: str, data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(data).best()
-    if best is None:
+    matches = list(charset_normalizer.from_bytes(data))
+    if not matches:
         raise UnreadableDocument(f"{name} is not a text file, or its encoding is unknown.")
+    best = matches[0]
+    # Short Western European texts fit several single-byte code pages equally well, and
+    # the detector may pick a Baltic one, turning "ï" into "ļ". Windows-1252 is by far the
+    # most common of them, so it wins a near tie.
+    for match in matches:
+        if match.encoding == "cp1252" and match.chaos <= best.chaos + 0.1:
+            best = match
+            break
     return str(best), best.encoding
 
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,8 +38,11 @@ from lib.errors import (
     NoTextFound,
     ParleyError,
 )
+from lib.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
+STREAMLIT_CONFIG = REPO_ROOT / ".streamlit" / "config.toml"
+STREAMLIT_DEFAULT_UPLOAD_MB = 200
 READ_SHARE = 0.4  # of a file's progress bar: reading pages, then embedding, then saving
 EMBED_SHARE = 0.55
 
@@ -90,6 +95,19 @@ CancelFn = Callable[[], bool]
 
 def _never() -> bool:
     return False
+
+
+def upload_limit_mb(config: Path = STREAMLIT_CONFIG) -> int:
+    """The per-file limit, `server.maxUploadSize` in .streamlit/config.toml (in MB).
+
+    Streamlit enforces it in the browser; ingestion checks it again, so a file that
+    reaches the library by another route (a script, the CLI) meets the same limit.
+    """
+    try:
+        config_data = tomllib.loads(config.read_text(encoding="utf-8"))
+        return int(config_data["server"]["maxUploadSize"])
+    except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+        return STREAMLIT_DEFAULT_UPLOAD_MB
 
 
 def _mb(size: int) -> str:
