@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import openai
@@ -24,7 +24,7 @@ import pexpect
 import pytest
 
 from lib import chat, export
-from lib.conversations import ChatParams, Conversation, ConversationStore
+from lib.conversations import ChatParams, Conversation, ConversationStore, Message
 from tests.fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def workdir(tmp_path: Path) -> Path:
     return path
 
 
-class Terminal:
+class Pty:
     """A CLI child on a pseudo-terminal, with everything it printed kept for assertions."""
 
     def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
@@ -98,11 +98,11 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal(cli_env: dict[str, str], workdir: Path) -> Callable[..., Terminal]:
-    started: list[Terminal] = []
+def terminal(cli_env: dict[str, str], workdir: Path) -> Iterator[Callable[..., Pty]]:
+    started: list[Pty] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Terminal:
-        term = Terminal(env or cli_env, workdir, *args)
+    def start(*args: str, env: dict[str, str] | None = None) -> Pty:
+        term = Pty(env or cli_env, workdir, *args)
         started.append(term)
         return term
 
@@ -158,7 +158,7 @@ def last_chat_request(server: FakeOpenAI) -> dict:
 
 
 def test_chat_streams_replies_and_keeps_the_conversation(
-    terminal: Callable[..., Terminal], openai_server: FakeOpenAI, store: ConversationStore
+    terminal: Callable[..., Pty], openai_server: FakeOpenAI, store: ConversationStore
 ) -> None:
     full = "The quick brown fox jumps over the lazy dog, twice and then once more."
     openai_server.script(full, chunk_size=4, chunk_delay=0.2)
@@ -190,7 +190,7 @@ def test_chat_streams_replies_and_keeps_the_conversation(
 
 
 def test_ctrl_c_stops_the_reply_and_a_second_ctrl_c_leaves(
-    terminal: Callable[..., Terminal], openai_server: FakeOpenAI, store: ConversationStore
+    terminal: Callable[..., Pty], openai_server: FakeOpenAI, store: ConversationStore
 ) -> None:
     openai_server.script(LONG_REPLY, chunk_size=6, chunk_delay=0.1)
     term = terminal()
@@ -213,7 +213,7 @@ def test_ctrl_c_stops_the_reply_and_a_second_ctrl_c_leaves(
 
 
 def test_ctrl_c_before_the_first_token_keeps_the_question(
-    terminal: Callable[..., Terminal], openai_server: FakeOpenAI, store: ConversationStore
+    terminal: Callable[..., Pty], openai_server: FakeOpenAI, store: ConversationStore
 ) -> None:
     openai_server.hang(20)
     term = terminal()
@@ -242,10 +242,10 @@ def test_ctrl_c_before_the_first_token_keeps_the_question(
     ],
 )
 def test_exit_words_and_keys_end_the_session(
-    terminal: Callable[..., Terminal],
+    terminal: Callable[..., Pty],
     openai_server: FakeOpenAI,
     store: ConversationStore,
-    leave: Callable[[Terminal], None],
+    leave: Callable[[Pty], None],
 ) -> None:
     term = terminal()
     term.prompt()
@@ -260,7 +260,7 @@ def test_exit_words_and_keys_end_the_session(
 
 
 def test_n_alternatives_are_shown_and_the_pick_continues(
-    terminal: Callable[..., Terminal], openai_server: FakeOpenAI, store: ConversationStore
+    terminal: Callable[..., Pty], openai_server: FakeOpenAI, store: ConversationStore
 ) -> None:
     term = terminal("-n", "3")
     term.prompt()
@@ -292,7 +292,7 @@ def test_n_alternatives_are_shown_and_the_pick_continues(
 
 @pytest.mark.parametrize("how", ["full id", "id prefix", "--continue"])
 def test_resumes_a_conversation_started_in_the_app(
-    terminal: Callable[..., Terminal],
+    terminal: Callable[..., Pty],
     openai_server: FakeOpenAI,
     store: ConversationStore,
     how: str,
@@ -416,10 +416,8 @@ def test_list_show_and_export_read_the_same_store(
 
 
 def test_show_renders_markdown_on_a_terminal_and_strips_escapes(
-    terminal: Callable[..., Terminal], store: ConversationStore
+    terminal: Callable[..., Pty], store: ConversationStore
 ) -> None:
-    from lib.conversations import Message
-
     conv = store.create("local", model="gpt-5-mini")
     store.add_message("local", conv.id, Message(role="user", content="format this"))
     store.add_message(
@@ -470,7 +468,7 @@ def _closed_port() -> int:
     ],
 )
 def test_startup_errors_print_one_line(
-    terminal: Callable[..., Terminal],
+    terminal: Callable[..., Pty],
     cli_env: dict[str, str],
     args: list[str],
     env: dict[str, str],
@@ -491,7 +489,7 @@ def test_startup_errors_print_one_line(
     ],
 )
 def test_fatal_errors_mid_chat_end_the_session_and_keep_the_question(
-    terminal: Callable[..., Terminal],
+    terminal: Callable[..., Pty],
     openai_server: FakeOpenAI,
     cli_env: dict[str, str],
     store: ConversationStore,
@@ -514,12 +512,16 @@ def test_fatal_errors_mid_chat_end_the_session_and_keep_the_question(
 
 
 def test_passing_errors_mid_chat_keep_the_session(
-    terminal: Callable[..., Terminal], openai_server: FakeOpenAI
+    terminal: Callable[..., Pty], openai_server: FakeOpenAI, store: ConversationStore
 ) -> None:
     openai_server.script("partial words then the line drops", chunk_size=5)
     openai_server.drop_after(2)
     term = terminal()
     term.prompt()
+    term.say("/retry")
+    term.expect("Error: There is no message to answer yet.")
+    term.prompt()
+    assert store.list("local") == []  # nothing saved for a command with nothing to do
     term.say("tell me")
     term.expect("Error: The connection dropped in the middle of the reply.")
     term.expect("type /retry to try again")
@@ -531,6 +533,10 @@ def test_passing_errors_mid_chat_keep_the_session(
     term.prompt()
     term.say("exit")
     assert term.finish() == 0
+    [conv] = store.list("local")
+    [_, reply] = store.all_messages("local", conv.id)
+    assert reply.content == "Echo: tell me"
+    assert reply.meta["alternatives"] == ["partial wo", "Echo: tell me"]
 
 
 def test_bad_secrets_file_is_reported(
@@ -542,3 +548,15 @@ def test_bad_secrets_file_is_reported(
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and "is not valid TOML" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_cli_never_loads_streamlit(cli_env: dict[str, str], workdir: Path) -> None:
+    probe = (
+        "import sys, lib.cli.app, lib.cli.session\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'streamlit'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=cli_env, cwd=workdir
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -100,7 +100,9 @@ class ChatSession:
             if text == HELP:
                 self.out.note(HELP_TEXT, "")
             elif text == RETRY:
-                self._answer(chat.regenerate(self.ctx, self._saved().id))
+                if isinstance(self.conv, Draft):  # don't save an empty conversation for this
+                    raise errors.InvalidInputError("There is no message to answer yet.")
+                self._answer(chat.regenerate(self.ctx, self.conv.id))
             else:
                 self._answer(chat.send(self.ctx, self._saved().id, text))
         except ParleyError as exc:
