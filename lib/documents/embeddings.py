@@ -250,12 +250,14 @@ class Embedder:
         report: ProgressFn,
         cancelled: CancelFn,
     ) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
+        left = seconds
+        while left > 0:
             if cancelled():
                 raise IngestCancelled("Indexing was cancelled.")
             report(EmbedProgress(done, total, cached, left, attempt, reason))
-            self.sleep(min(RETRY_TICK, left))
+            step = min(RETRY_TICK, left)
+            self.sleep(step)
+            left -= step
 
 
 def _backoff(exc: Exception, attempt: int) -> tuple[float, str]:

@@ -1,0 +1,148 @@
+"""Embeddings through the local OpenAI-compatible server: batching, backoff, the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+
+from lib.documents.chunking import count_tokens
+from lib.documents.embeddings import Embedder, EmbeddingCache, EmbedProgress, batches
+from lib.errors import IngestCancelled, ModelRejected, RateLimited
+from tests.fake_openai import FakeOpenAI
+
+TEXTS = [f"Passage {i} about matrices, vectors and the number {i * 7}." for i in range(40)]
+
+
+@pytest.fixture
+def client(openai_server: FakeOpenAI) -> openai.OpenAI:
+    return openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test", max_retries=3)
+
+
+@pytest.fixture
+def cache(data_dir: Path) -> EmbeddingCache:
+    return EmbeddingCache(data_dir / "parley.db")
+
+
+def embedder(client: openai.OpenAI, cache: EmbeddingCache | None, **kw) -> Embedder:
+    return Embedder(client, "text-embedding-3-small", workspace="alice", cache=cache, **kw)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "max_inputs", "max_tokens", "expected"),
+    [
+        ([1] * 10, 4, 100, [4, 4, 2]),
+        ([30, 30, 30, 30], 10, 70, [2, 2]),
+        ([80, 10, 10], 10, 50, [1, 2]),  # one input over the token limit goes alone
+        ([], 4, 100, []),
+    ],
+)
+def test_batches_respect_count_and_token_limits(
+    tokens: list[int], max_inputs: int, max_tokens: int, expected: list[int]
+) -> None:
+    parts = list(batches(tokens, max_inputs, max_tokens))
+    assert [len(p) for p in parts] == expected
+    assert [i for p in parts for i in p] == list(range(len(tokens)))
+
+
+def test_requests_are_batched_and_vectors_are_unit_length(
+    client: openai.OpenAI, openai_server: FakeOpenAI
+) -> None:
+    counts = [count_tokens(t) for t in TEXTS]
+    emb = embedder(client, None, max_inputs=16, max_batch_tokens=sum(counts[:10]))
+    vectors = emb.embed(TEXTS)
+    assert vectors.shape == (40, openai_server.embedding_dimensions)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sent = [r.json["input"] for r in openai_server.requests_to("/embeddings")]
+    assert sum(len(s) for s in sent) == 40
+    assert all(len(s) <= 16 for s in sent)
+    assert all(sum(count_tokens(t) for t in s) <= sum(counts[:10]) for s in sent)
+    assert all(r.json["encoding_format"] == "base64" for r in openai_server.requests)
+    # Related texts are near each other, unrelated ones are not: the vectors mean something.
+    assert vectors[1] @ vectors[2] > emb.embed_query("chocolate cake recipe") @ vectors[1]
+
+
+def test_the_cache_means_nothing_is_sent_twice(
+    client: openai.OpenAI, cache: EmbeddingCache, openai_server: FakeOpenAI
+) -> None:
+    first = embedder(client, cache).embed(TEXTS[:10])
+    openai_server.reset()
+    again = embedder(client, cache)
+    second = again.embed(TEXTS[:12])
+    assert np.allclose(first, second[:10])
+    assert [r.json["input"] for r in openai_server.requests_to("/embeddings")] == [TEXTS[10:12]]
+    assert again.last_cached == 10
+
+
+def test_the_cache_is_per_workspace(
+    client: openai.OpenAI, cache: EmbeddingCache, openai_server: FakeOpenAI
+) -> None:
+    embedder(client, cache).embed(TEXTS[:5])
+    other = Embedder(client, "text-embedding-3-small", workspace="bob", cache=cache)
+    other.embed(TEXTS[:5])
+    assert other.last_cached == 0
+    assert cache.count("alice") == 5 and cache.count("bob") == 5
+
+
+def test_a_429_is_retried_after_its_retry_after_and_the_wait_is_reported(
+    client: openai.OpenAI, openai_server: FakeOpenAI
+) -> None:
+    openai_server.fail(429, retry_after=1.2, route="/embeddings")
+    seen: list[EmbedProgress] = []
+    vectors = embedder(client, None).embed(TEXTS[:3], progress=seen.append)
+    assert vectors.shape[0] == 3
+    waits = [p for p in seen if p.waiting]
+    assert waits and waits[0].reason == "rate limited (429)" and waits[0].attempt == 1
+    assert 1.0 < waits[0].waiting <= 1.2
+    assert len(waits) >= 2  # the countdown ticks while it waits
+    assert [w.waiting for w in waits] == sorted((w.waiting for w in waits), reverse=True)
+    assert len(openai_server.requests_to("/embeddings")) == 2  # our retry, not the SDK's
+    assert seen[-1] == EmbedProgress(3, 3, 0)
+
+
+def test_rate_limiting_that_never_ends_gives_a_clear_error(
+    client: openai.OpenAI, openai_server: FakeOpenAI
+) -> None:
+    openai_server.fail(429, retry_after=0, route="/embeddings", times=10)
+    with pytest.raises(RateLimited, match="still rate-limiting after 3 attempts"):
+        embedder(client, None, max_attempts=3).embed(TEXTS[:3])
+    assert len(openai_server.requests_to("/embeddings")) == 3
+
+
+def test_server_errors_are_retried_with_backoff(
+    client: openai.OpenAI, openai_server: FakeOpenAI
+) -> None:
+    openai_server.fail(503, route="/embeddings")
+    slept: list[float] = []
+    emb = embedder(client, None, sleep=slept.append)
+    assert emb.embed(TEXTS[:2]).shape[0] == 2
+    assert slept and 0.5 < sum(slept) < 1.5  # first backoff: about a second
+
+
+def test_waiting_can_be_cancelled(client: openai.OpenAI, openai_server: FakeOpenAI) -> None:
+    openai_server.fail(429, retry_after=30, route="/embeddings")
+    ticks: list[EmbedProgress] = []
+    with pytest.raises(IngestCancelled):
+        embedder(client, None).embed(
+            TEXTS[:2], progress=ticks.append, cancelled=lambda: len(ticks) > 2
+        )
+
+
+def test_a_missing_embeddings_endpoint_is_a_model_error(
+    client: openai.OpenAI, openai_server: FakeOpenAI
+) -> None:
+    openai_server.embeddings_enabled = False
+    with pytest.raises(ModelRejected):
+        embedder(client, None).embed(TEXTS[:2])
+    assert len(openai_server.requests_to("/embeddings")) == 1  # a 404 is not retried
+
+
+def test_long_queries_are_truncated_to_the_input_limit(
+    client: openai.OpenAI, openai_server: FakeOpenAI
+) -> None:
+    vector = embedder(client, None).embed_query("matrix " * 20_000)
+    assert vector.shape == (openai_server.embedding_dimensions,)
+    sent = openai_server.requests_to("/embeddings")[0].json["input"][0]
+    assert count_tokens(sent) <= 8_000
