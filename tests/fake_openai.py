@@ -259,7 +259,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.startswith("/v1/"):
             raise _ApiError(404, f"Invalid URL ({method} {path})", code="")
         model = body.get("model", "") if isinstance(body, dict) else ""
+        generation = fake._generation
         fake._sleep(fake._take(fake._hangs, path) or 0.0)
+        if fake._generation != generation:
+            # reset() ran while this request hung: it belongs to an earlier test, and must
+            # not take the next test's scripts or faults.
+            self._drop()
         fake._check_fault(path, model)
         if fake.api_key is not None and headers.get("authorization") != f"Bearer {fake.api_key}":
             raise _ApiError(401)
@@ -471,6 +476,7 @@ class FakeOpenAI:
         """Forget scripts, faults, records and files, and put every setting back to default."""
         models, first_token_delay, chunk_delay = self._defaults
         with self._lock:
+            self._generation = getattr(self, "_generation", 0) + 1
             self.models: list[str] = list(models)
             self.default_first_token_delay: float = first_token_delay
             self.chunk_delay: float = chunk_delay

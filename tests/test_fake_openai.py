@@ -320,3 +320,28 @@ def test_standalone_process() -> None:
         assert proc.wait(timeout=5) == 0
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_a_request_hanging_across_reset_does_not_take_the_next_script(
+    server: FakeOpenAI,
+) -> None:
+    slow = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0, timeout=5)
+    server.hang(0.5)
+    results: list[object] = []
+
+    def late() -> None:
+        try:
+            results.append(slow.chat.completions.create(model="m", messages=user("old")))
+        except openai.APIConnectionError as exc:
+            results.append(exc)
+
+    worker = threading.Thread(target=late)
+    worker.start()
+    time.sleep(0.1)
+    server.reset()
+    server.script("meant for the new test")
+    worker.join()
+    assert isinstance(results[0], openai.APIConnectionError)
+    fresh = openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+    reply = fresh.chat.completions.create(model="m", messages=user("new"))
+    assert reply.choices[0].message.content == "meant for the new test"
