@@ -111,6 +111,8 @@ def upload_limit_mb(config: Path = STREAMLIT_CONFIG) -> int:
 
 
 def _mb(size: int) -> str:
+    if size < 1_048_576:
+        return f"{size / 1024:.0f} KB"
     return f"{size / 1_048_576:.1f} MB"
 
 
