@@ -54,10 +54,10 @@ def gallery(store: ImageStore) -> None:
 
 
 def tile(store: ImageStore, image: StoredImage) -> None:
-    with st.container(border=True):
+    with st.container(border=True, key=f"img-tile-{image.id}"):
         preview = store.preview_path(image)
         if preview.exists():
-            st.image(str(preview), width="stretch")
+            st.image(str(preview), width="content")  # never upscaled past its own size
         else:
             st.caption(":material/broken_image: The file is missing from the data directory.")
         st.caption(_clip(image.prompt, 180))

@@ -85,7 +85,7 @@ def options(prompt: str, model: str) -> ImageRequest:
     spec = spec_for(model)
     k = f"parley.w.img.{model}."
     keep: dict[str, Any] = {"persist_state": "session"}
-    cols = st.columns(4)
+    cols = st.columns(5)
     sizes = list(spec.sizes) + ([CUSTOM_SIZE] if spec.size_limits else [])
     size = cols[0].selectbox("Size", sizes, key=k + "size", **keep)
     if size == CUSTOM_SIZE:
@@ -105,9 +105,9 @@ def options(prompt: str, model: str) -> ImageRequest:
     if spec.backgrounds:
         background = cols[3].selectbox("Background", spec.backgrounds, key=k + "bg", **keep)
     if spec.output_formats:
-        output_format = cols[1].selectbox("Format", spec.output_formats, key=k + "fmt", **keep)
+        output_format = cols[4].selectbox("Format", spec.output_formats, key=k + "fmt", **keep)
         if output_format in ("jpeg", "webp"):
-            level = cols[2].slider("Compression", 0, 100, 100, key=k + "comp", **keep)
+            level = cols[4].slider("Compression", 0, 100, 100, key=k + "comp", **keep)
             compression = None if level == 100 else int(level)  # 100 is the API default
     partials = 0
     if spec.streaming:
@@ -176,7 +176,8 @@ def follow(job: BackgroundJob, label: str) -> Any:
             events = job.updates(timeout=0.5)
             previews = [e for e in events if isinstance(e, images.Preview)]
             shown = previews[-1] if previews else None
-            status.update(label=f"{label}… {job.elapsed:.0f} s")
+            # Without expanded=True, 1.67 collapses the status on every label update.
+            status.update(label=f"{label}… {job.elapsed:.0f} s", expanded=True)
             if job.done and not events:
                 break
         if job.error is not None:
@@ -251,7 +252,7 @@ def latest(store: ImageStore) -> None:
         with cols[i % len(cols)]:
             path = store.path(image)
             if path.exists():
-                st.image(str(path), width="stretch")
+                st.image(str(path), width="content")
             if image.revised_prompt:
                 st.caption(f"**Revised prompt:** {image.revised_prompt}")
     st.caption(summary(shown))
