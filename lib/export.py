@@ -48,9 +48,13 @@ def to_markdown(conv: Conversation, messages: list[Message]) -> str:
         label = {"user": "You", "assistant": "Assistant"}.get(m.role, m.role.title())
         suffix = {"stopped": " *(stopped)*", "interrupted": " *(interrupted)*"}.get(m.status, "")
         lines += [f"## {label}{suffix}", "", m.content, ""]
-        for i, cite in enumerate(m.meta.get("citations") or [], start=1):
-            lines.append(f"[{i}] {cite.get('file', '?')}, page {cite.get('page', '?')}")
-        if m.meta.get("citations"):
+        cited = [
+            (cite.get("n", i), cite)
+            for i, cite in enumerate(m.meta.get("citations") or [], start=1)
+            if cite.get("cited", True)  # retrieved but unused sources stay in the JSON only
+        ]
+        lines += [f"[{n}] {_where(cite)}" for n, cite in cited]
+        if cited:
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -58,6 +62,15 @@ def to_markdown(conv: Conversation, messages: list[Message]) -> str:
 def filename(conv: Conversation, extension: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_ " else "" for c in conv.title).strip()
     return f"{safe.replace(' ', '-')[:40] or 'conversation'}.{extension}"
+
+
+def _where(cite: dict) -> str:
+    """'file.pdf, page 12' for PDFs, 'notes.md, lines 3–9' for text files."""
+    if cite.get("page") is not None:
+        return f"{cite.get('file', '?')}, page {cite['page']}"
+    if cite.get("label"):
+        return f"{cite.get('file', '?')}, {cite['label']}"
+    return str(cite.get("file", "?"))
 
 
 def _iso(ts: float) -> str:
