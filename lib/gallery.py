@@ -115,8 +115,8 @@ class ImageStore:
         folder = self.images_dir(workspace)
         folder.mkdir(parents=True, exist_ok=True)
         batch, now = uuid.uuid4().hex, time.time()
-        share = result.cost / len(result.images) if result.cost is not None else None
-        saved, written = [], []
+        saved: list[StoredImage] = []
+        written: list[Path] = []
         try:
             for position, image in enumerate(result.images):
                 image_id = uuid.uuid4().hex
@@ -126,32 +126,18 @@ class ImageStore:
                 thumb = _write_thumbnail(folder / f"{image_id}.thumb.webp", image.data)
                 if thumb is not None:
                     written.append(thumb)
-                req = result.request
+                files = (self._relative(path), self._relative(thumb) if thumb else None)
                 saved.append(
-                    StoredImage(
-                        id=image_id,
-                        workspace=workspace,
-                        batch=batch,
-                        position=position,
-                        file=self._relative(path),
-                        thumb=self._relative(thumb) if thumb else None,
-                        mime=image.mime,
-                        width=image.width,
-                        height=image.height,
-                        bytes=len(image.data),
-                        prompt=req.prompt,
-                        revised_prompt=image.revised_prompt,
-                        model=req.model,
-                        size=req.size,
-                        quality=req.quality,
-                        background=req.background,
-                        conversation_id=conversation_id,
-                        input_tokens=result.usage.input_tokens if result.usage else None,
-                        output_tokens=result.usage.output_tokens if result.usage else None,
-                        cost=share,
-                        meta={"n": req.n, "seconds": round(result.seconds, 2)},
-                        created_at=now + position * 1e-6,  # keeps a batch in order
-                    )
+                    _record(
+                        workspace,
+                        result,
+                        image_id,
+                        position,
+                        files,
+                        batch,
+                        now + position * 1e-6,
+                        conversation_id,
+                    )  # fmt: skip
                 )
             self._insert(saved)
         except BaseException:
@@ -274,6 +260,43 @@ class ImageStore:
         return path
 
 
+def _record(
+    workspace: str,
+    result: GenerationResult,
+    image_id: str,
+    position: int,
+    files: tuple[str, str | None],
+    batch: str,
+    created_at: float,
+    conversation_id: str | None,
+) -> StoredImage:
+    image, request, usage = result.images[position], result.request, result.usage
+    return StoredImage(
+        id=image_id,
+        workspace=workspace,
+        batch=batch,
+        position=position,
+        file=files[0],
+        thumb=files[1],
+        mime=image.mime,
+        width=image.width,
+        height=image.height,
+        bytes=len(image.data),
+        prompt=request.prompt,
+        revised_prompt=image.revised_prompt,
+        model=request.model,
+        size=request.size,
+        quality=request.quality,
+        background=request.background,
+        conversation_id=conversation_id,
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        cost=result.cost / len(result.images) if result.cost is not None else None,
+        meta={"n": request.n, "seconds": round(result.seconds, 2)},
+        created_at=created_at,  # a batch's images keep their order
+    )
+
+
 def _values(image: StoredImage) -> list[Any]:
     return [getattr(image, name) for name in _COLUMNS]
 
@@ -292,23 +315,34 @@ def _filter(workspace: str, query: str) -> tuple[str, list[Any]]:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".part")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_thumbnail(path: Path, data: bytes) -> Path | None:
-    """A WebP thumbnail (alpha kept) for images larger than a tile; None if not needed."""
-    with Image.open(io.BytesIO(data)) as img:
-        if max(img.size) <= THUMB_EDGE:
-            return None
-        img.thumbnail((THUMB_EDGE, THUMB_EDGE))
-        has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-        small = img.convert("RGBA" if has_alpha else "RGB")
-    buffer = io.BytesIO()
-    small.save(buffer, format="WEBP", quality=85)
+    """A WebP thumbnail (alpha kept) for images larger than a tile; None if not needed.
+
+    A thumbnail is a convenience: if one cannot be made, the gallery shows the original.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if max(img.size) <= THUMB_EDGE:
+                return None
+            img.thumbnail((THUMB_EDGE, THUMB_EDGE))
+            has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            small = img.convert("RGBA" if has_alpha else "RGB")
+        buffer = io.BytesIO()
+        small.save(buffer, format="WEBP", quality=85)
+    except (OSError, ValueError) as exc:
+        log.warning("no thumbnail for %s: %s", path.name, exc)
+        return None
     _write_atomically(path, buffer.getvalue())
     return path
 
