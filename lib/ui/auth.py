@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 import streamlit as st
-from streamlit.errors import StreamlitAuthError
+from streamlit.errors import StreamlitAuthError, StreamlitPageNotFoundError
 
 from lib import access
 from lib.errors import AccessDenied, WrongPassword
@@ -42,8 +42,18 @@ def navigation(pages: Sequence[st.Page]):  # noqa: ANN201 - st.navigation's page
     try:
         workspace()
     except AccessDenied:
-        gate = st.Page(_gate_page, title="Sign in", url_path="signin", default=True)
-        return st.navigation([gate], position="hidden")
+        # The gate answers at every page's address, so a page or ?c= link opens the gate
+        # (not a "page not found") and, once passed, the page that was asked for.
+        gates = [
+            st.Page(
+                _gate_page,
+                title="Sign in",
+                url_path=page.url_path or None,
+                default=not page.url_path,
+            )
+            for page in pages
+        ]
+        return st.navigation(gates, position="hidden")
     _account()
     return st.navigation(list(pages))
 
@@ -58,7 +68,12 @@ def guard() -> None:
     try:
         workspace()
     except AccessDenied:
-        st.switch_page("Home.py")
+        try:
+            st.switch_page("Home.py")
+        except StreamlitPageNotFoundError:
+            # Home.py's own navigation is running, yet the session lost its access during
+            # this run: start the run again, and the gate will be all there is.
+            st.rerun()
 
 
 def sign_out() -> None:
@@ -67,8 +82,8 @@ def sign_out() -> None:
     st.session_state.clear()
     if signed_in:
         st.logout()  # clears the identity cookie and ends the provider's session
-    else:
-        st.rerun()
+        st.stop()  # st.logout only queues the redirect: draw nothing more
+    st.rerun()
 
 
 def _account() -> None:

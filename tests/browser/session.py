@@ -1,0 +1,114 @@
+"""Driving Parley sessions in browser contexts for the access journeys: opening a session,
+chatting, the password gate and signing in at the test identity provider.
+
+Every context records each URL it requested or navigated to, so a test can check that a
+secret never reached one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+
+from tests.browser.conftest import wait_for_idle
+from tests.browser.oidc import User
+
+VIEWPORT = {"width": 1300, "height": 900}
+REPLY_TIMEOUT = 30_000  # ms
+
+
+class Sessions:
+    """Browser contexts (each its own cookies, so its own Streamlit session and identity)."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+        self.contexts: list[BrowserContext] = []
+        self.urls: list[str] = []  # every request and navigation of every context
+
+    def open(self, url: str) -> Page:
+        context = self.browser.new_context(viewport=VIEWPORT)
+        self.contexts.append(context)
+        context.on("request", lambda request: self.urls.append(request.url))
+        page = context.new_page()
+        page.on("framenavigated", lambda frame: self.urls.append(frame.url))
+        page.goto(url)
+        wait_for_idle(page)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+def sidebar(page: Page) -> Locator:
+    return page.get_by_test_id("stSidebar")
+
+
+def bubbles(page: Page) -> Locator:
+    return page.get_by_test_id("stChatMessage")
+
+
+def send(page: Page, text: str) -> None:
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def chat(page: Page, text: str, reply: str | None = None) -> None:
+    """Send `text` and wait until the reply (by default the fake's echo) is saved and drawn."""
+    count = bubbles(page).count()
+    send(page, text)
+    last = bubbles(page).nth(count + 1)
+    expect(last).to_contain_text(reply or f"Echo: {text}", timeout=REPLY_TIMEOUT)
+    expect(last).to_contain_text("out tokens", timeout=REPLY_TIMEOUT)
+    wait_for_idle(page)
+
+
+def conversation_id(page: Page) -> str:
+    match = re.search(r"[?&]c=([0-9a-f]+)", page.url)
+    assert match, f"no conversation id in {page.url}"
+    return match.group(1)
+
+
+# True once the gate's answer is drawn: an error other than `before`, or the app itself.
+GATE_ANSWERED = """(before) => {
+  const error = document.querySelector('[data-testid="stAlertContentError"]');
+  const sidebar = document.querySelector('[data-testid="stSidebar"]');
+  return (sidebar && sidebar.innerText.includes('Shared workspace'))
+    || (error !== null && error.innerText !== before);
+}"""
+
+
+def submit_password(page: Page, password: str) -> str:
+    """Submit the gate's form; return the error it shows ("" when admitted).
+
+    Each answer differs from the one before (the delay changes), which is how the wait
+    tells a new answer from the previous run's.
+    """
+    errors = page.get_by_test_id("stAlertContentError")
+    before = errors.first.inner_text() if errors.count() else None
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Enter").click()
+    page.wait_for_function(GATE_ANSWERED, arg=before, timeout=REPLY_TIMEOUT)
+    wait_for_idle(page)
+    return errors.first.inner_text() if errors.count() else ""
+
+
+def sign_in(page: Page, app_url: str, user: User) -> None:
+    """Parley's Sign in button, the provider's own form, and back to Parley signed in."""
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/interaction/.*"), timeout=REPLY_TIMEOUT)
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password", exact=True).fill(user.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{app_url}/**", timeout=REPLY_TIMEOUT)
+    wait_for_idle(page)
+    expect(sidebar(page)).to_contain_text(f"Signed in as {user.name}", timeout=REPLY_TIMEOUT)
+
+
+def search_conversations(page: Page, text: str) -> None:
+    box = sidebar(page).get_by_placeholder("Search messages…")
+    box.fill(text)
+    box.press("Enter")
+    wait_for_idle(page)

@@ -1,0 +1,96 @@
+"""Shared-password mode in a real browser: a session that has not passed the gate sees
+nothing, not even through a conversation URL on a freshly started server, and wrong
+passwords make it wait longer each time."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from lib.access import SHARED_WORKSPACE
+from lib.conversations import ConversationStore, Message
+from tests.browser.conftest import StreamlitServer, wait_for_idle
+from tests.browser.session import Sessions, bubbles, chat, sidebar, submit_password
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "c0rrect-h0rse-battery"
+
+
+@pytest.fixture
+def sessions(browser: Browser) -> Iterator[Sessions]:
+    opened = Sessions(browser)
+    yield opened
+    opened.close()
+
+
+def assert_gated(page: Page, secret: str) -> None:
+    expect(page.get_by_label("Password", exact=True)).to_be_visible()
+    expect(page.get_by_test_id("stChatInput")).to_have_count(0)
+    expect(bubbles(page)).to_have_count(0)
+    assert secret not in page.content()
+
+
+def delay_in(message: str) -> float:
+    match = re.search(r"Wait (\d+(?:\.\d+)?) s", message)
+    assert match, f"no delay in {message!r}"
+    return float(match.group(1))
+
+
+def test_the_gate_hides_everything_and_wrong_passwords_slow_down(
+    streamlit_app: Callable[..., StreamlitServer], sessions: Sessions
+) -> None:
+    app = streamlit_app(APP_PASSWORD=PASSWORD)
+    secret = f"quokka{uuid.uuid4().hex[:8]}"
+    store = ConversationStore(app.data_dir / "parley.db")
+    conv = store.create(SHARED_WORKSPACE, model="gpt-5-mini", title=f"Plans for {secret}")
+    store.add_message(SHARED_WORKSPACE, conv.id, Message("user", f"About {secret}"))
+
+    # The server's very first request is a page URL with a conversation id: Streamlit's
+    # pages/-directory mode would run that page without Home.py; it must still be gated.
+    page = sessions.open(f"{app.url}/chat?c={conv.id}")
+    assert_gated(page, secret)
+    for path in ("/images", "/documents", f"/?c={conv.id}"):
+        page.goto(app.url + path)
+        wait_for_idle(page)
+        assert_gated(page, secret)
+
+    delays = []
+    for attempt in range(3):
+        message = submit_password(page, f"wrong-guess-{attempt}")
+        assert "Wrong password" in message, message
+        delays.append(delay_in(message))
+        # The right password before the delay is over is refused: the delay is applied.
+        assert "Too soon" in submit_password(page, PASSWORD)
+        assert_gated(page, secret)
+        time.sleep(delays[-1] + 0.2)
+    assert delays == sorted(delays) and delays[0] < delays[-1], delays
+
+    assert submit_password(page, PASSWORD) == ""
+    expect(sidebar(page)).to_contain_text("Shared workspace")
+    expect(page.get_by_label("Password", exact=True)).to_have_count(0)
+    # The conversation link that met the gate opens once the gate is passed.
+    expect(bubbles(page).first).to_contain_text(f"About {secret}")
+    expect(sidebar(page).get_by_role("button", name=f"Plans for {secret}")).to_be_visible()
+    chat(page, "Shared question")
+
+    # Passing the gate is per session: a new visit to the same URL meets the gate again.
+    other = sessions.open(page.url)
+    assert_gated(other, secret)
+
+    sidebar(page).get_by_role("button", name="Sign out").click()
+    wait_for_idle(page)
+    assert_gated(page, secret)
+
+    # The password never shows up in a page, a URL or the log.
+    assert PASSWORD not in page.content() and PASSWORD not in other.content()
+    assert not [url for url in sessions.urls if PASSWORD in url]
+    log = Path(app.log).read_text()
+    assert PASSWORD not in log
+    assert "Traceback" not in log
