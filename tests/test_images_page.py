@@ -4,14 +4,18 @@ the prompt, the gallery across sessions, deletion, reuse and search."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib.conversations import ConversationStore
+from lib.conversations import ConversationStore, Message
 from lib.gallery import ImageStore
+from lib.image_models import default_request
+from lib.images import GenerationResult, checked_image
+from tests.fake_images import render_png
 from tests.fake_openai import FakeOpenAI
 
 IMAGES = "pages/images.py"
@@ -281,3 +285,38 @@ def test_illustrate_when_the_chat_model_fails_lets_the_user_write_the_prompt(
     at.button(key="parley.w.illustrate").click().run()
     assert "You can write the prompt yourself" in at.warning[0].value
     assert prompt_box(at).value == ""
+
+
+def test_the_page_shows_only_this_workspaces_images(
+    app: Callable[..., AppTest], data_dir: Path, store: ConversationStore
+) -> None:
+    other = ImageStore(data_dir).save(
+        "someone-else",
+        GenerationResult(
+            default_request("their private picture", "gpt-image-2"),
+            [checked_image(render_png("x"))],
+            None,
+            None,
+            1.0,
+        ),
+    )
+    at = images_page(app)
+    assert "their private picture" not in captions(at) and image_count(at) == 0
+    at.text_input(key="parley.w.img.search").input("private").run()
+    assert "No image matches" in captions(at)
+
+    # A message naming another workspace's image id shows nothing of it either.
+    conv = store.create("local", model="gpt-5-mini")
+    store.add_message("local", conv.id, Message(role="user", content="hi"))
+    store.add_message(
+        "local",
+        conv.id,
+        dataclasses.replace(
+            Message(role="assistant", content="*Illustration:* x"), meta={"images": [other[0].id]}
+        ),
+    )
+    chat = app()
+    chat.query_params["c"] = conv.id
+    chat.run()
+    assert not chat.exception and len(chat.chat_message[-1].get("image")) == 0
+    assert "deleted from the gallery" in chat.chat_message[-1].caption[0].value
