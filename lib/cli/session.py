@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 
 from lib import chat, errors
@@ -19,6 +20,7 @@ from lib.cli.lookup import Draft
 from lib.cli.output import Terminal, usage_line
 from lib.conversations import Conversation
 from lib.errors import ParleyError
+from lib.tokens import counter_for
 
 EXIT_WORDS = {"exit", "退出", "再见"}
 HELP = "/help"
@@ -76,6 +78,8 @@ class ChatSession:
         """Chat until an exit word, Ctrl-C at the prompt or end of input."""
         if self.interactive:
             _enable_line_editing()
+            # Loading the tokenizer takes about half a second: do it while the user types.
+            threading.Thread(target=counter_for, args=(self.conv.model,), daemon=True).start()
             self._greet()
         while True:
             try:
