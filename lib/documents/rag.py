@@ -124,6 +124,7 @@ def _chosen(ctx: DocContext, conv: Conversation) -> list[DocumentRecord]:
     ws = ctx.chat.workspace
     chosen = set(ctx.library.conversation_documents(ws, conv.id))
     docs = [d for d in ctx.library.list(ws) if d.id in chosen and d.status == "ready"]
+    docs.sort(key=lambda d: d.created_at)  # sources numbered in upload order
     if not docs:
         raise InvalidInputError("Choose at least one document for this conversation to search.")
     return docs
