@@ -179,6 +179,7 @@ def list_command(
     if search is not None:
         hits = store.search(workspace, search, limit=limit)
         items = [(store.get(workspace, h.conversation_id), h.snippet) for h in hits]
+        items = [(conv, snippet) for conv, snippet in items if kind in (None, conv.kind)]
     else:
         convs = store.list(workspace, kind=kind, limit=limit)
         items = [(c, f"{store.count_messages(workspace, c.id)} messages") for c in convs]
