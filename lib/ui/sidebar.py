@@ -60,7 +60,7 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
     ws = state.workspace()
     sb = st.sidebar
     if sb.button(f"New {label}", icon=":material/add:", width="stretch", key=f"new_{kind}"):
-        state.open_conversation(None)
+        state.open_conversation(None, kind)
         st.rerun()
     query = sb.text_input(
         "Search conversations",
@@ -69,9 +69,11 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
         label_visibility="collapsed",
         icon=":material/search:",
     )
-    current = state.conversation_id()
+    current = state.conversation_id(kind)
     if query.strip():
-        hits = store.search(ws, query)
+        # Only this page's kind: a document conversation never opens as a chat.
+        own = {c.id for c in store.list(ws, kind=kind, limit=100_000)}
+        hits = [h for h in store.search(ws, query) if h.conversation_id in own]
         if not hits:
             sb.caption("No matches.")
         for hit in hits:
@@ -82,7 +84,7 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
                 help=hit.snippet or None,
                 type="tertiary",
             ):
-                state.open_conversation(hit.conversation_id)
+                state.open_conversation(hit.conversation_id, kind)
                 st.rerun()
         return
     for conv in store.list(ws, kind=kind, limit=LIST_LIMIT):
@@ -94,11 +96,11 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
             type="secondary" if selected else "tertiary",
             icon=":material/chat:" if selected else None,
         ):
-            state.open_conversation(conv.id)
+            state.open_conversation(conv.id, kind)
             st.rerun()
 
 
-def conversation_actions(store: ConversationStore, cid: str) -> None:
+def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat") -> None:
     """Rename, export and delete for the open conversation."""
     ws = state.workspace()
     try:
@@ -142,5 +144,5 @@ def conversation_actions(store: ConversationStore, cid: str) -> None:
             st.write("This deletes the conversation and all its messages.")
             if st.button("Delete for good", type="primary", key=f"del_{cid}"):
                 store.delete(ws, cid)
-                state.open_conversation(None)
+                state.open_conversation(None, kind)
                 st.rerun()

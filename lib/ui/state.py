@@ -38,18 +38,24 @@ def workspace() -> str:
     return auth.workspace()
 
 
-def conversation_id() -> str | None:
+def _conversation_key(kind: str) -> str:
+    # Each kind (the Chat page's, the Documents page's) keeps its own open conversation,
+    # so switching pages never shows a document conversation as a chat, or the reverse.
+    return "conversation_id" if kind == "chat" else f"conversation_id.{kind}"
+
+
+def conversation_id(kind: str = "chat") -> str | None:
     """The open conversation, from the session or else from the URL."""
-    cid = get("conversation_id")
+    cid = get(_conversation_key(kind))
     if cid is None:
         cid = st.query_params.get("c")
         if cid:
-            put("conversation_id", cid)
+            put(_conversation_key(kind), cid)
     return cid
 
 
-def open_conversation(cid: str | None) -> None:
-    put("conversation_id", cid)
+def open_conversation(cid: str | None, kind: str = "chat") -> None:
+    put(_conversation_key(kind), cid)
     put("window", DEFAULT_WINDOW)
     if cid:
         st.query_params["c"] = cid

@@ -7,6 +7,8 @@ is rendered as Markdown with HTML disabled (Streamlit's default), never as raw H
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from lib.conversations import ConversationStore, Message, Totals
@@ -44,9 +46,12 @@ def footer(message: Message) -> str:
     return " · ".join(parts)
 
 
-def render_message(message: Message) -> None:
+def render_message(message: Message, extra: Callable[[Message], None] | None = None) -> None:
+    """One bubble; `extra` draws page-specific parts inside it (e.g. a sources panel)."""
     with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
         st.markdown(message.content or "*(no text)*")
+        if extra is not None:
+            extra(message)
         if message.meta.get("images"):
             # Deferred: only messages with pictures (illustrations) need the gallery.
             from lib.ui.gallery_view import message_images
@@ -58,7 +63,9 @@ def render_message(message: Message) -> None:
             st.caption(footer(message))
 
 
-def render_window(store: ConversationStore, cid: str) -> list[Message]:
+def render_window(
+    store: ConversationStore, cid: str, extra: Callable[[Message], None] | None = None
+) -> list[Message]:
     """Draw the most recent messages, with a control to load earlier ones."""
     ws = state.workspace()
     window = state.transcript_window()
@@ -73,7 +80,7 @@ def render_window(store: ConversationStore, cid: str) -> list[Message]:
             key="parley.w.more",
         )
     for message in messages:
-        render_message(message)
+        render_message(message, extra)
     return messages
 
 
