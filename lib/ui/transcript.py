@@ -13,6 +13,7 @@ import streamlit as st
 
 from lib.conversations import ConversationStore, Message, Totals
 from lib.ui import state
+from lib.usage import money, usage_line
 
 AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
 STATUS_NOTES = {
@@ -22,34 +23,19 @@ STATUS_NOTES = {
 }
 
 
-def money(cost: float | None) -> str:
-    if cost is None:
-        return "cost unknown"
-    if cost == 0:
-        return "$0"
-    return f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
-
-
 def footer(message: Message) -> str:
-    approx = "" if message.usage_exact else "≈"
-    parts = []
-    if message.prompt_tokens is not None:
-        parts.append(
-            f"{approx}{message.prompt_tokens:,} in · "
-            f"{approx}{message.completion_tokens or 0:,} out tokens"
-        )
-    parts.append(money(message.cost))
-    if message.model:
-        parts.append(message.model)
-    if not message.usage_exact:
-        parts.append("estimated count")
-    return " · ".join(parts)
+    return usage_line(message, with_model=True)
 
 
-def render_message(message: Message, extra: Callable[[Message], None] | None = None) -> None:
-    """One bubble; `extra` draws page-specific parts inside it (e.g. a sources panel)."""
+def render_message(
+    message: Message,
+    extra: Callable[[Message], None] | None = None,
+    display: Callable[[Message], str] | None = None,
+) -> None:
+    """One bubble. Pages may pass `display` (the Markdown to show for a message, e.g. with
+    citations spelled out) and `extra` (parts drawn inside it, e.g. a sources panel)."""
     with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
-        st.markdown(message.content or "*(no text)*")
+        st.markdown((display(message) if display else message.content) or "*(no text)*")
         if extra is not None:
             extra(message)
         if message.meta.get("images"):
@@ -64,7 +50,10 @@ def render_message(message: Message, extra: Callable[[Message], None] | None = N
 
 
 def render_window(
-    store: ConversationStore, cid: str, extra: Callable[[Message], None] | None = None
+    store: ConversationStore,
+    cid: str,
+    extra: Callable[[Message], None] | None = None,
+    display: Callable[[Message], str] | None = None,
 ) -> list[Message]:
     """Draw the most recent messages, with a control to load earlier ones."""
     ws = state.workspace()
@@ -80,7 +69,7 @@ def render_window(
             key="parley.w.more",
         )
     for message in messages:
-        render_message(message, extra)
+        render_message(message, extra, display)
     return messages
 
 
