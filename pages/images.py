@@ -3,8 +3,9 @@
 import streamlit as st
 
 from lib.errors import MissingKeyError
-from lib.ui import clients, gallery_view, images_view, sidebar
+from lib.ui import auth, clients, gallery_view, images_view, sidebar
 
+auth.guard()
 current = sidebar.connection()
 store = gallery_view.image_store(current)
 
