@@ -24,10 +24,11 @@ from lib import export
 from lib.access import LOCAL_WORKSPACE, valid_workspace
 from lib.cli.hints import describe
 from lib.cli.lookup import PROG, ChatOptions, find_conversation, open_chat
-from lib.cli.output import Terminal, money
+from lib.cli.output import Terminal
 from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
 from lib.settings import Settings, resolve_settings
+from lib.usage import money
 
 app = typer.Typer(
     help="Chat with Parley in the terminal, on the same conversations as the web app.",

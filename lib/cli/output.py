@@ -174,23 +174,5 @@ class Terminal:
         self.console.print(table)
 
 
-def money(cost: float | None) -> str:
-    if cost is None:
-        return "cost unknown"
-    return f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
-
-
-def usage_line(message: Message) -> str:
-    """Tokens and cost of one reply; "≈" marks counts estimated offline."""
-    approx = "" if message.usage_exact else "≈"
-    parts = []
-    if message.prompt_tokens is not None:
-        parts.append(
-            f"{approx}{message.prompt_tokens:,} in · {approx}{message.completion_tokens or 0:,} out"
-        )
-    parts.append(money(message.cost))
-    return " · ".join(parts)
-
-
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")

@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 from lib import chat, errors
 from lib.cli.hints import RETRY, describe
 from lib.cli.lookup import Draft
-from lib.cli.output import Terminal, usage_line
+from lib.cli.output import Terminal
 from lib.conversations import Conversation
 from lib.errors import ParleyError
 from lib.tokens import counter_for
+from lib.usage import usage_line
 
 EXIT_WORDS = {"exit", "退出", "再见"}
 HELP = "/help"
