@@ -1,10 +1,72 @@
-"""Documents: chat with your PDFs and text files (coming soon)."""
+"""Documents: ask questions of your PDFs and text files; answers cite file and page."""
 
 import streamlit as st
 
-st.title("Documents")
-st.info(
-    "Coming soon: upload PDFs and text files, index them, and ask questions with answers "
-    "that cite the file and page.",
-    icon=":material/construction:",
+from lib import chat
+from lib.documents import rag
+from lib.errors import MissingKeyError, ParleyError
+from lib.ui import auth, chat_view, clients, sidebar, state, transcript
+from lib.ui import documents_chat as answers
+from lib.ui import documents_view as docs
+
+auth.guard()
+current = sidebar.connection()
+store = clients.store(current)
+library = docs.library(current)
+sidebar.conversations(store, kind=rag.KIND, label="document chat")
+conv = docs.open_conversation(store)
+if conv:
+    sidebar.conversation_actions(store, conv.id, kind=rag.KIND)
+
+st.title(conv.title if conv else "Documents")
+chat_view.show_flash()
+try:
+    api = clients.client(current)
+except MissingKeyError as exc:
+    api = None
+    st.info(f"**Add an API key to add and ask documents.** {exc.hint}", icon=":material/key:")
+
+embedder = docs.embedder(current, api, library) if api else None
+documents = library.list(state.workspace())
+label = f"Library · {len(documents)} document{'s' * (len(documents) != 1)}"
+with st.expander(label, expanded=not documents or not conv, icon=":material/folder_open:"):
+    if embedder:
+        docs.uploader(library, embedder, conv)
+    docs.library_list(library, documents, embedder)
+if api is None:
+    st.stop()
+
+docs.picker(library, conv, documents)
+models, _note = clients.models(current, api)
+model = docs.model_picker(store, conv, models)
+chosen = docs.selection(library, conv)
+ctx = rag.DocContext(
+    chat.ChatContext(store, state.workspace(), api, clients.prices(current), current.provider),
+    library,
+    embedder,
+    docs.vector_store(library, embedder.model),
 )
+if conv:
+    shown = transcript.render_window(
+        store,
+        conv.id,
+        extra=lambda m: answers.sources_panel(library, m),
+        display=answers.with_locations,
+    )
+    answers.gauge(next((m for m in reversed(shown) if m.role == "assistant"), None))
+    answers.actions(ctx, conv.id, shown)
+docs.coverage_note(documents, chosen, embedder.model)
+if not chosen:
+    st.caption("Choose the documents to search in the sidebar, or add some to the library.")
+
+if prompt := st.chat_input("Ask about your documents", submit_mode="stop", disabled=not chosen):
+    if conv is None:
+        conv = store.create(ctx.chat.workspace, model=model, kind=rag.KIND)
+        docs.start_conversation(library, conv)
+        state.open_conversation(conv.id, rag.KIND)
+    with st.chat_message("user", avatar=transcript.AVATARS["user"]):
+        st.markdown(prompt)
+    try:
+        answers.stream(rag.ask(ctx, conv.id, prompt))
+    except ParleyError as exc:
+        st.error(str(exc))

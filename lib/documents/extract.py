@@ -242,3 +242,18 @@ def _open_text(name: str, data: bytes, kind: str) -> Opened:
         read_pages=lambda: iter([Page(None, None, text)]),
         encoding=encoding,
     )
+
+
+def render_pdf_page(data: bytes, number: int, width: int = 900) -> bytes:
+    """PNG of page `number` (1-based) of a PDF, `width` pixels wide, for "show the page"."""
+    doc = pdfium.PdfDocument(data)
+    try:
+        page = doc[number - 1]
+        scale = width / page.get_width()
+        image = page.render(scale=scale).to_pil()
+        page.close()
+    finally:
+        doc.close()
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,184 @@
+"""The Documents page's conversation widgets: streaming a cited answer, the sources panel
+under each answer, and the context gauge that says which mode was used.
+
+Document text and model output are shown as Markdown with HTML disabled (Streamlit's
+default) or as plain text; never with `unsafe_allow_html`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from lib.conversations import Message
+from lib.documents import rag
+from lib.documents.extract import render_pdf_page
+from lib.documents.library import DocumentLibrary
+from lib.errors import NotFoundError, ParleyError, StreamInterrupted
+from lib.ui import state
+from lib.ui.chat_view import flash
+from lib.ui.transcript import AVATARS
+
+PASSAGE_PREVIEW = 1_500  # characters of a whole page shown before "show the page"
+
+
+def with_locations(message: Message) -> str:
+    """The answer with each [n] spelled out as the file and page it names, e.g.
+    "[2 · R-intro.pdf p. 31]", so a citation reads on its own, without the panel."""
+    text = message.content
+    citations = message.meta.get("citations") or []
+    if message.role != "assistant" or not citations:
+        return text
+    where = {c["n"]: escape(_short(c)) for c in citations}
+
+    def expand(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1))]
+        if not all(n in where for n in numbers):
+            return match.group(0)
+        return "".join(f"\\[{n} · {where[n]}\\]" for n in numbers)
+
+    return re.sub(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]", expand, text)
+
+
+def escape(text: str) -> str:
+    """Text (a file name, say) shown in Markdown as typed, never as formatting."""
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>~$" else c for c in text)
+
+
+def _short(cite: dict) -> str:
+    name = cite.get("file", "?")
+    if cite.get("page"):
+        return f"{name} p. {cite['page']}"
+    return f"{name}, {cite['label']}" if cite.get("label") else name
+
+
+def sources_panel(lib: DocumentLibrary, message: Message) -> None:
+    """Under an answer: each cited passage with its file, page and score."""
+    if message.role != "assistant" or "citations" not in message.meta:
+        return
+    citations = message.meta["citations"]
+    cited = [c for c in citations if c.get("cited", True)]
+    if not cited:
+        st.caption(":material/info: This answer cites none of its sources.")
+    for cite in cited:
+        score = f" · score {cite['score']:.2f}" if cite.get("score") is not None else ""
+        with st.expander(
+            f"[{cite['n']}] {rag.source_location(cite)}{score}", icon=":material/format_quote:"
+        ):
+            _passage(lib, message, cite)
+    others = [c for c in citations if not c.get("cited", True)]
+    if others:
+        st.caption(
+            "Also retrieved, not cited: " + "; ".join(f"[{c['n']}] {_short(c)}" for c in others)
+        )
+
+
+def _passage(lib: DocumentLibrary, message: Message, cite: dict) -> None:
+    text = cite.get("text", "")
+    if len(text) > PASSAGE_PREVIEW and cite.get("score") is None:  # a whole page
+        text = text[:PASSAGE_PREVIEW] + "…"
+    st.text(text)
+    details = []
+    if cite.get("similarity") is not None:
+        details.append(f"cosine similarity {cite['similarity']:.2f}")
+    if cite.get("keyword_rank"):
+        details.append(f"keyword rank {cite['keyword_rank']}")
+    if cite.get("start") is not None:
+        details.append(f"characters {cite['start']:,}–{cite['end']:,} of the page")
+    if details:
+        st.caption(" · ".join(details))
+    if cite.get("page") and cite.get("document_id"):
+        key = f"parley.w.page.{message.id}.{cite['n']}"
+        if st.toggle("Show the page", key=key):
+            _page_image(lib, cite)
+
+
+def _page_image(lib: DocumentLibrary, cite: dict) -> None:
+    ws = state.workspace()
+    try:
+        doc = lib.get(ws, cite["document_id"])
+        data = lib.read_file(ws, doc)
+        st.image(render_pdf_page(data, cite["page"]), caption=rag.source_location(cite))
+    except (NotFoundError, OSError):
+        st.caption("That document is no longer in your library.")
+
+
+def gauge(message: Message | None) -> None:
+    """Which context the last answer used, and how much of the window it took."""
+    if message is None or "rag" not in message.meta:
+        return
+    info = message.meta["rag"]
+    context = message.meta.get("context") or {}
+    if info["mode"] == "whole":
+        mode = f"Whole documents: {info['sources']} pages sent in full"
+    else:
+        kind = "hybrid search" if info.get("search") == "hybrid" else "keyword search only"
+        mode = f"Retrieval: {info['sources']} passages ({kind})"
+    cols = st.columns([3, 2])
+    if context:
+        sources = context.get("sources", 0)
+        used = context["system"] + sources + context["history"] + context["new"]
+        window = context["window"]
+        cols[0].progress(min(used / window, 1.0), text=f"{mode} · {used:,} of {window:,} tokens")
+        cols[0].caption(
+            f"Sources {sources:,} · instructions {context['system']:,} · "
+            f"history {context['history']:,} · question {context['new']:,}"
+        )
+    else:
+        cols[0].caption(mode)
+    if info.get("question"):
+        cols[1].caption(f"Searched for: {info['question']}")
+    for note in info.get("notes") or []:
+        cols[1].caption(f":material/info: {note}")
+
+
+def stream(answer: rag.Answer) -> None:
+    """Search, then stream the answer into a bubble; rerun to show it with its sources."""
+    with st.chat_message("assistant", avatar=AVATARS["assistant"]):
+        try:
+            with st.status("Searching your documents…") as status:
+                plan = answer.plan()
+                status.update(label=_planned(plan), state="complete")
+            st.write_stream(answer)
+        except StreamInterrupted as exc:
+            flash("warning", str(exc))
+        except ParleyError as exc:
+            flash("error", str(exc))
+        finally:
+            answer.close()  # also on Stop: closes the stream and keeps the partial answer
+    st.rerun()
+
+
+def _planned(plan: rag.Plan) -> str:
+    if plan.mode == "whole":
+        return f"Reading {len(plan.sources)} whole pages"
+    kind = "" if plan.search == "hybrid" else " (keyword search only)"
+    return f"Found {len(plan.sources)} passages{kind}"
+
+
+def actions(ctx: rag.DocContext, conv_id: str, shown: list[Message]) -> None:
+    """Regenerate the last answer, or clear the conversation."""
+    if not shown:
+        return
+    cols = st.columns(2)
+    cols[0].button(
+        "Regenerate",
+        icon=":material/refresh:",
+        key="parley.w.doc_regen",
+        on_click=state.put,
+        args=("doc_regenerate", conv_id),
+        type="tertiary",
+    )
+    with cols[1].popover("Reset", icon=":material/restart_alt:", type="tertiary"):
+        st.write("Clear every message in this conversation? Its documents are kept.")
+        if st.button("Clear messages", key="parley.w.doc_reset", type="primary"):
+            ctx.chat.store.clear_messages(ctx.chat.workspace, conv_id)
+            st.rerun()
+    if state.pop("doc_regenerate") == conv_id:
+        try:
+            answer = rag.regenerate(ctx, conv_id)
+        except ParleyError as exc:
+            st.error(str(exc))
+            return
+        stream(answer)

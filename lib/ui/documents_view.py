@@ -1,0 +1,360 @@
+"""The Documents page's library widgets: upload with honest progress, per-file reports,
+the library with delete and re-index, and each conversation's document picker.
+
+Everything derived from a user's files stays in this session: the loaded FAISS index is
+kept in session state (`state.put("doc_index", ...)`), never in `st.cache_*`, which every
+session of the server shares.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import openai
+import streamlit as st
+
+from lib.conversations import Conversation, ConversationStore
+from lib.documents import rag
+from lib.documents.embeddings import Embedder
+from lib.documents.ingest import FileReport, Ingestor
+from lib.documents.library import DocumentLibrary, DocumentRecord
+from lib.documents.vectorstore import ParleyFAISS
+from lib.errors import NotFoundError, ParleyError
+from lib.settings import Settings
+from lib.ui import state
+from lib.ui.documents_chat import escape
+
+TYPES = ["pdf", "txt", "md", "markdown"]
+STATUS_ICONS = {
+    "indexed": ":material/check_circle:",
+    "duplicate": ":material/content_copy:",
+    "failed": ":material/error:",
+    "cancelled": ":material/cancel:",
+}
+
+
+def library(current: Settings) -> DocumentLibrary:
+    return DocumentLibrary(current.data_dir)
+
+
+def embedder(current: Settings, api: openai.OpenAI, lib: DocumentLibrary) -> Embedder:
+    return Embedder(api, current.embedding_model, workspace=state.workspace(), cache=lib.cache)
+
+
+def vector_store(lib: DocumentLibrary, model: str) -> ParleyFAISS | None:
+    """This session's copy of the workspace's index, reloaded only when it changed."""
+    cached = state.get("doc_index")
+    store = lib.open_index(state.workspace(), model, cached)
+    state.put("doc_index", store)
+    return store
+
+
+def upload_limit_mb() -> int:
+    # The option Streamlit itself enforces (config.toml, flags or environment).
+    return int(st.get_option("server.maxUploadSize"))
+
+
+# Choosing documents
+
+
+def selection(lib: DocumentLibrary, conv: Conversation | None) -> list[str]:
+    """The documents the open conversation searches (for a new one: the session's pick)."""
+    ws = state.workspace()
+    if conv is not None:
+        return lib.conversation_documents(ws, conv.id)
+    ready = [d.id for d in lib.list(ws) if d.status == "ready"]
+    chosen = state.get("doc_draft_selection")
+    return ready if chosen is None else [d for d in chosen if d in ready]
+
+
+def save_selection(lib: DocumentLibrary, conv: Conversation | None, ids: list[str]) -> None:
+    if conv is None:
+        state.put("doc_draft_selection", ids)
+    else:
+        lib.set_conversation_documents(state.workspace(), conv.id, ids)
+
+
+def picker(lib: DocumentLibrary, conv: Conversation | None, docs: list[DocumentRecord]) -> None:
+    """Which documents this conversation searches, and how."""
+    ready = {d.id: d for d in docs if d.status == "ready"}
+    key = f"parley.w.docpick.{conv.id if conv else 'draft'}"
+    mode, top_k = _settings(lib, conv)
+    # Storage is the truth and the widgets only edit it: set them from it on every run
+    # (an upload may have added a document) and save their changes in callbacks.
+    st.session_state[key] = [d for d in selection(lib, conv) if d in ready]
+    st.session_state[f"{key}.mode"] = mode == "auto"
+    st.session_state[f"{key}.k"] = top_k
+
+    def save_picked() -> None:
+        save_selection(lib, conv, st.session_state[key])
+
+    def save_settings() -> None:
+        whole = st.session_state[f"{key}.mode"]
+        _save_settings(lib, conv, "auto" if whole else "retrieval", st.session_state[f"{key}.k"])
+
+    with st.sidebar.expander("Documents to search", expanded=True, icon=":material/library_books:"):
+        st.multiselect(
+            "Documents to search",
+            list(ready),
+            format_func=lambda d: ready[d].name,
+            key=key,
+            on_change=save_picked,
+            label_visibility="collapsed",
+            placeholder="Choose documents…",
+        )
+        st.toggle(
+            "Send whole documents when they fit",
+            key=f"{key}.mode",
+            on_change=save_settings,
+            help="When the chosen documents fit in the model's context window they are sent "
+            "whole, so summaries see everything. Off: always send the best passages.",
+        )
+        st.slider("Passages per answer", 1, 20, key=f"{key}.k", on_change=save_settings)
+
+
+def _settings(lib: DocumentLibrary, conv: Conversation | None) -> tuple[str, int]:
+    if conv is None:
+        return state.get("doc_draft_settings") or ("auto", 6)
+    return lib.chat_settings(state.workspace(), conv.id)
+
+
+def _save_settings(lib: DocumentLibrary, conv: Conversation | None, mode: str, k: int) -> None:
+    if conv is None:
+        state.put("doc_draft_settings", (mode, k))
+    else:
+        lib.set_chat_settings(state.workspace(), conv.id, mode, k)
+
+
+def start_conversation(lib: DocumentLibrary, conv: Conversation) -> None:
+    """Give a just-created conversation the choices made while it was a draft."""
+    ws = state.workspace()
+    lib.set_conversation_documents(ws, conv.id, selection(lib, None))
+    lib.set_chat_settings(ws, conv.id, *_settings(lib, None))
+
+
+# Uploading
+
+
+def uploader(lib: DocumentLibrary, emb: Embedder | None, conv: Conversation | None) -> None:
+    """Upload, index with a progress bar per page and per batch, and report per file."""
+    limit = upload_limit_mb()
+    generation = state.get("upload_generation") or 0
+    files = st.file_uploader(
+        "Add PDF, text or Markdown files",
+        type=TYPES,
+        accept_multiple_files=True,
+        key=f"parley.w.upload.{generation}",
+        help=f"Up to {limit} MB per file. Files are kept in your workspace only.",
+    )
+    if files:
+        left, right = st.columns([1, 1])
+        go = left.button(
+            f"Index {len(files)} file{'s' * (len(files) != 1)}",
+            type="primary",
+            icon=":material/upload_file:",
+            key="parley.w.index",
+        )
+        # Clicking Cancel starts a new run, which stops this one at its next progress
+        # update; the file being indexed is rolled back, the ones before it are kept.
+        right.button("Cancel", icon=":material/cancel:", key="parley.w.cancel_index")
+        if go:
+            _index(lib, emb, conv, [(f.name, f.getvalue()) for f in files], limit)
+    show_reports()
+
+
+def _index(
+    lib: DocumentLibrary,
+    emb: Embedder | None,
+    conv: Conversation | None,
+    files: list[tuple[str, bytes]],
+    limit_mb: int,
+) -> None:
+    bar = st.progress(0.0, text="Starting…")
+    ingestor = Ingestor(lib, state.workspace(), emb, limit_bytes=limit_mb * 1_048_576)
+    names = [name for name, _ in files]
+    reports: list[dict] = []
+    # Saved after every file: if Cancel interrupts this run, the next one still reports
+    # the files already indexed, and names the rest as cancelled.
+    state.put("doc_reports", reports)
+    state.put("doc_pending", names)
+    for i, (name, data) in enumerate(files):
+        report = ingestor.ingest(name, data, _ticker(bar, i, len(files)))
+        reports.append(report.to_dict())
+        state.put("doc_pending", names[i + 1 :])
+        if report.document_id:
+            save_selection(
+                lib, conv, list(dict.fromkeys([*selection(lib, conv), report.document_id]))
+            )
+    state.pop("doc_pending")
+    state.put("upload_generation", (state.get("upload_generation") or 0) + 1)
+    st.rerun()
+
+
+def _ticker(bar, index: int, files: int):  # noqa: ANN001, ANN202 - st.progress, a callback
+    prefix = f"File {index + 1} of {files} · " if files > 1 else ""
+
+    def tick(_stage: str, _done: int, _total: int, message: str, fraction: float) -> None:
+        bar.progress(min((index + min(fraction, 1.0)) / files, 1.0), text=prefix + message)
+
+    return tick
+
+
+def show_reports() -> None:
+    """The reports of the last upload, one line per file, until dismissed."""
+    reports = [FileReport(**r) for r in state.get("doc_reports") or []]
+    for name in state.pop("doc_pending") or []:  # left over from a cancelled run
+        reports.append(FileReport(name, "cancelled", "Cancelled before it was indexed."))
+    state.put("doc_reports", [r.to_dict() for r in reports])
+    if not reports:
+        return
+    with st.container(border=True):
+        for r in reports:
+            icon = STATUS_ICONS[r.status]
+            text = r.message if r.status != "duplicate" else f"{r.message} ({r.seconds:.3f} s)"
+            if r.status == "failed":
+                st.error(text, icon=icon)
+            elif r.status == "cancelled":
+                st.warning(f"{r.name}: {r.message}", icon=icon)
+            else:
+                st.success(text, icon=icon)
+            details = _details(r)
+            if details:
+                st.caption(details)
+        st.button(
+            "Dismiss", key="parley.w.dismiss_reports", on_click=state.pop, args=("doc_reports",)
+        )
+
+
+def _details(r: FileReport) -> str:
+    parts = []
+    if r.status == "indexed":
+        parts.append(f"{r.tokens:,} tokens in {r.seconds:.1f} s")
+        if r.cached:
+            parts.append(f"{r.cached:,} chunks' vectors reused from the cache")
+    if r.empty_pages:
+        shown = ", ".join(str(p) for p in r.empty_pages[:12])
+        more = "…" if len(r.empty_pages) > 12 else ""
+        parts.append(f"pages with no text: {shown}{more}")
+    parts += r.notes
+    return " · ".join(parts)
+
+
+# The library
+
+
+def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder | None) -> None:
+    """Each document with its report, and re-index and delete."""
+    if not docs:
+        st.caption("Your library is empty: add a PDF, text or Markdown file above.")
+        return
+    for doc in docs:
+        with st.container(border=True):
+            top = st.columns([6, 1, 1], vertical_alignment="center")
+            top[0].markdown(f"**{escape(doc.name)}**")
+            top[0].caption(summary(doc, emb.model if emb else None))
+            top[1].button(
+                "Re-index",
+                key=f"parley.w.reindex.{doc.id}",
+                icon=":material/refresh:",
+                disabled=emb is None,
+                on_click=state.put,
+                args=("reindex", doc.id),
+                type="tertiary",
+            )
+            with top[2].popover("Delete", icon=":material/delete:", type="tertiary"):
+                st.write(f"Delete {doc.name}, its passages, vectors and cached embeddings?")
+                if st.button("Delete for good", type="primary", key=f"parley.w.deldoc.{doc.id}"):
+                    lib.delete(state.workspace(), doc.id)
+                    state.put("doc_reports", [])
+                    st.rerun()
+            if state.get("reindex") == doc.id:
+                state.pop("reindex")
+                _reindex(lib, emb, doc)
+
+
+def _reindex(lib: DocumentLibrary, emb: Embedder | None, doc: DocumentRecord) -> None:
+    bar = st.progress(0.0, text=f"Re-indexing {doc.name}…")
+    ingestor = Ingestor(lib, state.workspace(), emb, limit_bytes=1 << 62)
+    try:
+        report = ingestor.reindex(
+            doc.id, lambda _s, _d, _t, message, f: bar.progress(min(f, 1.0), text=message)
+        )
+    except ParleyError as exc:
+        st.error(str(exc))
+        return
+    state.put("doc_reports", [report.to_dict()])
+    st.rerun()
+
+
+def summary(doc: DocumentRecord, model: str | None) -> str:
+    r = doc.report
+    parts = [
+        f"{r.get('pages', 0):,} page{'s' * (r.get('pages', 0) != 1)}",
+        f"{r.get('chunks', 0):,} chunks",
+        f"{doc.tokens:,} tokens",
+        _size(doc.size),
+    ]
+    if r.get("empty_pages"):
+        parts.append(f"{len(r['empty_pages'])} pages without text")
+    if doc.status != "ready":
+        parts.append("indexing did not finish: re-index it")
+    elif doc.embedding_model is None:
+        parts.append("keyword search only")
+    elif model and doc.embedding_model != model:
+        parts.append(f"vectors from {doc.embedding_model}: re-index for {model}")
+    added = datetime.fromtimestamp(doc.created_at).strftime("%Y-%m-%d %H:%M")
+    return " · ".join(parts) + f" · added {added}"
+
+
+def _size(size: int) -> str:
+    if size < 1_048_576:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / 1_048_576:.1f} MB"
+
+
+def open_conversation(store: ConversationStore) -> Conversation | None:
+    """The open document conversation, or None for a new one."""
+    cid = state.conversation_id(rag.KIND)
+    if not cid:
+        return None
+    try:
+        conv = store.get(state.workspace(), cid)
+    except NotFoundError:
+        conv = None
+    if conv is None or conv.kind != rag.KIND:
+        state.open_conversation(None, rag.KIND)
+        st.warning("That document conversation was not found. Starting a new one.")
+        return None
+    return conv
+
+
+def model_picker(store: ConversationStore, conv: Conversation | None, models: list[str]) -> str:
+    """The chat model that answers in this conversation."""
+    current = conv.model if conv else state.get("doc_draft_model") or models[0]
+    options = models if current in models else [current, *models]
+    key = f"parley.w.docmodel.{conv.id if conv else 'draft'}"
+    st.session_state[key] = current
+
+    def save() -> None:
+        if conv is None:
+            state.put("doc_draft_model", st.session_state[key])
+        else:
+            store.update_settings(state.workspace(), conv.id, model=st.session_state[key])
+
+    with st.sidebar.expander("Model", icon=":material/settings:"):
+        st.selectbox(
+            "Model", options, key=key, on_change=save, accept_new_options=True,
+            label_visibility="collapsed",
+        )  # fmt: skip
+    return current
+
+
+def coverage_note(docs: list[DocumentRecord], chosen: list[str], model: str) -> None:
+    """Say so up front when some chosen documents can only be searched by keywords."""
+    plain = [d.name for d in docs if d.id in chosen and d.embedding_model != model]
+    if plain:
+        names = ", ".join(plain[:3]) + ("…" if len(plain) > 3 else "")
+        st.caption(
+            f":material/info: Keyword search only for {escape(names)}: no {model} vectors. "
+            "Re-index in the library to add semantic search."
+        )
