@@ -125,11 +125,8 @@ class ConversationStore:
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = db.connect(self.db_path)
-        try:
-            yield conn
-        finally:
-            conn.close()
+        # The thread's reused connection: opening one per call cost more than the queries.
+        yield db.thread_connection(self.db_path)
 
     # Conversations
 
