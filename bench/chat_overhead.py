@@ -32,7 +32,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -64,23 +66,46 @@ QUESTIONS = [
     "How do I know the fix did not break anything?",
 ]
 
-Timing = tuple[float, float]  # seconds to first token, seconds to last token
+
+@dataclass
+class Timing:
+    """Seconds from the user's message to each point of one round."""
+
+    sent: float  # the request left Parley (or the app) for the SDK
+    first: float  # first token
+    last: float  # last token
+    done: float  # the iteration ended (for Parley: the reply is priced and saved)
 
 
 def question(i: int) -> str:
     return f"{QUESTIONS[i % len(QUESTIONS)]} (round {i})"
 
 
-def timed(pieces: Iterator[str], start: float) -> Timing:
-    """Consume a text stream; return when its first and last piece arrived."""
-    first = None
+def mark_requests(client: openai.OpenAI) -> list[float]:
+    """Note when each chat request is handed to the SDK (both paths are wrapped alike)."""
+    marks: list[float] = []
+    completions = client.chat.completions
+    create = completions.create
+
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        marks.append(time.perf_counter())
+        return create(*args, **kwargs)
+
+    completions.create = marked  # type: ignore[method-assign]
+    return marks
+
+
+def timed(pieces: Iterator[str], start: float, marks: list[float]) -> Timing:
+    """Consume a text stream, noting when its first and last piece arrived."""
+    first = last = None
     for piece in pieces:
-        if first is None and piece:
-            first = time.perf_counter()
-    end = time.perf_counter()
-    if first is None:
+        if piece:
+            last = time.perf_counter()
+            first = first or last
+    done = time.perf_counter()
+    if first is None or last is None:
         raise RuntimeError("the reply had no text")
-    return first - start, end - start
+    return Timing(marks[-1] - start, first - start, last - start, done - start)
 
 
 class ParleyPath:
@@ -92,14 +117,16 @@ class ParleyPath:
         )
         store = ConversationStore(data_dir / "parley.db")
         params = ChatParams(memory_rounds=memory_rounds)
+        client = build_client(settings)
+        self.marks = mark_requests(client)
         self.ctx = chat.ChatContext(
-            store, WORKSPACE, build_client(settings), PriceTable.load(data_dir), settings.provider
+            store, WORKSPACE, client, PriceTable.load(data_dir), settings.provider
         )
         self.cid = store.create(WORKSPACE, model=MODEL, params=params).id
 
     def round(self, text: str) -> Timing:
         start = time.perf_counter()
-        return timed(iter(chat.send(self.ctx, self.cid, text)), start)
+        return timed(iter(chat.send(self.ctx, self.cid, text)), start, self.marks)
 
 
 class RawPath:
@@ -107,6 +134,7 @@ class RawPath:
 
     def __init__(self, server: FakeOpenAI, memory_rounds: int) -> None:
         self.client = openai.OpenAI(base_url=server.base_url, api_key="sk-bench")
+        self.marks = mark_requests(self.client)
         self.messages: list[dict[str, str]] = []
         self.memory_rounds = memory_rounds
 
@@ -130,7 +158,7 @@ class RawPath:
                         reply.append(choice.delta.content)
                         yield choice.delta.content
 
-        result = timed(pieces(), start)
+        result = timed(pieces(), start, self.marks)
         self.messages.append({"role": "assistant", "content": "".join(reply)})
         return result
 
@@ -152,26 +180,33 @@ def measure(
     return a, b
 
 
-def median_ms(timings: list[Timing], which: int) -> float:
-    return statistics.median(t[which] for t in timings) * 1000
+def median_ms(timings: list[Timing], value: Callable[[Timing], float]) -> float:
+    return statistics.median(value(t) for t in timings) * 1000
+
+
+ROWS: list[tuple[str, Callable[[Timing], float]]] = [
+    ("time to first token", lambda t: t.first),
+    ("time to last token", lambda t: t.last),
+    ("  until the request", lambda t: t.sent),
+    ("  request to 1st token", lambda t: t.first - t.sent),
+    ("  first to last token", lambda t: t.last - t.first),
+    ("  after the last token", lambda t: t.done - t.last),
+]
 
 
 def report(parley: list[Timing], raw: list[Timing]) -> float:
-    rows = [("time to first token", 0), ("time to last token", 1)]
-    print(
-        f"{'median over ' + str(len(parley)) + ' rounds':<24}{'Parley':>10}{'raw SDK':>10}"
-        f"{'added':>10}{'ratio':>8}"
-    )
-    for label, which in rows:
-        p, r = median_ms(parley, which), median_ms(raw, which)
-        print(f"{label:<24}{p:>8.1f}ms{r:>8.1f}ms{p - r:>+8.1f}ms{p / r:>8.3f}")
-    ratio = median_ms(parley, 0) / median_ms(raw, 0)
-    spread = [statistics.quantiles([t[0] * 1000 for t in s], n=10) for s in (parley, raw)]
+    title = f"median of {len(parley)} rounds"
+    print(f"{title:<26}{'Parley':>10}{'raw SDK':>10}{'added':>10}{'ratio':>8}")
+    for label, value in ROWS:
+        p, r = median_ms(parley, value), median_ms(raw, value)
+        ratio = f"{p / r:>8.3f}" if not label.startswith(" ") else ""
+        print(f"{label:<26}{p:>8.1f}ms{r:>8.1f}ms{p - r:>+8.1f}ms{ratio}")
+    spread = [statistics.quantiles([t.first * 1000 for t in s], n=10) for s in (parley, raw)]
     print(
         f"first token p10..p90: Parley {spread[0][0]:.1f}..{spread[0][-1]:.1f} ms, "
         f"raw {spread[1][0]:.1f}..{spread[1][-1]:.1f} ms"
     )
-    return ratio
+    return median_ms(parley, ROWS[0][1]) / median_ms(raw, ROWS[0][1])
 
 
 def profile(server: FakeOpenAI, parley: ParleyPath, rounds: int, offset: int) -> None:
@@ -182,10 +217,10 @@ def profile(server: FakeOpenAI, parley: ParleyPath, rounds: int, offset: int) ->
         run_round(server, parley.round, question(offset + i))
     profiler.disable()
     print(
-        f"\ncProfile of {rounds} Parley rounds (top 20 by internal time; waits on the "
-        "socket are the fake server's 100 ms):"
+        f"\ncProfile of {rounds} Parley rounds (top 25 by internal time; socket waits are "
+        "the fake server's 100 ms, and the SDK's own request building is shared by both paths):"
     )
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
 
 
 def main(argv: list[str] | None = None) -> int:
