@@ -41,6 +41,9 @@ def connection() -> Settings:
             key="parley.w.key",
             placeholder="kept in this browser session only",
             help="Never stored, logged or shared with other sessions.",
+            # Every page draws this box; without this a page switch would reset it to empty
+            # and so forget the key. The value stays in this session's state only.
+            persist_state="session",
         )
         if typed != (state.get("api_key") or ""):
             state.put("api_key", typed.strip() or None)
