@@ -1,0 +1,231 @@
+"""The Documents page under AppTest: upload through the file uploader, index, ask, and see
+cited sources; the library's delete and re-index; keyword-only mode; the upload limit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from streamlit import config
+from streamlit.testing.v1 import AppTest
+
+from lib.conversations import ConversationStore
+from lib.documents.chunking import split_pages
+from lib.documents.extract import open_document
+from tests import doc_samples as samples
+from tests.fake_openai import FakeOpenAI
+
+PAGE = "pages/documents.py"
+INTRO = ("intro.pdf", samples.pdf_of_pages([14, 16, 17, 30, 31, 36]), "application/pdf")
+NOTES = ("notes.md", b"# Herons\n\nThe heron nests by the river in spring.\n" * 30, "text/markdown")
+
+
+@pytest.fixture
+def page(app: Callable[..., AppTest]) -> AppTest:
+    at = app(PAGE)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def expected_report(name: str, data: bytes) -> str:
+    """The report line, from the library's own reading of the file."""
+    pages = list(open_document(name, data).pages())
+    chars = sum(len(p.text) for p in pages)
+    chunks = len(split_pages(pages))
+    unit = "page" if len(pages) == 1 else "pages"
+    return f"{name}: {len(pages)} {unit}, {chars:,} characters, {chunks} chunks."
+
+
+def upload(at: AppTest, *files: tuple[str, bytes, str]) -> AppTest:
+    uploader = at.file_uploader[0]
+    for name, data, mime in files:
+        uploader.upload(name, data, mime)
+    at.run()
+    at.button(key="parley.w.index").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> list[str]:  # noqa: ANN001 - an AppTest element list
+    return [e.value for e in elements]
+
+
+def captions(at: AppTest) -> str:
+    return "\n".join(texts(at.caption))
+
+
+def test_upload_index_and_report_each_file(page: AppTest) -> None:
+    assert "Your library is empty" in captions(page)
+    upload(page, INTRO, NOTES, ("scan.pdf", samples.image_only_pdf(), "application/pdf"))
+    assert texts(page.success) == [expected_report(*INTRO[:2]), expected_report(*NOTES[:2])]
+    (error,) = texts(page.error)
+    assert error.startswith("scan.pdf has 2 pages but no text that can be extracted")
+    assert "OCR" in error
+    library = captions(page)
+    assert "6 pages · 12 chunks · " in library and "1 page · 2 chunks · " in library
+    # Both new documents are chosen for the next conversation, the scan is nowhere.
+    (picker,) = page.multiselect
+    assert len(picker.value) == 2 and picker.options == ["notes.md", "intro.pdf"]
+    assert page.file_uploader[0].value == []  # cleared for the next upload
+
+
+def test_uploading_a_known_file_again_adds_nothing(page: AppTest) -> None:
+    upload(page, INTRO)
+    upload(page, ("copy.pdf", INTRO[1], INTRO[2]))
+    (info,) = texts(page.success)
+    assert info.startswith("copy.pdf is already in your library as intro.pdf; nothing was added.")
+    assert page.expander[0].label == "Library · 1 document"
+
+
+def test_the_per_file_limit_is_enforced_in_lib_too(page: AppTest) -> None:
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 1)
+    try:
+        upload(page, ("big.md", b"lorem ipsum " * 100_000, "text/markdown"), NOTES)
+    finally:
+        config.set_option("server.maxUploadSize", before)
+    assert texts(page.error) == ["big.md is 1.1 MB; the limit is 1.0 MB per file."]
+    assert [s.split(":")[0] for s in texts(page.success)] == ["notes.md"]
+
+
+def test_ask_and_see_cited_sources(page: AppTest, openai_server: FakeOpenAI) -> None:
+    upload(page, INTRO)
+    page.toggle[0].set_value(False).run()  # always retrieve passages
+    openai_server.script("Use eigen() [1]; solve() handles linear systems [2].")
+    ask(page, "How do I compute the eigenvalues of a symmetric matrix?")
+    answer = [m for m in texts(page.markdown) if m.startswith("Use eigen()")]
+    assert answer == [
+        "Use eigen() \\[1 · intro\\.pdf p\\. 5\\]; solve() handles linear systems "
+        "\\[2 · intro\\.pdf p\\. 5\\]."
+    ]
+    sources = [e.label for e in page.expander if e.label.startswith("[")]
+    assert len(sources) == 2 and sources[0].startswith("[1] intro.pdf, page 5 · score ")
+    passages = texts(page.text)
+    assert any("eigen(Sm)" in p for p in passages)
+    gauge = captions(page)
+    assert "Searched for: How do I compute the eigenvalues of a symmetric matrix?" in gauge
+    assert "Also retrieved, not cited:" in gauge
+    progress = [p.proto.text for p in page.get("progress")]
+    assert any(t.startswith("Retrieval: 6 passages (hybrid search)") for t in progress)
+    # It is a document conversation: in this page's list, with its id in the URL.
+    conv_id = page.query_params["c"]
+    conv_id = conv_id[0] if isinstance(conv_id, list) else conv_id
+    assert [b.label for b in page.sidebar.button if b.key == f"conv_{conv_id}"] == [
+        "How do I compute the eigenvalues of a symmetric matrix?"
+    ]
+
+
+def test_small_documents_are_sent_whole_and_the_gauge_says_so(
+    page: AppTest, openai_server: FakeOpenAI
+) -> None:
+    upload(page, INTRO, NOTES)
+    openai_server.script("A summary [3] [7].")
+    ask(page, "Summarise these documents.")
+    progress = [p.proto.text for p in page.get("progress")]
+    assert any(t.startswith("Whole documents: 7 pages sent in full") for t in progress)
+    assert [e.label.split(" · ")[0] for e in page.expander if e.label.startswith("[")] == [
+        "[3] intro.pdf, page 3",
+        "[7] notes.md",
+    ]
+
+
+def test_a_follow_up_shows_the_rewritten_question(page: AppTest, openai_server: FakeOpenAI) -> None:
+    upload(page, INTRO)
+    openai_server.script("eigen() [1] and solve() [2].")
+    ask(page, "Name two matrix functions.")
+    openai_server.script("What does solve() do with a matrix?")
+    openai_server.script("It solves linear equations [1].")
+    ask(page, "and the second one?")
+    assert "Searched for: What does solve() do with a matrix?" in captions(page)
+    assert [m for m in texts(page.markdown) if m.startswith("It solves")]
+
+
+def test_show_the_page_of_a_source(page: AppTest, openai_server: FakeOpenAI) -> None:
+    upload(page, INTRO)
+    openai_server.script("See [1].")
+    ask(page, "How do I compute eigenvalues?")
+    toggle = next(t for t in page.toggle if t.key.startswith("parley.w.page."))
+    toggle.set_value(True).run()
+    assert not page.exception
+    (image,) = page.get("image")
+    assert image.captions[0].startswith("intro.pdf, page")
+
+
+def test_without_an_embeddings_endpoint_search_is_keyword_only_and_says_so(
+    page: AppTest, openai_server: FakeOpenAI
+) -> None:
+    openai_server.embeddings_enabled = False
+    upload(page, INTRO)
+    assert "searchable by keywords only" in captions(page)
+    assert "keyword search only" in captions(page)
+    page.toggle[0].set_value(False).run()
+    openai_server.script("See [1].")
+    ask(page, "eigenvalues of a symmetric matrix")
+    progress = [p.proto.text for p in page.get("progress")]
+    assert any("(keyword search only)" in t for t in progress)
+    assert "Keyword search only for intro\\.pdf: no text-embedding-3-small vectors" in captions(
+        page
+    )
+
+
+def test_delete_and_reindex_from_the_library(page: AppTest, openai_server: FakeOpenAI) -> None:
+    upload(page, INTRO, NOTES)
+    openai_server.reset()
+    reindex = next(b for b in page.button if b.label == "Re-index")
+    reindex.click().run()
+    assert not page.exception
+    (report,) = texts(page.success)
+    assert report.startswith("notes.md: 1 page")
+    assert "2 chunks' vectors reused from the cache" in captions(page)
+    assert openai_server.requests_to("/embeddings") == []
+    delete = next(b for b in page.button if b.key and b.key.startswith("parley.w.deldoc."))
+    delete.click().run()
+    assert page.expander[0].label == "Library · 1 document"
+    assert page.multiselect[0].options == ["intro.pdf"]
+
+
+def test_without_a_key_the_library_is_still_shown(
+    app: Callable[..., AppTest], data_dir, openai_server: FakeOpenAI
+) -> None:
+    at = app(PAGE, key=None, PARLEY_PROVIDER="openai", OPENAI_BASE_URL="")
+    at.run()
+    assert not at.exception
+    assert any("Add an API key" in i for i in texts(at.info))
+    assert at.file_uploader.len == 0 and at.chat_input.len == 0
+
+
+def test_a_chat_conversation_never_opens_here(page: AppTest, store: ConversationStore) -> None:
+    chat = store.create("local", model="gpt-5-mini", title="A plain chat")
+    page.query_params["c"] = chat.id
+    page.session_state["parley.conversation_id.documents"] = chat.id
+    page.run()
+    assert any("not found" in w for w in texts(page.warning))
+    assert page.title[0].value == "Documents"
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_config() -> Iterator[None]:
+    before = config.get_option("server.maxUploadSize")
+    yield
+    config.set_option("server.maxUploadSize", before)
+
+
+def test_files_left_by_a_cancelled_run_are_reported_as_cancelled(page: AppTest) -> None:
+    upload(page, NOTES)
+    # What a run interrupted by Cancel leaves: the reports so far, and the files not done.
+    page.session_state["parley.doc_pending"] = ["intro.pdf", "more.pdf"]
+    page.run()
+    assert texts(page.warning) == [
+        "intro.pdf: Cancelled before it was indexed.",
+        "more.pdf: Cancelled before it was indexed.",
+    ]
+    assert texts(page.success)[0].startswith("notes.md: 1 page")
+    page.button(key="parley.w.dismiss_reports").click().run()
+    assert page.warning.len == 0 and page.success.len == 0
