@@ -249,3 +249,22 @@ def test_source_locations(source: dict, expected: str) -> None:
 def test_cited_numbers_are_read_in_order() -> None:
     text = "A [2]. B [1, 3]; C [2][4]. Not a citation: x[i] or [a]."
     assert rag.cited_numbers(text) == [2, 1, 3, 4]
+
+
+def test_dense_search_never_returns_documents_that_were_not_chosen(
+    setup, openai_server: FakeOpenAI
+) -> None:
+    ctx, conv = setup
+    # A keyword-only document, chosen alone, while the index holds the others' vectors.
+    openai_server.embeddings_enabled = False
+    other = Ingestor(ctx.library, WS, ctx.embedder, limit_bytes=1 << 30).ingest(
+        "matrices.md", b"Eigenvalues and eigen() of a symmetric matrix, in my own notes.\n" * 800
+    )
+    openai_server.embeddings_enabled = True
+    assert other.chunks > ctx.store.size  # more chosen chunks than vectors in the index
+    ctx.library.set_conversation_documents(WS, conv.id, [other.document_id])
+    ctx.library.set_chat_settings(WS, conv.id, "retrieval", 6)
+    plan = rag.ask(ctx, conv.id, "How do I compute the eigenvalues of a symmetric matrix?").plan()
+    assert plan.sources and {s["file"] for s in plan.sources} == {"matrices.md"}
+    assert plan.search == "hybrid"
+    assert any("Keyword search only for matrices.md" in n for n in plan.notes)

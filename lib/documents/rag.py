@@ -216,6 +216,9 @@ class Answer(chat.Reply):
                 f"Keyword search only for {', '.join(plain)}: no {model} vectors "
                 "(re-index to add them)."
             )
+        embedded = [d.id for d in self.docs.library.list(self.ctx.workspace)
+                    if d.embedding_model == model]  # fmt: skip
+        dense_ids = [d.id for d in docs if d.embedding_model == model]
         found: Retrieval = retrieve(
             self.docs.library,
             self.ctx.workspace,
@@ -223,6 +226,8 @@ class Answer(chat.Reply):
             [d.id for d in docs],
             store=store,
             query_vector=vector,
+            dense_document_ids=dense_ids,
+            whole_index=len(dense_ids) == len(embedded),
             k=top_k,
         )
         sources = [_chunk_source(n, s) for n, s in enumerate(found.sources, start=1)]

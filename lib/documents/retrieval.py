@@ -54,12 +54,6 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, fl
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
-def allowed_ids(
-    library: DocumentLibrary, workspace: str, document_ids: Sequence[str]
-) -> np.ndarray:
-    return library.chunk_ids(workspace, document_ids)
-
-
 def retrieve(
     library: DocumentLibrary,
     workspace: str,
@@ -68,14 +62,16 @@ def retrieve(
     *,
     store: ParleyFAISS | None = None,
     query_vector: np.ndarray | None = None,
-    allowed: np.ndarray | None = None,
+    dense_document_ids: Sequence[str] | None = None,
+    whole_index: bool = False,
     k: int = TOP_K,
     note: str | None = None,
 ) -> Retrieval:
     """The k best passages of `document_ids` for `question`.
 
-    `store` and `query_vector` enable dense search; `allowed` (the chunk ids of
-    `document_ids`) may be passed in when the caller has it cached.
+    `store` and `query_vector` enable dense search over `dense_document_ids` (by default
+    all of `document_ids`). `whole_index=True` says every vector in `store` belongs to a
+    chosen document, so the search needs no id filter (the common, fastest case).
     """
     if not document_ids:
         return Retrieval([], "keyword", "No documents are selected.")
@@ -83,8 +79,10 @@ def retrieve(
     dense: list[tuple[int, float]] = []
     dense_on = store is not None and store.size > 0 and query_vector is not None
     if dense_on:
-        if allowed is None:
-            allowed = allowed_ids(library, workspace, document_ids)
+        allowed = None
+        if not whole_index:
+            dense_docs = document_ids if dense_document_ids is None else dense_document_ids
+            allowed = library.chunk_ids(workspace, dense_docs)
         dense = store.search_vector(query_vector, CANDIDATES, allowed)
     rankings = [[i for i, _ in dense]] if dense_on else []
     rankings.append([i for i, _ in keyword])
