@@ -167,19 +167,19 @@ def follow(job: BackgroundJob, label: str) -> Any:
     its result or raises its error."""
     with st.status(f"{label}… {job.elapsed:.0f} s", expanded=True) as status:
         frame = st.empty()
-        shown = job.latest
-        while True:
-            if isinstance(shown, images.Preview):
-                frame.image(
-                    shown.data, caption=f"Preview {shown.index + 1} of image {shown.image + 1}"
-                )
-            events = job.updates(timeout=0.5)
-            previews = [e for e in events if isinstance(e, images.Preview)]
-            shown = previews[-1] if previews else None
+
+        def show(preview: Any) -> None:
+            if isinstance(preview, images.Preview):
+                caption = f"Preview {preview.index + 1} of image {preview.image + 1}"
+                frame.image(preview.data, caption=caption)
+
+        show(job.latest)  # when picking up a job an earlier run started
+        while not job.done:
+            previews = [e for e in job.updates(timeout=0.5) if isinstance(e, images.Preview)]
+            if previews:
+                show(previews[-1])
             # Without expanded=True, 1.67 collapses the status on every label update.
             status.update(label=f"{label}… {job.elapsed:.0f} s", expanded=True)
-            if job.done and not events:
-                break
         if job.error is not None:
             status.update(label=f"Failed after {job.elapsed:.0f} s", state="error")
             raise job.error
