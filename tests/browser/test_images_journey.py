@@ -7,6 +7,7 @@ the gallery after a reload, and an illustrated conversation keeping its picture.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -158,3 +159,32 @@ def test_illustrate_a_conversation_and_keep_the_picture(
     expect(
         tiles(gallery).filter(has_text="A white lighthouse in a storm, watercolour")
     ).to_have_count(1)
+
+
+def test_leaving_the_page_mid_generation_keeps_the_image(
+    streamlit_app: Callable[..., StreamlitServer],
+    browser_server: FakeOpenAI,
+    open_page: Callable[[str], Page],
+) -> None:
+    app = streamlit_app()
+    page = open_page(app.url)
+    goto_images(page)
+    browser_server.hang(4, route="/images")
+    page.get_by_label("Prompt", exact=True).fill("a patient heron")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.get_by_text("Generating 1 image with gpt-image-2")).to_be_visible()
+
+    # Off to the Chat page while the server is still working on it.
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Chat").click()
+    expect(page.get_by_test_id("stChatInput")).to_be_visible()
+    store = ImageStore(app.data_dir)
+    deadline = time.monotonic() + 15
+    while not store.list(WORKSPACE) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (saved,) = store.list(WORKSPACE)  # saved by the session's job, with nobody watching
+    assert saved.prompt == "a patient heron"
+
+    goto_images(page)
+    expect(page.get_by_role("heading", name="Latest")).to_be_visible()
+    expect(tiles(page).filter(has_text="a patient heron")).to_have_count(1)
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value("a patient heron")
