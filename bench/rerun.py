@@ -1,24 +1,28 @@
 """How the Chat page's rerun cost grows with the conversation, against a naive page.
 
 Each rerun of a Streamlit page runs the whole script, so a page that draws every message
-gets slower as the conversation grows. Parley draws a recent window and loads earlier
-messages on demand. This measures `AppTest.run()` for the Chat page (through Home.py, with
-its sidebar, parameters and gauge) and for `bench/naive_chat.py` (every message drawn with
-`st.chat_message` + `st.markdown`, as streamlit/llm-examples does), on conversations of
-10, 100 and 1,000 messages seeded into a temporary data directory, against an in-process
-FakeOpenAI. Every page is warmed up, then all six are rerun in turn, so machine noise hits
-them alike; each figure is a median.
+gets slower as the conversation grows. Parley draws a recent window (`DEFAULT_WINDOW`
+messages) and loads earlier ones on demand. This measures `AppTest.run()` for the Chat page
+(through Home.py, with its sidebar, parameters and gauge) and for `bench/naive_chat.py`
+(every message drawn with `st.chat_message` + `st.markdown`, as streamlit/llm-examples
+does), on conversations of 10, 100 and 1,000 messages seeded into a temporary data
+directory, against an in-process FakeOpenAI. Every page is warmed up, then all six are
+rerun once per round in a shuffled order, so machine noise hits them alike; each figure is
+a median.
 
-AppTest has a fixed cost per run (about 150 ms on a 2-core machine), so the targets are
-ratios measured in the same run:
+AppTest's own cost per run is part of every figure, so the targets are ratios measured in
+the same run:
     Parley@1000 / Parley@10   <= 1.3  (rerun cost must not grow with the history)
     Parley@1000 / naive@1000  <= 1.0
+Each ratio is printed as a ratio of medians, then in brackets as the median of the
+per-round ratios, which cancels load that changes between rounds; when the two disagree
+much, the machine was busy and the run is worth repeating.
 
 It also times `lib.memory.trim_to_budget` on a 10,000-message history whose token counts
 are cached (target <= 5 ms), and the whole `lib.chat.prepare` on a 10,000-message
 conversation in SQLite.
 
-    .venv/bin/python bench/rerun.py [--runs 15] [--sizes 10,100,1000]
+    .venv/bin/python bench/rerun.py [--runs 15] [--sizes 10,100,1000] [--history 10000]
 """
 
 from __future__ import annotations
@@ -134,7 +138,7 @@ def time_reruns(apps: dict[str, AppTest], runs: int) -> dict[str, list[float]]:
     return times
 
 
-def rerun_table(server: FakeOpenAI, store: ConversationStore, sizes: list[int], runs: int) -> bool:
+def rerun_table(server: FakeOpenAI, store: ConversationStore, sizes: list[int], runs: int) -> None:
     from lib.ui.state import DEFAULT_WINDOW
 
     apps: dict[str, AppTest] = {}
@@ -149,18 +153,37 @@ def rerun_table(server: FakeOpenAI, store: ConversationStore, sizes: list[int], 
     times = time_reruns(apps, runs)
     med = {label: statistics.median(t) * 1000 for label, t in times.items()}
     print(f"AppTest.run(), median of {runs} reruns after a warm-up (ms)")
-    print(f"{'messages':>10}{'Parley':>10}{'naive':>10}{'Parley/naive':>14}")
+    print(f"{'messages':>10}{'Parley':>10}{'(drawn)':>9}{'naive':>10}{'Parley/naive':>14}")
     for n in sizes:
         p, q = med[f"parley@{n}"], med[f"naive@{n}"]
-        print(f"{n:>10,}{p:>10.1f}{q:>10.1f}{p / q:>14.2f}")
+        print(f"{n:>10,}{p:>10.1f}{min(n, DEFAULT_WINDOW):>9}{q:>10.1f}{p / q:>14.2f}")
     lo, hi = min(sizes), max(sizes)
-    growth = med[f"parley@{hi}"] / med[f"parley@{lo}"]
-    vs_naive = med[f"parley@{hi}"] / med[f"naive@{hi}"]
-    naive_growth = med[f"naive@{hi}"] / med[f"naive@{lo}"]
-    print(f"\nParley@{hi} / Parley@{lo}: {growth:.2f} {target(growth, TARGET_GROWTH)}")
-    print(f"Parley@{hi} / naive@{hi}: {vs_naive:.2f} {target(vs_naive, TARGET_VS_NAIVE)}")
-    print(f"naive@{hi} / naive@{lo}: {naive_growth:.2f} (for reference)")
-    return growth <= TARGET_GROWTH and vs_naive <= TARGET_VS_NAIVE
+
+    def ratio(a: str, b: str) -> tuple[float, float]:
+        """The ratio of medians, and the median of per-round ratios (robust to drift)."""
+        paired = statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+        return med[a] / med[b], paired
+
+    growth, growth_paired = ratio(f"parley@{hi}", f"parley@{lo}")
+    vs_naive, vs_naive_paired = ratio(f"parley@{hi}", f"naive@{hi}")
+    print("\nratios of medians (median of per-round ratios in brackets)")
+    print(
+        f"Parley@{hi} / Parley@{lo}: {growth:.2f} [{growth_paired:.2f}] "
+        f"{target(growth, TARGET_GROWTH)}"
+    )
+    print(
+        f"Parley@{hi} / naive@{hi}: {vs_naive:.2f} [{vs_naive_paired:.2f}] "
+        f"{target(vs_naive, TARGET_VS_NAIVE)}"
+    )
+    full = [n for n in sizes if n >= DEFAULT_WINDOW and n != hi]
+    if full:
+        same, same_paired = ratio(f"parley@{hi}", f"parley@{full[0]}")
+        print(
+            f"Parley@{hi} / Parley@{full[0]}: {same:.2f} [{same_paired:.2f}] (both draw "
+            f"{DEFAULT_WINDOW} messages: the cost of the history alone)"
+        )
+    naive, naive_paired = ratio(f"naive@{hi}", f"naive@{lo}")
+    print(f"naive@{hi} / naive@{lo}: {naive:.2f} [{naive_paired:.2f}] (for reference)")
 
 
 # -- trimming and prepare on 10,000 messages -------------------------------------------------
@@ -173,7 +196,7 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(samples) * 1000
 
 
-def trim_bench(n: int) -> bool:
+def trim_bench(n: int) -> None:
     rng = random.Random(7)
     history = [
         Message(role="user" if i % 2 == 0 else "assistant", content="", tokens=rng.randint(10, 900))
@@ -185,7 +208,6 @@ def trim_bench(n: int) -> bool:
         (500, context_window(MODEL), "the UI's maximum memory"),
         (n, 10_000_000, "every round, 10M-token window override: walks all"),
     ]
-    ok = True
     for rounds, window, note in cases:
         run = functools.partial(
             trim_to_budget,
@@ -198,9 +220,7 @@ def trim_bench(n: int) -> bool:
         )
         kept = len(run().kept)
         ms = median_ms(run, 200)
-        ok &= ms <= TARGET_TRIM_MS
         print(f"  {note} (keeps {kept:,}): {ms:.3f} ms {target(ms, TARGET_TRIM_MS, ' ms')}")
-    return ok
 
 
 def prepare_bench(data_dir: Path, n: int) -> None:
@@ -240,13 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = Path(tmp)
         os.environ["PARLEY_DATA_DIR"] = str(data_dir)  # the pages read it; never the real data/
         store = ConversationStore(data_dir / "parley.db")
-        pages_ok = rerun_table(server, store, sizes, args.runs)
-        trim_ok = trim_bench(args.history)
+        rerun_table(server, store, sizes, args.runs)
+        trim_bench(args.history)
         prepare_bench(data_dir, args.history)
         if server.errors:
             print("fake server errors:", *server.errors, sep="\n  ")
             return 1
-    return 0 if pages_ok and trim_ok else 1
+    # A missed target is a figure to report, not a crash: `make bench` runs every script.
+    return 0
 
 
 if __name__ == "__main__":
