@@ -95,11 +95,9 @@ class ImageStore:
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = db.connect(self.db_path)
-        try:
-            yield conn
-        finally:
-            conn.close()
+        # The thread's reused connection, as ConversationStore does: opening one per call
+        # cost more than the gallery's queries.
+        yield db.thread_connection(self.db_path)
 
     def images_dir(self, workspace: str) -> Path:
         return self.data_dir / workspace_dir_name(workspace) / "images"
@@ -155,7 +153,13 @@ class ImageStore:
         ]
         with self._conn() as conn:
             conn.execute("BEGIN")
-            conn.executemany(f"INSERT INTO images ({', '.join(_COLUMNS)}) VALUES ({marks})", rows)
+            try:
+                conn.executemany(
+                    f"INSERT INTO images ({', '.join(_COLUMNS)}) VALUES ({marks})", rows
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             conn.execute("COMMIT")
 
     def delete(self, workspace: str, image_id: str) -> None:
