@@ -27,14 +27,24 @@ class Sessions:
         self.urls: list[str] = []  # every request and navigation of every context
 
     def open(self, url: str) -> Page:
-        context = self.browser.new_context(viewport=VIEWPORT)
-        self.contexts.append(context)
-        context.on("request", lambda request: self.urls.append(request.url))
-        page = context.new_page()
-        page.on("framenavigated", lambda frame: self.urls.append(frame.url))
-        page.goto(url)
-        wait_for_idle(page)
-        return page
+        return self.open_many(url, 1)[0]
+
+    def open_many(
+        self, url: str, count: int, timeout: float = 30_000, viewport: dict | None = None
+    ) -> list[Page]:
+        """`count` sessions, loading side by side rather than one after another."""
+        pages = []
+        for _ in range(count):
+            context = self.browser.new_context(viewport=viewport or VIEWPORT)
+            self.contexts.append(context)
+            context.on("request", lambda request: self.urls.append(request.url))
+            page = context.new_page()
+            page.on("framenavigated", lambda frame: self.urls.append(frame.url))
+            page.goto(url, wait_until="commit")
+            pages.append(page)
+        for page in pages:
+            wait_for_idle(page, timeout=timeout)
+        return pages
 
     def close(self) -> None:
         for context in self.contexts:
