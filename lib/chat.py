@@ -28,6 +28,9 @@ from lib.tokens import TOKENS_PER_REPLY, Counter, counter_for
 log = logging.getLogger(__name__)
 # Providers that want `max_completion_tokens`; other servers still expect `max_tokens`.
 COMPLETION_TOKENS_PROVIDERS = {"openai", "azure"}
+# Messages Parley adds to a conversation that are records, not dialogue: an illustration
+# is shown in the transcript but its prompt text is not a reply the model gave.
+NOT_SENT_KINDS = {"illustration"}
 
 
 @dataclass
@@ -39,6 +42,11 @@ class ChatContext:
     client: openai.OpenAI
     prices: PriceTable = field(default_factory=PriceTable)
     provider: str = "openai"
+
+
+def for_model(message: Message) -> bool:
+    """Whether a message is part of the dialogue the model sees (illustrations are not)."""
+    return message.meta.get("kind") not in NOT_SENT_KINDS
 
 
 def send(ctx: ChatContext, conversation_id: str, text: str) -> Reply:
@@ -56,6 +64,10 @@ def regenerate(ctx: ChatContext, conversation_id: str) -> Reply:
     conv = ctx.store.get(ctx.workspace, conversation_id)
     last = ctx.store.recent_messages(ctx.workspace, conv.id, 1)
     previous: list[str] = []
+    if last and not for_model(last[0]):
+        raise errors.InvalidInputError(
+            "The last message is an illustration, not a reply: send a new message instead."
+        )
     if last and last[0].role == "assistant":
         previous = [*last[0].meta.get("alternatives", [last[0].content])]
         ctx.store.delete_messages_from(ctx.workspace, conv.id, last[0].id)
@@ -83,7 +95,7 @@ def prepare(
     rounds = conv.params.memory_rounds
     recent = ctx.store.recent_messages(ctx.workspace, conv.id, 2 * rounds + 1)
     _cache_counts(ctx, conv, recent, counter)
-    *history, new = recent
+    *history, new = [m for m in recent if for_model(m)]
     window = context_window(conv.model, conv.params.context_window)
     reserve = output_reserve(window, conv.params.max_tokens)
     system_tokens = counter.count_message(conv.system_prompt) if conv.system_prompt else 0

@@ -9,7 +9,7 @@ import pytest
 
 from lib import chat, errors
 from lib.client import build_client
-from lib.conversations import ChatParams, ConversationStore
+from lib.conversations import ChatParams, ConversationStore, Message
 from lib.pricing import PriceTable
 from lib.settings import resolve_settings
 from tests.fake_openai import FakeOpenAI
@@ -244,3 +244,25 @@ def test_context_too_long_twice_is_a_clear_error(
     openai_server.fail(400, code="context_length_exceeded", times=2)
     with pytest.raises(errors.ContextTooLong):
         list(chat.send(ctx, cid, "two"))
+
+
+def test_illustrations_are_not_sent_to_the_model_nor_regenerated(
+    ctx: chat.ChatContext, openai_server: FakeOpenAI
+) -> None:
+    cid = new_conv(ctx)
+    list(chat.send(ctx, cid, "describe a lighthouse"))
+    ctx.store.add_message(
+        "local",
+        cid,
+        Message(
+            role="assistant",
+            content="*Illustration:* a lighthouse at dusk",
+            meta={"kind": "illustration", "images": ["img1"]},
+        ),
+    )
+    with pytest.raises(errors.InvalidInputError, match="illustration"):
+        chat.regenerate(ctx, cid)
+    list(chat.send(ctx, cid, "now a harbour"))
+    sent = openai_server.requests_to("/chat/completions")[-1].json["messages"]
+    assert all("Illustration" not in m["content"] for m in sent)
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]

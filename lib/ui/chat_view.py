@@ -208,6 +208,8 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
     cols = st.columns(3)
     cols[0].button(
         "Regenerate",
+        disabled=not chat.for_model(last),
+        help=None if chat.for_model(last) else "The last message is an illustration.",
         icon=":material/refresh:",
         key="parley.w.regen",
         on_click=start,
