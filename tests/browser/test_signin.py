@@ -7,8 +7,10 @@ user A's: conversations, documents, images or totals.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,12 @@ from playwright.sync_api import Browser, Page, expect
 
 from lib import access
 from lib.conversations import ConversationStore
+from lib.documents.library import DocumentLibrary
+from lib.gallery import ImageStore
 from tests.browser.conftest import StreamlitServer, free_port, wait_for_idle
 from tests.browser.oidc import ALICE, BOB, OidcProvider, write_secrets
 from tests.browser.session import (
+    REPLY_TIMEOUT,
     Sessions,
     bubbles,
     chat,
@@ -27,8 +32,16 @@ from tests.browser.session import (
     sidebar,
     sign_in,
 )
+from tests.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.browser
+
+
+@dataclass
+class AliceWork:
+    secret: str
+    chat_id: str
+    document_chat_id: str
 
 
 @pytest.fixture
@@ -58,58 +71,135 @@ def body_text(page: Page) -> str:
     return page.locator("body").inner_text()
 
 
+def goto(page: Page, name: str) -> None:
+    sidebar(page).get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
+    wait_for_idle(page)
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+
+
+def add_document(page: Page, path: Path) -> None:
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
+    page.get_by_role("button", name=re.compile(r"Index 1 file")).click()
+    report = page.get_by_test_id("stAlertContentSuccess")
+    expect(report).to_contain_text(f"{path.name}: 1 page", timeout=REPLY_TIMEOUT)
+    wait_for_idle(page)
+
+
+def ask_documents(page: Page, question: str, *, passages_only: bool = False) -> None:
+    if passages_only:  # retrieve passages from the workspace's index, never whole files
+        page.get_by_text("Send whole documents when they fit").click()
+        wait_for_idle(page)
+    chat(page, question)
+
+
+def alice_works(page: Page, app_url: str, tmp_path: Path) -> AliceWork:
+    """Alice signs in and leaves a trace everywhere: a chat, a document and an image."""
+    secret = f"zebra{uuid.uuid4().hex[:8]}"
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    expect(page.get_by_test_id("stChatInput")).to_have_count(0)
+    sign_in(page, app_url, ALICE)
+    chat(page, f"My secret ingredient is {secret}")
+    chat_id = conversation_id(page)
+    expect(page.get_by_text("Conversation total")).to_be_visible()
+
+    goto(page, "Documents")
+    notes = tmp_path / "alice-notes.md"
+    notes.write_text(f"# Launch notes\n\nThe launch code word is {secret}. Keep it safe.\n")
+    add_document(page, notes)
+    ask_documents(page, f"What is the launch code word? Is it {secret}?")
+    document_chat_id = conversation_id(page)
+
+    goto(page, "Images")
+    page.get_by_label("Prompt", exact=True).fill(f"a {secret} on a skateboard")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    tile = page.locator('[class*="st-key-img-tile-"]').filter(has_text=secret)
+    expect(tile).to_have_count(1, timeout=REPLY_TIMEOUT)
+    wait_for_idle(page)
+    return AliceWork(secret, chat_id, document_chat_id)
+
+
+def bob_finds_nothing_of_alices(
+    page: Page, app_url: str, tmp_path: Path, alice: AliceWork, server: FakeOpenAI
+) -> None:
+    secret = alice.secret
+    sign_in(page, app_url, BOB)
+    assert secret not in body_text(page)
+    search_conversations(page, secret)
+    expect(sidebar(page)).to_contain_text("No matches.")
+
+    # Alice's conversation ids in Bob's URL: "not found", and nothing of them shows.
+    for cid in (alice.chat_id, alice.document_chat_id):
+        page.goto(f"{app_url}/?c={cid}")
+        wait_for_idle(page)
+        expect(page.get_by_text("That conversation was not found")).to_be_visible()
+        expect(bubbles(page)).to_have_count(0)
+        expect(sidebar(page).get_by_text("This conversation")).to_have_count(0)  # no export
+        expect(page.get_by_text("Conversation total")).to_have_count(0)
+        assert secret not in body_text(page)
+    chat(page, "Bob's own question")
+
+    goto(page, "Documents")
+    expect(page.get_by_text("Your library is empty")).to_be_visible()
+    search_conversations(page, secret)
+    expect(sidebar(page)).to_contain_text("No matches.")
+    own = tmp_path / "bob-notes.md"
+    own.write_text("# Bob's notes\n\nThe launch is on Tuesday; the code word is unknown.\n")
+    add_document(page, own)
+    asked_before = len(server.requests_to("/chat/completions"))
+    ask_documents(page, f"What is the launch code word, {secret}?", passages_only=True)
+    sent = [r.json for r in server.requests_to("/chat/completions")[asked_before:]]
+    assert sent and all("Bob's notes" in str(r["messages"]) for r in sent[-1:])
+    assert not [r for r in sent if "Keep it safe" in str(r["messages"])], "retrieved Alice's"
+    assert "alice-notes.md" not in body_text(page)
+
+    goto(page, "Images")
+    expect(page.get_by_text("No images yet")).to_be_visible()
+    page.get_by_label("Search by prompt").fill(secret)
+    page.get_by_label("Search by prompt").press("Enter")
+    wait_for_idle(page)
+    expect(page.get_by_text("No image matches that search")).to_be_visible()
+    assert secret not in body_text(page)
+
+
 def test_two_users_sign_in_and_never_see_each_others_work(
-    signin_app: tuple[StreamlitServer, OidcProvider], sessions: Sessions
+    signin_app: tuple[StreamlitServer, OidcProvider],
+    sessions: Sessions,
+    browser_server: FakeOpenAI,
+    tmp_path: Path,
 ) -> None:
     app, provider = signin_app
-    secret = f"zebra{uuid.uuid4().hex[:8]}"
-
-    alice = sessions.open(app.url)
-    expect(alice.get_by_role("button", name="Sign in")).to_be_visible()
-    expect(alice.get_by_test_id("stChatInput")).to_have_count(0)
-    sign_in(alice, app.url, ALICE)
-    chat(alice, f"My secret ingredient is {secret}")
-    alice_cid = conversation_id(alice)
-
-    bob = sessions.open(app.url)
-    sign_in(bob, app.url, BOB)
-    assert secret not in body_text(bob)
-    search_conversations(bob, secret)
-    expect(sidebar(bob)).to_contain_text("No matches.")
-
-    # Alice's conversation id in Bob's URL: "not found", and nothing of it shows.
-    bob.goto(f"{app.url}/?c={alice_cid}")
-    wait_for_idle(bob)
-    expect(bob.get_by_text("That conversation was not found")).to_be_visible()
-    assert secret not in body_text(bob)
-    expect(bubbles(bob)).to_have_count(0)
-    expect(sidebar(bob).get_by_text("This conversation")).to_have_count(0)  # no export
-    chat(bob, "Bob's own question")
-    bob_cid = conversation_id(bob)
-    assert bob_cid != alice_cid
+    alice_page = sessions.open(app.url)
+    alice = alice_works(alice_page, app.url, tmp_path)
+    bob_page = sessions.open(app.url)
+    bob_finds_nothing_of_alices(bob_page, app.url, tmp_path, alice, browser_server)
 
     # Each workspace is keyed by the provider's issuer and the user's subject.
-    store = ConversationStore(app.data_dir / "parley.db")
     alice_ws = access.identity_workspace(provider.issuer, ALICE.sub)
     bob_ws = access.identity_workspace(provider.issuer, BOB.sub)
-    assert [c.id for c in store.list(alice_ws)] == [alice_cid]
-    assert [c.id for c in store.list(bob_ws)] == [bob_cid]
+    conversations = ConversationStore(app.data_dir / "parley.db")
+    assert {c.id for c in conversations.list(alice_ws)} == {alice.chat_id, alice.document_chat_id}
+    assert alice.chat_id not in {c.id for c in conversations.list(bob_ws)}
+    library = DocumentLibrary(app.data_dir)
+    assert [d.name for d in library.list(alice_ws)] == ["alice-notes.md"]
+    assert [d.name for d in library.list(bob_ws)] == ["bob-notes.md"]
+    images = ImageStore(app.data_dir)
+    assert len(images.list(alice_ws)) == 1 and images.list(bob_ws) == []
 
     # Alice, reloading, still sees her own and not Bob's.
-    alice.reload()
-    wait_for_idle(alice)
-    expect(sidebar(alice)).to_contain_text(f"Signed in as {ALICE.name}")
-    expect(bubbles(alice).first).to_contain_text(secret)
-    assert "Bob's own question" not in body_text(alice)
+    alice_page.goto(f"{app.url}/?c={alice.chat_id}")
+    wait_for_idle(alice_page)
+    expect(sidebar(alice_page)).to_contain_text(f"Signed in as {ALICE.name}")
+    expect(bubbles(alice_page).first).to_contain_text(alice.secret)
+    assert "Bob's own question" not in body_text(alice_page)
 
     # Signing out goes through the provider and leaves only the sign-in button.
-    sidebar(alice).get_by_role("button", name="Sign out").click()
-    alice.get_by_role("button", name="Yes, sign me out").click()
-    alice.wait_for_url(f"{app.url}/**")
-    wait_for_idle(alice)
-    expect(alice.get_by_role("button", name="Sign in")).to_be_visible()
-    alice.goto(f"{app.url}/?c={alice_cid}")
-    wait_for_idle(alice)
-    expect(alice.get_by_role("button", name="Sign in")).to_be_visible()
-    assert secret not in body_text(alice)
+    sidebar(alice_page).get_by_role("button", name="Sign out").click()
+    alice_page.get_by_role("button", name="Yes, sign me out").click()
+    alice_page.wait_for_url(f"{app.url}/**")
+    wait_for_idle(alice_page)
+    expect(alice_page.get_by_role("button", name="Sign in")).to_be_visible()
+    alice_page.goto(f"{app.url}/?c={alice.chat_id}")
+    wait_for_idle(alice_page)
+    expect(alice_page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert alice.secret not in body_text(alice_page)
     assert "Traceback" not in Path(app.log).read_text()
