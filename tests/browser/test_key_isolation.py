@@ -1,12 +1,13 @@
 """Bring your own key: a key typed into the sidebar is used by that browser session only.
 
-One context types a key and runs the journeys (chat, search, export, images, documents);
+One context types a key and runs the journeys (chat, search, export, documents, images);
 afterwards the key appears nowhere under the data directory, in the server's log, in any
 URL either browser requested or visited, or in the other context's pages.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +48,7 @@ def test_a_typed_key_stays_in_its_session(
     streamlit_app: Callable[..., StreamlitServer],
     browser_server: FakeOpenAI,
     sessions: Sessions,
+    tmp_path: Path,
 ) -> None:
     typed = f"sk-proj-typed-{uuid.uuid4().hex}"
     browser_server.api_key = typed  # any request made with another key fails with 401
@@ -64,6 +66,17 @@ def test_a_typed_key_stays_in_its_session(
     exported = download.value.path().read_text()
     assert "And a second question" in exported and typed not in exported
 
+    goto(mine, "Documents")
+    notes = tmp_path / "kites.md"
+    notes.write_text("# Kites\n\nRed kites nest in tall trees and hunt over open hills.\n")
+    mine.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(notes))
+    mine.get_by_role("button", name=re.compile(r"Index 1 file")).click()
+    expect(mine.get_by_test_id("stAlertContentSuccess")).to_contain_text(
+        "kites.md: 1 page", timeout=REPLY_TIMEOUT
+    )
+    wait_for_idle(mine)
+    chat(mine, "Where do red kites nest?")
+
     goto(mine, "Images")
     mine.get_by_label("Prompt", exact=True).fill("a red kite over the hills")
     mine.get_by_role("button", name="Generate", exact=True).click()
@@ -72,7 +85,11 @@ def test_a_typed_key_stays_in_its_session(
     wait_for_idle(mine)
 
     calls = [r for r in browser_server.requests if r.path.startswith("/v1/")]
-    assert {r.path for r in calls} >= {"/v1/chat/completions", "/v1/images/generations"}
+    assert {r.path for r in calls} >= {
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/images/generations",
+    }
     assert {r.headers.get("authorization") for r in calls} == {f"Bearer {typed}"}
 
     # Another visitor of the same server has no key: the typed one stayed in its session.
