@@ -37,6 +37,7 @@ FORMATS = {  # Pillow format -> (mime type, file extension)
     "WEBP": ("image/webp", "webp"),
     "GIF": ("image/gif", "gif"),
 }
+RATE_LIMIT_RETRIES = 3
 UNREADABLE_HINT = "Try again; if it keeps happening, try another output format or model."
 
 
@@ -90,7 +91,9 @@ def generate(
     the iterator that sends it and yields previews and the result."""
     request = normalized(request)
     validate(request)
-    api = client.with_options(timeout=timeout) if timeout else client
+    # A timed-out or failed generation may still be billed, so the SDK must not resend it
+    # on its own; only rate limits, refused before any work, are retried (in _send).
+    api = client.with_options(max_retries=0, **({"timeout": timeout} if timeout else {}))
     return _run(api, request, prices or PriceTable(), provider, timeout or client.timeout)
 
 
@@ -99,8 +102,7 @@ def _run(
 ) -> Iterator[Preview | GenerationResult]:
     started = time.perf_counter()
     params = request_params(request)
-    with provider_errors():
-        response = api.images.generate(**params)
+    response = _send(api, params)
     if params.get("stream"):
         images, usage = yield from _read_stream(response)
     else:
@@ -117,6 +119,28 @@ def _run(
             kind="image",
         )
     yield GenerationResult(request, images, usage, cost, time.perf_counter() - started)
+
+
+def _send(api: openai.OpenAI, params: dict[str, Any]) -> Any:
+    """Send the request, retrying 429s with backoff (Retry-After when given), nothing else."""
+    for attempt in range(RATE_LIMIT_RETRIES + 1):
+        try:
+            with provider_errors():
+                return api.images.generate(**params)
+        except errors.RateLimited as exc:
+            if attempt == RATE_LIMIT_RETRIES:
+                raise
+            delay = _retry_after(exc.__cause__)
+            time.sleep(2**attempt if delay is None else delay)
+    raise AssertionError("unreachable")
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    response = getattr(exc, "response", None)
+    try:
+        return min(float(response.headers["retry-after"]), 60.0)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _read_response(response: Any, timeout: float) -> tuple[list[GeneratedImage], Usage | None]:

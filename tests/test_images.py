@@ -116,11 +116,20 @@ def test_server_refusals_become_clear_domain_errors(
     assert "Traceback" not in str(caught.value)
 
 
-def test_429_is_retried_by_the_sdk_before_failing(openai_server: FakeOpenAI) -> None:
+def test_429_is_retried_before_failing(openai_server: FakeOpenAI) -> None:
     openai_server.fail(429, retry_after=0, times=10)
     with pytest.raises(errors.RateLimited):
         run(client(openai_server, retries=2), req())
-    assert len(openai_server.requests_to("/images/generations")) == 3  # 1 try + 2 retries
+    # Parley's own 3 retries; the SDK's are switched off for image generation.
+    assert len(openai_server.requests_to("/images/generations")) == 4
+
+
+def test_a_timed_out_generation_is_not_resent(openai_server: FakeOpenAI) -> None:
+    # It may already be running (and billed) on the server.
+    openai_server.hang(2, route="/images")
+    with pytest.raises(errors.RequestTimedOut):
+        run(client(openai_server, retries=3), req(), timeout=0.3)
+    assert len(openai_server.requests_to("/images/generations")) == 1
 
 
 def test_a_429_that_clears_on_retry_succeeds(openai_server: FakeOpenAI) -> None:
