@@ -48,7 +48,7 @@ def provider_errors() -> Iterator[None]:
         ) from exc
     except openai.RateLimitError as exc:
         raise errors.RateLimited(
-            f"Rate limited (429) after {MAX_RETRIES} retries: {_detail(exc)}"
+            f"Rate limited (429), still after retrying with backoff: {_detail(exc)}"
         ) from exc
     except openai.InternalServerError as exc:
         raise errors.ServerFailed(f"The server failed ({exc.status_code}): {_detail(exc)}") from exc
