@@ -69,3 +69,16 @@ def test_no_escape_hatches_in_the_app(what: str) -> None:
         if FORBIDDEN[what].search(line) and not line.lstrip().startswith("#")
     ]
     assert hits == [], f"{what} found; SECURITY.md says there is none"
+
+
+@pytest.mark.parametrize("page", sorted((REPO / "pages").glob("*.py")), ids=lambda p: p.name)
+def test_every_page_starts_with_the_guard(page: Path) -> None:
+    """Streamlit can run a page without Home.py (see lib/ui/auth.guard): the guard must
+    come before the page draws or reads anything."""
+    body = [
+        node
+        for node in ast.parse(page.read_text()).body
+        if not isinstance(node, ast.Import | ast.ImportFrom)
+        and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+    ]
+    assert body and ast.unparse(body[0]) == "auth.guard()", f"{page.name} must start with it"
