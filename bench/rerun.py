@@ -79,13 +79,15 @@ def reply_text(rng: random.Random) -> str:
     return "\n\n".join(parts)
 
 
-def seed_conversation(store: ConversationStore, n_messages: int, seed: int) -> str:
-    """A conversation of `n_messages` alternating turns, saved as Parley saves them."""
+def seed_conversation(
+    store: ConversationStore, n_messages: int, seed: int, *, opening: str = "user"
+) -> str:
+    """A conversation of `n_messages` alternating turns from `opening`, saved as Parley does."""
     rng = random.Random(seed)
     counter = counter_for(MODEL)
     conv = store.create(WORKSPACE, model=MODEL, title=f"{n_messages} messages")
     for i in range(n_messages):
-        if i % 2 == 0:
+        if (i % 2 == 0) == (opening == "user"):
             message = Message(role="user", content=paragraph(rng, rng.randint(6, 30)))
         else:
             text = reply_text(rng)
@@ -226,7 +228,8 @@ def trim_bench(n: int) -> None:
 def prepare_bench(data_dir: Path, n: int) -> None:
     store = ConversationStore(data_dir / "prepare.db")
     start = time.perf_counter()
-    cid = seed_conversation(store, n - 1, seed=n)
+    # Ends on a reply, then the new question: n messages in all, alternating throughout.
+    cid = seed_conversation(store, n - 1, seed=n, opening="user" if n % 2 else "assistant")
     store.add_message(WORKSPACE, cid, Message(role="user", content="And what about the index?"))
     print(
         f"\nlib.chat.prepare on a {n:,}-message conversation "
