@@ -12,6 +12,7 @@ import pytest
 from lib.documents.embeddings import Embedder
 from lib.documents.ingest import Ingestor, Progress, upload_limit_mb
 from lib.documents.library import DocumentLibrary
+from lib.documents.retrieval import KeywordIndex
 from lib.errors import IngestCancelled, NotFoundError
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
@@ -194,7 +195,7 @@ def test_without_an_embeddings_endpoint_files_are_indexed_for_keywords(
     assert "(keyword search only)" in report.message
     doc = library.get("alice", report.document_id)
     assert doc.embedding_model is None and library.open_index("alice", MODEL) is None
-    hits = library.keyword_search("alice", "eigenvalues symmetric matrix", [doc.id], 5)
+    hits = KeywordIndex(library, "alice").search("eigenvalues symmetric matrix", [doc.id], 5)
     assert hits and library.chunks("alice", [hits[0][0]])[hits[0][0]].page == 31
 
     # Later the server gains embeddings: re-indexing adds the vectors.
@@ -238,9 +239,10 @@ def test_delete_removes_rows_vectors_unshared_cache_and_file(
     remaining = part.chunks + notes.chunks
     assert rows(library, "SELECT count(*) FROM chunks") == remaining
     assert rows(library, "SELECT count(*) FROM document_pages") == 2
-    assert (
-        rows(library, "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'eigenvalues'") == 0
-    )
+    assert not (library.workspace_dir("alice") / f"{intro.document_id}.bm25.npz").exists()
+    keywords = KeywordIndex(library, "alice")
+    every = [d.id for d in library.list("alice")]
+    assert [i for i, _ in keywords.search("eigenvalues", every, 5)] == []  # only R-intro had it
     assert library.open_index("alice", MODEL).size == remaining
     # Page 14's chunks are identical in both files, so their cache entries stay.
     shared = library.cache.get("alice", MODEL, [c.hash for c in _chunks(library, part)])
@@ -265,7 +267,7 @@ def test_workspaces_never_see_each_other(
         library.get("bob", alice.document_id)
     with pytest.raises(NotFoundError):
         library.delete("bob", alice.document_id)
-    assert library.keyword_search("bob", "eigenvalues", [alice.document_id], 5) == []
+    assert KeywordIndex(library, "bob").search("eigenvalues", [alice.document_id], 5) == []
     alice_ids = library.chunk_ids("alice", [alice.document_id]).tolist()
     assert library.chunks("bob", alice_ids) == {}
     assert library.pages("bob", [alice.document_id]) == []

@@ -336,6 +336,7 @@ class Ingestor:
         report: FileReport,
         started: float,
     ) -> None:
+        self.library.save_keywords(self.workspace, doc_id, ids, [c.text for c in prepared.chunks])
         if prepared.vectors is not None and prepared.model:
             with self.library.update_index(self.workspace, prepared.model) as store:
                 store.add_vectors(ids, prepared.vectors)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import re
 import sqlite3
 import time
 import uuid
@@ -31,6 +30,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from lib import db
+from lib.documents.bm25 import Segment
 from lib.documents.chunking import Chunk
 from lib.documents.embeddings import EmbeddingCache
 from lib.documents.extract import Page
@@ -38,18 +38,6 @@ from lib.documents.vectorstore import ParleyFAISS
 from lib.errors import NotFoundError
 
 EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md"}
-# Words too common to help a keyword search; BM25 would weigh them near zero anyway, but
-# dropping them keeps the FTS5 query from touching most of the index.
-STOPWORDS = frozenset(
-    "a about above after again all also am an and any are as at be because been before "
-    "being between both but by can could did do does doing down during each few for from "
-    "further had has have having he her here hers him his how i if in into is it its "
-    "itself just me more most my no nor not now of off on once only or other our ours out "
-    "over own same she should so some such than that the their theirs them then there "
-    "these they this those through to too under until up very was we were what when where "
-    "which while who whom why will with would you your yours".split()
-)
-_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -107,13 +95,6 @@ def workspace_key(workspace: str) -> str:
     if not workspace:
         raise ValueError("a workspace is required")
     return hashlib.sha256(workspace.encode("utf-8")).hexdigest()[:32]
-
-
-def fts_query(text: str, limit: int = 32) -> str | None:
-    """An FTS5 OR-query of the question's meaningful words, or None if it has none."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
-    terms = list(dict.fromkeys(words))[:limit]
-    return " OR ".join(f'"{t}"' for t in terms) if terms else None
 
 
 class DocumentLibrary:
@@ -288,6 +269,7 @@ class DocumentLibrary:
             with self.update_index(workspace, doc.embedding_model) as store:
                 store.remove(r["id"] for r in rows)
         (self.workspace_dir(workspace) / doc.stored_as).unlink(missing_ok=True)
+        self._keywords_path(workspace, doc.id).unlink(missing_ok=True)
 
     # Chunks and pages
 
@@ -351,24 +333,32 @@ class DocumentLibrary:
                 ]  # fmt: skip
         return out
 
-    def keyword_search(
-        self, workspace: str, question: str, document_ids: Sequence[str], k: int
-    ) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) of the best keyword matches."""
-        match = fts_query(question)
-        if match is None or not document_ids:
-            return []
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT chunks_fts.rowid AS id, bm25(chunks_fts) AS score FROM chunks_fts "
-                "JOIN chunks c ON c.id = chunks_fts.rowid "
-                "JOIN documents d ON d.id = c.document_id "
-                "WHERE chunks_fts MATCH ? AND d.workspace = ? "
-                f"AND c.document_id IN ({', '.join('?' * len(document_ids))}) "
-                "ORDER BY score LIMIT ?",
-                [match, workspace, *document_ids, k],
-            ).fetchall()
-        return [(r["id"], -r["score"]) for r in rows]
+    # Keyword (BM25) segments
+
+    def _keywords_path(self, workspace: str, document_id: str) -> Path:
+        return self.workspace_dir(workspace) / f"{document_id}.bm25.npz"
+
+    def save_keywords(
+        self, workspace: str, document_id: str, chunk_ids: Sequence[int], texts: Sequence[str]
+    ) -> None:
+        Segment.build(chunk_ids, texts).save(self._keywords_path(workspace, document_id))
+
+    def keyword_segment(self, workspace: str, document: DocumentRecord) -> Segment:
+        """The document's BM25 postings, rebuilt from its chunks if the file is missing."""
+        if document.workspace != workspace:
+            raise NotFoundError("Document not found.")
+        path = self._keywords_path(workspace, document.id)
+        try:
+            return Segment.load(path)
+        except (OSError, ValueError, KeyError):
+            with self._conn() as conn:
+                rows = conn.execute(
+                    "SELECT id, text FROM chunks WHERE document_id = ? ORDER BY id",
+                    (document.id,),
+                ).fetchall()
+            segment = Segment.build([r["id"] for r in rows], [r["text"] for r in rows])
+            segment.save(path)
+            return segment
 
     # Conversations' document choices
 

@@ -28,7 +28,7 @@ from lib.client import provider_errors
 from lib.conversations import Conversation, Message
 from lib.documents.embeddings import Embedder
 from lib.documents.library import DocumentLibrary, DocumentRecord, PageRecord
-from lib.documents.retrieval import Retrieval, Source, retrieve
+from lib.documents.retrieval import KeywordIndex, Retrieval, Source, retrieve
 from lib.documents.vectorstore import ParleyFAISS
 from lib.errors import ContextTooLong, InvalidInputError, ParleyError
 from lib.memory import output_reserve
@@ -63,6 +63,7 @@ class DocContext:
     library: DocumentLibrary
     embedder: Embedder | None = None  # None: keyword search only
     store: ParleyFAISS | None = None  # the session's loaded index for embedder.model
+    keywords: KeywordIndex | None = None  # the session's BM25 index of the workspace
 
 
 @dataclass
@@ -226,6 +227,7 @@ class Answer(chat.Reply):
             [d.id for d in docs],
             store=store,
             query_vector=vector,
+            keywords=self.docs.keywords,
             dense_document_ids=dense_ids,
             whole_index=len(dense_ids) == len(embedded),
             k=top_k,

@@ -1,10 +1,10 @@
 """Hybrid retrieval: dense FAISS results and BM25 keyword results, fused by RRF.
 
-Dense search finds passages that mean the same as the question; BM25 (SQLite FTS5's
-`bm25()`, over a porter-stemmed index of the chunks) finds the ones that share its rare
-words, such as a function name. Reciprocal rank fusion (Cormack et al., 2009) combines the
-two lists by rank alone, `sum(1 / (RRF_K + rank))`, so the incomparable raw scores never
-need calibrating against each other. With no embeddings (no endpoint, or documents indexed
+Dense search finds passages that mean the same as the question; BM25 (`lib.documents.bm25`,
+over stemmed words) finds the ones that share its rare words, such as a function name.
+Reciprocal rank fusion (Cormack et al., 2009) combines the two lists by rank alone,
+`sum(1 / (RRF_K + rank))`, so the incomparable raw scores never need calibrating against
+each other. With no embeddings (no endpoint, or documents indexed
 before one existed) retrieval is keyword-only, and says so.
 
 `score` on a source is the fused score scaled so that 1.0 means first in every list that
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib.documents import bm25
 from lib.documents.library import ChunkRecord, DocumentLibrary
 from lib.documents.vectorstore import ParleyFAISS
 
@@ -45,6 +46,31 @@ class Retrieval:
     note: str | None = None
 
 
+class KeywordIndex:
+    """A workspace's BM25 pack, kept by a session and rebuilt only when documents change.
+
+    The pack is derived from the user's files, so it lives in the session that built it
+    (never in a cache shared across sessions); building it reads each document's segment.
+    """
+
+    def __init__(self, library: DocumentLibrary, workspace: str) -> None:
+        self.library = library
+        self.workspace = workspace
+        self._version: tuple | None = None
+        self._pack: bm25.Pack | None = None
+
+    def pack(self) -> bm25.Pack:
+        docs = [d for d in self.library.list(self.workspace) if d.status == "ready"]
+        version = tuple((d.id, d.indexed_at) for d in docs)
+        if self._pack is None or version != self._version:
+            segments = {d.id: self.library.keyword_segment(self.workspace, d) for d in docs}
+            self._pack, self._version = bm25.Pack.of(segments), version
+        return self._pack
+
+    def search(self, question: str, document_ids: Sequence[str], k: int) -> list[tuple[int, float]]:
+        return bm25.search(self.pack(), question, k, document_ids)
+
+
 def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
     """Fuse ranked id lists; returns (id, score) best first, ties broken by first list."""
     scores: dict[int, float] = {}
@@ -62,6 +88,7 @@ def retrieve(
     *,
     store: ParleyFAISS | None = None,
     query_vector: np.ndarray | None = None,
+    keywords: KeywordIndex | None = None,
     dense_document_ids: Sequence[str] | None = None,
     whole_index: bool = False,
     k: int = TOP_K,
@@ -70,12 +97,14 @@ def retrieve(
     """The k best passages of `document_ids` for `question`.
 
     `store` and `query_vector` enable dense search over `dense_document_ids` (by default
-    all of `document_ids`). `whole_index=True` says every vector in `store` belongs to a
-    chosen document, so the search needs no id filter (the common, fastest case).
+    all of `document_ids`); `keywords` is the session's BM25 index (built here if absent).
+    `whole_index=True` says every vector in `store` belongs to a chosen document, so the
+    search needs no id filter (the common, fastest case).
     """
     if not document_ids:
         return Retrieval([], "keyword", "No documents are selected.")
-    keyword = library.keyword_search(workspace, question, document_ids, CANDIDATES)
+    keywords = keywords or KeywordIndex(library, workspace)
+    keyword = keywords.search(question, document_ids, CANDIDATES)
     dense: list[tuple[int, float]] = []
     dense_on = store is not None and store.size > 0 and query_vector is not None
     if dense_on:

@@ -1,0 +1,217 @@
+"""Keyword retrieval: BM25 over per-document postings, searched in memory.
+
+Why not SQLite FTS5's `bm25()`: it scores every row that matches any query word, and at
+100,000 chunks (bench/query.py's corpus) a question matches 10,000-60,000 of them, which
+took 15-75 ms per query; the target for the whole hybrid retrieval is 10 ms. Here each
+document has a small postings segment; a query binary-searches its terms in each searched
+document and scores only their postings with numpy, in about a millisecond at 100k.
+
+Words are `\\w+`, lower-cased, English stop words dropped and Snowball-stemmed (PyStemmer),
+so "eigenvalues" finds "eigenvalue". Each term is kept as a 64-bit hash, so segments need
+no shared vocabulary and two terms of one document collide with odds of about 1e-12.
+
+A segment is written once, when its document is indexed, as `<document id>.bm25.npz`
+beside the stored file (`numpy.savez`, read back with `allow_pickle=False`):
+terms (sorted uint64 hashes), offsets into the postings, the postings' chunk positions and
+term frequencies, and each chunk's row id and length in words. Deleting a document deletes
+its segment; there is no global structure to update.
+
+Scoring is Okapi BM25 (k1 = 1.2, b = 0.75, Lucene's always-positive idf), with document
+frequencies and the average length taken over the documents being searched.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import Stemmer
+
+K1 = 1.2
+B = 0.75
+_WORD = re.compile(r"\w+")
+_STEMMER = Stemmer.Stemmer("english")
+# Words too common to help a keyword search.
+STOPWORDS = frozenset(
+    "a about above after again all also am an and any are as at be because been before "
+    "being between both but by can could did do does doing down during each few for from "
+    "further had has have having he her here hers him his how i if in into is it its "
+    "itself just me more most my no nor not now of off on once only or other our ours out "
+    "over own same she should so some such than that the their theirs them then there "
+    "these they this those through to too under until up very was we were what when where "
+    "which while who whom why will with would you your yours".split()
+)
+
+
+@functools.lru_cache(maxsize=200_000)
+def _term(word: str) -> int:
+    stem = _STEMMER.stemWord(word)
+    return int.from_bytes(hashlib.blake2b(stem.encode(), digest_size=8).digest(), "little")
+
+
+def analyse(text: str) -> list[int]:
+    """The term hashes of `text`, in order, stop words left out."""
+    return [_term(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One document's postings."""
+
+    terms: np.ndarray  # uint64, sorted, unique
+    offsets: np.ndarray  # int64, len(terms) + 1
+    local: np.ndarray  # int32 chunk positions, grouped by term
+    tf: np.ndarray  # uint16 term frequencies, aligned with `local`
+    chunk_ids: np.ndarray  # int64 row id of each chunk position
+    lengths: np.ndarray  # int32 words in each chunk (stop words excluded)
+
+    @classmethod
+    def build(cls, chunk_ids: Sequence[int], texts: Sequence[str]) -> Segment:
+        terms, local, tf, lengths = [], [], [], []
+        for position, text in enumerate(texts):
+            words = analyse(text)
+            lengths.append(len(words))
+            for term, count in Counter(words).items():
+                terms.append(term)
+                local.append(position)
+                tf.append(min(count, 65_535))
+        term_arr = np.array(terms, dtype=np.uint64)
+        order = np.lexsort((np.array(local, dtype=np.int32), term_arr))
+        term_arr = term_arr[order]
+        unique, starts = np.unique(term_arr, return_index=True)
+        return cls(
+            terms=unique,
+            offsets=np.append(starts, len(term_arr)).astype(np.int64),
+            local=np.array(local, dtype=np.int32)[order],
+            tf=np.array(tf, dtype=np.uint16)[order],
+            chunk_ids=np.array(chunk_ids, dtype=np.int64),
+            lengths=np.array(lengths, dtype=np.int32),
+        )
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **{k: getattr(self, k) for k in self.__dataclass_fields__})
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Segment:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+    def find(self, term: int) -> slice | None:
+        i = int(np.searchsorted(self.terms, np.uint64(term)))
+        if i < len(self.terms) and int(self.terms[i]) == term:
+            return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+        return None
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Many segments as one, so a query costs a few numpy calls however many documents.
+
+    One row per (document, term) pair, sorted by term, points at that document's postings;
+    chunk positions are global (0..N-1) across the pack.
+    """
+
+    terms: np.ndarray  # uint64, sorted, one row per (document, term)
+    starts: np.ndarray  # int64 start of each row's postings
+    ends: np.ndarray  # int64 end of each row's postings
+    local: np.ndarray  # int32 global chunk positions
+    tf: np.ndarray  # uint16
+    chunk_ids: np.ndarray  # int64, by global position
+    lengths: np.ndarray  # int32, by global position
+    spans: dict[str, tuple[int, int]]  # document id -> its [first, end) chunk positions
+
+    @classmethod
+    def of(cls, segments: dict[str, Segment]) -> Pack:
+        terms, starts, ends, local, tf, spans = [], [], [], [], [], {}
+        chunks = postings = 0
+        for doc_id, seg in segments.items():
+            terms.append(seg.terms)
+            starts.append(seg.offsets[:-1] + postings)
+            ends.append(seg.offsets[1:] + postings)
+            local.append(seg.local + chunks)
+            tf.append(seg.tf)
+            spans[doc_id] = (chunks, chunks + len(seg.lengths))
+            chunks += len(seg.lengths)
+            postings += len(seg.local)
+        if not segments:
+            return cls(*(np.zeros(0, dtype=t) for t in _PACK_TYPES), spans={})
+        all_terms = np.concatenate(terms)
+        order = np.argsort(all_terms, kind="stable")
+        return cls(
+            terms=all_terms[order],
+            starts=np.concatenate(starts)[order],
+            ends=np.concatenate(ends)[order],
+            local=np.concatenate(local).astype(np.int32),
+            tf=np.concatenate(tf),
+            chunk_ids=np.concatenate([seg.chunk_ids for seg in segments.values()]),
+            lengths=np.concatenate([seg.lengths for seg in segments.values()]),
+            spans=spans,
+        )
+
+
+_PACK_TYPES = (np.uint64, np.int64, np.int64, np.int32, np.uint16, np.int64, np.int32)
+
+
+def search(
+    pack: Pack, question: str, k: int, documents: Sequence[str] | None = None
+) -> list[tuple[int, float]]:
+    """The k best (chunk id, BM25 score), best first, among `documents` if given."""
+    query = np.array(list(dict.fromkeys(analyse(question))), dtype=np.uint64)
+    if not len(query) or not len(pack.terms):
+        return []
+    low = np.searchsorted(pack.terms, query, "left")
+    counts = np.searchsorted(pack.terms, query, "right") - low
+    if not counts.any():
+        return []
+    rows = _ranges(low, counts)
+    sizes = pack.ends[rows] - pack.starts[rows]
+    term_of_row = np.repeat(np.arange(len(query)), counts)
+    total = len(pack.lengths)
+    df = np.bincount(term_of_row, weights=sizes, minlength=len(query))
+    idf = np.log(1 + (total - df + 0.5) / (df + 0.5))
+    average = max(float(pack.lengths.mean()), 1e-9)
+    picked = _ranges(pack.starts[rows], sizes)
+    local = pack.local[picked]
+    tf = pack.tf[picked].astype(np.float64)
+    norm = K1 * (1 - B + B * pack.lengths[local] / average)
+    weight = np.repeat(idf[term_of_row], sizes)
+    scores = np.bincount(local, weights=weight * tf * (K1 + 1) / (tf + norm), minlength=total)
+    if documents is not None:
+        allowed = np.zeros(total, dtype=bool)
+        for doc_id in documents:
+            if doc_id in pack.spans:
+                first, end = pack.spans[doc_id]
+                allowed[first:end] = True
+        scores[~allowed] = 0
+    top = _top(scores, k)
+    return [(int(pack.chunk_ids[i]), float(scores[i])) for i in top]
+
+
+def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The indexes start..start+size-1 of every range, concatenated, without a Python loop."""
+    keep = sizes > 0
+    starts, sizes = starts[keep], sizes[keep]
+    if not len(sizes):
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(sizes)
+    steps = np.ones(int(ends[-1]), dtype=np.int64)
+    steps[0] = starts[0]
+    steps[ends[:-1]] = starts[1:] - (starts[:-1] + sizes[:-1] - 1)
+    return np.cumsum(steps)
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indexes of the k highest positive scores, highest first."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > k:
+        positive = positive[np.argpartition(-scores[positive], k - 1)[:k]]
+    return positive[np.argsort(-scores[positive], kind="stable")]
