@@ -45,6 +45,7 @@ ctx = rag.DocContext(
     library,
     embedder,
     docs.vector_store(library, embedder.model),
+    docs.keyword_index(library),
 )
 if conv:
     shown = transcript.render_window(

@@ -18,6 +18,7 @@ from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.ingest import FileReport, Ingestor
 from lib.documents.library import DocumentLibrary, DocumentRecord
+from lib.documents.retrieval import KeywordIndex
 from lib.documents.vectorstore import ParleyFAISS
 from lib.errors import NotFoundError, ParleyError
 from lib.settings import Settings
@@ -43,10 +44,23 @@ def embedder(current: Settings, api: openai.OpenAI, lib: DocumentLibrary) -> Emb
 
 def vector_store(lib: DocumentLibrary, model: str) -> ParleyFAISS | None:
     """This session's copy of the workspace's index, reloaded only when it changed."""
-    cached = state.get("doc_index")
+    cached = state.get("doc_index")  # its generation names its workspace: never reused across
     store = lib.open_index(state.workspace(), model, cached)
     state.put("doc_index", store)
     return store
+
+
+def keyword_index(lib: DocumentLibrary) -> KeywordIndex:
+    """This session's BM25 index of its workspace (rebuilt by it when documents change)."""
+    index = state.get("doc_keywords")
+    if (
+        index is None
+        or index.workspace != state.workspace()
+        or index.library.db_path != lib.db_path
+    ):
+        index = KeywordIndex(lib, state.workspace())
+        state.put("doc_keywords", index)
+    return index
 
 
 def upload_limit_mb() -> int:
