@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import logging
 import os
 import random
 import statistics
@@ -54,6 +55,11 @@ from tests.fake_openai import FakeOpenAI  # noqa: E402
 MODEL = "gpt-5-mini"
 WORKSPACE = "local"  # the workspace a session without sign-in uses (lib/ui/state.py)
 TARGET_GROWTH = 1.3
+# Streamlit warns that AppTest and the store run outside `streamlit run`: expected here.
+QUIET_LOGGERS = (
+    "streamlit.runtime.scriptrunner_utils.script_run_context",
+    "streamlit.runtime.caching.cache_data_api",
+)
 TARGET_VS_NAIVE = 1.0
 TARGET_TRIM_MS = 5.0
 WORDS = (
@@ -258,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", type=int, default=10_000, help="messages for trim/prepare")
     args = parser.parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp, FakeOpenAI() as server:
         data_dir = Path(tmp)
