@@ -257,8 +257,10 @@ def thread_connection(path: Path) -> sqlite3.Connection:
         conn = conns[key] = connect(path)
         while len(conns) > _THREAD_LIMIT:
             conns.popitem(last=False)[1].close()
-    elif conn.in_transaction:
-        conn.rollback()  # a caller failed mid-transaction: never carry its writes forward
+    else:
+        conns.move_to_end(key)  # least recently used goes first
+        if conn.in_transaction:
+            conn.rollback()  # a caller failed mid-transaction: never carry its writes forward
     return conn
 
 
