@@ -40,9 +40,10 @@ def test_faiss_is_configured_for_these_machines() -> None:
 
 
 def test_threshold_is_in_vectors_times_dimensions() -> None:
-    assert exact_is_enough(10_000, 1536)
-    assert not exact_is_enough(11_000, 1536)
-    assert exact_is_enough(40_000, 384)
+    assert exact_is_enough(5_000, 1536)
+    assert not exact_is_enough(6_000, 1536)
+    assert exact_is_enough(20_000, 384)
+    assert exact_is_enough(31_000, 256) and not exact_is_enough(32_000, 256)
 
 
 def test_exact_search_matches_brute_force_and_keeps_ids() -> None:

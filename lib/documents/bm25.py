@@ -157,6 +157,11 @@ class Pack:
             spans=spans,
         )
 
+    def chunk_ids_of(self, document_ids: Sequence[str]) -> np.ndarray:
+        """The chunk ids of these documents (no database query)."""
+        parts = [self.chunk_ids[slice(*self.spans[d])] for d in document_ids if d in self.spans]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
 
 _PACK_TYPES = (np.uint64, np.int64, np.int64, np.int32, np.uint16, np.int64, np.int32)
 

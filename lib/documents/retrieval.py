@@ -103,15 +103,15 @@ def retrieve(
     """
     if not document_ids:
         return Retrieval([], "keyword", "No documents are selected.")
-    keywords = keywords or KeywordIndex(library, workspace)
-    keyword = keywords.search(question, document_ids, CANDIDATES)
+    pack = (keywords or KeywordIndex(library, workspace)).pack()
+    keyword = bm25.search(pack, question, CANDIDATES, document_ids)
     dense: list[tuple[int, float]] = []
     dense_on = store is not None and store.size > 0 and query_vector is not None
     if dense_on:
         allowed = None
         if not whole_index:
             dense_docs = document_ids if dense_document_ids is None else dense_document_ids
-            allowed = library.chunk_ids(workspace, dense_docs)
+            allowed = pack.chunk_ids_of(dense_docs)
         dense = store.search_vector(query_vector, CANDIDATES, allowed)
     rankings = [[i for i, _ in dense]] if dense_on else []
     rankings.append([i for i, _ in keyword])

@@ -45,9 +45,9 @@ from langchain_core.vectorstores import VectorStore
 faiss.omp_set_num_threads(1)
 faiss.cvar.distance_compute_blas_threshold = 20
 
-EXACT_MAX_FLOATS = 16_000_000
-NPROBE_FRACTION = 1 / 16
-MIN_NPROBE = 8
+EXACT_MAX_FLOATS = 8_000_000
+NPROBE_FRACTION = 1 / 32
+MIN_NPROBE = 16
 RETRAIN_GROWTH = 4
 TRAIN_POINTS_PER_LIST = 40  # FAISS warns below 39
 Lookup = Callable[[list[int]], dict[int, Document]]
@@ -58,7 +58,7 @@ def exact_is_enough(count: int, dim: int) -> bool:
 
 
 def ivf_lists(count: int) -> int:
-    return max(16, int(math.sqrt(count)))
+    return max(16, int(2 * math.sqrt(count)))
 
 
 class ParleyFAISS(VectorStore):
@@ -126,7 +126,7 @@ class ParleyFAISS(VectorStore):
         if self.kind == "flat":
             return exact_is_enough(total, dim)
         ivf = faiss.downcast_index(self.index)
-        return total <= RETRAIN_GROWTH * ivf.nlist**2
+        return total <= RETRAIN_GROWTH * (ivf.nlist / 2) ** 2  # nlist = 2 sqrt(trained size)
 
     def remove(self, ids: Iterable[int]) -> int:
         ids_array = np.fromiter(ids, dtype=np.int64)
