@@ -102,8 +102,8 @@ def test_ask_and_see_cited_sources(page: AppTest, openai_server: FakeOpenAI) -> 
     ask(page, "How do I compute the eigenvalues of a symmetric matrix?")
     answer = [m for m in texts(page.markdown) if m.startswith("Use eigen()")]
     assert answer == [
-        "Use eigen() \\[1 · intro\\.pdf p\\. 5\\]; solve() handles linear systems "
-        "\\[2 · intro\\.pdf p\\. 5\\]."
+        "Use eigen() \\[1 · intro.pdf p. 5\\]; solve() handles linear systems "
+        "\\[2 · intro.pdf p. 5\\]."
     ]
     sources = [e.label for e in page.expander if e.label.startswith("[")]
     assert len(sources) == 2 and sources[0].startswith("[1] intro.pdf, page 5 · score ")
@@ -170,9 +170,7 @@ def test_without_an_embeddings_endpoint_search_is_keyword_only_and_says_so(
     ask(page, "eigenvalues of a symmetric matrix")
     progress = [p.proto.text for p in page.get("progress")]
     assert any("(keyword search only)" in t for t in progress)
-    assert "Keyword search only for intro\\.pdf: no text-embedding-3-small vectors" in captions(
-        page
-    )
+    assert "Keyword search only for intro.pdf: no text-embedding-3-small vectors" in captions(page)
 
 
 def test_delete_and_reindex_from_the_library(page: AppTest, openai_server: FakeOpenAI) -> None:
@@ -229,3 +227,8 @@ def test_files_left_by_a_cancelled_run_are_reported_as_cancelled(page: AppTest) 
     assert texts(page.success)[0].startswith("notes.md: 1 page")
     page.button(key="parley.w.dismiss_reports").click().run()
     assert page.warning.len == 0 and page.success.len == 0
+
+
+def test_file_names_are_shown_as_typed_not_as_markdown(page: AppTest) -> None:
+    upload(page, ("my_notes *draft* <b>x</b>.md", NOTES[1], NOTES[2]))
+    assert "**my\\_notes \\*draft\\* \\<b\\>x\\</b\\>.md**" in texts(page.markdown)

@@ -42,8 +42,8 @@ def with_locations(message: Message) -> str:
 
 
 def escape(text: str) -> str:
-    """Text (a file name, say) shown in Markdown as typed, never as formatting."""
-    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>~$" else c for c in text)
+    """Text (a file name, say) shown mid-line in Markdown as typed, never as formatting."""
+    return "".join("\\" + c if c in "\\`*_{}[]()!|<>~$" else c for c in text)
 
 
 def _short(cite: dict) -> str:
@@ -63,9 +63,8 @@ def sources_panel(lib: DocumentLibrary, message: Message) -> None:
         st.caption(":material/info: This answer cites none of its sources.")
     for cite in cited:
         score = f" · score {cite['score']:.2f}" if cite.get("score") is not None else ""
-        with st.expander(
-            f"[{cite['n']}] {rag.source_location(cite)}{score}", icon=":material/format_quote:"
-        ):
+        label = f"[{cite['n']}] {escape(rag.source_location(cite))}{score}"
+        with st.expander(label, icon=":material/format_quote:"):
             _passage(lib, message, cite)
     others = [c for c in citations if not c.get("cited", True)]
     if others:
