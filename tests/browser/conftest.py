@@ -132,7 +132,13 @@ def streamlit_app(
     started: list[StreamlitServer] = []
 
     def start(*, key: str | None = "sk-test", **env: str) -> StreamlitServer:
-        values = {"OPENAI_BASE_URL": browser_server.base_url, **env}
+        values = {
+            "OPENAI_BASE_URL": browser_server.base_url,
+            # Not the developer's .streamlit/secrets.toml: an APP_PASSWORD or [auth] there
+            # would put every journey behind a gate. A test may pass its own file.
+            "STREAMLIT_SECRETS_FILES": str(tmp_path / "no-secrets.toml"),
+            **env,
+        }
         if key:
             values["OPENAI_API_KEY"] = key
         server = StreamlitServer(tmp_path / "data", values, tmp_path / "streamlit.log")
