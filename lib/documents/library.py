@@ -5,16 +5,12 @@ kept (so a document can be re-indexed) under generated names, `<document id>.<ex
 the workspace's own directory, `<data dir>/documents/<sha256(workspace)[:32]>/`; the
 uploaded file name is only ever displayed, never used as a path.
 
-Each workspace has one FAISS index per embedding model (vectors of different models are
-not comparable), written atomically and versioned by a generation number in SQLite. A
-session keeps its loaded index and reloads it only when the generation has moved, so a
-query never reads the index file. Writers take a per-workspace file lock, which also
-serialises a terminal and the web app working on the same data directory.
+The search indexes beside the files (FAISS per embedding model, BM25 per document) are
+handled by the methods in `lib/documents/indexes.py`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import sqlite3
@@ -30,11 +26,10 @@ import numpy as np
 from langchain_core.documents import Document
 
 from lib import db
-from lib.documents.bm25 import Segment
 from lib.documents.chunking import Chunk
 from lib.documents.embeddings import EmbeddingCache
 from lib.documents.extract import Page
-from lib.documents.vectorstore import ParleyFAISS
+from lib.documents.indexes import IndexesMixin
 from lib.errors import NotFoundError
 
 EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md"}
@@ -97,7 +92,7 @@ def workspace_key(workspace: str) -> str:
     return hashlib.sha256(workspace.encode("utf-8")).hexdigest()[:32]
 
 
-class DocumentLibrary:
+class DocumentLibrary(IndexesMixin):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.db_path = data_dir / "parley.db"
@@ -333,33 +328,6 @@ class DocumentLibrary:
                 ]  # fmt: skip
         return out
 
-    # Keyword (BM25) segments
-
-    def _keywords_path(self, workspace: str, document_id: str) -> Path:
-        return self.workspace_dir(workspace) / f"{document_id}.bm25.npz"
-
-    def save_keywords(
-        self, workspace: str, document_id: str, chunk_ids: Sequence[int], texts: Sequence[str]
-    ) -> None:
-        Segment.build(chunk_ids, texts).save(self._keywords_path(workspace, document_id))
-
-    def keyword_segment(self, workspace: str, document: DocumentRecord) -> Segment:
-        """The document's BM25 postings, rebuilt from its chunks if the file is missing."""
-        if document.workspace != workspace:
-            raise NotFoundError("Document not found.")
-        path = self._keywords_path(workspace, document.id)
-        try:
-            return Segment.load(path)
-        except (OSError, ValueError, KeyError):
-            with self._conn() as conn:
-                rows = conn.execute(
-                    "SELECT id, text FROM chunks WHERE document_id = ? ORDER BY id",
-                    (document.id,),
-                ).fetchall()
-            segment = Segment.build([r["id"] for r in rows], [r["text"] for r in rows])
-            segment.save(path)
-            return segment
-
     # Conversations' document choices
 
     def conversation_documents(self, workspace: str, conversation_id: str) -> list[str]:
@@ -418,68 +386,3 @@ class DocumentLibrary:
                 "DO UPDATE SET mode = excluded.mode, top_k = excluded.top_k",
                 (mode, top_k, conversation_id, workspace),
             )
-
-    # Vector indexes
-
-    def _index_path(self, workspace: str, model: str) -> Path:
-        digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:16]
-        return self.workspace_dir(workspace) / f"index-{digest}.faiss"
-
-    def _generation(self, workspace: str, model: str) -> int | None:
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT generation FROM vector_indexes WHERE workspace = ? AND model = ?",
-                (workspace, model),
-            ).fetchone()
-        return row[0] if row else None
-
-    def lookup(self, workspace: str):  # noqa: ANN201 - a vectorstore.Lookup
-        def find(ids: list[int]) -> dict[int, Document]:
-            return {i: c.to_langchain() for i, c in self.chunks(workspace, ids).items()}
-
-        return find
-
-    def open_index(
-        self, workspace: str, model: str, cached: ParleyFAISS | None = None
-    ) -> ParleyFAISS | None:
-        """The workspace's index for `model`: `cached` if still current, else from disk."""
-        generation = self._generation(workspace, model)
-        if generation is None:
-            return None
-        if cached is not None and getattr(cached, "generation", None) == (
-            workspace,
-            model,
-            generation,
-        ):
-            return cached
-        path = self._index_path(workspace, model)
-        if not path.exists():
-            return None
-        store = ParleyFAISS.load(path, lookup=self.lookup(workspace))
-        store.generation = (workspace, model, generation)
-        return store
-
-    @contextmanager
-    def update_index(self, workspace: str, model: str) -> Iterator[ParleyFAISS]:
-        """Lock, load, let the caller change, then save the index and bump its generation."""
-        lock_path = self.workspace_dir(workspace) / ".index.lock"
-        with lock_path.open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                store = self.open_index(workspace, model) or ParleyFAISS(
-                    lookup=self.lookup(workspace)
-                )
-                yield store
-                if store.index is None:
-                    return
-                path = self._index_path(workspace, model)
-                store.save(path)
-                with self._conn() as conn:
-                    conn.execute(
-                        "INSERT INTO vector_indexes (workspace, model, file, generation) "
-                        "VALUES (?, ?, ?, 1) ON CONFLICT (workspace, model) DO UPDATE SET "
-                        "generation = generation + 1",
-                        (workspace, model, path.name),
-                    )
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
