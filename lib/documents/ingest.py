@@ -290,16 +290,7 @@ class Ingestor:
         except ParleyError as exc:
             log.warning("embedding %s failed: %s", name, type(exc).__name__)
             report.keyword_only = True
-            if isinstance(exc, ModelRejected):
-                report.notes.append(
-                    f"The server has no embeddings for {self.embedder.model} ({exc.message}), "
-                    "so this file is searchable by keywords only."
-                )
-            else:
-                report.notes.append(
-                    f"Embedding failed ({exc}), so this file is searchable by keywords only. "
-                    "Re-index it later to add semantic search."
-                )
+            report.notes.append(_keyword_only_note(exc, self.embedder.model))
             return None, None
         report.cached = self.embedder.last_cached
         return vectors, self.embedder.model
@@ -354,6 +345,18 @@ class Ingestor:
                 progress(Progress(name, index, files, stage, done, total, overall, message))
 
         return tick
+
+
+def _keyword_only_note(exc: ParleyError, model: str) -> str:
+    if isinstance(exc, ModelRejected):
+        return (
+            f"The server has no embeddings for {model} ({exc.message}), so this file is "
+            "searchable by keywords only."
+        )
+    return (
+        f"Embedding failed ({exc}), so this file is searchable by keywords only. "
+        "Re-index it later to add semantic search."
+    )
 
 
 def _duplicate(name: str, existing: DocumentRecord, seconds: float) -> FileReport:

@@ -115,13 +115,24 @@ def retrieve(
         dense = store.search_vector(query_vector, CANDIDATES, allowed)
     rankings = [[i for i, _ in dense]] if dense_on else []
     rankings.append([i for i, _ in keyword])
-    fused = rrf(rankings)[:k]
+    sources = _sources(library, workspace, rrf(rankings)[:k], dense, keyword, len(rankings))
+    return Retrieval(sources, "hybrid" if dense_on else "keyword", note)
+
+
+def _sources(
+    library: DocumentLibrary,
+    workspace: str,
+    fused: list[tuple[int, float]],
+    dense: list[tuple[int, float]],
+    keyword: list[tuple[int, float]],
+    lists: int,
+) -> list[Source]:
     chunks = library.chunks(workspace, [i for i, _ in fused])
     similarity = dict(dense)
     dense_rank = {i: r for r, (i, _) in enumerate(dense, start=1)}
     keyword_rank = {i: r for r, (i, _) in enumerate(keyword, start=1)}
-    best = len(rankings) / (RRF_K + 1)
-    sources = [
+    best = lists / (RRF_K + 1)
+    return [
         Source(
             chunk=chunks[i],
             score=round(score / best, 4),
@@ -132,4 +143,3 @@ def retrieve(
         for i, score in fused
         if i in chunks  # a chunk deleted since the index was loaded is skipped
     ]
-    return Retrieval(sources, "hybrid" if dense_on else "keyword", note)
