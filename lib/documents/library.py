@@ -122,6 +122,17 @@ class DocumentLibrary(IndexesMixin):
             ).fetchall()
         return [DocumentRecord.from_row(r) for r in rows]
 
+    def versions(self, workspace: str) -> list[tuple[str, float]]:
+        """(id, indexed_at) of the ready documents: a cheap check that nothing changed."""
+        workspace_key(workspace)
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT id, indexed_at FROM documents WHERE workspace = ? AND status = 'ready' "
+                "ORDER BY created_at DESC",
+                (workspace,),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
     def get(self, workspace: str, document_id: str) -> DocumentRecord:
         with self._conn() as conn:
             return self._get(conn, workspace, document_id)

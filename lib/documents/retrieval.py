@@ -60,11 +60,12 @@ class KeywordIndex:
         self._pack: bm25.Pack | None = None
 
     def pack(self) -> bm25.Pack:
-        docs = [d for d in self.library.list(self.workspace) if d.status == "ready"]
-        version = tuple((d.id, d.indexed_at) for d in docs)
+        version = tuple(self.library.versions(self.workspace))
         if self._pack is None or version != self._version:
+            docs = [d for d in self.library.list(self.workspace) if d.status == "ready"]
             segments = {d.id: self.library.keyword_segment(self.workspace, d) for d in docs}
-            self._pack, self._version = bm25.Pack.of(segments), version
+            self._pack = bm25.Pack.of(segments)
+            self._version = tuple((d.id, d.indexed_at) for d in docs)
         return self._pack
 
     def search(self, question: str, document_ids: Sequence[str], k: int) -> list[tuple[int, float]]:
