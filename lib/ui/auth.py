@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 from streamlit.errors import StreamlitAuthError, StreamlitPageNotFoundError
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lib import access
 from lib.errors import AccessDenied, WrongPassword
@@ -31,10 +32,30 @@ def _user() -> dict[str, object]:
 
 
 def workspace() -> str:
-    """This session's workspace; raises AccessDenied until it has passed the gate."""
+    """This session's workspace; raises AccessDenied until it has passed the gate.
+
+    Derived once per script run: a page asks for it a dozen times, and reading the
+    secrets costs Streamlit up to a few hundred microseconds each time when there is no
+    secrets file. A new run, a sign-out (which clears the state) or a failure derives it
+    afresh, so it is never older than the run that uses it.
+    """
+    run = _this_run()
+    memo = state.get("workspace_memo")
+    if run is not None and memo is not None and memo[0] is run:
+        return memo[1]
     current = mode()
     user = _user() if current == "signin" else None
-    return access.workspace_for(current, admitted=bool(state.get("admitted")), user=user)
+    derived = access.workspace_for(current, admitted=bool(state.get("admitted")), user=user)
+    if run is not None:
+        state.put("workspace_memo", (run, derived))
+    return derived
+
+
+def _this_run() -> object | None:
+    # Streamlit gives every script run a fresh `cursors` dict on its run context; holding
+    # it in the memo keeps it alive, so `is` cannot mistake a later run's dict for it.
+    ctx = get_script_run_ctx()
+    return getattr(ctx, "cursors", None) if ctx is not None else None
 
 
 def navigation(pages: Sequence[st.Page]):  # noqa: ANN201 - st.navigation's page type
