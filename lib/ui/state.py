@@ -30,8 +30,8 @@ def pop(name: str) -> Any:
 def workspace() -> str:
     """Whose data this session reads and writes: "local", "shared" or the signed-in user's.
 
-    Derived afresh on every call from how the session was admitted (lib.ui.auth), never
-    remembered, so nothing stale survives a sign-out; raises AccessDenied before the gate.
+    Derived from how the session was admitted (lib.ui.auth), afresh for every script run,
+    so nothing stale survives a sign-out; raises AccessDenied before the gate.
     """
     from lib.ui import auth  # auth builds on the accessors here, so import it lazily
 
