@@ -205,8 +205,8 @@ _anchors: OrderedDict[str, sqlite3.Connection] = OrderedDict()
 def connect(path: Path) -> sqlite3.Connection:
     """Open the database at `path`, creating and migrating it as needed.
 
-    Connections are cheap and not shared between threads: Streamlit runs each session's
-    script in its own thread, so every store call opens its own connection.
+    Connections are never shared between threads: Streamlit runs each session's script in
+    its own thread. The caller closes this one; `thread_connection` reuses one per thread.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
