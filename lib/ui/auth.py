@@ -58,7 +58,7 @@ def _this_run() -> object | None:
     return getattr(ctx, "cursors", None) if ctx is not None else None
 
 
-def navigation(pages: Sequence[st.Page]):  # noqa: ANN201 - st.navigation's page type
+def navigation(pages: Sequence[st.Page]) -> st.Page:
     """The app's navigation for this session: the real pages, or only the gate."""
     try:
         workspace()
