@@ -103,7 +103,7 @@ def test_an_image_that_fails_to_decode_is_refused(openai_server: FakeOpenAI, str
             "Invalid size",
         ),
         (dict(status=404), errors.ModelRejected, "does not exist"),
-        (dict(status=429, times=10), errors.RateLimited, r"Rate limited \(429\) after"),
+        (dict(status=429, times=10, retry_after=0), errors.RateLimited, r"Rate limited \(429\)"),
         (dict(status=500, times=10), errors.ServerFailed, "server failed"),
     ],
 )
