@@ -65,6 +65,7 @@ def test_the_gate_hides_everything_and_wrong_passwords_slow_down(
     for attempt in range(3):
         message = submit_password(page, f"wrong-guess-{attempt}")
         assert "Wrong password" in message, message
+        expect(page.get_by_label("Password", exact=True)).to_have_value("")  # not kept
         delays.append(delay_in(message))
         # The right password before the delay is over is refused: the delay is applied.
         assert "Too soon" in submit_password(page, PASSWORD)
