@@ -218,7 +218,7 @@ def test_long_conversation_renders_a_window_and_loads_more(
     at = app()
     at.query_params["c"] = conv.id
     at.run()
-    assert len(at.chat_message) == 30
+    assert len(at.chat_message) == 20
     assert at.chat_message[-1].markdown[0].value == "message 99"
     at.button(key="parley.w.more").click().run()
-    assert len(at.chat_message) == 80
+    assert len(at.chat_message) == 70

@@ -182,3 +182,24 @@ def test_export_markdown_and_json(store: ConversationStore) -> None:
     assert data["messages"][1]["citations"] == [{"file": "R-intro.pdf", "page": 12}]
     assert data["system_prompt"] == "Be kind." and data["model"] == "gpt-5"
     assert export.filename(conv, "md") == "Cite-it.md"
+
+
+def test_thread_connections_are_reused_per_thread_and_never_shared(data_dir: Path) -> None:
+    import threading
+
+    path = data_dir / "parley.db"
+    first = db.thread_connection(path)
+    assert db.thread_connection(path) is first
+    other: list[sqlite3.Connection] = []
+    worker = threading.Thread(target=lambda: other.append(db.thread_connection(path)))
+    worker.start()
+    worker.join()
+    assert other[0] is not first
+    first.execute("BEGIN")
+    first.execute(
+        "INSERT INTO conversations VALUES ('half', 'local', 'chat', 't', 'm', '', '{}', 1, 1)"
+    )
+    # A caller that failed mid-transaction must not leave its writes to the next caller.
+    again = db.thread_connection(path)
+    assert not again.in_transaction
+    assert again.execute("SELECT count(*) FROM conversations").fetchone()[0] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import streamlit as st
 
 from lib import chat
@@ -78,6 +80,7 @@ def parameters(
     """Model, system prompt and sampling parameters for this conversation."""
     k = f"parley.w.{conv.id}."
     p = conv.params
+    before = (conv.model, conv.system_prompt, dataclasses.replace(p))
     with st.sidebar.expander("Model & parameters", icon=":material/settings:"):
         if note:
             st.caption(note)
@@ -141,6 +144,8 @@ def parameters(
             key=k + "ctx",
         )
         p.context_window = int(window) or None
+    if (conv.model, conv.system_prompt, p) == before:
+        return  # nothing changed: no write on an ordinary rerun
     try:
         save_settings(store, conv)
     except ParleyError as exc:

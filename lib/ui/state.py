@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 PREFIX = "parley."
-DEFAULT_WINDOW = 30  # messages rendered before "show earlier"
+DEFAULT_WINDOW = 20  # messages rendered before "show earlier": ten rounds
 
 
 def get(name: str, default: Any = None) -> Any:
