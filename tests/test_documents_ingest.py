@@ -281,3 +281,22 @@ def test_workspaces_never_see_each_other(
     library.set_conversation_documents("bob", conv.id, [alice.document_id, bob.document_id])
     assert library.conversation_documents("bob", conv.id) == [bob.document_id]
     assert library.open_index("bob", MODEL).size == bob.chunks
+
+
+def test_the_same_file_added_by_two_sessions_at_once_is_kept_once(
+    library: DocumentLibrary, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = ingestor(library, client).ingest("notes.md", NOTES)
+    real = library.find_by_hash
+    calls = []
+
+    def racing(workspace: str, sha: str):  # noqa: ANN202 - the first check misses the other
+        calls.append(sha)
+        return None if len(calls) == 1 else real(workspace, sha)
+
+    monkeypatch.setattr(library, "find_by_hash", racing)
+    again = ingestor(library, client).ingest("notes again.md", NOTES)
+    assert again.status == "duplicate" and again.document_id == first.document_id
+    assert [d.name for d in library.list("alice")] == ["notes.md"]
+    stored = [p for p in library.workspace_dir("alice").iterdir() if p.suffix == ".md"]
+    assert len(stored) == 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -173,7 +174,14 @@ class Ingestor:
                 self.library.delete(self.workspace, existing.id)
             prepared = self._prepare(name, data, report, tick, cancelled)
             tick("saving", 1, 1, f"{name}: saving", 0.97)
-            self._save_new(name, data, sha, prepared, report)
+            try:
+                self._save_new(name, data, sha, prepared, report)
+            except sqlite3.IntegrityError:
+                # Another session of this workspace added the same file meanwhile.
+                existing = self.library.find_by_hash(self.workspace, sha)
+                if existing is None:
+                    raise
+                return _duplicate(name, existing, time.perf_counter() - started)
         except DocumentError as exc:
             report.message = str(exc)
         except IngestCancelled:
