@@ -8,20 +8,21 @@ chunk text and metadata live in SQLite and come back through a `lookup` callable
 Vectors are unit length and compared by inner product, i.e. cosine similarity. Each
 vector's FAISS id is its chunk's SQLite row id, so search results map straight to rows.
 
-Index type by size (`bench/query.py` prints the measurements behind these numbers):
-- Exact (`IndexIDMap2(IndexFlatIP)`) while vectors × dimension ≤ EXACT_MAX_FLOATS, i.e.
-  about 10,000 chunks of 1,536 dimensions (40,000 of 384). An exact search reads every
-  vector, and on these 2-core machines a single query costs about 4 ms at 10k × 1,536
-  and 30-60 ms at 100k once the vectors no longer fit in the CPU caches.
-- Above it, an inverted file (`IndexIVFFlat`, sqrt(N) lists, probing NPROBE_FRACTION of
-  them): about 1 ms at 100k × 1,536 with top-10 recall near 0.98 against exact search on
-  the R-manual vectors. IVF rather than HNSW because IVF supports `remove_ids`, which
-  deleting a document needs, and stores no graph, so its memory stays at the raw vectors
-  plus 8 bytes of id each (HNSW adds ~M×8 bytes per vector and cannot delete). The
-  lists are retrained when the index grows past RETRAIN_GROWTH times its training size.
+Index type by size (`bench/query.py` prints the measurements behind these numbers; the
+figures below are from one run on these shared 2-core machines, questions as queries):
+- Exact (`IndexIDMap2(IndexFlatIP)`) while vectors x dimension <= EXACT_MAX_FLOATS, about
+  5,000 chunks of 1,536 dimensions (31,000 of 256). Exact search reads every vector: a
+  query took 4 ms at 5k x 1,536, 8 ms at 10k and 41 ms at 50k, so past ~5k it would eat
+  most of the 10 ms budget for the whole retrieval.
+- Above it, an inverted file (`IndexIVFFlat`, 2 sqrt(N) lists, probing 1/32 of them and
+  at least 16): 0.4-1.7 ms from 5k to 50k and about 3 ms at 100k, with top-10 recall
+  against exact search of 0.92-0.95. IVF rather than HNSW because IVF supports
+  `remove_ids`, which deleting a document needs, and keeps no graph, so its memory stays
+  at the raw vectors plus 8 bytes of id each. The lists are retrained when the index grows
+  past RETRAIN_GROWTH times its training size.
 
 Two FAISS defaults are wrong for these machines, and are set once, process-wide, here:
-- OpenMP threads: with 2 threads a single query is about 3x slower than with 1 (thread
+- OpenMP threads: with 2 threads a single query is 2-3x slower than with 1 (thread
   start-up dominates such a small job), so `omp_set_num_threads(1)`.
 - `distance_compute_blas_threshold`: the wheel ships 128,000 (upstream's is 20), so
   batched flat searches skip BLAS and run about 10x slower; it is set back to 20.
@@ -58,7 +59,8 @@ def exact_is_enough(count: int, dim: int) -> bool:
 
 
 def ivf_lists(count: int) -> int:
-    return max(16, int(2 * math.sqrt(count)))
+    # 2 sqrt(N), but never more than FAISS's 39 training points per list allow.
+    return max(16, min(int(2 * math.sqrt(count)), count // 39))
 
 
 class ParleyFAISS(VectorStore):
