@@ -10,7 +10,7 @@ server, run as a separate process so it does not share this one's GIL. Runs alte
   chunks and builds a FAISS `IndexFlatL2` from all of them at once (what
   `FAISS.from_documents` does), with the texts in a Python dict.
 - Parley: `Ingestor.ingest` per file: content hash, pypdfium2 page by page, token-sized
-  chunks, embeddings (empty cache), SQLite rows with FTS5, the FAISS index written to
+  chunks, embeddings (empty cache), SQLite rows, a BM25 segment, the FAISS index written to
   disk. The second upload of an unchanged file, and a re-index (cache hits), are timed too.
 
     .venv/bin/python bench/ingest.py [--runs 2]
@@ -153,7 +153,7 @@ def main() -> None:
           f"pages/s, ratio {pdfium_rate / pypdf_rate:.1f}x")  # fmt: skip
     print(f"  reference (pypdf, RecursiveCharacterTextSplitter 1000/200, FAISS at once): "
           f"{ref:.2f} s, {pages / ref:,.0f} pages/s, {ref_chunks} chunks")  # fmt: skip
-    print(f"  parley (pypdfium2, 400-token chunks, SQLite + FTS5, FAISS on disk): "
+    print(f"  parley (pypdfium2, 400-token chunks, SQLite + BM25, FAISS on disk): "
           f"{ours['first']:.2f} s, {pages / ours['first']:,.0f} pages/s, "
           f"{ours['chunks']:.0f} chunks")  # fmt: skip
     print(f"  ratio parley/reference pages per second: {ratio:.1f}x (target >= {TARGET_RATIO:g}x)")
