@@ -24,7 +24,7 @@ DEV_STAMP := $(VENV)/.parley-dev-$(DEV_SUM)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help run install install-dev system-packages test lint format bench fake-server
+.PHONY: help run install install-dev system-packages oidc-provider test lint format bench fake-server
 
 help:
 	@echo "make run          start Parley on http://$(ADDRESS):$(PORT) (creates .venv, installs)"
@@ -51,7 +51,17 @@ $(DEV_STAMP): | $(PY)
 
 install: $(RUN_STAMP)
 
-install-dev: $(DEV_STAMP) system-packages
+install-dev: $(DEV_STAMP) system-packages oidc-provider
+
+# The real OpenID Connect provider (npm's oidc-provider) that the sign-in browser tests
+# run on loopback; reinstalled only when its lock file changes.
+OIDC_STAMP := tests/oidc/node_modules/.package-lock.json
+oidc-provider: $(OIDC_STAMP)
+
+$(OIDC_STAMP): tests/oidc/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 20.19+) is needed for the sign-in tests" >&2; exit 1; }
+	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Chromium for the browser tests, the R manuals (PDFs) and tmux: apt where available,
 # else Playwright's own Chromium (see the script).
