@@ -63,7 +63,7 @@ $(OIDC_STAMP): tests/oidc/package-lock.json
 	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Chromium for the browser tests, the R manuals (PDFs) and tmux: apt where available,
+# Chromium for the browser tests and the R manuals (PDFs): apt where available,
 # else Playwright's own Chromium (see the script).
 system-packages: $(DEV_STAMP)
 	PYTHON=$(PY) .ci/system-packages
