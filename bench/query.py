@@ -3,7 +3,7 @@
 The corpus is built from real text: the ~1,500 chunks of seven R manuals, embedded at
 1,536 dimensions by the test server's feature-hashing embedder, then repeated with noise
 (each copy a slightly different vector, its text tagged) up to 10,000 and 100,000 chunks
-in documents of 1,000 chunks, stored through Parley's library (SQLite, FTS5) and index.
+in documents of 1,000 chunks, stored through Parley's library (SQLite, BM25) and index.
 
 Timed per query, with the query's embedding computed beforehand (excluded):
 - Parley: `retrieve()`, the whole hybrid path (BM25 from the session's keyword index,
