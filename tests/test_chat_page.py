@@ -59,9 +59,13 @@ def test_chat_streams_saves_and_survives_a_refresh(
     ]
 
 
-def test_unknown_conversation_in_url_is_not_found(app: Callable[..., AppTest]) -> None:
+@pytest.mark.parametrize("kind", ["missing", "documents"])
+def test_unknown_conversation_in_url_is_not_found(
+    app: Callable[..., AppTest], store: ConversationStore, kind: str
+) -> None:
     at = app()
-    at.query_params["c"] = "0" * 32
+    cid = "0" * 32 if kind == "missing" else store.create("local", model="m", kind=kind).id
+    at.query_params["c"] = cid
     at.run()
     assert not at.exception
     assert "not found" in at.warning[0].value

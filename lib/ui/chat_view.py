@@ -33,11 +33,15 @@ def open_conversation(store: ConversationStore) -> Conversation | None:
     if not cid:
         return None
     try:
-        return store.get(state.workspace(), cid)
+        conv = store.get(state.workspace(), cid)
     except NotFoundError:
+        conv = None
+    if conv is None or conv.kind != "chat":
+        # A document conversation's id belongs on the Documents page, not here.
         state.open_conversation(None)
         st.warning("That conversation was not found. Starting a new one.")
         return None
+    return conv
 
 
 def draft(current: Settings) -> Conversation:
