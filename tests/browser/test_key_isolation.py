@@ -60,9 +60,11 @@ def test_a_typed_key_stays_in_its_session(
     chat(mine, "And a second question")
     search_conversations(mine, "second")
     expect(sidebar(mine).get_by_role("button", name="Hello with my own key")).to_be_visible()
-    with mine.expect_download() as download:
-        sidebar(mine).get_by_text("This conversation").click()
-        sidebar(mine).get_by_role("button", name="JSON").click()
+    sidebar(mine).get_by_text("This conversation").click()
+    as_json = sidebar(mine).get_by_role("button", name="JSON")
+    expect(as_json).to_be_visible()
+    with mine.expect_download(timeout=REPLY_TIMEOUT) as download:
+        as_json.click()
     exported = download.value.path().read_text()
     assert "And a second question" in exported and typed not in exported
 
