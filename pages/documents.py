@@ -14,7 +14,7 @@ current = sidebar.connection()
 store = clients.store(current)
 library = docs.library(current)
 sidebar.conversations(store, kind=rag.KIND, label="document chat")
-conv = docs.open_conversation(store)
+conv = chat_view.open_conversation(store, rag.KIND)
 if conv:
     sidebar.conversation_actions(store, conv.id, kind=rag.KIND)
 

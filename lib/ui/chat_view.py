@@ -27,18 +27,18 @@ def show_flash() -> None:
         getattr(st, kind)(text)
 
 
-def open_conversation(store: ConversationStore) -> Conversation | None:
-    """The conversation named by the session or URL, or None for a new draft."""
-    cid = state.conversation_id()
+def open_conversation(store: ConversationStore, kind: str = "chat") -> Conversation | None:
+    """The page's conversation named by the session or URL, or None for a new draft."""
+    cid = state.conversation_id(kind)
     if not cid:
         return None
     try:
         conv = store.get(state.workspace(), cid)
     except NotFoundError:
         conv = None
-    if conv is None or conv.kind != "chat":
-        # A document conversation's id belongs on the Documents page, not here.
-        state.open_conversation(None)
+    if conv is None or conv.kind != kind:
+        # Another page's conversation (say, a document chat's) is not found here either.
+        state.open_conversation(None, kind)
         st.warning("That conversation was not found. Starting a new one.")
         return None
     return conv

@@ -81,16 +81,20 @@ def prices(current: Settings) -> PriceTable:
     return _prices(str(current.data_dir))
 
 
-def models(current: Settings, api: openai.OpenAI) -> tuple[list[str], str | None]:
-    """Chat models to offer, from the server's /v1/models (cached per session)."""
+def server_models(current: Settings, api: openai.OpenAI) -> list[str] | None:
+    """Every model the server lists (/v1/models), cached per session; None if it can't say."""
     cache_key = f"models:{current.base_url}"
     cached = state.get(cache_key)
     if cached and time.monotonic() - cached[0] < MODELS_TTL:
-        server_models = cached[1]
-    else:
-        try:
-            server_models = list_server_models(api)
-        except ParleyError:
-            server_models = None
-        state.put(cache_key, (time.monotonic(), server_models))
-    return choose_models(server_models, current.chat_model)
+        return cached[1]
+    try:
+        names = list_server_models(api)
+    except ParleyError:
+        names = None
+    state.put(cache_key, (time.monotonic(), names))
+    return names
+
+
+def models(current: Settings, api: openai.OpenAI) -> tuple[list[str], str | None]:
+    """Chat models to offer, from the server's list or, failing that, the SDK's."""
+    return choose_models(server_models(current, api), current.chat_model)

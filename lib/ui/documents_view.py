@@ -14,13 +14,12 @@ import openai
 import streamlit as st
 
 from lib.conversations import Conversation, ConversationStore
-from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.ingest import FileReport, Ingestor
 from lib.documents.library import DocumentLibrary, DocumentRecord
 from lib.documents.retrieval import KeywordIndex
 from lib.documents.vectorstore import ParleyFAISS
-from lib.errors import NotFoundError, ParleyError
+from lib.errors import ParleyError
 from lib.settings import Settings
 from lib.ui import state
 from lib.ui.documents_chat import escape
@@ -324,22 +323,6 @@ def _size(size: int) -> str:
     if size < 1_048_576:
         return f"{size / 1024:.0f} KB"
     return f"{size / 1_048_576:.1f} MB"
-
-
-def open_conversation(store: ConversationStore) -> Conversation | None:
-    """The open document conversation, or None for a new one."""
-    cid = state.conversation_id(rag.KIND)
-    if not cid:
-        return None
-    try:
-        conv = store.get(state.workspace(), cid)
-    except NotFoundError:
-        conv = None
-    if conv is None or conv.kind != rag.KIND:
-        state.open_conversation(None, rag.KIND)
-        st.warning("That document conversation was not found. Starting a new one.")
-        return None
-    return conv
 
 
 def model_picker(store: ConversationStore, conv: Conversation | None, models: list[str]) -> str:

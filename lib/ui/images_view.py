@@ -8,7 +8,6 @@ a keyed widget that persists for the session, so no error or page switch loses i
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import openai
@@ -25,7 +24,6 @@ from lib.image_models import (
     spec_for,
 )
 from lib.jobs import BackgroundJob
-from lib.models import list_server_models
 from lib.settings import Settings
 from lib.ui import clients, state
 from lib.ui.transcript import money
@@ -34,7 +32,6 @@ PROMPT_KEY = "parley.w.img.prompt"
 MODEL_KEY = "parley.w.img.model"
 JOB, LAST = "image_job", "image_last"
 CUSTOM_SIZE = "Custom…"
-MODELS_TTL = 300  # seconds a server's model list is reused within a session
 # Image calls routinely take a minute, several times a chat reply's wait: the configured
 # timeout (60 s by default) would cut them off.
 IMAGE_TIMEOUT_FACTOR = 4
@@ -47,17 +44,7 @@ def image_timeout(current: Settings) -> float:
 
 def model_choice(current: Settings, api: openai.OpenAI) -> ModelChoice:
     """Image models from config, the server's /v1/models (cached per session) and the SDK."""
-    cache_key = f"image_models:{current.base_url}"
-    cached = state.get(cache_key)
-    if cached and time.monotonic() - cached[0] < MODELS_TTL:
-        server_models = cached[1]
-    else:
-        try:
-            server_models = list_server_models(api)
-        except ParleyError:
-            server_models = None
-        state.put(cache_key, (time.monotonic(), server_models))
-    return choose_image_models(server_models, current.image_model)
+    return choose_image_models(clients.server_models(current, api), current.image_model)
 
 
 def model_picker(choice: ModelChoice, key: str) -> str | None:
