@@ -19,6 +19,7 @@ from typing import Any
 
 from lib import db
 from lib.errors import InvalidInputError, NotFoundError
+from lib.workspaces import require_workspace
 
 TITLE_LENGTH = 60
 
@@ -171,6 +172,7 @@ class ConversationStore:
         return conv
 
     def get(self, workspace: str, conversation_id: str) -> Conversation:
+        _require_workspace(workspace)
         with self._conn() as conn:
             return self._get(conn, workspace, conversation_id)
 
@@ -236,6 +238,7 @@ class ConversationStore:
         return hits[:limit]
 
     def rename(self, workspace: str, conversation_id: str, title: str) -> None:
+        _require_workspace(workspace)
         title = " ".join(title.split())[:TITLE_LENGTH]
         if not title:
             raise InvalidInputError("A conversation needs a title.")
@@ -250,6 +253,7 @@ class ConversationStore:
         system_prompt: str | None = None,
         params: ChatParams | None = None,
     ) -> None:
+        _require_workspace(workspace)
         changes: dict[str, Any] = {}
         if model is not None:
             changes["model"] = model
@@ -276,6 +280,7 @@ class ConversationStore:
             raise NotFoundError("Conversation not found.")
 
     def delete(self, workspace: str, conversation_id: str) -> None:
+        _require_workspace(workspace)
         with self._conn() as conn:
             cur = conn.execute(
                 "DELETE FROM conversations WHERE id = ? AND workspace = ?",
@@ -288,6 +293,7 @@ class ConversationStore:
 
     def add_message(self, workspace: str, conversation_id: str, message: Message) -> Message:
         """Append a message; the first user message also titles a new conversation."""
+        _require_workspace(workspace)
         with self._conn() as conn:
             conv = self._get(conn, workspace, conversation_id)
             values = _message_values(message)
@@ -307,6 +313,7 @@ class ConversationStore:
         return message
 
     def update_message(self, workspace: str, conversation_id: str, message: Message) -> None:
+        _require_workspace(workspace)
         if message.id is None:
             raise ValueError("update_message needs a saved message")
         with self._conn() as conn:
@@ -321,6 +328,7 @@ class ConversationStore:
         self, workspace: str, conversation_id: str, counts: list[tuple[int, int, str]]
     ) -> None:
         """Store (message id, tokens, encoding) so the history is never counted twice."""
+        _require_workspace(workspace)
         with self._conn() as conn:
             self._get(conn, workspace, conversation_id)
             conn.executemany(
@@ -331,6 +339,7 @@ class ConversationStore:
 
     def delete_messages_from(self, workspace: str, conversation_id: str, message_id: int) -> int:
         """Delete the message with this id and every later one (for regenerate and edit)."""
+        _require_workspace(workspace)
         with self._conn() as conn:
             self._get(conn, workspace, conversation_id)
             cur = conn.execute(
@@ -340,6 +349,7 @@ class ConversationStore:
             return cur.rowcount
 
     def clear_messages(self, workspace: str, conversation_id: str) -> int:
+        _require_workspace(workspace)
         with self._conn() as conn:
             self._get(conn, workspace, conversation_id)
             return conn.execute(
@@ -350,6 +360,7 @@ class ConversationStore:
         self, workspace: str, conversation_id: str, limit: int, *, before_id: int | None = None
     ) -> list[Message]:
         """The last `limit` messages (before `before_id` if given), oldest first."""
+        _require_workspace(workspace)
         sql = "SELECT * FROM messages WHERE conversation_id = ?"
         args: list[Any] = [conversation_id]
         if before_id is not None:
@@ -361,6 +372,7 @@ class ConversationStore:
         return [Message.from_row(r) for r in reversed(rows)]
 
     def all_messages(self, workspace: str, conversation_id: str) -> list[Message]:
+        _require_workspace(workspace)
         with self._conn() as conn:
             self._get(conn, workspace, conversation_id)
             rows = conn.execute(
@@ -369,6 +381,7 @@ class ConversationStore:
         return [Message.from_row(r) for r in rows]
 
     def count_messages(self, workspace: str, conversation_id: str) -> int:
+        _require_workspace(workspace)
         with self._conn() as conn:
             self._get(conn, workspace, conversation_id)
             return conn.execute(
@@ -376,6 +389,7 @@ class ConversationStore:
             ).fetchone()[0]
 
     def totals(self, workspace: str, conversation_id: str) -> Totals:
+        _require_workspace(workspace)
         with self._conn() as conn:
             self._get(conn, workspace, conversation_id)
             row = conn.execute(
@@ -406,5 +420,4 @@ def _title_from(text: str) -> str:
 
 def _require_workspace(workspace: str) -> None:
     # A guard, not a formality: no query may run without knowing whose data it touches.
-    if not workspace or not isinstance(workspace, str):
-        raise ValueError("a workspace is required")
+    require_workspace(workspace)

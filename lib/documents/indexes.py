@@ -22,6 +22,7 @@ from langchain_core.documents import Document
 from lib.documents.bm25 import Segment
 from lib.documents.vectorstore import ParleyFAISS
 from lib.errors import NotFoundError
+from lib.workspaces import require_workspace
 
 if TYPE_CHECKING:
     from lib.documents.library import DocumentRecord
@@ -38,10 +39,12 @@ class IndexesMixin:
     def save_keywords(
         self, workspace: str, document_id: str, chunk_ids: Sequence[int], texts: Sequence[str]
     ) -> None:
+        require_workspace(workspace)
         Segment.build(chunk_ids, texts).save(self._keywords_path(workspace, document_id))
 
     def keyword_segment(self, workspace: str, document: DocumentRecord) -> Segment:
         """The document's BM25 postings, rebuilt from its chunks if the file is missing."""
+        require_workspace(workspace)
         if document.workspace != workspace:
             raise NotFoundError("Document not found.")
         path = self._keywords_path(workspace, document.id)
@@ -72,6 +75,8 @@ class IndexesMixin:
         return row[0] if row else None
 
     def lookup(self, workspace: str):  # noqa: ANN201 - a vectorstore.Lookup
+        require_workspace(workspace)
+
         def find(ids: list[int]) -> dict[int, Document]:
             return {i: c.to_langchain() for i, c in self.chunks(workspace, ids).items()}
 
@@ -81,6 +86,7 @@ class IndexesMixin:
         self, workspace: str, model: str, cached: ParleyFAISS | None = None
     ) -> ParleyFAISS | None:
         """The workspace's index for `model`: `cached` if still current, else from disk."""
+        require_workspace(workspace)
         generation = self._generation(workspace, model)
         if generation is None:
             return None
@@ -100,6 +106,7 @@ class IndexesMixin:
     @contextmanager
     def update_index(self, workspace: str, model: str) -> Iterator[ParleyFAISS]:
         """Lock, load, let the caller change, then save the index and bump its generation."""
+        require_workspace(workspace)
         lock_path = self.workspace_dir(workspace) / ".index.lock"
         with lock_path.open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -31,6 +31,7 @@ from lib.documents.embeddings import EmbeddingCache
 from lib.documents.extract import Page
 from lib.documents.indexes import IndexesMixin
 from lib.errors import NotFoundError
+from lib.workspaces import require_workspace
 
 EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md"}
 
@@ -87,8 +88,7 @@ class PageRecord:
 
 
 def workspace_key(workspace: str) -> str:
-    if not workspace:
-        raise ValueError("a workspace is required")
+    require_workspace(workspace)
     return hashlib.sha256(workspace.encode("utf-8")).hexdigest()[:32]
 
 
@@ -134,6 +134,7 @@ class DocumentLibrary(IndexesMixin):
         return [(r[0], r[1]) for r in rows]
 
     def get(self, workspace: str, document_id: str) -> DocumentRecord:
+        workspace_key(workspace)
         with self._conn() as conn:
             return self._get(conn, workspace, document_id)
 
@@ -168,6 +169,7 @@ class DocumentLibrary(IndexesMixin):
         chunks: Sequence[Chunk],
     ) -> tuple[DocumentRecord, list[int]]:
         """Store the file and its rows (status "indexing"); returns the chunk ids."""
+        workspace_key(workspace)
         doc_id = uuid.uuid4().hex
         stored_as = f"{doc_id}.{EXTENSIONS[kind]}"
         path = self.workspace_dir(workspace) / stored_as
@@ -199,6 +201,7 @@ class DocumentLibrary(IndexesMixin):
         chunks: Sequence[Chunk],
     ) -> tuple[list[int], list[int]]:
         """Swap a document's pages and chunks (re-index); returns (old ids, new ids)."""
+        workspace_key(workspace)
         with self._conn() as conn:
             conn.execute("BEGIN IMMEDIATE")
             self._get(conn, workspace, document_id)
@@ -240,6 +243,7 @@ class DocumentLibrary(IndexesMixin):
     def mark_ready(
         self, workspace: str, document_id: str, embedding_model: str | None, report: dict
     ) -> None:
+        workspace_key(workspace)
         with self._conn() as conn:
             conn.execute(
                 "UPDATE documents SET status = 'ready', embedding_model = ?, report = ?, "
@@ -248,12 +252,14 @@ class DocumentLibrary(IndexesMixin):
             )
 
     def read_file(self, workspace: str, document: DocumentRecord) -> bytes:
+        workspace_key(workspace)
         if document.workspace != workspace:
             raise NotFoundError("Document not found.")
         return (self.workspace_dir(workspace) / document.stored_as).read_bytes()
 
     def delete(self, workspace: str, document_id: str) -> None:
         """Delete a document: its rows, vectors, unshared cache entries and stored file."""
+        workspace_key(workspace)
         with self._conn() as conn:
             conn.execute("BEGIN IMMEDIATE")
             doc = self._get(conn, workspace, document_id)
@@ -280,6 +286,7 @@ class DocumentLibrary(IndexesMixin):
     # Chunks and pages
 
     def chunks(self, workspace: str, ids: Sequence[int]) -> dict[int, ChunkRecord]:
+        workspace_key(workspace)
         found: dict[int, ChunkRecord] = {}
         with self._conn() as conn:
             for i in range(0, len(ids), 500):
@@ -304,6 +311,7 @@ class DocumentLibrary(IndexesMixin):
         are consecutive; two indexed lookups per document (min, max) then give them all,
         where selecting every id would cost a scan per query at 100k chunks.
         """
+        workspace_key(workspace)
         ranges = []
         with self._conn() as conn:
             for doc_id in document_ids:
@@ -324,6 +332,7 @@ class DocumentLibrary(IndexesMixin):
 
     def pages(self, workspace: str, document_ids: Sequence[str]) -> list[PageRecord]:
         """Every page of these documents, in the order given, then page order."""
+        workspace_key(workspace)
         with self._conn() as conn:
             out = []
             for doc_id in document_ids:
@@ -342,6 +351,7 @@ class DocumentLibrary(IndexesMixin):
     # Conversations' document choices
 
     def conversation_documents(self, workspace: str, conversation_id: str) -> list[str]:
+        workspace_key(workspace)
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT cd.document_id FROM conversation_documents cd "
@@ -356,6 +366,7 @@ class DocumentLibrary(IndexesMixin):
     def set_conversation_documents(
         self, workspace: str, conversation_id: str, document_ids: Sequence[str]
     ) -> None:
+        workspace_key(workspace)
         with self._conn() as conn:
             conn.execute("BEGIN IMMEDIATE")
             owned = conn.execute(
@@ -377,6 +388,7 @@ class DocumentLibrary(IndexesMixin):
 
     def chat_settings(self, workspace: str, conversation_id: str) -> tuple[str, int]:
         """(mode, top_k) of a document conversation: mode "auto" or "retrieval"."""
+        workspace_key(workspace)
         with self._conn() as conn:
             row = conn.execute(
                 "SELECT s.mode, s.top_k FROM document_chats s JOIN conversations c "
@@ -388,6 +400,7 @@ class DocumentLibrary(IndexesMixin):
     def set_chat_settings(
         self, workspace: str, conversation_id: str, mode: str, top_k: int
     ) -> None:
+        workspace_key(workspace)
         if mode not in ("auto", "retrieval") or not 1 <= top_k <= 20:
             raise ValueError("mode must be auto or retrieval, top_k 1..20")
         with self._conn() as conn:
