@@ -41,6 +41,13 @@ RECORD_PROGRESS = """() => {
 DECODED = "img => img.complete && img.naturalWidth > 0"
 
 
+def decoded(image, timeout: float = 15_000) -> bool:  # noqa: ANN001 - a playwright Locator
+    """Whether the browser decodes the image, waiting for it to load (it may still be on
+    the wire when the tile appears)."""
+    image.page.wait_for_function(DECODED, arg=image.element_handle(), timeout=timeout)
+    return image.evaluate(DECODED)
+
+
 @pytest.fixture
 def open_page(browser: Browser) -> Iterator[Callable[[str], Page]]:
     """Open a URL in a fresh browser context (a new Streamlit session) and wait for it."""
@@ -98,7 +105,7 @@ def test_generate_watch_it_arrive_download_and_find_it_after_a_reload(
     assert request["stream"] is True and request["partial_images"] == 2
 
     (saved,) = ImageStore(app.data_dir).list(WORKSPACE)
-    assert tile.locator("img").evaluate(DECODED)
+    assert decoded(tile.locator("img"))
     with page.expect_download() as download:
         tile.get_by_role("button", name="Download").click()
     assert download.value.suggested_filename == saved.download_name()
@@ -109,7 +116,7 @@ def test_generate_watch_it_arrive_download_and_find_it_after_a_reload(
     tile = tiles(page).filter(has_text="a lighthouse at dusk, oil painting")
     expect(tile).to_have_count(1)
     expect(tile.locator("img")).to_be_visible()
-    assert tile.locator("img").evaluate(DECODED)
+    assert decoded(tile.locator("img"))
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
@@ -143,7 +150,7 @@ def test_illustrate_a_conversation_and_keep_the_picture(
     expect(picture).to_contain_text("A white lighthouse in a storm, watercolour", timeout=TIMEOUT)
     expect(picture.locator("img")).to_be_visible(timeout=TIMEOUT)
     wait_for_idle(page)
-    assert picture.locator("img").evaluate(DECODED)
+    assert decoded(picture.locator("img"))
     expect(page.get_by_label("Image prompt")).to_have_count(0)
 
     page.reload()
