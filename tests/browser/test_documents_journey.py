@@ -64,7 +64,12 @@ def test_upload_ask_and_open_a_source(page: Page, browser_server: FakeOpenAI) ->
     source.get_by_text("Show the page").click()
     image = source.get_by_role("img")
     expect(image).to_be_visible(timeout=TIMEOUT)
-    assert image.evaluate("img => img.naturalWidth") > 500
+    # Visible is not loaded: wait for the browser to decode the page image.
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 500",
+        arg=image.element_handle(),
+        timeout=TIMEOUT,
+    )
 
     # The answer came from the model with the passages in its system message.
     request = browser_server.requests_to("/chat/completions")[-1].json
