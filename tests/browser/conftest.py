@@ -150,6 +150,28 @@ def streamlit_app(
         server.stop()
 
 
+@pytest.fixture
+def open_page(browser, request: pytest.FixtureRequest) -> Iterator[Callable[[str], object]]:  # noqa: ANN001
+    """Open a URL in a fresh browser context (a new Streamlit session) and wait for it.
+
+    The test module's VIEWPORT, if it has one, sizes the window (screenshots depend on it).
+    """
+    viewport = getattr(request.module, "VIEWPORT", {"width": 1300, "height": 900})
+    contexts = []
+
+    def open_(url: str):  # noqa: ANN202 - a playwright Page
+        context = browser.new_context(viewport=viewport, accept_downloads=True)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(url)
+        wait_for_idle(page)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
 def wait_for_idle(page, timeout: float = 30_000) -> None:  # noqa: ANN001 - playwright Page
     """Wait until Streamlit finished its script run.
 

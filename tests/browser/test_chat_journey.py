@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
 from tests.browser.conftest import REPO, StreamlitServer, wait_for_idle
@@ -50,24 +50,6 @@ RECORD_LAST_BUBBLE = """() => {
     if (bubbles.length) window.parleySeen.push(bubbles[bubbles.length - 1].innerText);
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
-
-
-@pytest.fixture
-def open_page(browser: Browser) -> Iterator[Callable[[str], Page]]:
-    """Open a URL in a fresh browser context (a new Streamlit session) and wait for it."""
-    contexts = []
-
-    def open_(url: str) -> Page:
-        context = browser.new_context(viewport=VIEWPORT)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(url)
-        wait_for_idle(page)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
 
 
 def send(page: Page, text: str) -> None:

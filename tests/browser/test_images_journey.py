@@ -8,10 +8,10 @@ the gallery after a reload, and an illustrated conversation keeping its picture.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
 from lib.gallery import ImageStore
@@ -46,24 +46,6 @@ def decoded(image, timeout: float = 15_000) -> bool:  # noqa: ANN001 - a playwri
     the wire when the tile appears)."""
     image.page.wait_for_function(DECODED, arg=image.element_handle(), timeout=timeout)
     return image.evaluate(DECODED)
-
-
-@pytest.fixture
-def open_page(browser: Browser) -> Iterator[Callable[[str], Page]]:
-    """Open a URL in a fresh browser context (a new Streamlit session) and wait for it."""
-    contexts = []
-
-    def open_(url: str) -> Page:
-        context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(url)
-        wait_for_idle(page)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
 
 
 def tiles(page: Page):  # noqa: ANN201 - a Playwright Locator
