@@ -1,0 +1,104 @@
+"""The conversation's domain objects: parameters, messages, conversations, search hits and
+totals. Plain dataclasses with no storage in them; `lib/conversations.py` persists them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from lib.errors import InvalidInputError
+
+
+@dataclass
+class ChatParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    n: int = 1
+    memory_rounds: int = 10
+    context_window: int | None = None  # overrides the model catalogue, e.g. for local models
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatParams:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def validate(self) -> None:
+        if not 0 <= self.temperature <= 2:
+            raise InvalidInputError("Temperature must be between 0 and 2.")
+        if not 0 < self.top_p <= 1:
+            raise InvalidInputError("top_p must be above 0 and at most 1.")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise InvalidInputError("Max output tokens must be at least 1.")
+        if not 1 <= self.n <= 8:
+            raise InvalidInputError("n must be between 1 and 8.")
+        if len(self.stop) > 4:
+            raise InvalidInputError("At most 4 stop sequences are allowed.")
+        if self.memory_rounds < 0:
+            raise InvalidInputError("The memory window cannot be negative.")
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+    status: str = "ok"  # ok | stopped (by the user) | interrupted (stream cut)
+    model: str | None = None
+    tokens: int | None = None  # cached count of `content`, in `tokens_encoding`
+    tokens_encoding: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_exact: bool = False  # True when the counts came from the API's usage
+    cost: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    id: int | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Message:
+        data = dict(row)
+        data.pop("conversation_id", None)
+        data["meta"] = json.loads(data["meta"] or "{}")
+        data["usage_exact"] = bool(data["usage_exact"])
+        return cls(**data)
+
+
+@dataclass
+class Conversation:
+    id: str
+    workspace: str
+    title: str
+    model: str
+    system_prompt: str = ""
+    params: ChatParams = field(default_factory=ChatParams)
+    kind: str = "chat"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Conversation:
+        data = dict(row)
+        data["params"] = ChatParams.from_dict(json.loads(data["params"] or "{}"))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    conversation_id: str
+    title: str
+    snippet: str
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Totals:
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    replies: int
+    unpriced: int = 0  # replies whose cost is unknown (model missing from the price table)
