@@ -15,17 +15,14 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from langchain_core.documents import Document
 
 from lib.documents.bm25 import Segment
+from lib.documents.records import DocumentRecord
 from lib.documents.vectorstore import ParleyFAISS
 from lib.errors import NotFoundError
 from lib.workspaces import require_workspace
-
-if TYPE_CHECKING:
-    from lib.documents.library import DocumentRecord
 
 
 class IndexesMixin:

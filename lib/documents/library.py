@@ -18,73 +18,21 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from langchain_core.documents import Document
 
 from lib import db
 from lib.documents.chunking import Chunk
 from lib.documents.embeddings import EmbeddingCache
 from lib.documents.extract import Page
 from lib.documents.indexes import IndexesMixin
+from lib.documents.records import ChunkRecord, DocumentRecord, PageRecord
 from lib.errors import NotFoundError
 from lib.workspaces import require_workspace
 
 EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md"}
-
-
-@dataclass
-class DocumentRecord:
-    id: str
-    workspace: str
-    name: str
-    sha256: str
-    size: int
-    kind: str
-    stored_as: str
-    status: str  # "indexing" until every stage finished, then "ready"
-    report: dict[str, Any] = field(default_factory=dict)
-    tokens: int = 0
-    embedding_model: str | None = None  # None: searchable by keywords only
-    created_at: float = 0.0
-    indexed_at: float | None = None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> DocumentRecord:
-        data = dict(row)
-        data["report"] = json.loads(data["report"] or "{}")
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    id: int
-    document_id: str
-    file: str
-    page: int | None
-    label: str | None
-    start: int
-    end: int
-    tokens: int
-    text: str
-
-    def to_langchain(self) -> Document:
-        meta = {k: getattr(self, k) for k in ("document_id", "file", "page", "label", "start")}
-        return Document(self.text, metadata={**meta, "end": self.end}, id=str(self.id))
-
-
-@dataclass(frozen=True)
-class PageRecord:
-    document_id: str
-    file: str
-    page: int  # position in the document, from 1
-    number: int | None  # PDF page number, None for a text file
-    label: str | None
-    tokens: int
-    text: str
 
 
 def workspace_key(workspace: str) -> str:
