@@ -41,6 +41,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, log_file) -> None:  # noqa: ANN001 - an open file
+    """Stop a test's server process (politely, then firmly) and close its log."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log_file.close()
+
+
 class StreamlitServer:
     """One `streamlit run Home.py` process with its own data directory and log."""
 
@@ -88,12 +98,7 @@ class StreamlitServer:
         raise RuntimeError("streamlit did not become healthy in time")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log_file.close()
+        stop_process(self.proc, self._log_file)
 
 
 def chromium_executable() -> str | None:

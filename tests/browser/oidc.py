@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import REPO
+from tests.browser.conftest import REPO, stop_process
 
 OIDC_DIR = REPO / "tests" / "oidc"
 CLIENT_ID = "parley"
@@ -112,9 +112,4 @@ class OidcProvider:
         raise RuntimeError("the OIDC provider did not start in time")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log_file.close()
+        stop_process(self.proc, self._log_file)
