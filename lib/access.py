@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lib import settings
 from lib.errors import AccessDenied, WrongPassword
 
 Mode = Literal["local", "password", "signin"]
 
-PASSWORD_NAME = "APP_PASSWORD"
 LOCAL_WORKSPACE = "local"
 SHARED_WORKSPACE = "shared"
 USER_PREFIX = "u_"
@@ -41,31 +41,16 @@ FIRST_DELAY = 1.0  # seconds to wait after the first wrong password
 MAX_DELAY = 60.0  # the delay doubles per failure up to this
 
 
-def _get(mapping: Mapping[str, Any] | None, key: str) -> Any:
-    # st.secrets raises on a missing secrets.toml instead of returning None.
-    if mapping is None:
-        return None
-    try:
-        return mapping.get(key)
-    except (FileNotFoundError, KeyError, AttributeError):
-        return None
-
-
 def auth_configured(secrets: Mapping[str, Any] | None) -> bool:
     """True when secrets hold a non-empty ``[auth]`` section (Streamlit's OIDC sign-in)."""
-    section = _get(secrets, "auth")
-    return isinstance(section, Mapping) and bool(section)
+    return settings.auth_section(secrets) is not None
 
 
 def configured_password(
     secrets: Mapping[str, Any] | None, environ: Mapping[str, str] | None
 ) -> str | None:
     """APP_PASSWORD from secrets, else the environment; an empty value means none."""
-    for source in (secrets, environ):
-        value = _get(source, PASSWORD_NAME)
-        if value not in (None, ""):
-            return str(value)
-    return None
+    return settings.app_password(secrets, environ)
 
 
 def detect_mode(secrets: Mapping[str, Any] | None, environ: Mapping[str, str] | None) -> Mode:
@@ -83,8 +68,8 @@ def detect_mode(secrets: Mapping[str, Any] | None, environ: Mapping[str, str] | 
 
 def login_providers(secrets: Mapping[str, Any] | None) -> list[str]:
     """Named providers (``[auth.google]``...) or ``[]`` for the single default one."""
-    section = _get(secrets, "auth")
-    if not isinstance(section, Mapping):
+    section = settings.auth_section(secrets)
+    if section is None:
         return []
     # The same test Streamlit applies: a nested table with client settings is a provider.
     return [

@@ -19,7 +19,7 @@ from lib.settings import resolve, resolve_settings
             {"api_key": "sk-side"},
             {"OPENAI_API_KEY": "sk-sec"},
             {"OPENAI_API_KEY": "sk-env"},
-            ("sk-side", "sidebar"),
+            ("sk-side", "explicit"),
         ),
         ({}, {"OPENAI_API_KEY": "sk-sec"}, {"OPENAI_API_KEY": "sk-env"}, ("sk-sec", "secrets")),
         ({}, {}, {"OPENAI_API_KEY": "sk-env"}, ("sk-env", "env")),
@@ -49,7 +49,7 @@ def test_defaults_and_data_dir(tmp_path: Path) -> None:
 
 
 def test_key_is_never_in_repr() -> None:
-    s = resolve_settings({"api_key": "sk-very-secret"}, {}, {})
+    s = resolve_settings(visitor={"api_key": "sk-very-secret"}, secrets={}, environ={})
     assert "sk-very-secret" not in repr(s)
     assert s.key_source == "sidebar" and not s.key_is_shared
 

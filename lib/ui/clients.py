@@ -35,17 +35,14 @@ def secrets() -> dict:
 
 
 def settings() -> Settings:
-    """Sidebar values first, then st.secrets, then the environment."""
-    explicit = {
-        k: v
-        for k, v in {
-            "provider": state.get("provider"),
-            "base_url": state.get("base_url"),
-            "api_key": state.get("api_key"),
-        }.items()
-        if v
+    """The operator's settings (secrets, then the environment), with this session's own
+    Connection-panel choices applied where the operator's policy allows them."""
+    visitor = {
+        "provider": state.get("provider"),
+        "base_url": state.get("base_url"),
+        "api_key": state.get("api_key"),
     }
-    return resolve_settings(explicit, secrets(), os.environ)
+    return resolve_settings(None, secrets(), os.environ, visitor=visitor)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -57,7 +54,8 @@ def _shared_client(base_url: str | None, key_digest: str, _settings: Settings) -
 def client(current: Settings) -> openai.OpenAI:
     """The client for these settings; raises MissingKeyError when a key is required."""
     key = current.require_key()
-    digest = hashlib.sha256(f"{current.base_url}|{key}".encode()).hexdigest()
+    trust = "trusted" if current.server_trusted else "guarded"
+    digest = hashlib.sha256(f"{current.base_url}|{key}|{trust}".encode()).hexdigest()
     if current.key_is_shared:
         return _shared_client(current.base_url, digest, current)
     cached = state.get("client")

@@ -6,56 +6,83 @@ import streamlit as st
 
 from lib import export
 from lib.conversations import ConversationStore
-from lib.errors import ParleyError
+from lib.errors import ConfigError, ParleyError
 from lib.providers import PROVIDERS
-from lib.settings import Settings
+from lib.settings import SOURCE_LABELS, Settings
 from lib.ui import clients, state
 
 LIST_LIMIT = 50
 
 
 def connection() -> Settings:
-    """Provider, base URL and key widgets; returns the resolved settings."""
-    current = clients.settings()
+    """Provider, base URL and key widgets, as far as the operator allows; the settings."""
+    try:
+        current = clients.settings()
+    except ConfigError as exc:
+        st.error(f"**This app is misconfigured.** {exc}", icon=":material/settings:")
+        st.stop()
+    policy = current.policy
     with st.sidebar.expander("Connection", expanded=False, icon=":material/hub:"):
-        ids = list(PROVIDERS)
-        provider = st.selectbox(
-            "Provider",
-            ids,
-            index=ids.index(current.provider),
-            format_func=lambda p: PROVIDERS[p].label,
-            key="parley.w.provider",
-        )
-        if provider != current.provider:
-            state.put("provider", provider)
-            state.put("base_url", PROVIDERS[provider].base_url or current.base_url)
-            st.rerun()
-        st.caption(PROVIDERS[provider].help)
-        base_url = st.text_input("Base URL", value=current.base_url or "", key="parley.w.url")
-        if base_url.strip() != (current.base_url or ""):
-            state.put("base_url", base_url.strip())
-            st.rerun()
-        typed = st.text_input(
-            "API key",
-            type="password",
-            key="parley.w.key",
-            placeholder="kept in this browser session only",
-            help="Never stored, logged or shared with other sessions.",
-            # Every page draws this box; without this a page switch would reset it to empty
-            # and so forget the key. The value stays in this session's state only.
-            persist_state="session",
-        )
-        if typed != (state.get("api_key") or ""):
-            state.put("api_key", typed.strip() or None)
-            state.pop("client")
-            st.rerun()
-        source = {
-            "sidebar": "typed in this session",
-            "secrets": "from secrets",
-            "env": "from the environment",
-        }.get(current.key_source or "", "none")
-        st.caption(f"Key: {source}")
+        if policy.allow_custom_server:
+            _server_choice(current)
+        else:
+            st.markdown(f"**Server:** {PROVIDERS[current.provider].label}")
+            st.caption("Set by this app's operator, who has not enabled choosing another server.")
+        if policy.allow_visitor_key or not current.api_key:
+            _key_box()
+        st.caption(_key_caption(current))
+        if policy.notice:
+            st.warning(policy.notice, icon=":material/block:")
     return current
+
+
+def _server_choice(current: Settings) -> None:
+    ids = list(PROVIDERS)
+    provider = st.selectbox(
+        "Provider",
+        ids,
+        index=ids.index(current.provider),
+        format_func=lambda p: PROVIDERS[p].label,
+        key="parley.w.provider",
+    )
+    if provider != current.provider:
+        state.put("provider", provider)
+        state.put("base_url", PROVIDERS[provider].base_url or current.base_url)
+        st.rerun()
+    st.caption(PROVIDERS[provider].help)
+    base_url = st.text_input("Base URL", value=current.base_url or "", key="parley.w.url")
+    if base_url.strip() != (current.base_url or ""):
+        state.put("base_url", base_url.strip())
+        st.rerun()
+
+
+def _key_box() -> None:
+    typed = st.text_input(
+        "API key",
+        type="password",
+        key="parley.w.key",
+        placeholder="kept in this browser session only",
+        help="Never stored, logged or shared with other sessions.",
+        # Every page draws this box; without this a page switch would reset it to empty
+        # and so forget the key. The value stays in this session's state only.
+        persist_state="session",
+    )
+    if typed != (state.get("api_key") or ""):
+        state.put("api_key", typed.strip() or None)
+        state.pop("client")
+        st.rerun()
+
+
+def _key_caption(current: Settings) -> str:
+    """Whose key is used, and where it goes, in plain words."""
+    if current.key_source in ("secrets", "env"):
+        where = "only ever sent to this server"
+        return f"Key: the operator's ({SOURCE_LABELS[current.key_source]}), {where}."
+    if current.key_source == "sidebar":
+        return "Key: yours, typed in this session; sent only to the server above."
+    if current.policy.hosted and not current.server_trusted:
+        return "Key: none. The operator's key is never sent to a server you choose."
+    return "Key: none."
 
 
 def conversations(store: ConversationStore, kind: str = "chat", label: str = "chat") -> None:
