@@ -14,6 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from lib import settings
 from lib.conversations import ConversationStore
 from tests.fake_openai import FakeOpenAI
 
@@ -24,14 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "data"
     monkeypatch.setenv("PARLEY_DATA_DIR", str(path))
-    # The developer's own settings must not leak into tests.
-    for name in (
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "PARLEY_PROVIDER",
-        "PARLEY_CHAT_MODEL",
-        "APP_PASSWORD",
-    ):
+    # The developer's own settings must not leak into tests: every variable Parley reads.
+    for name in settings.KEYS.values():
         monkeypatch.delenv(name, raising=False)
     return path
 

@@ -26,6 +26,7 @@ import pytest
 from lib import chat, export
 from lib.conversations import ChatParams, Conversation, ConversationStore, Message
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 REPO = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\x07\x1b]*(\x07|\x1b\\))")
@@ -72,7 +73,7 @@ class Pty:
             cwd=str(cwd),
             encoding="utf-8",
             dimensions=(40, 120),
-            timeout=30,
+            timeout=WAIT,
         )
         self.child.logfile_read = self.log
 
@@ -126,7 +127,7 @@ def run(cli_env: dict[str, str], workdir: Path) -> Callable[..., subprocess.Comp
             encoding="utf-8",
             env=env or cli_env,
             cwd=workdir,
-            timeout=60,
+            timeout=WAIT,
         )
 
     return run_cli
@@ -219,7 +220,7 @@ def test_ctrl_c_before_the_first_token_keeps_the_question(
     term = terminal()
     term.prompt()
     term.say("Are you there?")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT
     while not openai_server.requests_to("/chat/completions") and time.monotonic() < deadline:
         time.sleep(0.05)
     term.child.sendintr()
@@ -381,6 +382,8 @@ def test_settings_come_from_secrets_toml_before_the_environment(
 
 def test_list_show_and_export_read_the_same_store(
     run: Callable[..., subprocess.CompletedProcess],
+    cli_env: dict[str, str],
+    workdir: Path,
     openai_server: FakeOpenAI,
     store: ConversationStore,
     tmp_path: Path,
@@ -400,6 +403,15 @@ def test_list_show_and_export_read_the_same_store(
     assert run("list", "--workspace", "shared").stdout.split("\t")[3] == "someone else's secret"
     typo = run("list", "--workspace", "sahred")
     assert typo.returncode == 2 and "Invalid value for '--workspace'" in typo.stderr
+    # PARLEY_WORKSPACE through the one settings resolver: environment, then secrets.
+    from_env = run("list", env={**cli_env, "PARLEY_WORKSPACE": "shared"})
+    assert from_env.stdout.split("\t")[3] == "someone else's secret", from_env.stderr
+    (workdir / ".streamlit").mkdir()
+    (workdir / ".streamlit" / "secrets.toml").write_text('PARLEY_WORKSPACE = "shared"\n')
+    assert run("list").stdout.split("\t")[3] == "someone else's secret"
+    (workdir / ".streamlit" / "secrets.toml").write_text('PARLEY_WORKSPACE = "sahred"\n')
+    assert run("list").returncode == 2
+    (workdir / ".streamlit" / "secrets.toml").unlink()
     assert run("list", "--search", "pelicans").stdout.split("\t")[0] == older.id
 
     messages = store.all_messages("local", newer.id)

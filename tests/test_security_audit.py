@@ -82,3 +82,25 @@ def test_every_page_starts_with_the_guard(page: Path) -> None:
         and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
     ]
     assert body and ast.unparse(body[0]) == "auth.guard()", f"{page.name} must start with it"
+
+
+SETTING_NAME = re.compile(r"[\"'`]((?:PARLEY|OPENAI)_[A-Z_]+|APP_PASSWORD)[\"'`]")
+
+
+def test_every_setting_goes_through_the_one_resolver() -> None:
+    """A setting named anywhere in the app is one lib/settings.py resolves (and so one the
+    test fixtures clear), and only lib/settings.py reads the environment for settings."""
+    from lib.settings import KEYS
+
+    named = {
+        (str(path.relative_to(REPO)), match)
+        for path in SOURCES
+        for match in SETTING_NAME.findall(path.read_text())
+    }
+    assert {name for _, name in named} - set(KEYS.values()) == set()
+    readers = {
+        str(path.relative_to(REPO))
+        for path in SOURCES
+        if re.search(r"os\.environ\.get\(|os\.getenv\(|envvar=", path.read_text())
+    }
+    assert readers <= {"lib/settings.py"}, readers

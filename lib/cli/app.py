@@ -27,7 +27,7 @@ from lib.cli.lookup import PROG, ChatOptions, find_conversation, open_chat
 from lib.cli.output import Terminal
 from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
-from lib.settings import Settings, resolve_settings
+from lib.settings import Settings, resolve_settings, workspace_name
 from lib.usage import money
 
 app = typer.Typer(
@@ -38,7 +38,10 @@ app = typer.Typer(
 )
 
 
-def _check_workspace(value: str) -> str:
+def _check_workspace(value: str | None) -> str:
+    # The flag, else PARLEY_WORKSPACE from secrets or the environment (one resolver).
+    value = value or workspace_name(None, read_secrets(secret_files()), os.environ)
+    value = value or LOCAL_WORKSPACE
     # A typo would otherwise show an empty, valid-looking store.
     if not valid_workspace(value):
         raise typer.BadParameter("use local, shared, or an account's u_… id.")
@@ -46,11 +49,11 @@ def _check_workspace(value: str) -> str:
 
 
 Workspace = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--workspace",
-        envvar="PARLEY_WORKSPACE",
         callback=_check_workspace,
+        show_default="local, or PARLEY_WORKSPACE",
         help="Whose conversations to use: 'local' (the web app's local mode), 'shared' "
         "(its password mode) or a signed-in account's u_… id.",
     ),
@@ -137,7 +140,7 @@ def chat_command(
     provider: Annotated[
         str | None, typer.Option(help="Preset: openai, azure, ollama, lmstudio, vllm, ...")
     ] = None,
-    workspace: Workspace = LOCAL_WORKSPACE,
+    workspace: Workspace = None,
 ) -> None:
     """Chat in the terminal (the default command). Flags given while continuing a
     conversation change its settings, as the web app's sidebar does."""
@@ -172,7 +175,7 @@ def list_command(
     search: Annotated[
         str | None, typer.Option("--search", "-q", help="Full-text search in messages.")
     ] = None,
-    workspace: Workspace = LOCAL_WORKSPACE,
+    workspace: Workspace = None,
 ) -> None:
     """List conversations, newest first (or search them)."""
     store = open_store(load_settings())
@@ -192,7 +195,7 @@ def list_command(
 
 @app.command()
 @reports_errors
-def show(conversation_id: ConversationRef, workspace: Workspace = LOCAL_WORKSPACE) -> None:
+def show(conversation_id: ConversationRef, workspace: Workspace = None) -> None:
     """Print a conversation (Markdown, rendered on a terminal)."""
     store = open_store(load_settings())
     conv = find_conversation(store, workspace, conversation_id)
@@ -219,7 +222,7 @@ def export_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
     ] = None,
-    workspace: Workspace = LOCAL_WORKSPACE,
+    workspace: Workspace = None,
 ) -> None:
     """Export a conversation as Markdown or JSON, as the web app's download does."""
     store = open_store(load_settings())
