@@ -1,22 +1,81 @@
-"""SQLite connection and schema migrations for `parley.db`.
+"""parley.db: its schema, as numbered migrations, and how the stores open it.
 
-The schema changes only through the named migrations below, each applied once and
-recorded in `schema_migrations`, so running `migrate` again is a no-op. Later features
-(documents, images) append their own migrations to `MIGRATIONS`; never edit one that
-has shipped.
+The schema changes only through the migrations below: one function each, registered in
+the order they run and numbered in that order (`migration` refuses a name that would
+sort before the last one). Each runs in its own transaction and is recorded in
+`schema_migrations`, so running `migrate` again is a no-op; never edit one that has
+shipped, add a new one at the end.
+
+Several processes may open a fresh database at once (the web app and the terminal chat
+start together): `migrate` takes SQLite's write lock (`BEGIN IMMEDIATE`, waiting up to the
+busy timeout) before it reads which migrations are applied, so only one process applies
+each, and the others find it recorded. How connections are opened and reused is
+`lib/sqlite_pool.py`'s job; this module only says what "prepared" means for parley.db.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
-MIGRATIONS: list[tuple[str, str]] = [
-    (
-        "0001_conversations",
+from lib import sqlite_pool
+from lib.errors import DatabaseCorrupt
+
+Step = Callable[[sqlite3.Connection], None]
+
+
+class Migration(NamedTuple):
+    name: str
+    apply: Step
+
+
+MIGRATIONS: list[Migration] = []
+# Until 2026 the migrations were numbered in the order they were written, not run
+# (0004_images ran before 0003_documents); databases made then recorded these names.
+# Never reuse an old name for a new migration.
+RENUMBERED = {
+    "0004_images": "0003_images",
+    "0003_documents": "0004_documents",
+    "0003_documents_drop_fts": "0005_documents_drop_fts",
+}
+
+
+def migration(name: str) -> Callable[[Step], Step]:
+    """Register the decorated function as the next migration, called `name`."""
+
+    def register(step: Step) -> Step:
+        if MIGRATIONS and name <= MIGRATIONS[-1].name:
+            raise ValueError(f"migration {name} must sort after {MIGRATIONS[-1].name}")
+        MIGRATIONS.append(Migration(name, step))
+        return step
+
+    return register
+
+
+def run_script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run each statement of `sql` inside the caller's transaction.
+
+    `executescript` would commit first, so a failed migration could not be rolled back.
+    """
+    statement = ""
+    for part in sql.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):  # not inside a trigger body or string
+            if statement.strip("; \n"):
+                conn.execute(statement)
+            statement = ""
+    if statement:
+        raise ValueError(f"incomplete SQL statement: {statement.strip()[:60]}")
+
+
+@migration("0001_conversations")
+def conversations(conn: sqlite3.Connection) -> None:
+    run_script(
+        conn,
         """
         CREATE TABLE conversations (
             id TEXT PRIMARY KEY,
@@ -48,9 +107,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
         """,
-    ),
-    (
-        "0002_message_search",
+    )
+
+
+@migration("0002_message_search")
+def message_search(conn: sqlite3.Connection) -> None:
+    """Full-text search over messages (FTS5), kept in step by triggers."""
+    run_script(
+        conn,
         """
         CREATE VIRTUAL TABLE messages_fts USING fts5 (
             content, content='messages', content_rowid='id', tokenize='unicode61'
@@ -69,11 +133,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
         INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
         """,
-    ),
-    (
-        # Generated images: the file lives under the data directory (path relative to it);
-        # tokens are those of the request (batch) that made the image, cost is its share.
-        "0004_images",
+    )
+
+
+@migration("0003_images")
+def images(conn: sqlite3.Connection) -> None:
+    """Generated images: the file lives under the data directory (path relative to it);
+    tokens are those of the request (batch) that made the image, cost is its share."""
+    run_script(
+        conn,
         """
         CREATE TABLE images (
             id TEXT PRIMARY KEY,
@@ -102,9 +170,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX images_by_workspace ON images (workspace, created_at DESC);
         CREATE INDEX images_by_conversation ON images (conversation_id);
         """,
-    ),
-    (
-        "0003_documents",
+    )
+
+
+@migration("0004_documents")
+def documents(conn: sqlite3.Connection) -> None:
+    """The document library: files, pages, chunks, the embedding cache and the vector
+    index generations, and which documents each conversation searches."""
+    run_script(
+        conn,
         """
         CREATE TABLE documents (
             id TEXT PRIMARY KEY,
@@ -179,123 +253,132 @@ MIGRATIONS: list[tuple[str, str]] = [
             top_k INTEGER NOT NULL DEFAULT 6
         );
         """,
-    ),
-    (
-        # Keyword search moved to per-document BM25 segments (lib/documents/bm25.py): FTS5's
-        # bm25() scored every matching row, 15-75 ms a query at 100k chunks.
-        "0003_documents_drop_fts",
+    )
+
+
+@migration("0005_documents_drop_fts")
+def documents_drop_fts(conn: sqlite3.Connection) -> None:
+    """Keyword search moved to per-document BM25 segments (lib/documents/bm25.py): FTS5's
+    bm25() scored every matching row, 15-75 ms a query at 100k chunks."""
+    run_script(
+        conn,
         """
         DROP TRIGGER IF EXISTS chunks_fts_insert;
         DROP TRIGGER IF EXISTS chunks_fts_delete;
         DROP TABLE IF EXISTS chunks_fts;
         """,
-    ),
-    (
-        "0006_message_totals_index",
+    )
+
+
+@migration("0006_message_totals_index")
+def message_totals_index(conn: sqlite3.Connection) -> None:
+    """The running totals are read on every rerun; a covering index keeps that cheap
+    for long conversations (8.5 ms -> 1.5 ms at 10,000 messages)."""
+    run_script(
+        conn,
         """
-        -- The running totals are read on every rerun; a covering index keeps that cheap
-        -- for long conversations (8.5 ms -> 1.5 ms at 10,000 messages).
         CREATE INDEX messages_totals
             ON messages (conversation_id, role, prompt_tokens, completion_tokens, cost);
         """,
-    ),
-]
-
-_migrated: set[str] = set()
-_migrate_lock = threading.Lock()
-# One idle connection per recently opened database, held so that closing a store call's
-# short-lived connection never closes the last one: SQLite checkpoints (with an fsync) and
-# deletes the WAL whenever the last connection closes, which cost ~1-20 ms per call
-# (see bench/chat_overhead.py). Bounded, since tests open a fresh database each.
-_ANCHOR_LIMIT = 8
-_anchors: OrderedDict[str, sqlite3.Connection] = OrderedDict()
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the database at `path`, creating and migrating it as needed.
-
-    Connections are never shared between threads: Streamlit runs each session's script in
-    its own thread. The caller closes this one; `thread_connection` reuses one per thread.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 30000")
-    # In WAL mode NORMAL is corruption-safe and survives an app crash; only a power cut or
-    # OS crash can lose the last commits. FULL would fsync the WAL on every commit.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    key = str(path.resolve())
-    if key not in _migrated:
-        with _migrate_lock:
-            if key not in _migrated:
-                conn.execute("PRAGMA journal_mode = WAL")
-                migrate(conn)
-                _migrated.add(key)
-                _hold_open(path, key)
-    return conn
-
-
-def _hold_open(path: Path, key: str) -> None:
-    # Never queried again, only closed (maybe from another thread) when evicted.
-    anchor = sqlite3.connect(path, timeout=30, check_same_thread=False)
-    anchor.execute("PRAGMA schema_version").fetchall()  # a read opens the WAL and holds it
-    _anchors[key] = anchor
-    while len(_anchors) > _ANCHOR_LIMIT:
-        _anchors.popitem(last=False)[1].close()
-
-
-_THREAD_LIMIT = 4
-_per_thread = threading.local()
-
-
-def thread_connection(path: Path) -> sqlite3.Connection:
-    """This thread's open connection to `path`, for callers that do not close it.
-
-    A new connection costs ~0.3 ms before its first query (SQLite parses the whole schema),
-    more than most store queries; reusing one per thread saves that on every call. Never
-    shared between threads; Streamlit runs each script run in its own thread, whose
-    connections close when it ends. A few per thread, since tests use a fresh database each.
-    """
-    conns: OrderedDict[str, sqlite3.Connection] = _per_thread.__dict__.setdefault(
-        "conns", OrderedDict()
     )
-    key = str(path)
-    conn = conns.get(key)
-    if conn is None:
-        conn = conns[key] = connect(path)
-        while len(conns) > _THREAD_LIMIT:
-            conns.popitem(last=False)[1].close()
-    else:
-        conns.move_to_end(key)  # least recently used goes first
-        if conn.in_transaction:
-            conn.rollback()  # a caller failed mid-transaction: never carry its writes forward
-    return conn
 
 
-def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
-    """Apply pending migrations in order; return the names applied now."""
+# Applying them
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply pending migrations in order; return the names applied now.
+
+    Each runs in its own write transaction, taken before the applied ones are read, so a
+    second process waits and then finds the work done. A migration that fails is rolled
+    back and not recorded; those before it stay applied.
+    """
+    steps = MIGRATIONS if migrations is None else migrations
+    applied = []
+    while True:
+        with _write_lock(conn):
+            done = _recorded(conn)
+            pending = next((m for m in steps if m.name not in done), None)
+            if pending is None:
+                return applied
+            pending.apply(conn)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (pending.name, time.time()))
+        applied.append(pending.name)
+
+
+@contextmanager
+def _write_lock(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")  # waits for another writer up to the busy timeout
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _recorded(conn: sqlite3.Connection) -> set[str]:
+    """The applied migrations' names, old-style names renamed first (idempotent)."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)"
     )
-    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-    applied = []
-    for name, sql in migrations or MIGRATIONS:
-        if name in done:
-            continue
-        # executescript commits first, so wrap each migration in its own transaction.
-        try:
-            conn.executescript(
-                f"BEGIN;\n{sql}\n"
-                f"INSERT INTO schema_migrations VALUES ('{name}', {time.time()});\nCOMMIT;"
-            )
-        except sqlite3.Error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        applied.append(name)
-    return applied
+    conn.executemany(
+        "UPDATE schema_migrations SET name = ? WHERE name = ?",
+        [(new, old) for old, new in RENUMBERED.items()],
+    )
+    return {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The recorded migrations, in the order they ran (which is also name order)."""
     return [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
+
+
+# Opening parley.db
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A new connection to the database at `path`, created and migrated as needed."""
+    try:
+        return sqlite_pool.connect(path, _prepare)
+    except sqlite3.DatabaseError as exc:
+        _raise_if_corrupt(path, exc)
+        raise
+
+
+def thread_connection(path: Path) -> sqlite3.Connection:
+    """This thread's reused connection to `path` (see `sqlite_pool.thread_connection`)."""
+    try:
+        return sqlite_pool.thread_connection(path, _prepare)
+    except sqlite3.DatabaseError as exc:
+        _raise_if_corrupt(path, exc)
+        raise
+
+
+def check(path: Path) -> None:
+    """Open `path` and read its header: raises DatabaseCorrupt if it is not a database."""
+    conn = thread_connection(path)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        _raise_if_corrupt(path, exc)
+        raise
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    migrate(conn)
+
+
+def _raise_if_corrupt(path: Path, exc: sqlite3.DatabaseError) -> None:
+    """SQLite's "not a database" and "malformed" errors become a DatabaseCorrupt."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _CORRUPT:
+        return
+    raise DatabaseCorrupt(
+        f"The database {path} is damaged ({exc}).",
+        hint=f"Stop Parley, then either move {path.name} and its -wal and -shm files aside "
+        "to start with an empty database, or move the whole data directory aside and "
+        "restore your latest backup into it with `python -m lib.cli restore BACKUP`.",
+    ) from exc
+
+
+_CORRUPT = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}

@@ -67,6 +67,10 @@ class IngestCancelled(ParleyError):
     """The user stopped indexing; nothing from the unfinished file was kept."""
 
 
+class DatabaseCorrupt(ParleyError):
+    """parley.db is not a database, or is damaged; the message names the file."""
+
+
 class ProviderError(ParleyError):
     """The model server failed or refused a request."""
 

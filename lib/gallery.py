@@ -2,7 +2,7 @@
 
 Files live in `<data dir>/<workspace dir>/images/` under generated names (never the
 prompt), with a small WebP thumbnail beside any image larger than a gallery tile. The
-row (table `images`, migration 0004_images) holds the prompt, the revised prompt, model,
+row (table `images`, migration 0003_images) holds the prompt, the revised prompt, model,
 size, time, the conversation it illustrates and the owning workspace. Every call takes
 the workspace and every query filters on it, so no one sees or deletes another's images.
 """

@@ -152,8 +152,8 @@ def test_migration_upgrades_a_database_from_before_images(data_dir: Path) -> Non
     path = data_dir / "old.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)
-    db.migrate(conn, [m for m in db.MIGRATIONS if m[0] != "0004_images"])
-    assert "0004_images" not in db.applied_migrations(conn)
-    assert db.migrate(conn) == ["0004_images"]
+    db.migrate(conn, [m for m in db.MIGRATIONS if m[0] != "0003_images"])
+    assert "0003_images" not in db.applied_migrations(conn)
+    assert db.migrate(conn) == ["0003_images"]
     assert db.migrate(conn) == []  # running again is a no-op
     conn.close()

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from lib import db, export
 from lib.conversations import ChatParams, ConversationStore, Message
-from lib.errors import InvalidInputError, NotFoundError
+from lib.errors import DatabaseCorrupt, InvalidInputError, NotFoundError
+
+REPO = Path(__file__).resolve().parent.parent
+# The names the code before the renumbering recorded, in the order it ran them.
+OLD_NAMES = [
+    ("0001_conversations", "0001_conversations"),
+    ("0002_message_search", "0002_message_search"),
+    ("0004_images", "0003_images"),
+    ("0003_documents", "0004_documents"),
+    ("0003_documents_drop_fts", "0005_documents_drop_fts"),
+    ("0006_message_totals_index", "0006_message_totals_index"),
+]
 
 
 def test_blank_database_gets_every_migration_in_wal_mode(data_dir: Path) -> None:
     conn = db.connect(data_dir / "parley.db")
-    assert db.applied_migrations(conn) == sorted(name for name, _ in db.MIGRATIONS)
+    assert db.applied_migrations(conn) == [m.name for m in db.MIGRATIONS]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.migrate(conn) == []  # safe to run twice
 
@@ -39,12 +52,120 @@ def test_upgrade_from_first_migration_keeps_data_and_indexes_it(tmp_path: Path) 
 
 def test_failed_migration_rolls_back_and_is_not_recorded(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
-    bad = [("0001_ok", "CREATE TABLE a (x);"), ("0002_bad", "CREATE TABLE b (y); SELEC oops;")]
+
+    def bad(c: sqlite3.Connection) -> None:
+        db.run_script(c, "CREATE TABLE b (y); SELEC oops;")
+
+    steps = [db.Migration("0001_ok", lambda c: db.run_script(c, "CREATE TABLE a (x);")),
+             db.Migration("0002_bad", bad)]  # fmt: skip
     with pytest.raises(sqlite3.Error):
-        db.migrate(conn, bad)
+        db.migrate(conn, steps)
     assert db.applied_migrations(conn) == ["0001_ok"]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "b" not in tables
+    assert not conn.in_transaction
+
+
+def test_migrations_are_numbered_in_the_order_they_run() -> None:
+    names = [m.name for m in db.MIGRATIONS]
+    assert [n[:4] for n in names] == [f"{i:04d}" for i in range(1, len(names) + 1)]
+    assert names == [new for _, new in OLD_NAMES] + names[len(OLD_NAMES) :]
+    with pytest.raises(ValueError, match="must sort after"):
+        db.migration("0002_too_early")(lambda conn: None)
+    assert [m.name for m in db.MIGRATIONS] == names
+
+
+def old_database(path: Path, recorded: int) -> None:
+    """A database as the code before the renumbering left it, `recorded` migrations in."""
+    steps = {m.name: m for m in db.MIGRATIONS}
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    for old, new in OLD_NAMES[:recorded]:
+        steps[new].apply(conn)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 1)", (old,))
+    conn.execute(
+        "INSERT INTO conversations VALUES ('c1', 'local', 'chat', 'Kept', 'm', '', '{}', 1, 1)"
+    )
+    conn.close()
+
+
+@pytest.mark.parametrize("recorded", range(1, len(OLD_NAMES) + 1))
+def test_upgrade_renames_old_names_and_runs_only_the_missing(tmp_path: Path, recorded: int) -> None:
+    path = tmp_path / "old.db"
+    old_database(path, recorded)
+    conn = sqlite3.connect(path, isolation_level=None)
+    news = [new for _, new in OLD_NAMES]
+    assert db.migrate(conn) == news[recorded:]  # nothing applied twice
+    assert db.applied_migrations(conn) == [m.name for m in db.MIGRATIONS]
+    assert db.migrate(conn) == []
+    conn.close()
+    assert ConversationStore(path).get("local", "c1").title == "Kept"
+
+
+WORKER = """
+import sys
+from pathlib import Path
+from lib import db
+for line in sys.stdin:
+    try:
+        db.connect(Path(line.strip())).close()
+        print("ok", flush=True)
+    except Exception as exc:
+        print("failed:", type(exc).__name__, exc, flush=True)
+"""
+
+
+def test_five_processes_opening_a_fresh_database_together_all_succeed(tmp_path: Path) -> None:
+    # Before migrations took the write lock, 3 processes failed 1-3 of 5 trials with
+    # "table ... already exists". Each worker is told the new file at the same moment.
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WORKER], cwd=REPO, text=True,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        for _ in range(5)
+    ]  # fmt: skip
+    try:
+        for trial in range(20):
+            path = tmp_path / f"trial-{trial}.db"
+            for worker in workers:
+                worker.stdin.write(f"{path}\n")
+            for worker in workers:
+                worker.stdin.flush()
+            answers = [worker.stdout.readline().strip() for worker in workers]
+            assert answers == ["ok"] * 5, f"trial {trial}: {answers}"
+            conn = sqlite3.connect(path)
+            assert db.applied_migrations(conn) == [m.name for m in db.MIGRATIONS]
+            conn.close()
+    finally:
+        for worker in workers:
+            worker.stdin.close()
+            worker.wait(timeout=30)
+
+
+def test_a_database_deleted_while_running_is_migrated_again(data_dir: Path) -> None:
+    path = data_dir / "parley.db"
+    store = ConversationStore(path)
+    store.create("local", model="m")
+    db.connect(path).close()
+    for file in data_dir.glob("parley.db*"):
+        file.unlink()
+    assert store.list("local") == []  # this thread's connection was to the deleted file
+    store.create("local", model="m")
+    conn = db.connect(path)
+    assert db.applied_migrations(conn) == [m.name for m in db.MIGRATIONS]
+    assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 1
+
+
+def test_a_corrupt_database_is_named_with_the_way_out(data_dir: Path) -> None:
+    path = data_dir / "parley.db"
+    data_dir.mkdir(parents=True)
+    path.write_bytes(b"this is not SQLite " * 500)
+    for open_it in (db.connect, db.thread_connection, db.check):
+        with pytest.raises(DatabaseCorrupt, match="damaged") as caught:
+            open_it(path)
+        assert str(path) in str(caught.value) and "restore" in str(caught.value)
+    path.rename(data_dir / "parley.db.damaged")  # the way out the message gives
+    db.check(path)
+    assert ConversationStore(path).list("local") == []
 
 
 def test_conversation_lifecycle(store: ConversationStore) -> None:
