@@ -1,10 +1,12 @@
 """Offline token counting with tiktoken.
 
 `tiktoken.get_encoding` downloads its vocabulary on first use, which fails on a machine
-with no internet. Parley ships the two vocabularies it needs, gzipped, in
-`lib/tokenizer_data/`, and checks each against the SHA-256 that tiktoken itself pins
-(`tiktoken_ext/openai_public.py`) before use, so a corrupted file fails loudly instead of
-miscounting. The pattern and special tokens still come from tiktoken's own constructors.
+with no internet. Parley ships the two vocabularies it needs in `lib/tokenizer_data/`
+and loads each with tiktoken's own `load_tiktoken_bpe(path, expected_hash)`, with the
+SHA-256 that tiktoken itself pins (`tiktoken_ext/openai_public.py`), so a corrupted file
+fails loudly instead of miscounting. The encodings are built directly from those ranks and
+the patterns and special tokens of tiktoken's constructors (copied below; a test checks
+they still match), with nothing patched: counting is safe from any thread.
 
 A model tiktoken knows gets its own encoding and an exact count. Any other model
 (a local Llama, say) is counted with o200k_base and the count is flagged as an estimate,
@@ -13,22 +15,46 @@ so the UI can say "≈" rather than present a guess as exact.
 
 from __future__ import annotations
 
-import base64
 import functools
-import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import tiktoken
-from tiktoken_ext import openai_public
+from tiktoken.load import load_tiktoken_bpe
 
 DATA = Path(__file__).resolve().parent / "tokenizer_data"
 FALLBACK_ENCODING = "o200k_base"
 SHIPPED = {
     "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
     "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+}
+# From tiktoken_ext/openai_public.py (tiktoken 0.14); tests/test_memory_tokens.py checks.
+PATTERNS = {
+    "cl100k_base": (
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""  # noqa: E501
+    ),
+    "o200k_base": "|".join(
+        [
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        ]
+    ),
+}
+SPECIAL_TOKENS = {
+    "cl100k_base": {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    },
+    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
 }
 # Tokens the chat format adds around each message and before the reply, per OpenAI's
 # cookbook ("How to count tokens with tiktoken").
@@ -60,29 +86,24 @@ class Counter:
 def get_encoding(name: str) -> tiktoken.Encoding:
     if name not in SHIPPED:
         raise VocabularyError(f"Parley does not ship the {name} vocabulary.")
-    ranks = _load_ranks(name)
-    constructor = openai_public.ENCODING_CONSTRUCTORS[name]
-    # The constructor would download the vocabulary; hand it the verified local one.
-    with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *a, **k: ranks):
-        spec = constructor()
-    return tiktoken.Encoding(**spec)
+    return tiktoken.Encoding(
+        name=name,
+        pat_str=PATTERNS[name],
+        mergeable_ranks=_load_ranks(name),
+        special_tokens=SPECIAL_TOKENS[name],
+    )
 
 
 def _load_ranks(name: str) -> dict[bytes, int]:
-    path = DATA / f"{name}.tiktoken.gz"
+    path = DATA / f"{name}.tiktoken"
     try:
-        raw = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError) as exc:
-        raise VocabularyError(f"Cannot read {path}: {exc}") from exc
-    digest = hashlib.sha256(raw).hexdigest()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise VocabularyError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+    # Checked here as well: tiktoken skips its own check when TIKTOKEN_CACHE_DIR is "".
     if digest != SHIPPED[name]:
         raise VocabularyError(f"{path} has SHA-256 {digest}, expected {SHIPPED[name]}.")
-    ranks = {}
-    for line in raw.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return ranks
+    return load_tiktoken_bpe(str(path), expected_hash=SHIPPED[name])
 
 
 @functools.cache

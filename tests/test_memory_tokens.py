@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import tiktoken
@@ -44,10 +45,35 @@ def test_counts_match_known_values_offline() -> None:
 
 
 def test_corrupt_vocabulary_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "o200k_base.tiktoken.gz").write_bytes(gzip.compress(b"aGVsbG8= 0\n"))
+    (tmp_path / "o200k_base.tiktoken").write_bytes(b"aGVsbG8= 0\n")
     monkeypatch.setattr(tokens, "DATA", tmp_path)
     with pytest.raises(tokens.VocabularyError, match="SHA-256"):
         tokens._load_ranks("o200k_base")
+    (tmp_path / "o200k_base.tiktoken").unlink()
+    with pytest.raises(tokens.VocabularyError, match="Cannot read"):
+        tokens._load_ranks("o200k_base")
+
+
+@pytest.mark.parametrize("name", sorted(tokens.SHIPPED))
+def test_encodings_match_tiktokens_own_constructors(name: str) -> None:
+    """The copied patterns and special tokens are the ones tiktoken's constructor uses
+    (its vocabulary download is replaced by the shipped ranks, in this test only)."""
+    ranks = tokens._load_ranks(name)
+    with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *a, **k: ranks):
+        spec = openai_public.ENCODING_CONSTRUCTORS[name]()
+    ours = tokens.get_encoding(name)
+    assert ours._pat_str == spec["pat_str"]
+    assert ours._special_tokens == spec["special_tokens"]
+    assert ours._mergeable_ranks == spec["mergeable_ranks"]
+
+
+def test_counting_from_many_threads_at_once() -> None:
+    tokens.get_encoding.cache_clear()
+    tokens.counter_for.cache_clear()
+    text = "Parley counts tokens for every session at the same time. " * 50
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(lambda m: tokens.counter_for(m).count(text), ["gpt-4o"] * 16))
+    assert len(set(counts)) == 1 and counts[0] > 500
 
 
 def test_encoding_is_a_real_tiktoken_encoding() -> None:
