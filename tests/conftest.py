@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from lib import settings
 from lib.conversations import ConversationStore
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,7 +63,7 @@ def app(openai_server: FakeOpenAI) -> Callable[..., AppTest]:
     """Build an AppTest of Home.py pointed at the local server through `at.secrets`."""
 
     def make(page: str | None = None, *, key: str | None = "sk-test", **secrets: str) -> AppTest:
-        at = AppTest.from_file(str(REPO / "Home.py"), default_timeout=30)
+        at = AppTest.from_file(str(REPO / "Home.py"), default_timeout=WAIT)
         if key:
             at.secrets["OPENAI_API_KEY"] = key
         at.secrets["OPENAI_BASE_URL"] = openai_server.base_url

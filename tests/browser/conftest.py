@@ -15,11 +15,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.fake_openai import FakeOpenAI
+from tests.waits import UI_TIMEOUT, WAIT
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -33,6 +36,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+# Every expect() waits as long as every other wait (Playwright's own default is 5 s).
+expect.set_options(timeout=UI_TIMEOUT)
 
 
 def free_port() -> int:
@@ -84,7 +90,7 @@ class StreamlitServer:
         )
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 60) -> None:
+    def _wait_ready(self, timeout: float = WAIT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -165,7 +171,7 @@ def open_page(browser, request: pytest.FixtureRequest) -> Iterator[Callable[[str
     contexts = []
 
     def open_(url: str):  # noqa: ANN202 - a playwright Page
-        context = browser.new_context(viewport=viewport, accept_downloads=True)
+        context = new_context(browser, viewport=viewport, accept_downloads=True)
         contexts.append(context)
         page = context.new_page()
         page.goto(url)
@@ -177,17 +183,86 @@ def open_page(browser, request: pytest.FixtureRequest) -> Iterator[Callable[[str
         context.close()
 
 
-def wait_for_idle(page, timeout: float = 30_000) -> None:  # noqa: ANN001 - playwright Page
-    """Wait until Streamlit finished its script run.
+# Counts the script runs a page has seen finish, from Streamlit's own messages: a
+# ForwardMsg whose field 6 (script_finished) is set, with any status but 2
+# (FINISHED_EARLY_FOR_RERUN, which another run follows). The count goes up two tasks after
+# the message, once the app has handled it. Installed in every context by new_context().
+COUNT_RUNS = """(() => {
+  window.parleyRuns = 0;
+  const varint = (bytes, at) => {
+    let value = 0, shift = 0, byte;
+    do { byte = bytes[at.i++]; value += (byte & 0x7f) * 2 ** shift; shift += 7; }
+    while (byte & 0x80 && at.i < bytes.length);
+    return value;
+  };
+  const finishedStatus = (bytes) => {
+    const at = {i: 0};
+    while (at.i < bytes.length) {
+      const tag = varint(bytes, at), field = Math.floor(tag / 8), wire = tag & 7;
+      if (field === 6 && wire === 0) return varint(bytes, at);
+      if (wire === 0) varint(bytes, at);
+      else if (wire === 1) at.i += 8;
+      else if (wire === 2) at.i += varint(bytes, at);
+      else if (wire === 5) at.i += 4;
+      else return null;
+    }
+    return null;
+  };
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (event) => {
+        if (!(event.data instanceof ArrayBuffer)) return;
+        const status = finishedStatus(new Uint8Array(event.data));
+        if (status !== null && status !== 2)
+          setTimeout(() => setTimeout(() => { window.parleyRuns += 1; }));
+      });
+    }
+  };
+})();"""
 
-    Streamlit 1.67 shows no status widget with toolbarMode "minimal", so this reads the
-    run state the app root exposes. Right after an input the state can still read
-    "notRunning" from the previous run: wait for something the new run draws first.
+# Streamlit is idle: connected, no script running, no status widget saying so, and no
+# element left stale (drawn by an earlier run and not yet replaced).
+IDLE = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const status = document.querySelector('[data-testid="stStatusWidget"]');
+  return app !== null
+    && app.dataset.testConnectionState === 'CONNECTED'
+    && app.dataset.testScriptState === 'notRunning'
+    && (status === null || !/running/i.test(status.innerText))
+    && document.querySelector('[data-stale="true"]') === null;
+}"""
+
+
+def new_context(browser, **options):  # noqa: ANN001, ANN201 - playwright Browser, BrowserContext
+    """A browser context whose every wait is UI_TIMEOUT and whose pages count script runs."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(UI_TIMEOUT)
+    context.set_default_navigation_timeout(UI_TIMEOUT)
+    context.add_init_script(COUNT_RUNS)
+    return context
+
+
+def wait_for_idle(page, timeout: float = UI_TIMEOUT) -> None:  # noqa: ANN001 - playwright Page
+    """Wait until Streamlit has finished its script run (see IDLE).
+
+    Right after an input the page can still look idle from the run before: when an action
+    surely starts a run, wrap it in `with rerun(page):` instead.
     """
-    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    page.wait_for_function(IDLE, timeout=timeout)
+
+
+@contextmanager
+def rerun(page, timeout: float = UI_TIMEOUT) -> Iterator[None]:  # noqa: ANN001 - playwright Page
+    """`with rerun(page): button.click()`: wait until the run the action starts has finished.
+
+    Only for actions that always rerun the script (a button, a chat message, a page link, a
+    changed input); for anything else the wait would run out.
+    """
+    before = page.evaluate("window.parleyRuns")
+    assert isinstance(before, int), "this page's context was not made by new_context()"
+    yield
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " && document.querySelector('[data-testid=\"stApp\"]')"
-        ".dataset.testScriptState === 'notRunning'",
-        timeout=timeout,
+        f"(before) => window.parleyRuns > before && ({IDLE})()", arg=before, timeout=timeout
     )

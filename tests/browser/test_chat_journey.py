@@ -9,7 +9,6 @@ and a first visit with no key configured. The journey also takes the README's sc
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,15 +16,16 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
-from tests.browser.conftest import REPO, StreamlitServer, wait_for_idle
+from tests.browser.conftest import REPO, StreamlitServer, rerun, wait_for_idle
+from tests.browser.session import bubbles, conversation_id, send
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOT = REPO / "docs" / "screenshot.png"
 VIEWPORT = {"width": 1400, "height": 900}
 WORKSPACE = "local"  # single-user mode's workspace, as the app uses it
-REPLY_TIMEOUT = 20_000  # ms
 
 FIRST_QUESTION = "What can you help me with today?"
 # Plain prose, so the rendered text equals the streamed text and prefixes can be compared.
@@ -52,27 +52,11 @@ RECORD_LAST_BUBBLE = """() => {
 }"""
 
 
-def send(page: Page, text: str) -> None:
-    box = page.get_by_test_id("stChatInputTextArea")
-    box.fill(text)
-    box.press("Enter")
-
-
-def bubbles(page: Page):  # noqa: ANN201 - a Playwright Locator
-    return page.get_by_test_id("stChatMessage")
-
-
 def wait_for_saved_reply(page: Page, index: int, text: str) -> None:
     """Wait until bubble `index` shows `text` and the rerun after the stream drew its footer."""
-    expect(bubbles(page).nth(index)).to_contain_text(text, timeout=REPLY_TIMEOUT)
-    expect(bubbles(page).nth(index)).to_contain_text("out tokens", timeout=REPLY_TIMEOUT)
+    expect(bubbles(page).nth(index)).to_contain_text(text)
+    expect(bubbles(page).nth(index)).to_contain_text("out tokens")
     wait_for_idle(page)
-
-
-def conversation_id(page: Page) -> str:
-    match = re.search(r"[?&]c=([0-9a-f]+)", page.url)
-    assert match, f"no conversation id in {page.url}"
-    return match.group(1)
 
 
 def store_of(app: StreamlitServer) -> ConversationStore:
@@ -140,10 +124,10 @@ def test_stop_keeps_the_partial_reply_and_closes_the_stream(
     story = " ".join(f"w{i}" for i in range(800))  # about 25 s at this pace
     browser_server.script(story, chunk_size=6, chunk_delay=0.05)
     send(page, "Tell me a very long story")
-    expect(bubbles(page).nth(1)).to_contain_text("w20 ", timeout=REPLY_TIMEOUT)
+    expect(bubbles(page).nth(1)).to_contain_text("w20 ")
 
     page.get_by_test_id("stChatInputStopButton").click()
-    assert browser_server.wait_for_disconnects(1, timeout=10), "the HTTP stream stayed open"
+    assert browser_server.wait_for_disconnects(1, timeout=WAIT), "the HTTP stream stayed open"
 
     cid = conversation_id(page)
     page.reload()
@@ -194,8 +178,9 @@ def test_a_key_typed_in_the_sidebar_is_used_by_that_session_only(
     sidebar.get_by_text("Connection").click()
     key_box = sidebar.get_by_role("textbox", name="API key")
     key_box.fill(typed)
-    key_box.press("Enter")
-    expect(page.get_by_test_id("stChatInput")).to_be_visible(timeout=REPLY_TIMEOUT)
+    with rerun(page):
+        key_box.press("Enter")
+    expect(page.get_by_test_id("stChatInput")).to_be_visible()
 
     send(page, "Hello with my own key")
     wait_for_saved_reply(page, 1, "Echo: Hello with my own key")

@@ -16,12 +16,13 @@ from lib.conversations import ConversationStore
 from tests.browser.conftest import StreamlitServer, wait_for_idle
 from tests.browser.session import Sessions, bubbles, conversation_id, send
 from tests.fake_openai import FakeOpenAI
+from tests.waits import UI_TIMEOUT
 
 pytestmark = pytest.mark.browser
 
 SESSIONS = 20
 ROUNDS = 2
-TIMEOUT = 120_000  # ms: twenty pages share two cores
+TIMEOUT = 2 * UI_TIMEOUT  # twenty pages share two cores
 SMALL = {"width": 800, "height": 600}  # twenty pages paint less
 TOKEN = re.compile(r"tok\d\d[0-9a-f]{8}")
 

@@ -11,12 +11,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests import doc_samples as samples
-from tests.browser.conftest import wait_for_idle
+from tests.browser.conftest import new_context, rerun, wait_for_idle
 from tests.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.browser
 
-TIMEOUT = 30_000  # ms
 QUESTION = "How do I compute the eigenvalues of a symmetric matrix?"
 ANSWER = "Call eigen() on the matrix [1]; its values component holds the eigenvalues [1]."
 
@@ -24,7 +23,7 @@ ANSWER = "Call eigen() on the matrix [1]; its values component holds the eigenva
 @pytest.fixture
 def page(browser: Browser, streamlit_app) -> Iterator[Page]:  # noqa: ANN001
     server = streamlit_app()
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = new_context(browser, viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
     tab.goto(f"{server.url}/documents")
     wait_for_idle(tab)
@@ -33,26 +32,26 @@ def page(browser: Browser, streamlit_app) -> Iterator[Page]:  # noqa: ANN001
 
 
 def test_upload_ask_and_open_a_source(page: Page, browser_server: FakeOpenAI) -> None:
-    expect(page.get_by_text("Your library is empty")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Your library is empty")).to_be_visible()
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
         str(samples.R_INTRO)
     )
-    page.get_by_role("button", name=re.compile(r"Index 1 file")).click()
+    with rerun(page):
+        page.get_by_role("button", name=re.compile(r"Index 1 file")).click()
     report = page.get_by_test_id("stAlertContentSuccess")
-    expect(report).to_contain_text("R-intro.pdf: 113 pages", timeout=TIMEOUT)
+    expect(report).to_contain_text("R-intro.pdf: 113 pages")
     expect(page.get_by_text(re.compile(r"113 pages · \d+ chunks"))).to_be_visible()
-    wait_for_idle(page)
     # Always retrieve passages, so the answer cites a passage rather than a whole page.
-    page.get_by_text("Send whole documents when they fit").click()
-    wait_for_idle(page)
+    with rerun(page):
+        page.get_by_text("Send whole documents when they fit").click()
 
     browser_server.script(ANSWER, chunk_size=6, chunk_delay=0.03)
     box = page.get_by_test_id("stChatInputTextArea")
     box.fill(QUESTION)
-    box.press("Enter")
+    with rerun(page):
+        box.press("Enter")
     answer = page.get_by_test_id("stChatMessage").last
-    expect(answer).to_contain_text("Call eigen() on the matrix [1 · R-intro.pdf p. 31]",
-                                   timeout=TIMEOUT)  # fmt: skip
+    expect(answer).to_contain_text("Call eigen() on the matrix [1 · R-intro.pdf p. 31]")
     expect(page).to_have_url(re.compile(r"[?&]c=[0-9a-f]{32}"))
     progress = page.get_by_test_id("stProgress").last
     expect(progress).to_contain_text("Retrieval: 6 passages (hybrid search)")
@@ -63,12 +62,10 @@ def test_upload_ask_and_open_a_source(page: Page, browser_server: FakeOpenAI) ->
     expect(source).to_contain_text(re.compile(r"cosine similarity \d\.\d\d"))
     source.get_by_text("Show the page").click()
     image = source.get_by_role("img")
-    expect(image).to_be_visible(timeout=TIMEOUT)
+    expect(image).to_be_visible()
     # Visible is not loaded: wait for the browser to decode the page image.
     page.wait_for_function(
-        "img => img.complete && img.naturalWidth > 500",
-        arg=image.element_handle(),
-        timeout=TIMEOUT,
+        "img => img.complete && img.naturalWidth > 500", arg=image.element_handle()
     )
 
     # The answer came from the model with the passages in its system message.

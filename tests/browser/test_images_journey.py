@@ -15,14 +15,15 @@ from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
 from lib.gallery import ImageStore
-from tests.browser.conftest import StreamlitServer, wait_for_idle
+from tests.browser.conftest import StreamlitServer, rerun, wait_for_idle
+from tests.browser.session import goto
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 pytestmark = pytest.mark.browser
 
 VIEWPORT = {"width": 1400, "height": 1000}
 WORKSPACE = "local"
-TIMEOUT = 30_000  # ms
 
 # Records every status label, and the text of status bodies that hold a picture (the
 # preview and its caption), as the DOM changes.
@@ -41,10 +42,10 @@ RECORD_PROGRESS = """() => {
 DECODED = "img => img.complete && img.naturalWidth > 0"
 
 
-def decoded(image, timeout: float = 15_000) -> bool:  # noqa: ANN001 - a playwright Locator
+def decoded(image) -> bool:  # noqa: ANN001 - a playwright Locator
     """Whether the browser decodes the image, waiting for it to load (it may still be on
     the wire when the tile appears)."""
-    image.page.wait_for_function(DECODED, arg=image.element_handle(), timeout=timeout)
+    image.page.wait_for_function(DECODED, arg=image.element_handle())
     return image.evaluate(DECODED)
 
 
@@ -56,9 +57,7 @@ def tiles(page: Page):  # noqa: ANN201 - a Playwright Locator
 def goto_images(page: Page) -> None:
     # Through the navigation, as a user would: a fresh server answers a first direct
     # /images request in Streamlit's old pages/ mode, without Home.py.
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Images").click()
-    expect(page.get_by_role("heading", name="Images")).to_be_visible()
-    wait_for_idle(page)
+    goto(page, "Images")
 
 
 def test_generate_watch_it_arrive_download_and_find_it_after_a_reload(
@@ -74,11 +73,11 @@ def test_generate_watch_it_arrive_download_and_find_it_after_a_reload(
     browser_server.chunk_delay = 0.8
     page.evaluate(RECORD_PROGRESS)
     page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk, oil painting")
-    page.get_by_role("button", name="Generate", exact=True).click()
+    with rerun(page):
+        page.get_by_role("button", name="Generate", exact=True).click()
 
     tile = tiles(page).filter(has_text="a lighthouse at dusk, oil painting")
-    expect(tile).to_have_count(1, timeout=TIMEOUT)
-    wait_for_idle(page)
+    expect(tile).to_have_count(1)
     seen = page.evaluate("[...window.parleySeen]")
     counting = [s for s in seen if s.startswith("Generating 1 image with gpt-image-2…")]
     assert any(s.endswith(" 1 s") or s.endswith(" 2 s") for s in counting), seen
@@ -112,26 +111,25 @@ def test_illustrate_a_conversation_and_keep_the_picture(
     browser_server.script("Waves crash against a white tower under a bruised sky.")
     box = page.get_by_test_id("stChatInputTextArea")
     box.fill("Describe a lighthouse in a storm")
-    box.press("Enter")
+    with rerun(page):
+        box.press("Enter")
     bubbles = page.get_by_test_id("stChatMessage")
-    expect(bubbles.nth(1)).to_contain_text("bruised sky", timeout=TIMEOUT)
-    expect(bubbles.nth(1)).to_contain_text("out tokens", timeout=TIMEOUT)
-    wait_for_idle(page)
+    expect(bubbles.nth(1)).to_contain_text("bruised sky")
+    expect(bubbles.nth(1)).to_contain_text("out tokens")
 
     browser_server.script("A white lighthouse in a violent storm, oil painting")
-    page.get_by_role("button", name="Illustrate").click()
+    with rerun(page):
+        page.get_by_role("button", name="Illustrate").click()
     prompt = page.get_by_label("Image prompt")
-    expect(prompt).to_have_value(
-        "A white lighthouse in a violent storm, oil painting", timeout=TIMEOUT
-    )
+    expect(prompt).to_have_value("A white lighthouse in a violent storm, oil painting")
     assert browser_server.requests_to("/images/generations") == []  # the user decides first
     prompt.fill("A white lighthouse in a storm, watercolour")
-    page.get_by_role("button", name="Generate image").click()
+    with rerun(page):
+        page.get_by_role("button", name="Generate image").click()
 
     picture = bubbles.nth(2)
-    expect(picture).to_contain_text("A white lighthouse in a storm, watercolour", timeout=TIMEOUT)
-    expect(picture.locator("img")).to_be_visible(timeout=TIMEOUT)
-    wait_for_idle(page)
+    expect(picture).to_contain_text("A white lighthouse in a storm, watercolour")
+    expect(picture.locator("img")).to_be_visible()
     assert decoded(picture.locator("img"))
     expect(page.get_by_label("Image prompt")).to_have_count(0)
 
@@ -167,7 +165,7 @@ def test_leaving_the_page_mid_generation_keeps_the_image(
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Chat").click()
     expect(page.get_by_test_id("stChatInput")).to_be_visible()
     store = ImageStore(app.data_dir)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + WAIT
     while not store.list(WORKSPACE) and time.monotonic() < deadline:
         time.sleep(0.2)
     (saved,) = store.list(WORKSPACE)  # saved by the session's job, with nobody watching

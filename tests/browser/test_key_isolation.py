@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import StreamlitServer, wait_for_idle
-from tests.browser.session import REPLY_TIMEOUT, Sessions, chat, search_conversations, sidebar
+from tests.browser.conftest import StreamlitServer, rerun
+from tests.browser.session import Sessions, chat, goto, search_conversations, sidebar
 from tests.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.browser
@@ -34,14 +34,9 @@ def type_key(page: Page, key: str) -> None:
     bar.get_by_text("Connection").click()
     box = bar.get_by_role("textbox", name="API key")
     box.fill(key)
-    box.press("Enter")
-    expect(page.get_by_test_id("stChatInput")).to_be_visible(timeout=REPLY_TIMEOUT)
-
-
-def goto(page: Page, name: str) -> None:
-    sidebar(page).get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
-    expect(page.get_by_role("heading", name=name)).to_be_visible()
-    wait_for_idle(page)
+    with rerun(page):
+        box.press("Enter")
+    expect(page.get_by_test_id("stChatInput")).to_be_visible()
 
 
 def test_a_typed_key_stays_in_its_session(
@@ -63,7 +58,7 @@ def test_a_typed_key_stays_in_its_session(
     sidebar(mine).get_by_text("This conversation").click()
     as_json = sidebar(mine).get_by_role("button", name="JSON")
     expect(as_json).to_be_visible()
-    with mine.expect_download(timeout=REPLY_TIMEOUT) as download:
+    with mine.expect_download() as download:
         as_json.click()
     exported = download.value.path().read_text()
     assert "And a second question" in exported and typed not in exported
@@ -72,19 +67,17 @@ def test_a_typed_key_stays_in_its_session(
     notes = tmp_path / "kites.md"
     notes.write_text("# Kites\n\nRed kites nest in tall trees and hunt over open hills.\n")
     mine.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(notes))
-    mine.get_by_role("button", name=re.compile(r"Index 1 file")).click()
-    expect(mine.get_by_test_id("stAlertContentSuccess")).to_contain_text(
-        "kites.md: 1 page", timeout=REPLY_TIMEOUT
-    )
-    wait_for_idle(mine)
+    with rerun(mine):
+        mine.get_by_role("button", name=re.compile(r"Index 1 file")).click()
+    expect(mine.get_by_test_id("stAlertContentSuccess")).to_contain_text("kites.md: 1 page")
     chat(mine, "Where do red kites nest?")
 
     goto(mine, "Images")
     mine.get_by_label("Prompt", exact=True).fill("a red kite over the hills")
-    mine.get_by_role("button", name="Generate", exact=True).click()
+    with rerun(mine):
+        mine.get_by_role("button", name="Generate", exact=True).click()
     tile = mine.locator('[class*="st-key-img-tile-"]').filter(has_text="a red kite")
-    expect(tile).to_have_count(1, timeout=REPLY_TIMEOUT)
-    wait_for_idle(mine)
+    expect(tile).to_have_count(1)
 
     calls = [r for r in browser_server.requests if r.path.startswith("/v1/")]
     assert {r.path for r in calls} >= {

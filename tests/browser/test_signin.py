@@ -20,14 +20,14 @@ from lib import access
 from lib.conversations import ConversationStore
 from lib.documents.library import DocumentLibrary
 from lib.gallery import ImageStore
-from tests.browser.conftest import StreamlitServer, free_port, wait_for_idle
+from tests.browser.conftest import StreamlitServer, free_port, rerun, wait_for_idle
 from tests.browser.oidc import ALICE, BOB, OidcProvider, write_secrets
 from tests.browser.session import (
-    REPLY_TIMEOUT,
     Sessions,
     bubbles,
     chat,
     conversation_id,
+    goto,
     search_conversations,
     sidebar,
     sign_in,
@@ -71,24 +71,17 @@ def body_text(page: Page) -> str:
     return page.locator("body").inner_text()
 
 
-def goto(page: Page, name: str) -> None:
-    sidebar(page).get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
-    wait_for_idle(page)
-    expect(page.get_by_role("heading", name=name)).to_be_visible()
-
-
 def add_document(page: Page, path: Path) -> None:
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
-    page.get_by_role("button", name=re.compile(r"Index 1 file")).click()
-    report = page.get_by_test_id("stAlertContentSuccess")
-    expect(report).to_contain_text(f"{path.name}: 1 page", timeout=REPLY_TIMEOUT)
-    wait_for_idle(page)
+    with rerun(page):
+        page.get_by_role("button", name=re.compile(r"Index 1 file")).click()
+    expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text(f"{path.name}: 1 page")
 
 
 def ask_documents(page: Page, question: str, *, passages_only: bool = False) -> None:
     if passages_only:  # retrieve passages from the workspace's index, never whole files
-        page.get_by_text("Send whole documents when they fit").click()
-        wait_for_idle(page)
+        with rerun(page):
+            page.get_by_text("Send whole documents when they fit").click()
     chat(page, question)
 
 
@@ -111,10 +104,9 @@ def alice_works(page: Page, app_url: str, tmp_path: Path) -> AliceWork:
 
     goto(page, "Images")
     page.get_by_label("Prompt", exact=True).fill(f"a {secret} on a skateboard")
-    page.get_by_role("button", name="Generate", exact=True).click()
-    tile = page.locator('[class*="st-key-img-tile-"]').filter(has_text=secret)
-    expect(tile).to_have_count(1, timeout=REPLY_TIMEOUT)
-    wait_for_idle(page)
+    with rerun(page):
+        page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.locator('[class*="st-key-img-tile-"]').filter(has_text=secret)).to_have_count(1)
     return AliceWork(secret, chat_id, document_chat_id)
 
 
@@ -155,8 +147,8 @@ def bob_finds_nothing_of_alices(
     goto(page, "Images")
     expect(page.get_by_text("No images yet")).to_be_visible()
     page.get_by_label("Search by prompt").fill(secret)
-    page.get_by_label("Search by prompt").press("Enter")
-    wait_for_idle(page)
+    with rerun(page):
+        page.get_by_label("Search by prompt").press("Enter")
     expect(page.get_by_text("No image matches that search")).to_be_visible()
     assert secret not in body_text(page)
 
