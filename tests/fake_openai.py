@@ -40,6 +40,7 @@ from tests.fake_images import (
     message_text,
     reply_texts,
 )
+from tests.waits import WAIT
 
 DEFAULT_MODELS = ["gpt-5-mini", "gpt-5", "gpt-4.1-mini", "text-embedding-3-small", "gpt-image-2"]
 MAX_EMBEDDING_INPUTS = 2048
@@ -604,7 +605,7 @@ class FakeOpenAI:
         """Recorded requests whose path ends with ``path_suffix`` (e.g. "/chat/completions")."""
         return [r for r in self.requests if r.path.endswith(path_suffix)]
 
-    def wait_for_disconnects(self, count: int = 1, timeout: float = 5.0) -> bool:
+    def wait_for_disconnects(self, count: int = 1, timeout: float = WAIT) -> bool:
         """Poll until ``disconnects`` reaches ``count``; the server notices on its next write."""
         deadline = time.monotonic() + timeout
         while self.disconnects < count and time.monotonic() < deadline:
