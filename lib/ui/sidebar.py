@@ -7,6 +7,7 @@ import streamlit as st
 from lib import export
 from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
+from lib.markup import escape, escape_keeping
 from lib.providers import PROVIDERS
 from lib.settings import SOURCE_LABELS, Settings
 from lib.ui import clients, state
@@ -108,10 +109,10 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
             sb.caption("No matches.")
         for hit in hits:
             if sb.button(
-                hit.title,
+                escape(hit.title),  # a label renders Markdown, images included
                 key=f"hit_{hit.conversation_id}",
                 width="stretch",
-                help=hit.snippet or None,
+                help=escape_keeping(hit.snippet or "", "**") or None,  # ** marks the match
                 type="tertiary",
             ):
                 state.open_conversation(hit.conversation_id, kind)
@@ -120,7 +121,7 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
     for conv in store.list(ws, kind=kind, limit=LIST_LIMIT):
         selected = conv.id == current
         if sb.button(
-            conv.title,
+            escape(conv.title),
             key=f"conv_{conv.id}",
             width="stretch",
             type="secondary" if selected else "tertiary",
