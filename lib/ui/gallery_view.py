@@ -1,5 +1,10 @@
 """The gallery (newest first, search, download, delete, "use this prompt again") and the
-pictures shown inside a conversation's messages."""
+pictures shown inside a conversation's messages.
+
+Prompts (which Illustrate lets a model write) and model names are shown with
+`lib.markup.escape`: as typed, never as Markdown that could load an image. The pictures
+themselves are Parley's own files, shown with `st.image`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import streamlit as st
 
 from lib.errors import ParleyError
 from lib.gallery import ImageStore, StoredImage
+from lib.markup import escape
 from lib.settings import Settings
 from lib.ui import clients, state
 from lib.ui.images_view import LAST, MODEL_KEY, PROMPT_KEY
@@ -19,6 +25,7 @@ MESSAGE_IMAGE_WIDTH = 420
 
 
 def image_store(current: Settings) -> ImageStore:
+    clients.require_database(current)
     return ImageStore(current.data_dir)
 
 
@@ -39,7 +46,8 @@ def gallery(store: ImageStore) -> None:
             "No image matches that search." if query.strip() else "No images yet: generate one."
         )
         return
-    st.caption(f"{total} image{'s' * (total != 1)}" + (f" matching “{query}”" if query else ""))
+    matching = f" matching “{escape(query)}”" if query else ""
+    st.caption(f"{total} image{'s' * (total != 1)}{matching}")
     for start in range(0, len(shown), COLUMNS):
         for col, image in zip(st.columns(COLUMNS), shown[start : start + COLUMNS], strict=False):
             with col:
@@ -60,9 +68,9 @@ def tile(store: ImageStore, image: StoredImage) -> None:
             st.image(str(preview), width="content")  # never upscaled past its own size
         else:
             st.caption(":material/broken_image: The file is missing from the data directory.")
-        st.caption(_clip(image.prompt, 180))
+        st.caption(escape(_clip(image.prompt, 180)))
         when = datetime.fromtimestamp(image.created_at).strftime("%Y-%m-%d %H:%M")
-        st.caption(f"{image.model} · {image.width}×{image.height} · {when}")
+        st.caption(escape(f"{image.model} · {image.width}×{image.height} · {when}"))
         left, middle, right = st.columns(3)
         path = store.path(image)
         left.download_button(

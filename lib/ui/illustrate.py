@@ -17,6 +17,7 @@ from lib.gallery import StoredImage
 from lib.image_models import ImageRequest, default_request, spec_for
 from lib.images import GenerationResult
 from lib.jobs import BackgroundJob
+from lib.markup import escape
 from lib.settings import Settings
 from lib.ui import images_view, state
 from lib.ui.gallery_view import image_store
@@ -81,7 +82,8 @@ def _editor(ctx: chat.ChatContext, conv: Conversation, current: Settings, draft:
     with st.container(border=True, key="parley-illustrate"):
         st.markdown("**Illustrate this conversation**")
         if draft["model"]:
-            st.caption(f"Prompt written by {draft['model']} from the last exchange; edit it first.")
+            model = escape(draft["model"])
+            st.caption(f"Prompt written by {model} from the last exchange; edit it first.")
         prompt = st.text_area("Image prompt", key=_prompt_key(conv.id), height=110)
         choice = images_view.model_choice(current, ctx.client)
         left, right = st.columns(2)
