@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "data"
-    monkeypatch.setenv("PARLEY_DATA_DIR", str(path))
     # The developer's own settings must not leak into tests: every variable Parley reads.
     for name in settings.KEYS.values():
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(path))  # after the loop, which clears it too
     return path
 
 
