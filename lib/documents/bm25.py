@@ -14,7 +14,10 @@ A segment is written once, when its document is indexed, as `<document id>.bm25.
 beside the stored file (`numpy.savez`, read back with `allow_pickle=False`):
 terms (sorted uint64 hashes), offsets into the postings, the postings' chunk positions and
 term frequencies, and each chunk's row id and length in words. Deleting a document deletes
-its segment; there is no global structure to update.
+its segment; there is no global structure to update. It is written atomically with fsync
+(`lib/atomic_files.py`); on load the zip's CRC-32s and the arrays' shapes are checked, so
+a truncated or overwritten segment raises `SegmentDamaged` (and is rebuilt from the
+document's chunks by `lib/documents/indexes.py`).
 
 Scoring is Okapi BM25 (k1 = 1.2, b = 0.75, Lucene's always-positive idf), with document
 frequencies and the average length taken over the documents being searched.
@@ -23,8 +26,8 @@ frequencies and the average length taken over the documents being searched.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import Stemmer
+
+from lib.atomic_files import atomic_write
 
 K1 = 1.2
 B = 0.75
@@ -47,6 +52,10 @@ STOPWORDS = frozenset(
     "these they this those through to too under until up very was we were what when where "
     "which while who whom why will with would you your yours".split()
 )
+
+
+class SegmentDamaged(ValueError):
+    """A segment file that cannot be read back as it was written."""
 
 
 def _term(word: str) -> int:
@@ -105,14 +114,36 @@ class Segment:
         )
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **{k: getattr(self, k) for k in self.__dataclass_fields__})
-        os.replace(tmp, path)
+        with atomic_write(path) as file:
+            np.savez(file, **{k: getattr(self, k) for k in self.__dataclass_fields__})
 
     @classmethod
     def load(cls, path: Path) -> Segment:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        """Read a saved segment; FileNotFoundError if none, SegmentDamaged if broken."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                segment = cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise SegmentDamaged(f"unreadable: {type(exc).__name__}") from exc
+        segment.check()
+        return segment
+
+    def check(self) -> None:
+        """Raise SegmentDamaged unless the arrays fit together as `build` makes them."""
+        chunks, postings = len(self.chunk_ids), len(self.local)
+        fits = (
+            len(self.offsets) == len(self.terms) + 1
+            and len(self.tf) == postings
+            and len(self.lengths) == chunks
+            and (not len(self.offsets) or (self.offsets[0] == 0 and self.offsets[-1] == postings))
+            and bool(np.all(np.diff(self.offsets) >= 0))
+            and bool(np.all(self.terms[1:] > self.terms[:-1]))
+            and (not postings or (0 <= self.local.min() and self.local.max() < chunks))
+        )
+        if not fits:
+            raise SegmentDamaged("its arrays do not fit together")
 
     def find(self, term: int) -> slice | None:
         i = int(np.searchsorted(self.terms, np.uint64(term)))

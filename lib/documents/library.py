@@ -45,6 +45,7 @@ class DocumentLibrary(IndexesMixin):
         self.data_dir = data_dir
         self.db_path = data_dir / "parley.db"
         self.cache = EmbeddingCache(self.db_path)
+        self.repairs: list[str] = []  # notices of damaged indexes rebuilt (indexes.py)
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:

@@ -5,6 +5,12 @@ its docstore with pickle, so loading an index could run code. Here the index is 
 with `faiss.write_index` and read with `faiss.read_index` (FAISS's own binary format);
 chunk text and metadata live in SQLite and come back through a `lookup` callable.
 
+The file is FAISS's bytes behind a 56-byte header (a magic string, the payload's length
+and its SHA-256), written atomically with fsync (`lib/atomic_files.py`). `load` checks
+the header before FAISS reads a byte, so a truncated, overwritten or foreign file raises
+`IndexDamaged` (and is rebuilt from the embedding cache by `lib/documents/indexes.py`)
+instead of reaching FAISS, which would fail with a raw message or misread it.
+
 Vectors are unit length and compared by inner product, i.e. cosine similarity. Each
 vector's FAISS id is its chunk's SQLite row id, so search results map straight to rows.
 
@@ -30,9 +36,11 @@ Two FAISS defaults are wrong for these machines, and are set once, process-wide,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,8 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
+from lib.atomic_files import atomic_write, write_bytes
+
 faiss.omp_set_num_threads(1)
 faiss.cvar.distance_compute_blas_threshold = 20
 
@@ -52,6 +62,17 @@ MIN_NPROBE = 16
 RETRAIN_GROWTH = 4
 TRAIN_POINTS_PER_LIST = 40  # FAISS warns below 39
 Lookup = Callable[[list[int]], dict[int, Document]]
+MAGIC = b"PARLEY-FAISS-v1\n"
+_HEADER = struct.Struct("<16sQ32s")  # magic, payload length, payload SHA-256
+_READ_BLOCK = 1 << 20
+
+
+class IndexDamaged(ValueError):
+    """An index file that is truncated, overwritten, or not in Parley's checked format."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def exact_is_enough(count: int, dim: int) -> bool:
@@ -106,6 +127,8 @@ class ParleyFAISS(VectorStore):
         ids_array = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids_array) == 0:
             return
+        if self.size == 0:
+            self.index = None  # an empty index takes the dimension of its first vectors
         if self.dim is not None and vectors.shape[1] != self.dim:
             raise ValueError(
                 f"vectors have {vectors.shape[1]} dimensions, the index has {self.dim}"
@@ -187,25 +210,41 @@ class ParleyFAISS(VectorStore):
 
     # Persistence
 
+    @classmethod
+    def empty(cls, dim: int, lookup: Lookup | None = None) -> ParleyFAISS:
+        """An index with no vectors yet, which can be saved."""
+        return cls(index=faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), lookup=lookup)
+
     def save(self, path: Path) -> None:
-        """Write the index atomically (a reader never sees half a file)."""
+        """Write the index atomically and durably (a reader never sees half a file)."""
         if self.index is None:
             raise ValueError("nothing to save")
-        tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, path)
+        with atomic_write(path) as file:
+            file.write(_HEADER.pack(MAGIC, 0, bytes(32)))  # rewritten once the size is known
+            digest, size = hashlib.sha256(), 0
+
+            def write(chunk: bytes) -> int:
+                nonlocal size
+                file.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                return len(chunk)
+
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(write))
+            file.seek(0)
+            file.write(_HEADER.pack(MAGIC, size, digest.digest()))
         if self._docs:
             docs = {
                 i: {"text": d.page_content, "metadata": d.metadata} for i, d in self._docs.items()
             }
-            sidecar = path.with_suffix(".docs.json")
-            sidecar.write_text(json.dumps(docs), encoding="utf-8")
+            write_bytes(path.with_suffix(".docs.json"), json.dumps(docs).encode("utf-8"))
 
     @classmethod
     def load(
         cls, path: Path, embedding: Embeddings | None = None, lookup: Lookup | None = None
     ) -> ParleyFAISS:
-        store = cls(embedding, index=faiss.read_index(str(path)), lookup=lookup)
+        """Read a saved index; FileNotFoundError if there is none, IndexDamaged if broken."""
+        store = cls(embedding, index=read_checked(path), lookup=lookup)
         sidecar = path.with_suffix(".docs.json")
         if lookup is None and sidecar.exists():
             for key, doc in json.loads(sidecar.read_text(encoding="utf-8")).items():
@@ -291,6 +330,30 @@ class ParleyFAISS(VectorStore):
         store = cls(embedding)
         store.add_texts(texts, metadatas, ids=ids)
         return store
+
+
+def read_checked(path: Path) -> faiss.Index:
+    """The index in `path`, after its header's length and checksum have been verified."""
+    with path.open("rb") as file:
+        header = file.read(_HEADER.size)
+        if len(header) < _HEADER.size or not header.startswith(MAGIC):
+            raise IndexDamaged("not a checked Parley index: overwritten, or from an older version")
+        _magic, size, expected = _HEADER.unpack(header)
+        found = os.fstat(file.fileno()).st_size - _HEADER.size
+        if found != size:
+            raise IndexDamaged(
+                f"{size:,} bytes expected, {found:,} found: truncated or overwritten"
+            )
+        digest = hashlib.sha256()
+        while block := file.read(_READ_BLOCK):
+            digest.update(block)
+        if digest.digest() != expected:
+            raise IndexDamaged("its checksum does not match: the file was changed on disk")
+        file.seek(_HEADER.size)
+        try:
+            return faiss.read_index(faiss.PyCallbackIOReader(file.read, _READ_BLOCK))
+        except RuntimeError as exc:  # checksummed but unreadable: written by another FAISS?
+            raise IndexDamaged("FAISS could not read it") from exc
 
 
 def build_ivf(ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:

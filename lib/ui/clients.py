@@ -16,9 +16,10 @@ from pathlib import Path
 import openai
 import streamlit as st
 
+from lib import db
 from lib.client import build_client
 from lib.conversations import ConversationStore
-from lib.errors import ParleyError
+from lib.errors import DatabaseCorrupt, ParleyError
 from lib.models import choose_models, list_server_models
 from lib.pricing import PriceTable
 from lib.settings import Settings, resolve_settings
@@ -66,7 +67,17 @@ def client(current: Settings) -> openai.OpenAI:
 
 
 def store(current: Settings) -> ConversationStore:
+    require_database(current)
     return ConversationStore(current.data_dir / "parley.db")
+
+
+def require_database(current: Settings) -> None:
+    """Open parley.db; if it is damaged, say which file and how to recover, and stop."""
+    try:
+        db.check(current.data_dir / "parley.db")
+    except DatabaseCorrupt as exc:
+        st.error(f"**Parley cannot open its database.** {exc}", icon=":material/database:")
+        st.stop()
 
 
 @st.cache_data(show_spinner=False, ttl=10)

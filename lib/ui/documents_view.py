@@ -34,7 +34,14 @@ STATUS_ICONS = {
 
 
 def library(current: Settings) -> DocumentLibrary:
-    return DocumentLibrary(current.data_dir)
+    lib = DocumentLibrary(current.data_dir)
+    # One list per session: a notice of a rebuilt index survives the rerun after an upload.
+    notices = state.get("doc_repairs")
+    if notices is None:
+        notices = []
+        state.put("doc_repairs", notices)
+    lib.repairs = notices
+    return lib
 
 
 def embedder(current: Settings, api: openai.OpenAI, lib: DocumentLibrary) -> Embedder:
@@ -46,6 +53,9 @@ def vector_store(lib: DocumentLibrary, model: str) -> ParleyFAISS | None:
     cached = state.get("doc_index")  # its generation names its workspace: never reused across
     store = lib.open_index(state.workspace(), model, cached)
     state.put("doc_index", store)
+    for notice in lib.repairs:  # damaged indexes rebuilt, here or in an upload before
+        st.warning(escape(notice), icon=":material/build:")
+    lib.repairs.clear()
     return store
 
 
