@@ -24,11 +24,13 @@ DEV_STAMP := $(VENV)/.parley-dev-$(DEV_SUM)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help run install install-dev system-packages oidc-provider test lint format bench fake-server
+.PHONY: help run install install-dev system-packages oidc-provider test lint format bench fake-server \
+	test-peers
 
 help:
 	@echo "make run          start Parley on http://$(ADDRESS):$(PORT) (creates .venv, installs)"
 	@echo "make test         install dev tools and a browser, lint, run every test"
+	@echo "make test-peers   the same core and a journey against a real llama.cpp server"
 	@echo "make lint         ruff check and ruff format --check"
 	@echo "make format       apply ruff's fixes and formatting"
 	@echo "make install      create .venv and install the runtime requirements"
@@ -92,6 +94,21 @@ bench: $(DEV_STAMP)
 		echo "== $$f"; \
 		$(PY) -m bench.$$(basename "$$f" .py); \
 	done
+
+# The compatibility run against a real llama.cpp server (tests/peers/). Its virtualenv
+# builds llama-cpp-python from source once (about 25 minutes on 2 cores, at the lowest
+# CPU priority); the stamp names the pinned version, so later runs skip the build.
+PEERS_VENV ?= .venv-peers
+PEERS_REQ := tests/peers/requirements.txt
+LLAMA_CPP_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' $(PEERS_REQ))
+PEERS_SUM := $(shell cat $(PEERS_REQ) | cksum | tr -s ' ' '-')
+PEERS_STAMP := $(PEERS_VENV)/.peers-llama-cpp-python-$(LLAMA_CPP_VERSION)-$(PEERS_SUM)
+
+$(PEERS_STAMP):
+	PYTHON=$(PYTHON) tests/peers/build_venv.sh $(PEERS_VENV) $@
+
+test-peers: install-dev $(PEERS_STAMP)
+	PARLEY_PEERS_VENV=$(abspath $(PEERS_VENV)) $(PY) -m pytest -m peers tests/peers $(PYTEST_ARGS)
 
 fake-server: $(DEV_STAMP)
 	@echo "Try Parley without a key: OPENAI_BASE_URL=http://127.0.0.1:$(FAKE_PORT)/v1 make run"
