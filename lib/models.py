@@ -50,13 +50,16 @@ _NOT_CHAT = (
 
 
 def context_window(model: str, override: int | None = None) -> int:
-    if override:
-        return override
+    return override or known_context_window(model) or DEFAULT_CONTEXT_WINDOW
+
+
+def known_context_window(model: str) -> int | None:
+    """The window Parley's table gives `model`, or None when the table does not know it."""
     name = model.split("/")[-1].lower()
     for prefix in sorted(CONTEXT_WINDOWS, key=len, reverse=True):
         if name.startswith(prefix):
             return CONTEXT_WINDOWS[prefix]
-    return DEFAULT_CONTEXT_WINDOW
+    return None
 
 
 def sdk_chat_models() -> list[str]:
@@ -83,14 +86,33 @@ def chat_models(all_models: list[str]) -> list[str]:
     return [m for m in all_models if not any(word in m.lower() for word in _NOT_CHAT)]
 
 
-def choose_models(server_models: list[str] | None, default: str) -> tuple[list[str], str | None]:
-    """The list to offer and a note for the UI when the server's list was unavailable."""
+def choose_models(
+    server_models: list[str] | None, default: str, last_used: str | None = None
+) -> tuple[list[str], str | None]:
+    """The chat models to offer, the one new chats start with first, and a note for the UI.
+
+    New chats start with the model the user last chose for this server (`last_used`) if
+    the server still has it, else the configured `default`; when the server lists
+    neither, with the only chat model it offers or the first, and the note says so.
+    """
     if server_models is None:
         names = sdk_chat_models()
         note = "Could not read the server's model list; showing the models the SDK knows."
-    else:
-        names = chat_models(server_models)
-        note = None
-    if default not in names:
-        names = [default, *names]
-    return names, note
+        first = last_used or default
+        return [first, *(n for n in names if n != first)], note
+    names = chat_models(server_models)
+    for wanted in (last_used, default):
+        found = _on_server(wanted, names) if wanted else None
+        if found:
+            return [found, *(n for n in names if n != found)], None
+    if not names:
+        return [default], "The server lists no chat models; type the model's name."
+    return names, f"{default} is not on this server; using {names[0]}."
+
+
+def _on_server(name: str, names: list[str]) -> str | None:
+    """`name` as the server lists it: Ollama lists "llama3.2" as "llama3.2:latest"."""
+    for candidate in (name, f"{name}:latest"):
+        if candidate in names:
+            return candidate
+    return None

@@ -8,6 +8,7 @@ whether a key is needed, and suggests default models.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 # Local servers ignore the key, but the OpenAI SDK refuses to build a client without one.
 PLACEHOLDER_KEY = "not-needed"
@@ -98,3 +99,19 @@ def guess_provider(base_url: str | None) -> str:
     if ".openai.azure.com" in normalised:
         return "azure"
     return "custom"
+
+
+def server_key(base_url: str | None) -> str:
+    """A server's base URL as a key for what is kept per server (prices, preferences,
+    token counts): no credentials, query or trailing slash, lower-case scheme and host."""
+    if not base_url:
+        return PROVIDERS["openai"].base_url
+    parts = urlsplit(base_url.strip())
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address keeps its brackets
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number: keep no port rather than fail on a key
+        port = ""
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path.rstrip('/')}"
