@@ -29,6 +29,7 @@ from socketserver import TCPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests import fake_flavours
 from tests.fake_images import (
     chat_usage,
     count_words,
@@ -257,6 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
             if data is None:
                 raise _ApiError(404, "No such file", code="not_found")
             return self._send_json(200, data, content_type="image/png")
+        if (flavoured := fake_flavours.answer(fake, method, path, body, headers)) is not None:
+            return self._send_json(*flavoured)
         if not path.startswith("/v1/"):
             raise _ApiError(404, f"Invalid URL ({method} {path})", code="")
         model = body.get("model", "") if isinstance(body, dict) else ""
@@ -498,6 +501,7 @@ class FakeOpenAI:
             self._hangs: deque[tuple[str | None, float]] = deque()
             self._drops: deque[int] = deque()
             self._files: dict[str, bytes] = {}
+            self.flavoured: fake_flavours.Flavour | None = None  # see flavour()
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> FakeOpenAI:
@@ -588,6 +592,10 @@ class FakeOpenAI:
         """Cut the TCP connection of the next stream after ``n_chunks`` content chunks."""
         with self._lock:
             self._drops.append(n_chunks)
+
+    def flavour(self, name: str, **options: Any) -> None:
+        """Answer as llama-server, vLLM, Ollama... would (`tests/fake_flavours.py`)."""
+        self.flavoured = fake_flavours.Flavour(name, **options)
 
     def hang(self, seconds: float, *, route: str | None = None) -> None:
         """Delay the first byte of the next /v1 response (whose path contains ``route``)."""
