@@ -1,12 +1,17 @@
-"""The settings resolver, provider presets and the price table."""
+"""The settings resolver, provider presets, the price table, which model a new chat starts
+with, and the per-server preferences it comes from."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lib.errors import ConfigError, MissingKeyError
+from lib.models import choose_models
+from lib.preferences import MAX_SERVERS, Preferences, ServerChoice
 from lib.pricing import PriceTable
 from lib.providers import PLACEHOLDER_KEY, guess_provider
 from lib.settings import resolve, resolve_settings
@@ -97,3 +102,173 @@ def test_broken_price_table_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "prices.toml").write_text("[chat.broken\n")
     with pytest.raises(ConfigError, match="prices.toml"):
         PriceTable.load(tmp_path)
+
+
+# Prices are per provider or server: no reply is charged at another provider's price.
+
+PRICED = """
+[openai.chat."gpt-5.4-mini"]
+input = 0.75
+output = 4.5
+
+[azure.chat."my-deployment"]
+input = 1
+output = 2
+
+[server."http://gpu-box:8000/v1".chat."gpt-5.4-mini"]
+input = 0.1
+output = 0.2
+
+[server."http://gpu-box:8000/v1".image."flux"]
+input = 3
+output = 4
+
+[ollama.chat."llama3.2"]
+input = 0.01
+output = 0.02
+"""
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "base_url", "kind", "expected"),
+    [
+        ("gpt-5.4-mini", "openai", None, "chat", 5.25),
+        ("gpt-5.4-mini", "openai", "https://api.openai.com/v1", "chat", 5.25),
+        ("gpt-5.4-mini", "custom", "http://gpu-box:8000/v1", "chat", 0.3),  # its server's
+        ("gpt-5.4-mini", "custom", "http://gpu-box:8000/v1/", "chat", 0.3),  # same server
+        ("gpt-5.4-mini", "custom", "http://other:8000/v1", "chat", 0.0),  # never OpenAI's
+        ("gpt-5.4-mini", "llamacpp", "http://localhost:8080/v1", "chat", 0.0),
+        ("gpt-5.4-mini", "azure", "https://x.openai.azure.com/openai/v1", "chat", None),
+        ("my-deployment", "azure", "https://x.openai.azure.com/openai/v1", "chat", 3.0),
+        ("my-deployment", "openai", None, "chat", None),  # Azure's price is Azure's only
+        ("llama3.2", "ollama", "http://localhost:11434/v1", "chat", 0.03),
+        ("llama3.2", "lmstudio", "http://localhost:1234/v1", "chat", 0.0),
+        ("flux", "custom", "http://gpu-box:8000/v1", "image", 7.0),
+        ("flux", "custom", "http://gpu-box:8000/v1", "chat", 0.0),  # kinds are apart too
+        ("gpt-5.3-mini", "openai", None, "chat", None),  # unknown on OpenAI: never a guess
+    ],
+)
+def test_prices_are_keyed_by_provider_or_server(
+    tmp_path: Path, model: str, provider: str, base_url: str | None, kind: str, expected: Any
+) -> None:
+    (tmp_path / "prices.toml").write_text(PRICED)
+    table = PriceTable.load(tmp_path)
+    cost = table.cost(model, 10**6, 10**6, provider=provider, base_url=base_url, kind=kind)
+    assert cost == (None if expected is None else pytest.approx(expected))
+
+
+def test_old_tables_mean_openai_and_the_new_section_wins(tmp_path: Path) -> None:
+    (tmp_path / "prices.toml").write_text(
+        '[chat."gpt-5"]\ninput = 1\noutput = 1\n[chat."old-only"]\ninput = 2\noutput = 2\n'
+        '[openai.chat."gpt-5"]\ninput = 3\noutput = 3\n[image."img"]\ninput = 4\noutput = 4\n'
+    )
+    table = PriceTable.load(tmp_path)
+    assert table.cost("gpt-5", 10**6, 0) == pytest.approx(3.0)
+    assert table.cost("old-only", 10**6, 0) == pytest.approx(2.0)
+    assert table.cost("img", 10**6, 0, kind="image") == pytest.approx(4.0)
+    assert table.cost("old-only", 10**6, 0, provider="custom", base_url="http://h/v1") == 0.0
+
+
+def test_the_shipped_table_is_in_the_new_format(tmp_path: Path) -> None:
+    PriceTable.load(tmp_path)
+    text = (tmp_path / "prices.toml").read_text()
+    sections = [line for line in text.splitlines() if line.startswith("[")]
+    assert sections and all(s.startswith(("[openai.chat.", "[openai.image.")) for s in sections)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[opneai.chat."gpt-5"]\ninput = 1\noutput = 1\n', "opneai"),
+        ('[openai.text."gpt-5"]\ninput = 1\noutput = 1\n', "kind"),
+        ('[openai.chat."gpt-5"]\ninput = -1\noutput = 1\n', "negative"),
+        ('[openai.chat."gpt-5"]\ninput = 1\n', "output"),
+        ('[server."http://h/v1".chat."m"]\ninput = "free"\noutput = 1\n', "free"),
+        ("server = 3\n", "table"),
+    ],
+)
+def test_a_wrong_price_table_says_where(tmp_path: Path, toml: str, message: str) -> None:
+    (tmp_path / "prices.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        PriceTable.load(tmp_path)
+
+
+# Which model a new chat starts with
+
+
+@pytest.mark.parametrize(
+    ("server", "default", "last_used", "first", "note"),
+    [
+        (["gpt-5-mini", "gpt-5.4-mini"], "gpt-5.4-mini", None, "gpt-5.4-mini", None),
+        (["tiny-llama"], "gpt-5.4-mini", None, "tiny-llama", "gpt-5.4-mini is not on this server"),
+        (["b-model", "a-embedding", "c-model"], "gpt-5.4-mini", None, "b-model", "using b-model"),
+        (["llama3.2:latest"], "llama3.2", None, "llama3.2:latest", None),  # Ollama's tag
+        (["x", "y"], "gpt-5.4-mini", "y", "y", None),  # the user's last choice here
+        (["x", "y"], "x", "gone", "x", None),  # last choice no longer served: the default
+        (["nomic-embed-text"], "gpt-5.4-mini", None, "gpt-5.4-mini", "no chat models"),
+        (None, "gpt-5.4-mini", "my-model", "my-model", "Could not read"),
+    ],
+)
+def test_new_chats_start_with_a_model_the_server_has(
+    server: list[str] | None, default: str, last_used: str | None, first: str, note: str | None
+) -> None:
+    names, said = choose_models(server, default, last_used)
+    assert names[0] == first and len(names) == len(set(names))
+    assert (said is None) if note is None else (note in said)
+
+
+# The model and system prompt each user last chose, per server
+
+
+def test_preferences_are_kept_per_workspace_and_server(tmp_path: Path) -> None:
+    prefs = Preferences(tmp_path)
+    assert prefs.get("alice", "http://localhost:8080/v1") == ServerChoice()
+    prefs.put("alice", "http://localhost:8080/v1", model="tiny", system_prompt="Be brief.")
+    prefs.put("alice", "http://localhost:8080/v1/", system_prompt="")  # cleared, model kept
+    prefs.put("alice", None, model="gpt-5.4-mini")  # no URL: OpenAI's
+    prefs.put("bob", "http://localhost:8080/v1", model="other")
+    assert Preferences(tmp_path).get("alice", "http://localhost:8080/v1") == ServerChoice(
+        "tiny", ""
+    )
+    assert prefs.get("alice", "https://api.openai.com/v1").model == "gpt-5.4-mini"
+    assert prefs.get("bob", "http://localhost:8080/v1") == ServerChoice("other", None)
+
+
+def test_preferences_keep_no_credentials_or_workspace_names(tmp_path: Path) -> None:
+    prefs = Preferences(tmp_path)
+    prefs.put("alice@example.com", "http://user:s3cret@gpu-box:8000/v1?key=k", model="m")
+    assert prefs.get("alice@example.com", "http://gpu-box:8000/v1").model == "m"
+    files = list((tmp_path / "preferences").iterdir())
+    written = "".join(p.name + p.read_text() for p in files)
+    assert "s3cret" not in written and "key=k" not in written and "alice" not in written
+
+
+def test_unreadable_preferences_count_as_none_and_are_replaced(tmp_path: Path) -> None:
+    prefs = Preferences(tmp_path)
+    prefs.put("alice", None, model="m")
+    (path,) = (tmp_path / "preferences").glob("*.json")
+    path.write_text("{not json")
+    assert prefs.get("alice", None) == ServerChoice()
+    prefs.put("alice", None, model="n")
+    assert prefs.get("alice", None).model == "n"
+
+
+def test_preferences_refuse_an_empty_workspace(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="workspace"):
+        Preferences(tmp_path).put("", None, model="m")
+
+
+def test_concurrent_saves_lose_no_server(tmp_path: Path) -> None:
+    prefs = Preferences(tmp_path)
+    urls = [f"http://host-{i}:8000/v1" for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda url: prefs.put("alice", url, model=url[7:13]), urls))
+    assert [prefs.get("alice", url).model for url in urls] == [url[7:13] for url in urls]
+
+
+def test_only_the_most_recent_servers_are_kept(tmp_path: Path) -> None:
+    prefs = Preferences(tmp_path)
+    for i in range(MAX_SERVERS + 3):
+        prefs.put("alice", f"http://host-{i}/v1", model=f"m{i}")
+    assert prefs.get("alice", "http://host-0/v1") == ServerChoice()
+    assert prefs.get("alice", f"http://host-{MAX_SERVERS + 2}/v1").model == f"m{MAX_SERVERS + 2}"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import openai
 import streamlit as st
@@ -21,11 +23,15 @@ from lib.client import build_client
 from lib.conversations import ConversationStore
 from lib.errors import DatabaseCorrupt, ParleyError
 from lib.models import choose_models, list_server_models
+from lib.preferences import Preferences
 from lib.pricing import PriceTable
+from lib.server import capabilities as server_capabilities
+from lib.server import probe, tokenizer, window
 from lib.settings import Settings, resolve_settings
 from lib.ui import state
 
 MODELS_TTL = 300  # seconds a server's model list is reused within a session
+T = TypeVar("T")
 
 
 def secrets() -> dict:
@@ -105,5 +111,67 @@ def server_models(current: Settings, api: openai.OpenAI) -> list[str] | None:
 
 
 def models(current: Settings, api: openai.OpenAI) -> tuple[list[str], str | None]:
-    """Chat models to offer, from the server's list or, failing that, the SDK's."""
-    return choose_models(server_models(current, api), current.chat_model)
+    """Chat models to offer, the one new chats start with first: the user's last choice
+    for this server, else the configured default, else one the server has (with a note)."""
+    last = preferences(current).get(state.workspace(), current.base_url).model
+    return choose_models(server_models(current, api), current.chat_model, last)
+
+
+def preferences(current: Settings) -> Preferences:
+    """The model and system prompt each user last chose for each server."""
+    return Preferences(current.data_dir)
+
+
+def _per_session(cache_key: str, compute: Callable[[], T]) -> T:
+    # Like the model list: per session (what a visitor's key found stays theirs), per
+    # base URL, reused for MODELS_TTL so a restarted server is seen again.
+    cached = state.get(cache_key)
+    if cached and time.monotonic() - cached[0] < MODELS_TTL:
+        return cached[1]
+    value = compute()
+    state.put(cache_key, (time.monotonic(), value))
+    return value
+
+
+def server(current: Settings, api: openai.OpenAI) -> probe.Server:
+    """Which server software answers at the base URL, and what it said of itself."""
+    return _per_session(f"server:{current.base_url}", lambda: probe.identify(api, current.provider))
+
+
+def capabilities(
+    current: Settings, api: openai.OpenAI, model: str | None = None
+) -> server_capabilities.Capabilities:
+    """What the server can do, and what `model` (default: the configured one) accepts."""
+    model = model or current.chat_model
+    return _per_session(
+        f"capabilities:{current.base_url}:{model}",
+        lambda: server_capabilities.capabilities(
+            api, server(current, api), model, current.embedding_model
+        ),
+    )
+
+
+def context_window(current: Settings, api: openai.OpenAI, model: str) -> window.ContextWindow:
+    """`model`'s context window on this server, or what an overflow error taught."""
+    return _per_session(
+        f"window:{current.base_url}:{model}",
+        lambda: window.context_window(api, server(current, api), model),
+    )
+
+
+def learn_context_window(current: Settings, model: str, learned: window.ContextWindow) -> None:
+    """Remember the window an overflow error stated (`window.context_window_from_error`)."""
+    state.put(f"window:{current.base_url}:{model}", (time.monotonic(), learned))
+
+
+def token_counter(current: Settings, api: openai.OpenAI, model: str) -> tokenizer.TokenCounter:
+    """The most honest token counter for `model` here: the server's tokenizer if it has
+    one, else tiktoken (exact only for OpenAI's models on OpenAI or Azure)."""
+    cache_key = f"counter:{current.base_url}:{model}"
+    cached = state.get(cache_key)
+    # Held with its client: a new key (a new client) gets a new counter.
+    if cached and cached[1] is api and time.monotonic() - cached[0] < MODELS_TTL:
+        return cached[2]
+    counter = tokenizer.counter_for_server(api, server(current, api), model)
+    state.put(cache_key, (time.monotonic(), api, counter))
+    return counter
