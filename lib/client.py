@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx2
 import openai
 
-from lib import errors
+from lib import errors, outbound
 from lib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,20 @@ TRANSPORT_ERRORS = (httpx2.TransportError, httpx2.StreamError, httpx2.DecodingEr
 
 
 def build_client(settings: Settings, *, max_retries: int = MAX_RETRIES) -> openai.OpenAI:
-    """A client for the configured server; raises MissingKeyError if a key is required."""
+    """A client for the configured server; raises MissingKeyError if a key is required.
+
+    A server a visitor chose (`server_trusted` False) is reached only through the
+    outbound guard, so its URL cannot point Parley at the host's own network.
+    """
+    http_client = None
+    if not settings.server_trusted:
+        http_client = outbound.guarded_http_client(settings.outbound_allow, settings.timeout)
     return openai.OpenAI(
         api_key=settings.require_key(),
         base_url=settings.base_url,
         timeout=settings.timeout,
         max_retries=max_retries,
+        http_client=http_client,
     )
 
 

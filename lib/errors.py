@@ -95,6 +95,10 @@ class ServerUnreachable(ProviderError):
     hint = "Check the base URL, and that the server is running."
 
 
+class OutboundRefused(ProviderError):
+    """The outbound guard (`lib/outbound.py`) refused a local or private address."""
+
+
 class ContextTooLong(ProviderError):
     hint = "Lower the memory window or max output tokens, or start a new conversation."
 

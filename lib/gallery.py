@@ -27,11 +27,14 @@ from typing import Any
 from PIL import Image
 
 from lib import db
-from lib.errors import NotFoundError
-from lib.images import GenerationResult
+from lib.errors import NotFoundError, ProviderError
+from lib.images import GenerationResult, check_pixels
 
 log = logging.getLogger(__name__)
 THUMB_EDGE = 512  # pixels: sharp in a three-column gallery and in a chat bubble
+# Pillow's own bomb limit (89 MP warns, 179 MP raises); the warning is raised only where
+# warnings are errors, as under pytest.
+_PILLOW_BOMBS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -334,17 +337,21 @@ def _write_thumbnail(path: Path, data: bytes) -> Path | None:
     """A WebP thumbnail (alpha kept) for images larger than a tile; None if not needed.
 
     A thumbnail is a convenience: if one cannot be made, the gallery shows the original.
+    The pixel limit is checked again from the header (whatever reaches here unchecked
+    must not be decoded), and `thumbnail` first shrinks by whole factors while decoding
+    (JPEG's `draft`) or right after (`reduce`), so it never resamples the full image.
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
+            check_pixels(img.size)
             if max(img.size) <= THUMB_EDGE:
                 return None
-            img.thumbnail((THUMB_EDGE, THUMB_EDGE))
+            img.thumbnail((THUMB_EDGE, THUMB_EDGE), reducing_gap=2.0)
             has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
             small = img.convert("RGBA" if has_alpha else "RGB")
         buffer = io.BytesIO()
         small.save(buffer, format="WEBP", quality=85)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ProviderError, *_PILLOW_BOMBS) as exc:
         log.warning("no thumbnail for %s: %s", path.name, exc)
         return None
     _write_atomically(path, buffer.getvalue())

@@ -3,9 +3,12 @@
 `generate` validates the request (before anything is sent), calls
 `client.images.generate`, and yields `Preview`s while a streamed image is being made, then
 one `GenerationResult`. Both response shapes are handled: `b64_json` (the GPT image
-models) and `url` (older servers), whose URL is fetched at once because such URLs expire.
-Every image is decoded with Pillow before it is accepted, so a broken file never reaches
-the gallery. Usage and cost come from the response and the price table's "image" section.
+models) and `url` (older servers), whose URL is fetched at once because such URLs expire,
+through the outbound guard (`lib/outbound.py`): a server cannot make Parley fetch from its
+host's own network. Every image is checked before it is accepted: bytes and pixel count
+first (from the header, before anything is decoded), then decoded with Pillow, so neither
+a broken file nor a decompression bomb reaches the gallery. Usage and cost come from the
+response and the price table's "image" section.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import binascii
 import io
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,7 @@ import httpx2
 import openai
 from PIL import Image, UnidentifiedImageError
 
-from lib import errors
+from lib import errors, outbound
 from lib.client import TRANSPORT_ERRORS, provider_errors
 from lib.image_models import ImageRequest, normalized, request_params, validate
 from lib.pricing import FREE_PROVIDERS, PriceTable
@@ -31,6 +34,11 @@ from lib.pricing import FREE_PROVIDERS, PriceTable
 log = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a 3840x2160 PNG is ~25 MB; anything bigger is wrong
+# Twice the largest image any known model makes (3840x2160, 8.3 MP). Accepting one at the
+# limit (4096x4096 RGBA) peaks 135 MB above the start, as a plain Pillow decode does; a
+# 13000x13000 RGB PNG (481 KB, 169 MP) took 653 MB and 13 s before this check, and is
+# now refused from its header in 0.1 s and 1 MB (bench/image_memory.py).
+MAX_IMAGE_PIXELS = 4096 * 4096
 FORMATS = {  # Pillow format -> (mime type, file extension)
     "PNG": ("image/png", "png"),
     "JPEG": ("image/jpeg", "jpg"),
@@ -39,6 +47,11 @@ FORMATS = {  # Pillow format -> (mime type, file extension)
 }
 RATE_LIMIT_RETRIES = 3
 UNREADABLE_HINT = "Try again; if it keeps happening, try another output format or model."
+TOO_MANY_PIXELS = (
+    f"The server sent an image larger than Parley opens "
+    f"(at most {MAX_IMAGE_PIXELS / 1e6:.1f} million pixels)."
+)
+PIXELS_HINT = "Ask for a smaller size."
 
 
 @dataclass(frozen=True)
@@ -86,19 +99,29 @@ def generate(
     prices: PriceTable | None = None,
     provider: str = "openai",
     timeout: float | None = None,
+    allow: Sequence[str] = (),
 ) -> Iterator[Preview | GenerationResult]:
     """Check `request` now (raising InvalidInputError before any request), then return
-    the iterator that sends it and yields previews and the result."""
+    the iterator that sends it and yields previews and the result.
+
+    `allow` is the outbound allow-list for image URLs (`outbound.image_allow(settings)`).
+    """
     request = normalized(request)
     validate(request)
     # A timed-out or failed generation may still be billed, so the SDK must not resend it
     # on its own; only rate limits, refused before any work, are retried (in _send).
     api = client.with_options(max_retries=0, **({"timeout": timeout} if timeout else {}))
-    return _run(api, request, prices or PriceTable(), provider, timeout or client.timeout)
+    seconds = _seconds(timeout or client.timeout)
+    return _run(api, request, prices or PriceTable(), provider, seconds, tuple(allow))
 
 
 def _run(
-    api: openai.OpenAI, request: ImageRequest, prices: PriceTable, provider: str, timeout: Any
+    api: openai.OpenAI,
+    request: ImageRequest,
+    prices: PriceTable,
+    provider: str,
+    timeout: float,
+    allow: tuple[str, ...],
 ) -> Iterator[Preview | GenerationResult]:
     started = time.perf_counter()
     params = request_params(request)
@@ -106,7 +129,7 @@ def _run(
     if params.get("stream"):
         images, usage = yield from _read_stream(response)
     else:
-        images, usage = _read_response(response, _seconds(timeout))
+        images, usage = _read_response(response, timeout, allow)
     if not images:
         raise errors.ProviderError("The server answered without an image.", hint=UNREADABLE_HINT)
     cost = None
@@ -143,13 +166,15 @@ def _retry_after(exc: BaseException | None) -> float | None:
         return None
 
 
-def _read_response(response: Any, timeout: float) -> tuple[list[GeneratedImage], Usage | None]:
+def _read_response(
+    response: Any, timeout: float, allow: tuple[str, ...]
+) -> tuple[list[GeneratedImage], Usage | None]:
     images = []
     for item in response.data or []:
         if item.b64_json:
             data = _b64decode(item.b64_json)
         elif item.url:
-            data = fetch_image(item.url, timeout=timeout)
+            data = fetch_image(item.url, timeout=timeout, allow=allow)
         else:
             raise errors.ProviderError("The server's image had neither data nor a URL.")
         images.append(checked_image(data, item.revised_prompt))
@@ -214,53 +239,59 @@ def _seconds(timeout: Any) -> float:
     return float(read) if read else 60.0
 
 
-def fetch_image(url: str, *, timeout: float = 60.0) -> bytes:
+def fetch_image(url: str, *, timeout: float = 60.0, allow: Sequence[str] = ()) -> bytes:
     """Download an image URL from a response at once (they expire within the hour).
 
-    The API key is never sent: the URL is pre-signed and often on another host.
+    Through the outbound guard, with no redirects, an image content type and at most
+    MAX_IMAGE_BYTES; any failure is the one generic error of `outbound.fetch`. The API
+    key is never sent: the URL is pre-signed and often on another host.
     """
     if url.startswith("data:image/") and ";base64," in url:
         return _b64decode(url.split(";base64,", 1)[1])
-    if not url.startswith(("https://", "http://")):
-        raise errors.ProviderError(f"The server gave an image URL Parley cannot fetch: {url[:80]}")
-    try:
-        with (
-            httpx2.Client(timeout=timeout, follow_redirects=True) as http,
-            http.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise errors.ProviderError(
-                    f"Fetching the generated image failed ({response.status_code}).",
-                    hint="The image URL may have expired; generate it again.",
-                )
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_IMAGE_BYTES:
-                    raise errors.ProviderError("The generated image is implausibly large.")
-                chunks.append(chunk)
-    except httpx2.TimeoutException as exc:
-        raise errors.RequestTimedOut("Fetching the generated image timed out.") from exc
-    except TRANSPORT_ERRORS as exc:
-        raise errors.ServerUnreachable("Could not fetch the generated image.") from exc
-    return b"".join(chunks)
+    return outbound.fetch(
+        url,
+        allow=allow,
+        max_bytes=MAX_IMAGE_BYTES,
+        content_types=[mime for mime, _ in FORMATS.values()],
+        timeout=timeout,
+    )
 
 
 def checked_image(data: bytes, revised_prompt: str | None = None) -> GeneratedImage:
-    """Decode `data` fully with Pillow; raise ProviderError if it is not a usable image."""
+    """Check `data` is a usable image and decode it fully with Pillow; else ProviderError.
+
+    Size and pixel count are checked from the header before any pixel is decoded, so a
+    decompression bomb costs a header read, not its decoded size in memory.
+    """
+    if len(data) > MAX_IMAGE_BYTES:
+        raise errors.ProviderError(
+            f"The server sent an image of {len(data) / 2**20:.0f} MB; Parley accepts at most "
+            f"{MAX_IMAGE_BYTES // 2**20} MB."
+        )
     try:
         with Image.open(io.BytesIO(data)) as img:
+            check_pixels(img.size)
             img.verify()  # checksums and structure, without decoding pixels
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # the pixels themselves: catches truncated data
             fmt, (width, height) = img.format, img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own (higher) limit fired inside Image.open, before check_pixels could.
+        raise errors.ProviderError(TOO_MANY_PIXELS, hint=PIXELS_HINT) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise errors.ProviderError(
             "The server sent an image that could not be decoded.", hint=UNREADABLE_HINT
         ) from exc
-    except Image.DecompressionBombError as exc:
-        raise errors.ProviderError("The server sent an image far too large to open.") from exc
     if fmt not in FORMATS:
         raise errors.ProviderError(f"The server sent an unsupported image format ({fmt}).")
     mime, extension = FORMATS[fmt]
     return GeneratedImage(data, mime, extension, width, height, revised_prompt or None)
+
+
+def check_pixels(size: tuple[int, int]) -> None:
+    """Refuse an image over MAX_IMAGE_PIXELS, given its header's (width, height)."""
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise errors.ProviderError(
+            f"{TOO_MANY_PIXELS} (This one is {width}x{height}.)", hint=PIXELS_HINT
+        )

@@ -110,6 +110,29 @@ def render_png(
     return buf.getvalue()
 
 
+@functools.cache
+def sparse_png(width: int, height: int, *, rgb: bool = False) -> bytes:
+    """A valid black PNG of any size, built without decoding it: the decompression bomb
+    of issue 9, part 3. 1-bit by default (13000x13000 is 20 KB, made in ~0.5 s; Pillow
+    needs a byte a pixel to decode it); `rgb` makes the 8-bit RGB kind the issue found
+    (13000x13000 is ~490 KB, made in a few seconds; 3 bytes a pixel decoded).
+    """
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    row = b"\x00" * (1 + (width * 3 if rgb else (width + 7) // 8))  # filter "none", zeros
+    packer = zlib.compressobj(6)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    depth, colour = (8, 2) if rgb else (1, 0)  # 8-bit RGB or 1-bit greyscale
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
 def error_body(
     status: int,
     message: str | None = None,

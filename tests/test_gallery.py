@@ -16,6 +16,7 @@ from lib.errors import NotFoundError
 from lib.gallery import ImageStore, workspace_dir_name
 from lib.image_models import default_request
 from lib.images import GeneratedImage, GenerationResult, Usage, checked_image
+from tests.fake_images import sparse_png
 
 
 def png(size: int = 64, colour: tuple[int, ...] = (200, 30, 30), mode: str = "RGB") -> bytes:
@@ -62,6 +63,18 @@ def test_large_images_get_a_thumbnail_and_keep_transparency(gallery: ImageStore)
         assert max(img.size) == 512 and img.mode == "RGBA"
     (small,) = gallery.save("local", result("tiny"))
     assert gallery.preview_path(small) == gallery.path(small)  # no thumbnail needed
+
+
+def test_an_unchecked_bomb_gets_no_thumbnail_and_is_never_decoded(
+    gallery: ImageStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Whatever reaches the gallery without checked_image (a future caller, an import)
+    # is still checked from its header before the thumbnail would decode it.
+    bomb = GeneratedImage(sparse_png(13000, 13000), "image/png", "png", 13000, 13000)
+    request = default_request("bomb", "gpt-image-2")
+    (image,) = gallery.save("local", GenerationResult(request, [bomb], None, None, 1.0))
+    assert image.thumb is None and gallery.preview_path(image) == gallery.path(image)
+    assert "no thumbnail" in caplog.text
 
 
 def test_list_is_newest_first_and_search_matches_every_word(gallery: ImageStore) -> None:

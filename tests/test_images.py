@@ -6,17 +6,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import openai
 import pytest
 from PIL import Image
 
-from lib import errors
+from lib import errors, images, outbound
 from lib.image_models import ImageRequest, default_request
 from lib.images import GenerationResult, Preview, checked_image, fetch_image, generate
 from lib.pricing import PriceTable
-from tests.fake_images import prompt_colour
+from tests.fake_images import prompt_colour, sparse_png
 from tests.fake_openai import FakeOpenAI
 
 
@@ -58,16 +60,30 @@ def test_b64_json_images_are_decoded_priced_and_match_the_prompt(
     assert sent == {"model": "gpt-image-2", "prompt": "a red kite over the sea", "n": 2}
 
 
+# What `outbound.image_allow` gives for the fake server as the operator's configured one.
+TRUSTED_FAKE = ["127.0.0.1"]
+
+
 def test_url_shape_is_fetched_at_once_without_the_api_key(openai_server: FakeOpenAI) -> None:
     openai_server.image_shape = "url"
     openai_server.revise_prompts = True
-    (result,) = run(client(openai_server), req(model="dall-e-3"))
+    (result,) = run(client(openai_server), req(model="dall-e-3"), allow=TRUSTED_FAKE)
     image = result.images[0]
     assert pixel(image.data) == prompt_colour("a red kite over the sea")
     assert result.revised_prompt == "A detailed, vivid illustration of a red kite over the sea"
     assert result.usage is None and result.cost is None  # DALL-E reports no usage
     fetch = [r for r in openai_server.requests if r.path.startswith("/files/")]
     assert len(fetch) == 1 and "authorization" not in fetch[0].headers
+
+
+def test_a_loopback_image_url_from_a_server_not_trusted_is_never_fetched(
+    openai_server: FakeOpenAI,
+) -> None:
+    openai_server.image_shape = "url"
+    with pytest.raises(errors.ProviderError, match="could not fetch the image") as caught:
+        run(client(openai_server), req(model="dall-e-3"))
+    assert "127.0.0.1" not in str(caught.value)
+    assert [r for r in openai_server.requests if r.path.startswith("/files/")] == []
 
 
 def test_streamed_previews_arrive_before_the_result(openai_server: FakeOpenAI) -> None:
@@ -190,17 +206,19 @@ def test_local_servers_cost_nothing(openai_server: FakeOpenAI, data_dir: Path) -
 
 
 def test_fetch_image_refuses_non_http_urls_and_reads_data_urls() -> None:
-    with pytest.raises(errors.ProviderError, match="cannot fetch"):
-        fetch_image("file:///etc/passwd")
+    with pytest.raises(errors.ProviderError, match="could not fetch"):
+        fetch_image("file:///etc/passwd", allow=["0.0.0.0/0"])
     png = io.BytesIO()
     Image.new("RGB", (2, 2), (1, 2, 3)).save(png, format="PNG")
     data_url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
     assert fetch_image(data_url) == png.getvalue()
 
 
-def test_an_expired_url_is_explained(openai_server: FakeOpenAI) -> None:
-    with pytest.raises(errors.ProviderError, match="expired"):
-        fetch_image(f"{openai_server.url}/files/gone.png")
+def test_an_expired_url_gets_the_one_generic_message(openai_server: FakeOpenAI) -> None:
+    # The same words as a refused address or a closed port (tests/test_outbound.py).
+    with pytest.raises(errors.ProviderError) as caught:
+        fetch_image(f"{openai_server.url}/files/gone.png", allow=TRUSTED_FAKE)
+    assert str(caught.value) == f"{outbound.FETCH_FAILED} {outbound.FETCH_HINT}"
 
 
 @pytest.mark.parametrize(
@@ -216,3 +234,64 @@ def test_checked_image_rejects_a_truncated_png() -> None:
     Image.effect_noise((128, 128), 50).save(buffer, format="PNG")
     with pytest.raises(errors.ProviderError):
         checked_image(buffer.getvalue()[:-200])
+
+
+# -- images that would exhaust memory (issue 9, part 3) ---------------------------------------
+
+
+def peak_rss_growth_mb(call: str) -> float:
+    """Peak RSS growth (MB) of a fresh interpreter while it runs `call` on `data`; a
+    subprocess, because a process's high-water mark never comes back down."""
+    script = f"""
+import sys
+from bench.image_memory import peak_rss_mb
+from lib.images import checked_image
+from tests.fake_images import sparse_png
+data = sparse_png(13000, 13000)
+before = peak_rss_mb()
+try:
+    {call}
+except Exception as exc:
+    print(type(exc).__name__, file=sys.stderr)
+print(peak_rss_mb() - before)
+"""
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_decompression_bomb_is_refused_from_its_header() -> None:
+    bomb = sparse_png(13000, 13000)  # 20 KB of PNG, 169 million pixels
+    assert len(bomb) < 50_000
+    with pytest.raises(errors.ProviderError, match="larger than Parley opens") as caught:
+        checked_image(bomb)
+    assert "16.8 million pixels" in str(caught.value) and "smaller size" in str(caught.value)
+    # With warnings not errors (as in production), Pillow lets it open; the header check
+    # still refuses it, and decoding never starts: measured, not assumed.
+    assert peak_rss_growth_mb("checked_image(data)") < 20  # Pillow needs ~161 MB for it
+
+
+def test_an_image_over_the_limit_but_under_pillows_is_refused() -> None:
+    # 20 MP: Pillow itself would open it without a word (its warning starts at 89 MP).
+    with pytest.raises(errors.ProviderError, match="5000x4000"):
+        checked_image(sparse_png(5000, 4000))
+
+
+def test_the_largest_accepted_image_is_accepted() -> None:
+    image = checked_image(sparse_png(4096, 4096))
+    assert (image.width, image.height) == (4096, 4096)
+    with pytest.raises(errors.ProviderError):
+        checked_image(sparse_png(4096, 4097))
+
+
+def test_bytes_are_capped_before_opening(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = sparse_png(64, 64)
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", len(data) - 1)
+    with pytest.raises(errors.ProviderError, match="accepts at most"):
+        checked_image(data)

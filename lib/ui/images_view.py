@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import streamlit as st
 
-from lib import images
+from lib import images, outbound
 from lib.errors import ParleyError
 from lib.gallery import ImageStore, StoredImage
 from lib.image_models import (
@@ -128,6 +128,7 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
             prices=clients.prices(current),
             provider=current.provider,
             timeout=image_timeout(current),
+            allow=outbound.image_allow(current),
         )
     except ParleyError as exc:
         st.error(str(exc), icon=":material/error:")
