@@ -10,16 +10,20 @@ connection httpcore2 is asked to open, so "refused" means "no socket was opened"
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import http.server
 import io
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpcore2
+import httpx2
 import openai
 import pytest
 from PIL import Image
@@ -44,7 +48,8 @@ Route = tuple[int, dict[str, str], bytes]
 class Web:
     """A loopback HTTP server answering scripted routes and recording what it was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "https" if tls else "http"
         self.routes: dict[str, Route] = {}
         self.seen: list[tuple[str, str]] = []  # (path, Host header)
         self.release = threading.Event()  # ends a "/slow" answer early at teardown
@@ -74,12 +79,14 @@ class Web:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def close(self) -> None:
         self.release.set()
@@ -292,6 +299,69 @@ def test_a_rebinding_name_that_answers_loopback_first_is_refused(
     monkeypatch.setattr(outbound, "resolve", lambda host, port: next(answers))
     assert refused_message("http://rebind.example/a.png") == GENERIC
     assert connects == []
+
+
+def self_signed(name: str, folder: Path) -> Path:
+    """A PEM file with a self-signed certificate for `name` and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / "cert.pem"
+    path.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def test_tls_names_and_verifies_the_host_while_connecting_to_the_checked_address(
+    tmp_path: Path,
+    connects: list,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pem = self_signed("images.example.test", tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(pem)
+    offered: list[str | None] = []
+    server_side.sni_callback = lambda sock, name, ctx: offered.append(name)
+    trusting = ssl.create_default_context(cafile=pem)  # as if a public CA had signed it
+    monkeypatch.setattr(httpx2, "create_ssl_context", lambda: trusting)
+    names(monkeypatch, {"images.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]})
+    web = Web(tls=server_side)
+    web.routes["/a.png"] = (200, {"Content-Type": "image/png"}, tiny_png())
+    try:
+        url = web.url("/a.png", "images.example.test")
+        assert fetch(url, allow=["images.example.test"]) == tiny_png()
+        assert connects == ["127.0.0.1"] and offered == ["images.example.test"]
+        # The certificate is checked against the name asked for, not the address.
+        wrong = web.url("/a.png", "other.example.test")
+        assert refused_message(wrong, allow=["other.example.test"]) == GENERIC
+        assert [path for path, _ in web.seen] == ["/a.png"]
+        assert "Hostname mismatch" in caplog.text
+    finally:
+        web.close()
 
 
 def closed_port() -> int:
