@@ -1,16 +1,24 @@
 """Building OpenAI clients and turning the SDK's errors into Parley's.
 
 One client per (base URL, key). Whether a client may be shared across sessions is the
-UI's decision (see `lib/ui/clients.py`); this module only builds them. The SDK retries
-429s and 5xx responses itself, with exponential backoff that honours Retry-After, before
-any error reaches `provider_errors`.
+UI's decision (see `lib/ui/clients.py`); this module only builds them.
+
+No request is ever resent after the server may have run it. The SDK's own retries are off
+(`max_retries=0`): they resent a chat request after a timeout or a 5xx, so a slow server
+got 4 requests and the user waited 18 s at a 3 s timeout, and a completion that may
+already have been billed was paid for again. `send_once` retries only refusals made
+before any work: a 429 (after its Retry-After, up to `MAX_RETRY_WAIT`) and a connection
+that could not be opened. Chat, document answers and images all send through it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import httpx2
 import openai
@@ -19,17 +27,20 @@ from lib import errors, outbound
 from lib.settings import Settings
 
 log = logging.getLogger(__name__)
-MAX_RETRIES = 3
+REFUSAL_RETRIES = 3  # resends of a request the server refused before doing any work
+MAX_RETRY_WAIT = 20.0  # seconds; a longer Retry-After is reported, not waited out
+T = TypeVar("T")
 
 # Transport failures that can surface while a response body is being read.
 TRANSPORT_ERRORS = (httpx2.TransportError, httpx2.StreamError, httpx2.DecodingError)
 
 
-def build_client(settings: Settings, *, max_retries: int = MAX_RETRIES) -> openai.OpenAI:
+def build_client(settings: Settings) -> openai.OpenAI:
     """A client for the configured server; raises MissingKeyError if a key is required.
 
     A server a visitor chose (`server_trusted` False) is reached only through the
-    outbound guard, so its URL cannot point Parley at the host's own network.
+    outbound guard, so its URL cannot point Parley at the host's own network. The client
+    never resends a request by itself (see the module docstring): send with `send_once`.
     """
     http_client = None
     if not settings.server_trusted:
@@ -38,9 +49,63 @@ def build_client(settings: Settings, *, max_retries: int = MAX_RETRIES) -> opena
         api_key=settings.require_key(),
         base_url=settings.base_url,
         timeout=settings.timeout,
-        max_retries=max_retries,
+        max_retries=0,
         http_client=http_client,
     )
+
+
+def send_once(
+    request: Callable[[], T],
+    *,
+    retries: int = REFUSAL_RETRIES,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Send a request that may be billed, with errors in Parley's terms (`provider_errors`).
+
+    Resent only after a refusal made before any work: a 429 or a connection refused. A
+    timeout, a 5xx or a dropped connection may come after the server did the work, so
+    they are raised at once.
+    """
+    for attempt in range(retries + 1):
+        try:
+            with provider_errors():
+                return request()
+        except (errors.RateLimited, errors.ServerUnreachable) as exc:
+            wait = None if attempt == retries else refusal_wait(exc.__cause__, attempt)
+            if wait is None:
+                raise
+            log.info("%s; resending in %.1f s", type(exc).__name__, wait)
+            sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def refusal_wait(exc: BaseException | None, attempt: int) -> float | None:
+    """Seconds to wait before resending after `exc`, or None when it must not be resent."""
+    if isinstance(exc, openai.RateLimitError):
+        after = retry_after(exc.response.headers)
+        if after is None:
+            return _backoff(attempt)
+        return after if after <= MAX_RETRY_WAIT else None
+    # APITimeoutError is an APIConnectionError too, but caused by a timeout, not a refusal.
+    refused = isinstance(exc, openai.APIConnectionError) and isinstance(
+        exc.__cause__, httpx2.ConnectError
+    )
+    return _backoff(attempt) if refused else None
+
+
+def retry_after(headers: httpx2.Headers) -> float | None:
+    """The server's Retry-After (or OpenAI's retry-after-ms) in seconds, if it gave one."""
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return max(0.0, float(headers[name]) / divisor)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def _backoff(attempt: int) -> float:
+    # Jittered, so sessions refused together do not all come back at the same moment.
+    return min(0.5 * 2**attempt, 8.0) * random.uniform(0.8, 1.2)
 
 
 @contextlib.contextmanager
@@ -55,9 +120,7 @@ def provider_errors() -> Iterator[None]:
             f"This key may not use that resource (403): {_detail(exc)}"
         ) from exc
     except openai.RateLimitError as exc:
-        raise errors.RateLimited(
-            f"Rate limited (429), still after retrying with backoff: {_detail(exc)}"
-        ) from exc
+        raise errors.RateLimited(f"Rate limited (429): {_detail(exc)}") from exc
     except openai.InternalServerError as exc:
         raise errors.ServerFailed(f"The server failed ({exc.status_code}): {_detail(exc)}") from exc
     except openai.APITimeoutError as exc:

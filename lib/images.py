@@ -27,7 +27,7 @@ import openai
 from PIL import Image, UnidentifiedImageError
 
 from lib import errors, outbound
-from lib.client import TRANSPORT_ERRORS, provider_errors
+from lib.client import TRANSPORT_ERRORS, provider_errors, send_once
 from lib.image_models import ImageRequest, normalized, request_params, validate
 from lib.pricing import FREE_PROVIDERS, PriceTable
 
@@ -45,7 +45,6 @@ FORMATS = {  # Pillow format -> (mime type, file extension)
     "WEBP": ("image/webp", "webp"),
     "GIF": ("image/gif", "gif"),
 }
-RATE_LIMIT_RETRIES = 3
 UNREADABLE_HINT = "Try again; if it keeps happening, try another output format or model."
 TOO_MANY_PIXELS = (
     f"The server sent an image larger than Parley opens "
@@ -109,7 +108,7 @@ def generate(
     request = normalized(request)
     validate(request)
     # A timed-out or failed generation may still be billed, so the SDK must not resend it
-    # on its own; only rate limits, refused before any work, are retried (in _send).
+    # on its own; only refusals made before any work are resent (in _send).
     api = client.with_options(max_retries=0, **({"timeout": timeout} if timeout else {}))
     seconds = _seconds(timeout or client.timeout)
     return _run(api, request, prices or PriceTable(), provider, seconds, tuple(allow))
@@ -145,25 +144,8 @@ def _run(
 
 
 def _send(api: openai.OpenAI, params: dict[str, Any]) -> Any:
-    """Send the request, retrying 429s with backoff (Retry-After when given), nothing else."""
-    for attempt in range(RATE_LIMIT_RETRIES + 1):
-        try:
-            with provider_errors():
-                return api.images.generate(**params)
-        except errors.RateLimited as exc:
-            if attempt == RATE_LIMIT_RETRIES:
-                raise
-            delay = _retry_after(exc.__cause__)
-            time.sleep(2**attempt if delay is None else delay)
-    raise AssertionError("unreachable")
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
-    response = getattr(exc, "response", None)
-    try:
-        return min(float(response.headers["retry-after"]), 60.0)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
+    """Send the request; only refusals made before any work are resent (`send_once`)."""
+    return send_once(lambda: api.images.generate(**params))
 
 
 def _read_response(

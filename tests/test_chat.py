@@ -196,7 +196,7 @@ def test_timeout(
     settings = dataclasses.replace(
         resolve_settings({}, {}, {"OPENAI_BASE_URL": openai_server.base_url}), timeout=0.3
     )
-    fast = dataclasses.replace(ctx, client=build_client(settings, max_retries=0))
+    fast = dataclasses.replace(ctx, client=build_client(settings))
     cid = new_conv(fast)
     openai_server.hang(2)
     with pytest.raises(errors.RequestTimedOut):
@@ -205,7 +205,7 @@ def test_timeout(
 
 def test_unreachable_server(ctx: chat.ChatContext) -> None:
     settings = resolve_settings({}, {}, {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
-    down = dataclasses.replace(ctx, client=build_client(settings, max_retries=0))
+    down = dataclasses.replace(ctx, client=build_client(settings))
     with pytest.raises(errors.ServerUnreachable):
         list(chat.send(down, new_conv(down), "anyone?"))
 
