@@ -2,35 +2,47 @@
 
 `send` saves the user's message first (so no failure can lose it), then `Reply` builds
 the request from the trimmed history, streams text chunks for `st.write_stream` or a
-terminal, and saves the assistant message when the stream ends, fails or is stopped.
+terminal, and saves the assistant message as it arrives (so a crash loses at most about a
+second of it) and for good when the stream ends, fails, is stopped or is cut off.
 Closing a `Reply` early closes the HTTP stream and keeps the partial text, marked.
+
+A reply's status says how it ended: "ok"; "streaming" while it arrives; "stopped" by the
+user's Stop only; "interrupted" when the connection dropped, the page was left or Parley
+stopped (`lib.inflight` tells a dead process's reply from a live one); "truncated" at the
+size cap (`ChatContext.max_reply_chars`); "failed" when the server's answer was no reply
+(`meta["error"]` says what it did wrong). A failed reply is not sent back to the model.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import openai
 
-from lib import errors
-from lib.client import TRANSPORT_ERRORS, provider_errors
+from lib import errors, inflight
+from lib.client import TRANSPORT_ERRORS, send_once
 from lib.conversations import Conversation, ConversationStore, Message
-from lib.memory import TrimResult, output_reserve, trim_to_budget
+from lib.memory import TrimResult
 from lib.models import context_window
 from lib.pricing import PriceTable
+from lib.prompt import for_model, is_record, prepare, request_options
+from lib.settings import DEFAULT_MAX_REPLY_CHARS
 from lib.tokens import TOKENS_PER_REPLY, Counter, counter_for
 
 log = logging.getLogger(__name__)
-# Providers that want `max_completion_tokens`; other servers still expect `max_tokens`.
-COMPLETION_TOKENS_PROVIDERS = {"openai", "azure"}
-# Messages Parley adds to a conversation that are records, not dialogue: an illustration
-# is shown in the transcript but its prompt text is not a reply the model gave.
-NOT_SENT_KINDS = {"illustration"}
+# A streaming reply is saved every SAVE_EVERY_S, or sooner once SAVE_EVERY_CHARS of new
+# text arrived (but at most every MIN_SAVE_GAP_S, since each save re-indexes the text).
+SAVE_EVERY_S = 1.0
+SAVE_EVERY_CHARS = 500
+MIN_SAVE_GAP_S = 0.25
+RETRYABLE = {"failed", "interrupted"}  # statuses whose turn the page offers to retry
 
 
 @dataclass
@@ -42,11 +54,19 @@ class ChatContext:
     client: openai.OpenAI
     prices: PriceTable = field(default_factory=PriceTable)
     provider: str = "openai"
+    max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS  # one reply's cap, all choices together
+
+    def __post_init__(self) -> None:
+        # Never resent by the SDK, however the client was built (see lib.client.send_once).
+        if getattr(self.client, "max_retries", 0):
+            self.client = self.client.with_options(max_retries=0)
 
 
-def for_model(message: Message) -> bool:
-    """Whether a message is part of the dialogue the model sees (illustrations are not)."""
-    return message.meta.get("kind") not in NOT_SENT_KINDS
+def needs_retry(last: Message | None) -> bool:
+    """Whether the conversation's last turn went unanswered, failed or was cut off."""
+    if last is None or is_record(last):
+        return False
+    return last.role == "user" or last.status in RETRYABLE
 
 
 def send(ctx: ChatContext, conversation_id: str, text: str) -> Reply:
@@ -64,12 +84,13 @@ def regenerate(ctx: ChatContext, conversation_id: str) -> Reply:
     conv = ctx.store.get(ctx.workspace, conversation_id)
     last = ctx.store.recent_messages(ctx.workspace, conv.id, 1)
     previous: list[str] = []
-    if last and not for_model(last[0]):
+    if last and is_record(last[0]):
         raise errors.InvalidInputError(
             "The last message is an illustration, not a reply: send a new message instead."
         )
     if last and last[0].role == "assistant":
-        previous = [*last[0].meta.get("alternatives", [last[0].content])]
+        if for_model(last[0]):  # a failed reply is no version worth keeping
+            previous = [*last[0].meta.get("alternatives", [last[0].content])]
         ctx.store.delete_messages_from(ctx.workspace, conv.id, last[0].id)
     if not ctx.store.recent_messages(ctx.workspace, conv.id, 1):
         raise errors.InvalidInputError("There is no message to answer yet.")
@@ -87,81 +108,13 @@ def edit_last_user_message(ctx: ChatContext, conversation_id: str, text: str) ->
     return send(ctx, conv.id, text)
 
 
-def prepare(
-    ctx: ChatContext, conv: Conversation, *, shrink: bool = False
-) -> tuple[list[dict[str, str]], TrimResult, Counter]:
-    """The API messages for the next reply, and how the history was trimmed."""
-    counter = counter_for(conv.model)
-    rounds = conv.params.memory_rounds
-    recent = ctx.store.recent_messages(ctx.workspace, conv.id, 2 * rounds + 1)
-    _cache_counts(ctx, conv, recent, counter)
-    *history, new = [m for m in recent if for_model(m)]
-    window = context_window(conv.model, conv.params.context_window)
-    reserve = output_reserve(window, conv.params.max_tokens)
-    system_tokens = counter.count_message(conv.system_prompt) if conv.system_prompt else 0
-    trim = trim_to_budget(
-        history,
-        system_tokens=system_tokens,
-        new_tokens=new.tokens or 0,
-        max_rounds=rounds,
-        context_window=window,
-        output_budget=reserve,
-    )
-    # Count what was left out of the whole conversation, not just of the loaded window.
-    earlier = ctx.store.count_messages(ctx.workspace, conv.id) - len(recent)
-    trim = dataclasses.replace(trim, dropped=trim.dropped + earlier)
-    kept = trim.kept
-    if shrink and kept:
-        # The server said the prompt was too long: its real window is smaller than ours.
-        kept = kept[len(kept) // 2 :]
-        while kept and kept[0].role != "user":
-            kept = kept[1:]
-        trim = dataclasses.replace(
-            trim,
-            kept=kept,
-            history_tokens=sum(m.tokens or 0 for m in kept),
-            dropped=trim.dropped + len(trim.kept) - len(kept),
-        )
-    messages = [{"role": "system", "content": conv.system_prompt}] if conv.system_prompt else []
-    messages += [{"role": m.role, "content": m.content} for m in [*kept, new]]
-    return messages, trim, counter
-
-
-def _cache_counts(
-    ctx: ChatContext, conv: Conversation, messages: list[Message], counter: Counter
-) -> None:
-    fresh = []
-    for m in messages:
-        if m.tokens is None or m.tokens_encoding != counter.name:
-            m.tokens = counter.count_message(m.content)
-            m.tokens_encoding = counter.name
-            fresh.append((m.id, m.tokens, counter.name))
-    if fresh:
-        ctx.store.cache_token_counts(ctx.workspace, conv.id, fresh)
-
-
-def request_options(conv: Conversation, provider: str) -> dict[str, Any]:
-    """Only what differs from the API defaults, so strict models and servers accept it."""
-    p = conv.params
-    options: dict[str, Any] = {}
-    if p.temperature != 1.0:
-        options["temperature"] = p.temperature
-    if p.top_p != 1.0:
-        options["top_p"] = p.top_p
-    if p.max_tokens:
-        key = "max_completion_tokens" if provider in COMPLETION_TOKENS_PROVIDERS else "max_tokens"
-        options[key] = p.max_tokens
-    if p.stop:
-        options["stop"] = p.stop
-    if p.n > 1:
-        options["n"] = p.n
-    return options
-
-
 class Reply:
     """An assistant reply as an iterator of text chunks (choice 0 when n > 1).
 
-    After iteration, or after `close()`, `message` is the saved assistant message.
+    After iteration, `stop()` or `close()`, `message` is the saved assistant message (None
+    when nothing arrived and there was nothing to report). Subclasses change what is sent
+    and what is saved through two public hooks, `system_prompt` and `annotate`, and inherit
+    the rest: the one request path, the streaming saves, the size cap and the faults.
     """
 
     def __init__(
@@ -175,41 +128,95 @@ class Reply:
         self.started_at = time.perf_counter()
         self.first_token_at: float | None = None
         self._texts: dict[int, str] = {}
+        self._chars = 0  # over every choice, against ctx.max_reply_chars
+        self._truncated = False
         self._usage: Any = None
         self._finish: dict[int, str | None] = {}
         self._stream: Any = None
         self._counter: Counter | None = None
         self._done = False
+        self._row: Message | None = None  # the row saved while streaming
+        self._saved_at = 0.0
+        self._saved_chars = 0
+        self._owner: dict[str, Any] | None = None
+
+    # Hooks for subclasses
+
+    def system_prompt(self, too_long: int) -> str:
+        """The system message to send. `too_long` counts how often the server already said
+        this reply's prompt was longer than its context: return something shorter to try
+        again, or the same text to let the history be halved once, then give up."""
+        return self.conv.system_prompt
+
+    def annotate(self, message: Message) -> None:
+        """Add to a finished reply's `meta` (and cost) just before it is saved."""
+
+    # Streaming
 
     def __iter__(self) -> Iterator[str]:
         try:
             yield from self._run()
+        except KeyboardInterrupt:
+            self.stop()  # Ctrl-C in a terminal is the user's Stop
+            raise
         finally:
-            # Also runs when the consumer stops early (GeneratorExit): keep the partial text.
+            # Also when the consumer stops early (GeneratorExit): keep the partial text.
             self.close()
 
     def _run(self) -> Iterator[str]:
         self._open()
+        kind = self._stream.response.headers.get("content-type", "")
+        if "html" in kind:
+            self._fail(
+                f"The server answered with a web page ({kind}), not a reply: a proxy or a "
+                "sign-in page may stand between Parley and the model server."
+            )
         try:
             for chunk in self._stream:
-                if chunk.usage is not None:
-                    self._usage = chunk.usage
-                for choice in chunk.choices:
-                    piece = choice.delta.content or ""
-                    self._texts[choice.index] = self._texts.get(choice.index, "") + piece
-                    if choice.finish_reason:
-                        self._finish[choice.index] = choice.finish_reason
-                    if choice.index == 0 and piece:
-                        if self.first_token_at is None:
-                            self.first_token_at = time.perf_counter()
-                        yield piece
-        except (openai.APIError, *TRANSPORT_ERRORS) as exc:
-            log.warning("stream interrupted: %s", type(exc).__name__)
-            self._save(status="interrupted")
-            raise errors.StreamInterrupted(
-                "The connection dropped in the middle of the reply."
-            ) from exc
-        self._save(status="ok")
+                piece = self._take(chunk)
+                if piece:
+                    if self.first_token_at is None:
+                        self.first_token_at = time.perf_counter()
+                    yield piece
+                    self._save_progress()
+                if self._truncated:
+                    break
+        except (openai.APIConnectionError, *TRANSPORT_ERRORS) as exc:
+            self._cut(exc)
+        except openai.APIError as exc:  # an error event in a 200 stream
+            reason = f"The server reported an error in the middle of the reply: {exc.message}"
+            self._fail(reason, too_long=_too_long(exc))
+        except json.JSONDecodeError:
+            self._fail("The server sent a malformed event (not JSON) in the reply stream.")
+        if self._truncated:
+            self._stream.close()  # the server learns at once that the rest is not wanted
+            self._save("truncated", limit=self.ctx.max_reply_chars)
+            return
+        if not any(self._texts.values()):
+            self._fail(
+                "The server sent an empty reply."
+                if "event-stream" in kind or not kind
+                else f"The server answered with {kind}, not a stream of reply events."
+            )
+        self._save("ok")
+
+    def _take(self, chunk: Any) -> str:
+        """Record one chunk; return choice 0's new text, cut at the size cap."""
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        text = ""
+        for choice in chunk.choices or []:
+            piece = (choice.delta.content or "") if choice.delta else ""
+            room = self.ctx.max_reply_chars - self._chars
+            if len(piece) > room:
+                piece, self._truncated = piece[: max(0, room)], True
+            self._chars += len(piece)
+            self._texts[choice.index] = self._texts.get(choice.index, "") + piece
+            if choice.finish_reason:
+                self._finish[choice.index] = choice.finish_reason
+            if choice.index == 0:
+                text += piece
+        return text
 
     def _open(self) -> None:
         request: dict[str, Any] = dict(
@@ -218,37 +225,98 @@ class Reply:
             stream_options={"include_usage": True},
             **request_options(self.conv, self.ctx.provider),
         )
-        for attempt in (0, 1):
-            messages, self.trim, self._counter = prepare(self.ctx, self.conv, shrink=attempt > 0)
+        create = self.ctx.client.chat.completions.create
+        system, shrink = self.system_prompt(0), False
+        for too_long in range(1, 5):
+            messages, self.trim, self._counter = prepare(
+                self.ctx, self.conv, shrink=shrink, system=system
+            )
             try:
-                with provider_errors():
-                    self._stream = self.ctx.client.chat.completions.create(
-                        messages=messages, **request
-                    )
+                self._stream = send_once(lambda m=messages: create(messages=m, **request))
                 return
             except errors.ContextTooLong:
-                if attempt == 1 or not self.trim.kept:
+                # The server's real window is smaller than ours: send less, or give up.
+                shorter = self.system_prompt(too_long)
+                if shorter != system:
+                    system, shrink = shorter, False
+                elif not shrink and self.trim.kept:
+                    shrink = True
+                else:
                     raise
+        raise errors.ContextTooLong("The request is longer than the model's context.")
+
+    # Ending
+
+    def stop(self) -> None:
+        """The user's Stop: close the HTTP stream and keep what arrived, marked stopped."""
+        self._end("stopped")
 
     def close(self) -> None:
-        """Stop the reply: close the HTTP stream and save what arrived, marked stopped."""
+        """End the reply for any other reason (the page was left, Parley is shutting down):
+        close the HTTP stream and keep what arrived, marked interrupted. A no-op once saved."""
+        self._end("interrupted", error="The reply was cut off before it finished.")
+
+    def _end(self, status: str, **meta: Any) -> None:
         if self._stream is not None:
             self._stream.close()
-        if not self._done and self._stream is not None:
-            self._save(status="stopped")
+            if not self._done and (any(self._texts.values()) or self._row is not None):
+                self._save(status, **meta)
+        if not self._done:
+            inflight.release(self._owner)
+
+    def _cut(self, exc: BaseException) -> None:
+        log.warning("stream interrupted: %s", type(exc).__name__)
+        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+            what = "The server went quiet for longer than the timeout"
+        else:
+            what = "The connection dropped"
+        if not any(self._texts.values()):
+            self._fail(f"{what} before the reply began.")
+        self._save("interrupted", error=f"{what} in the middle of the reply.")
+        raise errors.StreamInterrupted(f"{what} in the middle of the reply.") from exc
+
+    def _fail(self, reason: str, *, too_long: bool = False) -> None:
+        """Close the stream, save the turn as failed with `reason`, and raise it."""
+        self._stream.close()
+        self._save("failed", error=reason)
+        if too_long:
+            raise errors.ContextTooLong(reason)
+        raise errors.BadReply(reason)
 
     @property
     def text(self) -> str:
         return self._texts.get(0, "")
 
-    def _save(self, status: str) -> None:
+    # Saving
+
+    def _save_progress(self) -> None:
+        """Save the text so far, at most about a second (or SAVE_EVERY_CHARS) behind."""
+        now = time.monotonic()
+        gap, unsaved = now - self._saved_at, self._chars - self._saved_chars
+        if self._row is not None and not (
+            gap >= SAVE_EVERY_S or (unsaved >= SAVE_EVERY_CHARS and gap >= MIN_SAVE_GAP_S)
+        ):
+            return
+        self._saved_at, self._saved_chars = now, self._chars
+        store, ws, cid = self.ctx.store, self.ctx.workspace, self.conv.id
+        try:
+            if self._row is None:
+                # Registered before the row exists, so no reader ever takes it for an orphan.
+                self._owner = self._owner or inflight.register()
+                row = Message("assistant", self.text, "streaming", self.conv.model)
+                row.meta["owner"] = self._owner
+                self._row = store.add_message(ws, cid, row)
+            else:
+                store.update_streaming(ws, cid, self._row.id, content=self.text)
+        except (sqlite3.Error, errors.ParleyError) as exc:  # DiskFull too: the final save retries
+            log.warning("could not save the reply so far: %s", exc)
+
+    def _save(self, status: str, **extra: Any) -> None:
         if self._done:
             return
         self._done = True
         texts = [self._texts.get(i, "") for i in range(max(self._texts, default=0) + 1)]
-        if not any(texts) and status == "interrupted":
-            return  # nothing arrived: the error message is enough, no empty bubble
-        meta: dict[str, Any] = {"finish_reason": self._finish.get(0)}
+        meta: dict[str, Any] = {"finish_reason": self._finish.get(0), **extra}
         alternatives = (
             self.earlier_versions + texts if len(texts) > 1 or self.earlier_versions else []
         )
@@ -261,7 +329,17 @@ class Reply:
             role="assistant", content=texts[0], status=status, model=self.conv.model, meta=meta
         )
         self._account(message, texts)
-        self.message = self.ctx.store.add_message(self.ctx.workspace, self.conv.id, message)
+        self.annotate(message)
+        store, ws, cid = self.ctx.store, self.ctx.workspace, self.conv.id
+        try:
+            if self._row is None:
+                self.message = store.add_message(ws, cid, message)
+            else:
+                message.id, message.created_at = self._row.id, self._row.created_at
+                store.update_message(ws, cid, message)
+                self.message = message
+        finally:
+            inflight.release(self._owner)
 
     def _account(self, message: Message, texts: list[str]) -> None:
         counter = self._counter or counter_for(self.conv.model)
@@ -292,6 +370,13 @@ class Reply:
             message.completion_tokens or 0,
             provider=self.ctx.provider,
         )
+
+
+def _too_long(exc: openai.APIError) -> bool:
+    """Whether an error event says the prompt overflowed the context (llama.cpp's does)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    text = f"{body.get('code', '')} {body.get('type', '')} {exc.message}".lower()
+    return "context" in text and any(w in text for w in ("exceed", "length", "overflow", "long"))
 
 
 def choose_alternative(ctx: ChatContext, conversation_id: str, message_id: int, index: int) -> None:

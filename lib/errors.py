@@ -112,7 +112,14 @@ class ContentRefused(ProviderError):
 
 
 class StreamInterrupted(ProviderError):
-    hint = "The partial reply was kept; use Regenerate to try again."
+    hint = "The partial reply was kept; use Retry to ask again."
+
+
+class BadReply(ProviderError):
+    """The server answered 200 but sent no usable reply: a web page, a malformed event, an
+    error in the middle of the stream, or nothing at all."""
+
+    hint = "Your question was kept; use Retry to ask again."
 
 
 class AccessDenied(ParleyError):

@@ -41,7 +41,14 @@ models, _note = clients.models(current, api)
 model = docs.model_picker(store, conv, models)
 chosen = docs.selection(library, conv)
 ctx = rag.DocContext(
-    chat.ChatContext(store, state.workspace(), api, clients.prices(current), current.provider),
+    chat.ChatContext(
+        store,
+        state.workspace(),
+        api,
+        clients.prices(current),
+        current.provider,
+        current.max_reply_chars,
+    ),
     library,
     embedder,
     docs.vector_store(library, embedder.model),

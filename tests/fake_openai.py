@@ -6,6 +6,7 @@ real sockets, so streaming, disconnects, timeouts and error mapping are exercise
     with FakeOpenAI() as server:
         server.script("Hello there")              # next chat reply; default is "Echo: <msg>"
         server.fail(429, retry_after=2)           # next /v1 request gets the OpenAI error shape
+        server.misbehave("error", after=3)        # next chat stream goes wrong (ODD_ANSWERS)
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
 
 Standalone: ``python -m tests.fake_openai --port 8765 [--first-token-delay 0.1] [--models a,b]``.
@@ -46,6 +47,21 @@ from tests.waits import WAIT
 DEFAULT_MODELS = ["gpt-5-mini", "gpt-5", "gpt-4.1-mini", "text-embedding-3-small", "gpt-image-2"]
 MAX_EMBEDDING_INPUTS = 2048
 _FINGERPRINT = "fp_parley_fake"
+# What `misbehave` can make the next chat answer do, as servers seen in the wild did.
+ODD_ANSWERS = {
+    "html": "a 200 with an HTML page (a proxy's sign-in page) instead of a stream",
+    "malformed": "an event whose data is not JSON, then the end of the stream",
+    "error": "an error event mid-stream, as llama-cpp-python sends on context overflow",
+    "end": "the stream ends early: no [DONE], no finish_reason",
+    "empty": "a complete, well-formed stream with no text in it",
+}
+LOGIN_PAGE = b"<!doctype html><html><body><h1>Sign in to continue</h1></body></html>"
+LLAMA_CONTEXT_ERROR = {
+    "message": "Requested tokens (5120) exceed context window of 4096",
+    "type": "internal_server_error",
+    "param": None,
+    "code": None,
+}
 
 
 @dataclass
@@ -86,6 +102,10 @@ class _ClientGone(Exception):
 
 class _Dropped(Exception):
     """We cut the connection on purpose (drop_after)."""
+
+
+class _Finished(Exception):
+    """The (odd) response is complete; nothing more to send."""
 
 
 class _ApiError(Exception):
@@ -188,6 +208,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(err.status, err.body, err.headers)
         except _Dropped:
             self.close_connection = True
+        except _Finished:
+            pass
         except (_ClientGone, OSError):
             self.close_connection = True
             if self._streaming and not self._done:
@@ -370,6 +392,9 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
 
+        odd, odd_after = fake._take(fake._odd, path=None) or (None, 0)
+        if odd == "html":
+            return self._send_json(200, LOGIN_PAGE, content_type="text/html; charset=utf-8")
         self._begin_stream()
         drop = fake._take(fake._drops, path=None)
         fake._sleep(fake.default_first_token_delay)
@@ -377,22 +402,36 @@ class _Handler(BaseHTTPRequestHandler):
             chunk(i, {"role": "assistant", "content": "", "refusal": None})
         size = script.chunk_size if script else 4
         pieces = [[t[j : j + size] for j in range(0, len(t), size)] for t, _ in outs]
+        if odd == "empty":
+            pieces = [[] for _ in outs]
         sent = 0
         for step in range(max(len(p) for p in pieces)):
             for i, parts in enumerate(pieces):
                 if step < len(parts):
                     if drop is not None and sent >= drop:
                         self._drop()
+                    if odd in ("malformed", "error", "end") and sent >= odd_after:
+                        self._odd_end(odd)
                     chunk(i, {"content": parts[step]})
                     sent += 1
             fake._sleep(delay)
         if drop is not None and sent >= drop:
             self._drop()
+        if odd in ("malformed", "error", "end"):
+            self._odd_end(odd)
         for i, (_, reason) in enumerate(outs):
             chunk(i, {}, reason)
         if include_usage and usage is not None:
             self._event({**base, "choices": [], "usage": usage})
         self._write(b"data: [DONE]\n\n", last=True)
+
+    def _odd_end(self, kind: str) -> None:
+        if kind == "malformed":
+            self._write(b'data: {"choices": [{"delta": {"content": "unfinished\n\n')
+        elif kind == "error":
+            self._event({"error": LLAMA_CONTEXT_ERROR})
+        self._write(b"", last=True)  # a complete HTTP body, but no [DONE]
+        raise _Finished
 
     def _embeddings(self, req: dict[str, Any]) -> None:
         fake, raw = self.server.fake, req.get("input")
@@ -500,6 +539,7 @@ class FakeOpenAI:
             self._faults: list[_Fault] = []
             self._hangs: deque[tuple[str | None, float]] = deque()
             self._drops: deque[int] = deque()
+            self._odd: deque[tuple[str, int]] = deque()
             self._files: dict[str, bytes] = {}
             self.flavoured: fake_flavours.Flavour | None = None  # see flavour()
 
@@ -596,6 +636,14 @@ class FakeOpenAI:
     def flavour(self, name: str, **options: Any) -> None:
         """Answer as llama-server, vLLM, Ollama... would (`tests/fake_flavours.py`)."""
         self.flavoured = fake_flavours.Flavour(name, **options)
+
+    def misbehave(self, kind: str, *, after: int = 0) -> None:
+        """Make the next chat answer go wrong in one of the ways in ``ODD_ANSWERS``, after
+        ``after`` content chunks (for the kinds that happen mid-stream)."""
+        if kind not in ODD_ANSWERS:
+            raise ValueError(f"unknown odd answer {kind!r}: one of {', '.join(ODD_ANSWERS)}")
+        with self._lock:
+            self._odd.append((kind, after))
 
     def hang(self, seconds: float, *, route: str | None = None) -> None:
         """Delay the first byte of the next /v1 response (whose path contains ``route``)."""

@@ -167,9 +167,14 @@ def test_chat_streams_replies_and_keeps_the_conversation(
     term.prompt()
     term.say("Tell me about foxes")
     term.expect("The quick")
-    # The first words are on screen while the reply is still arriving (it saves when done).
+    # The first words are on screen while the reply is still arriving, and saved as such.
     [conv] = store.list("local")
-    assert [m.role for m in store.all_messages("local", conv.id)] == ["user"]
+    deadline = time.monotonic() + WAIT
+    while len(store.all_messages("local", conv.id)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    user, partial = store.all_messages("local", conv.id)
+    assert partial.status == "streaming" and full.startswith(partial.content)
+    assert len(partial.content) < len(full)
     term.expect("once more.")
     term.prompt()
     term.say("And dogs?")

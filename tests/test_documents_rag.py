@@ -195,7 +195,7 @@ def test_stopping_keeps_the_partial_answer_and_its_sources(
     answer = rag.ask(ctx, conv.id, "How do I compute eigenvalues?")
     stream = iter(answer)
     got = [next(stream) for _ in range(3)]
-    stream.close()
+    answer.stop()  # the user's Stop
     saved = ctx.chat.store.all_messages(WS, conv.id)[-1]
     assert saved.status == "stopped" and saved.content == "".join(got)
     assert len(saved.meta["citations"]) == 2

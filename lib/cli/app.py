@@ -160,7 +160,9 @@ def chat_command(
     opts = ChatOptions(system, model, temperature, top_p, max_tokens, stop, n, latest, conversation)
     conv = open_chat(store, workspace, settings, opts, terminal)
     prices = PriceTable.load(settings.data_dir)
-    context = chat.ChatContext(store, workspace, client, prices, settings.provider)
+    context = chat.ChatContext(
+        store, workspace, client, prices, settings.provider, settings.max_reply_chars
+    )
     ChatSession(context, terminal, conv).run()
 
 

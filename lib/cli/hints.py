@@ -16,6 +16,7 @@ CLI_HINTS: dict[type[ParleyError], str] = {
     errors.AuthenticationFailed: "Check OPENAI_API_KEY in the environment or secrets.toml.",
     errors.ModelRejected: "Choose another model with --model.",
     errors.StreamInterrupted: f"The partial reply was kept; type {RETRY} to try again.",
+    errors.BadReply: f"Your question was kept; type {RETRY} to ask again.",
     errors.ServerUnreachable: "Check --base-url (or OPENAI_BASE_URL) and that the server runs.",
     errors.ContextTooLong: "Lower --max-tokens, or start a new conversation.",
 }

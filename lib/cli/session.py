@@ -1,7 +1,7 @@
 """The interactive chat loop: read a line, send it through `lib.chat`, stream the reply.
 
-Ctrl-C while a reply streams stops it: closing the `Reply` closes the HTTP stream and
-saves the partial text marked "stopped". Ctrl-C (or Ctrl-D) at the prompt leaves, as do
+Ctrl-C while a reply streams stops it: `Reply.stop()` closes the HTTP stream and saves
+the partial text marked "stopped". Ctrl-C (or Ctrl-D) at the prompt leaves, as do
 the exit words. Every message is saved by `lib.chat` as it happens, so leaving at any
 moment loses nothing, and the web app shows the same conversation.
 """
@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from lib import chat, errors
+from lib import chat, errors, inflight
 from lib.cli.hints import RETRY, describe
 from lib.cli.lookup import Draft
 from lib.cli.output import Terminal
@@ -141,6 +141,13 @@ class ChatSession:
             return
         if stopped:
             self.out.note("Stopped. The partial reply was kept.", "yellow")
+        elif message.status == "truncated":
+            limit = message.meta.get("limit") or 0
+            self.out.note(
+                f"Cut off at {limit:,} characters, the most Parley keeps of one reply "
+                "(PARLEY_MAX_REPLY_CHARS).",
+                "yellow",
+            )
         if self.interactive:
             self.out.note(usage_line(message))
         alternatives = message.meta.get("alternatives") or []
@@ -155,7 +162,7 @@ class ChatSession:
                     view.add(piece)
         except KeyboardInterrupt:
             with deferred_interrupts() as pressed:
-                reply.close()  # closes the HTTP stream; saves the partial text as "stopped"
+                reply.stop()  # closes the HTTP stream; saves the partial text as "stopped"
             if pressed:
                 raise Leave() from None
             return True
@@ -203,7 +210,9 @@ class ChatSession:
         if isinstance(conv, Conversation):
             count = self.ctx.store.count_messages(self.ctx.workspace, conv.id)
             self.out.note(f"Resuming “{conv.title}” ({count} messages, {conv.model}).", "bold")
-            recent = self.ctx.store.recent_messages(self.ctx.workspace, conv.id, HISTORY_SHOWN)
+            store, ws = self.ctx.store, self.ctx.workspace
+            recent = store.recent_messages(ws, conv.id, HISTORY_SHOWN)
+            recent = inflight.settle(store, ws, conv.id, recent)  # a crashed reply: interrupted
             if count > len(recent):
                 self.out.note(f"… {count - len(recent)} earlier messages (see `show`).")
             for message in recent:

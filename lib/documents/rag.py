@@ -6,8 +6,9 @@
    window (leaving room for the reply and some history) they are sent whole, page by
    page, so "summarise this report" sees all of it; otherwise the best passages are
    retrieved (hybrid dense + BM25). Either way each source is numbered.
-3. The answer streams like a chat reply (it is a `lib.chat.Reply`, so stopping, usage,
-   cost and interruption work the same) with inline [n] citations; the saved message's
+3. The answer streams like a chat reply (a `lib.chat.Reply` filling in its two hooks,
+   `system_prompt` and `annotate`, so stopping, saving as it streams, the size cap, faults,
+   usage and cost work the same) with inline [n] citations; the saved message's
    `meta["citations"]` lists the sources with file, page, score and passage, which the
    sources panel shows and export includes.
 
@@ -17,20 +18,19 @@ instructions inside it. That limits prompt injection from a document; it cannot 
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from lib import chat
-from lib.client import provider_errors
+from lib.client import send_once
 from lib.conversations import Conversation, Message
 from lib.documents.embeddings import Embedder
 from lib.documents.library import DocumentLibrary, DocumentRecord, PageRecord
 from lib.documents.retrieval import KeywordIndex, Retrieval, Source, retrieve
 from lib.documents.vectorstore import ParleyFAISS
-from lib.errors import ContextTooLong, InvalidInputError, ParleyError
+from lib.errors import InvalidInputError, ParleyError
 from lib.memory import output_reserve
 from lib.models import context_window
 from lib.tokens import TOKENS_PER_REPLY, counter_for
@@ -171,10 +171,8 @@ class Answer(chat.Reply):
         messages = [{"role": "system", "content": REWRITE}]
         messages += [{"role": m.role, "content": m.content[:2000]} for m in history]
         messages.append({"role": "user", "content": question})
-        with provider_errors():
-            result = self.ctx.client.chat.completions.create(
-                model=self.conv.model, messages=messages
-            )
+        create = self.ctx.client.chat.completions.create
+        result = send_once(lambda: create(model=self.conv.model, messages=messages))
         text = (result.choices[0].message.content or "").strip().strip('"').strip()
         rewritten = text.splitlines()[0][:MAX_QUESTION_CHARS] if text else question
         usage = result.usage
@@ -235,44 +233,16 @@ class Answer(chat.Reply):
         sources = [_chunk_source(n, s) for n, s in enumerate(found.sources, start=1)]
         return Plan(question, "retrieval", sources, _sources_block(sources), found.mode, notes)
 
-    # Streaming (chat.Reply's machinery with the sources in the system message)
+    # chat.Reply's hooks: the sources go into the system message, citations into meta
 
-    def _open(self) -> None:
-        for attempt in (0, 1):
-            plan = self.plan()
-            conv = copy.copy(self.conv)
-            own = f"\n\n{self.conv.system_prompt}" if self.conv.system_prompt else ""
-            conv.system_prompt = f"{INSTRUCTIONS}{own}\n\nSources:\n\n{plan.prompt}"
-            try:
-                self._open_with(conv)
-                return
-            except ContextTooLong:
-                # The server's real window is smaller than we thought: retrieve instead.
-                if attempt == 1 or plan.mode != "whole":
-                    raise
-                self._force_retrieval, self.plan_ = True, None
+    def system_prompt(self, too_long: int) -> str:
+        if too_long and self.plan().mode == "whole":
+            # The server's real window is smaller than we thought: retrieve instead.
+            self._force_retrieval, self.plan_ = True, None
+        own = f"\n\n{self.conv.system_prompt}" if self.conv.system_prompt else ""
+        return f"{INSTRUCTIONS}{own}\n\nSources:\n\n{self.plan().prompt}"
 
-    def _open_with(self, conv: Conversation) -> None:
-        request: dict[str, Any] = dict(
-            model=conv.model,
-            stream=True,
-            stream_options={"include_usage": True},
-            **chat.request_options(conv, self.ctx.provider),
-        )
-        for attempt in (0, 1):
-            messages, self.trim, self._counter = chat.prepare(self.ctx, conv, shrink=attempt > 0)
-            try:
-                with provider_errors():
-                    self._stream = self.ctx.client.chat.completions.create(
-                        messages=messages, **request
-                    )
-                return
-            except ContextTooLong:
-                if attempt == 1 or not self.trim.kept:
-                    raise
-
-    def _account(self, message: Message, texts: list[str]) -> None:
-        super()._account(message, texts)
+    def annotate(self, message: Message) -> None:
         plan = self.plan_
         if plan is None:
             return
@@ -282,8 +252,7 @@ class Answer(chat.Reply):
         else:
             citations = [dict(s, cited=s["n"] in cited) for s in plan.sources]
         message.meta["citations"] = citations
-        counter = self._counter or counter_for(self.conv.model)
-        sources_tokens = counter.count(plan.prompt)
+        sources_tokens = counter_for(self.conv.model).count(plan.prompt)
         context = message.meta.get("context")
         if context:
             context["sources"] = sources_tokens
