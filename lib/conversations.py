@@ -234,8 +234,6 @@ class ConversationStore:
                 [*_message_values(message), message.id, conversation_id],
             )
 
-    def cache_token_counts(
-        self, workspace: str, conversation_id: str, counts: list[tuple[int, int, str]]
     def update_streaming(
         self,
         workspace: str,
@@ -267,6 +265,8 @@ class ConversationStore:
             )
         return cur.rowcount == 1
 
+    def cache_token_counts(
+        self, workspace: str, conversation_id: str, counts: list[tuple[int, int, str]]
     ) -> None:
         """Store (message id, tokens, encoding) so the history is never counted twice."""
         _require_workspace(workspace)
