@@ -19,6 +19,7 @@ from typing import Any
 
 from lib import db
 from lib.conversation import ChatParams, Conversation, Message, SearchHit, Totals
+from lib.diskfull import translate_disk_errors
 from lib.errors import InvalidInputError, NotFoundError
 from lib.workspaces import require_workspace
 
@@ -37,7 +38,8 @@ class ConversationStore:
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
         # The thread's reused connection: opening one per call cost more than the queries.
-        yield db.thread_connection(self.db_path)
+        with translate_disk_errors(self.db_path.parent):
+            yield db.thread_connection(self.db_path)
 
     # Conversations
 
@@ -233,37 +235,6 @@ class ConversationStore:
                 f"UPDATE messages SET {assignments} WHERE id = ? AND conversation_id = ?",
                 [*_message_values(message), message.id, conversation_id],
             )
-
-    def update_streaming(
-        self,
-        workspace: str,
-        conversation_id: str,
-        message_id: int,
-        *,
-        content: str | None = None,
-        status: str | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> bool:
-        """Change a reply still marked "streaming": its text as it arrives, or its status
-        when its process died. One statement, cheap enough to run every second; False once
-        the reply was saved for good, which it never overwrites."""
-        _require_workspace(workspace)
-        with self._conn() as conn:
-            cur = conn.execute(
-                "UPDATE messages SET content = coalesce(?, content), "
-                "status = coalesce(?, status), meta = coalesce(?, meta) "
-                "WHERE id = ? AND conversation_id = ? AND status = 'streaming' "
-                "AND conversation_id IN (SELECT id FROM conversations WHERE workspace = ?)",
-                (
-                    content,
-                    status,
-                    None if meta is None else json.dumps(meta),
-                    message_id,
-                    conversation_id,
-                    workspace,
-                ),
-            )
-        return cur.rowcount == 1
 
     def cache_token_counts(
         self, workspace: str, conversation_id: str, counts: list[tuple[int, int, str]]

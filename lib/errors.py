@@ -71,6 +71,23 @@ class DatabaseCorrupt(ParleyError):
     """parley.db is not a database, or is damaged; the message names the file."""
 
 
+class DiskFull(ParleyError):
+    """The disk holding the data directory is full (or over quota): nothing was saved.
+
+    `unsaved` may carry work already done, and perhaps paid for, that could not be saved
+    (a generated image), so the page can offer it another way and save it again later.
+    """
+
+    hint = "Free some space on that disk, then try again."
+
+    def __init__(self, data_dir: object, *, unsaved: object = None) -> None:
+        super().__init__(
+            f"The disk is full: Parley could not save to its data directory, {data_dir}."
+        )
+        self.data_dir = data_dir
+        self.unsaved = unsaved
+
+
 class ProviderError(ParleyError):
     """The model server failed or refused a request."""
 
@@ -112,14 +129,7 @@ class ContentRefused(ProviderError):
 
 
 class StreamInterrupted(ProviderError):
-    hint = "The partial reply was kept; use Retry to ask again."
-
-
-class BadReply(ProviderError):
-    """The server answered 200 but sent no usable reply: a web page, a malformed event, an
-    error in the middle of the stream, or nothing at all."""
-
-    hint = "Your question was kept; use Retry to ask again."
+    hint = "The partial reply was kept; use Regenerate to try again."
 
 
 class AccessDenied(ParleyError):

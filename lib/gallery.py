@@ -27,6 +27,7 @@ from typing import Any
 from PIL import Image
 
 from lib import db
+from lib.diskfull import translate_disk_errors
 from lib.errors import NotFoundError, ProviderError
 from lib.images import GenerationResult, check_pixels
 
@@ -100,7 +101,8 @@ class ImageStore:
     def _conn(self) -> Iterator[sqlite3.Connection]:
         # The thread's reused connection, as ConversationStore does: opening one per call
         # cost more than the gallery's queries.
-        yield db.thread_connection(self.db_path)
+        with translate_disk_errors(self.data_dir):
+            yield db.thread_connection(self.db_path)
 
     def images_dir(self, workspace: str) -> Path:
         return self.data_dir / workspace_dir_name(workspace) / "images"
@@ -110,7 +112,16 @@ class ImageStore:
     def save(
         self, workspace: str, result: GenerationResult, *, conversation_id: str | None = None
     ) -> list[StoredImage]:
-        """Write every image of `result` to disk and record it; returns them in order."""
+        """Write every image of `result` to disk and record it; returns them in order.
+
+        On a full disk nothing is kept (DiskFull): `result` can be saved again later.
+        """
+        with translate_disk_errors(self.data_dir):
+            return self._save(workspace, result, conversation_id)
+
+    def _save(
+        self, workspace: str, result: GenerationResult, conversation_id: str | None
+    ) -> list[StoredImage]:
         if conversation_id is not None:
             self._require_conversation(workspace, conversation_id)
         folder = self.images_dir(workspace)

@@ -24,14 +24,7 @@ except MissingKeyError as exc:
     st.info(f"**Add an API key to start chatting.** {exc.hint}", icon=":material/key:")
     st.stop()
 
-ctx = chat.ChatContext(
-    store,
-    state.workspace(),
-    api,
-    clients.prices(current),
-    current.provider,
-    current.max_reply_chars,
-)
+ctx = chat.ChatContext(store, state.workspace(), api, clients.prices(current), current.provider)
 models, note = clients.models(current, api)
 chat_view.parameters(store, conv or chat_view.draft(current), models, note)
 if conv:
@@ -41,13 +34,4 @@ if conv:
     transcript.gauge(last_reply, store.totals(ctx.workspace, conv.id))
     chat_view.run_pending(ctx)
 
-if prompt := st.chat_input("Message Parley", submit_mode="stop"):
-    if conv is None:
-        draft = chat_view.draft(current)
-        conv = store.create(
-            ctx.workspace, model=draft.model, system_prompt=draft.system_prompt, params=draft.params
-        )
-        state.open_conversation(conv.id)
-    with st.chat_message("user", avatar=transcript.AVATARS["user"]):
-        st.markdown(prompt)
-    chat_view.stream(chat.send(ctx, conv.id, prompt))
+chat_view.message_box(ctx, conv, current)

@@ -8,7 +8,8 @@ import streamlit as st
 
 from lib import chat
 from lib.conversations import ChatParams, Conversation, ConversationStore, Message
-from lib.errors import NotFoundError, ParleyError, StreamInterrupted
+from lib.errors import DiskFull, NotFoundError, ParleyError, StreamInterrupted
+from lib.markup import neutralise
 from lib.presets import SYSTEM_PRESETS
 from lib.settings import Settings
 from lib.ui import state
@@ -163,12 +164,51 @@ def stream(reply: chat.Reply) -> None:
             st.write_stream(reply)
         except StreamInterrupted as exc:
             flash("warning", str(exc))
+        except DiskFull as exc:
+            flash("error", f"{exc} {REPLY_NOT_SAVED}")
         except ParleyError as exc:
             flash("error", str(exc))
         finally:
-            # Also on Stop: closes the HTTP stream and saves the partial reply, marked.
-            reply.close()
+            try:
+                # Also on Stop: closes the HTTP stream and saves the partial reply, marked.
+                reply.close()
+            except DiskFull as exc:
+                flash("error", f"{exc} {REPLY_NOT_SAVED}")
     st.rerun()
+
+
+# Shown, but not saved: the question, saved before the reply, waits for Retry.
+REPLY_NOT_SAVED = "The reply could not be saved; use Retry once there is room."
+
+
+INPUT_KEY = "parley.w.chat.input"
+UNSENT = "unsent"  # a message the store refused, to put back into the input
+
+
+def message_box(ctx: chat.ChatContext, conv: Conversation | None, current: Settings) -> None:
+    """The chat input, and sending what is typed into it (starting the conversation if
+    this is its first message). A message that could not be saved is never lost: it
+    comes back into the input on the next run, to send again."""
+    if unsent := state.pop(UNSENT):
+        st.session_state[INPUT_KEY] = unsent  # before the widget: Streamlit fills it in
+    prompt = st.chat_input("Message Parley", key=INPUT_KEY, submit_mode="stop")
+    if not prompt:
+        return
+    try:
+        if conv is None:
+            new = draft(current)
+            conv = ctx.store.create(
+                ctx.workspace, model=new.model, system_prompt=new.system_prompt, params=new.params
+            )
+            state.open_conversation(conv.id)
+        reply = chat.send(ctx, conv.id, prompt)
+    except ParleyError as exc:
+        state.put(UNSENT, prompt)
+        flash("error", f"{exc} Your message was not sent: it is back in the box below.")
+        st.rerun()
+    with st.chat_message("user", avatar=AVATARS["user"]):
+        st.markdown(neutralise(prompt))
+    stream(reply)
 
 
 def start(action, *args) -> None:  # noqa: ANN001 - any chat.* starter

@@ -14,7 +14,7 @@ import openai
 import streamlit as st
 
 from lib import images, outbound
-from lib.errors import ParleyError
+from lib.errors import DiskFull, ParleyError
 from lib.gallery import ImageStore, StoredImage
 from lib.image_models import (
     ImageRequest,
@@ -25,7 +25,7 @@ from lib.image_models import (
 )
 from lib.jobs import BackgroundJob
 from lib.settings import Settings
-from lib.ui import clients, state
+from lib.ui import clients, state, unsaved_images
 from lib.ui.transcript import money
 
 PROMPT_KEY = "parley.w.img.prompt"
@@ -140,9 +140,13 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
             if isinstance(event, images.Preview):
                 emit(event)
             else:
-                if conversation is not None:
-                    return conversation(event)
-                return store.save(workspace, event)
+                try:
+                    if conversation is not None:
+                        return conversation(event)
+                    return store.save(workspace, event)
+                except DiskFull as exc:
+                    exc.unsaved = event  # billed: the page offers it and saves it again
+                    raise
         raise ParleyError("The generation ended without a result.")
 
     n = request.n
@@ -194,6 +198,8 @@ def finish(store: ImageStore) -> None:
         state.pop(JOB)
         if not isinstance(exc, ParleyError):
             raise
+        if isinstance(exc, DiskFull):
+            unsaved_images.keep(exc)
         st.error(str(exc), icon=":material/error:")
         return
     state.pop(JOB)
@@ -227,6 +233,9 @@ def generator(current: Settings, api: openai.OpenAI, store: ImageStore) -> None:
         elif started := start(current, api, store, request):
             state.put(JOB, started)
     finish(store)
+    if saved := unsaved_images.offer(store):
+        state.put(LAST, [image.id for image in saved])
+        st.rerun()
 
 
 def latest(store: ImageStore) -> None:
