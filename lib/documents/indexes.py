@@ -15,7 +15,6 @@ from its document's chunks. Each rebuild adds a notice to `repairs` for the UI t
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from langchain_core.documents import Document
 
+from lib import locks
 from lib.documents.bm25 import Segment, SegmentDamaged
 from lib.documents.embeddings import normalise
 from lib.documents.records import DocumentRecord
@@ -150,15 +150,9 @@ class IndexesMixin:
             if store.index is not None:
                 self._save_index(workspace, model, store)
 
-    @contextmanager
-    def _index_lock(self, workspace: str) -> Iterator[None]:
-        lock_path = self.workspace_dir(workspace) / ".index.lock"
-        with lock_path.open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _index_lock(self, workspace: str):  # noqa: ANN202 - a context manager
+        # Also taken by lib/backup.py while it copies the database and these files.
+        return locks.exclusive(self.workspace_dir(workspace) / locks.INDEX_LOCK)
 
     def _save_index(self, workspace: str, model: str, store: ParleyFAISS) -> None:
         path = self._index_path(workspace, model)
