@@ -236,6 +236,37 @@ class ConversationStore:
                 [*_message_values(message), message.id, conversation_id],
             )
 
+    def update_streaming(
+        self,
+        workspace: str,
+        conversation_id: str,
+        message_id: int,
+        *,
+        content: str | None = None,
+        status: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> bool:
+        """Change a reply still marked "streaming": its text as it arrives, or its status
+        when its process died. One statement, cheap enough to run every second; False once
+        the reply was saved for good, which it never overwrites."""
+        _require_workspace(workspace)
+        with self._conn() as conn:
+            cur = conn.execute(
+                "UPDATE messages SET content = coalesce(?, content), "
+                "status = coalesce(?, status), meta = coalesce(?, meta) "
+                "WHERE id = ? AND conversation_id = ? AND status = 'streaming' "
+                "AND conversation_id IN (SELECT id FROM conversations WHERE workspace = ?)",
+                (
+                    content,
+                    status,
+                    None if meta is None else json.dumps(meta),
+                    message_id,
+                    conversation_id,
+                    workspace,
+                ),
+            )
+        return cur.rowcount == 1
+
     def cache_token_counts(
         self, workspace: str, conversation_id: str, counts: list[tuple[int, int, str]]
     ) -> None:

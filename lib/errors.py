@@ -71,10 +71,6 @@ class DatabaseCorrupt(ParleyError):
     """parley.db is not a database, or is damaged; the message names the file."""
 
 
-class BackupError(ParleyError):
-    """A backup cannot be made or restored; the message says why and where."""
-
-
 class DiskFull(ParleyError):
     """The disk holding the data directory is full (or over quota): nothing was saved.
 
@@ -133,7 +129,14 @@ class ContentRefused(ProviderError):
 
 
 class StreamInterrupted(ProviderError):
-    hint = "The partial reply was kept; use Regenerate to try again."
+    hint = "The partial reply was kept; use Retry to ask again."
+
+
+class BadReply(ProviderError):
+    """The server answered 200 but sent no usable reply: a web page, a malformed event, an
+    error in the middle of the stream, or nothing at all."""
+
+    hint = "Your question was kept; use Retry to ask again."
 
 
 class AccessDenied(ParleyError):

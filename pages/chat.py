@@ -24,7 +24,14 @@ except MissingKeyError as exc:
     st.info(f"**Add an API key to start chatting.** {exc.hint}", icon=":material/key:")
     st.stop()
 
-ctx = chat.ChatContext(store, state.workspace(), api, clients.prices(current), current.provider)
+ctx = chat.ChatContext(
+    store,
+    state.workspace(),
+    api,
+    clients.prices(current),
+    current.provider,
+    current.max_reply_chars,
+)
 models, note = clients.models(current, api)
 chat_view.parameters(store, conv or chat_view.draft(current), models, note)
 if conv:
