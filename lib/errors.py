@@ -71,6 +71,10 @@ class DatabaseCorrupt(ParleyError):
     """parley.db is not a database, or is damaged; the message names the file."""
 
 
+class BackupError(ParleyError):
+    """A backup cannot be made or restored; the message says why and where."""
+
+
 class DiskFull(ParleyError):
     """The disk holding the data directory is full (or over quota): nothing was saved.
 
