@@ -139,6 +139,7 @@ class Reply:
         self._saved_at = 0.0
         self._saved_chars = 0
         self._owner: dict[str, Any] | None = None
+        self._pieces: Iterator[str] | None = None
 
     # Hooks for subclasses
 
@@ -154,14 +155,22 @@ class Reply:
     # Streaming
 
     def __iter__(self) -> Iterator[str]:
+        # An iterator, not a generator: when Streamlit stops a script run, st.write_stream
+        # drops its iterator, and a generator would end the reply there, before the page
+        # could say whether the user's Stop was the reason (`stop`) or not (`close`).
+        return self
+
+    def __next__(self) -> str:
+        if self._pieces is None:
+            self._pieces = self._run()
         try:
-            yield from self._run()
+            return next(self._pieces)
         except KeyboardInterrupt:
             self.stop()  # Ctrl-C in a terminal is the user's Stop
             raise
-        finally:
-            # Also when the consumer stops early (GeneratorExit): keep the partial text.
-            self.close()
+        except BaseException:
+            self.close()  # a no-op after the end or a saved failure
+            raise
 
     def _run(self) -> Iterator[str]:
         self._open()
@@ -181,6 +190,9 @@ class Reply:
                     self._save_progress()
                 if self._truncated:
                     break
+        except GeneratorExit:  # abandoned without stop() or close(): keep the partial text
+            self.close()
+            raise
         except (openai.APIConnectionError, *TRANSPORT_ERRORS) as exc:
             self._cut(exc)
         except openai.APIError as exc:  # an error event in a 200 stream
