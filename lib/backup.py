@@ -110,7 +110,7 @@ def _copy_files(
     for relative, path in _walk(data_dir):
         try:
             stat = path.stat()
-            if _is_sqlite(path):
+            if relative == DATABASE or _is_sqlite(path):
                 databases.append(relative)
                 continue
             key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
@@ -167,8 +167,15 @@ def _snapshot(source: Path, target: Path) -> Entry:
             dst.close()
             src.close()
     except sqlite3.DatabaseError as exc:
-        raise BackupError(f"{source} could not be read ({exc}), so it was not backed up.") from exc
+        raise BackupError(
+            f"{source} could not be read ({exc}), so no backup was made.", hint=_DAMAGED_HINT
+        ) from exc
     return _entry(target)
+
+
+_DAMAGED_HINT = (
+    "If the file is damaged, restore your latest good backup into an empty data directory."
+)
 
 
 def _missing_files(staging: Path) -> list[str]:

@@ -234,6 +234,14 @@ def test_backup_refuses_targets_that_would_go_wrong(filled: Path, tmp_path: Path
     assert not (filled / "inside").exists()
 
 
+def test_a_damaged_database_is_refused_not_copied(data_dir: Path, tmp_path: Path) -> None:
+    data_dir.mkdir(parents=True)
+    (data_dir / "parley.db").write_bytes(os.urandom(4096))
+    with pytest.raises(BackupError, match="parley.db could not be read"):
+        backup.backup(data_dir, tmp_path / "backup")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_a_backup_that_fails_midway_leaves_nothing_that_looks_like_one(
     filled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
