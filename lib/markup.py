@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import bisect
 import re
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -39,7 +38,13 @@ from markdown_it.rules_core.state_core import StateCore
 from markdown_it.rules_inline.state_inline import StateInline
 from markdown_it.token import Token
 
-PUNCTUATION = frozenset(string.punctuation)
+# What can start Markdown anywhere in a line: code, emphasis, links and images (which
+# need "["), autolinks and HTML ("<"), entities, math, strikethrough, tables, directive
+# labels and attributes. "(" and ")" only matter after "]", so they stay as they are.
+ALWAYS_ESCAPED = frozenset("\\`*_{}[]<>!|~$&")
+# What starts a block at the beginning of a line: headings, lists, setext underlines,
+# thematic breaks, ordered lists ("1." and "1)"), and "::" directives.
+_LINE_START = re.compile(r"^([ \t]*)(?:([#+=-])|(\d{1,9})([.)]))", re.MULTILINE)
 PLACE_LENGTH = 48  # characters of an image's host and path shown in its link
 # markdown-it-py parses about 300 KB/s here, and a text is parsed twice: past this many
 # characters (far beyond a usual reply) the blunt fallback is used instead.
@@ -50,8 +55,19 @@ _BANG = re.compile(r"!\[")
 
 
 def escape(text: str) -> str:
-    """`text` as Markdown that shows exactly `text`: no formatting, link or image."""
-    return "".join("\\" + c if c in PUNCTUATION else c for c in text)
+    """`text` as Markdown that shows exactly `text`: no formatting, link or image.
+
+    Only what could start a construct is escaped, so ordinary punctuation (".", ",",
+    "?", "(", "-" mid-line) stays readable in the Markdown source too."""
+    text = _NORMALISE.sub("\n", text)
+    escaped = "".join("\\" + c if c in ALWAYS_ESCAPED else c for c in text)
+    escaped = escaped.replace("::", "\\:\\:")
+    return _LINE_START.sub(_escape_line_start, escaped)
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, marker, digits, delimiter = match.groups()
+    return f"{indent}\\{marker}" if marker else f"{indent}{digits}\\{delimiter}"
 
 
 def escape_keeping(text: str, marker: str) -> str:

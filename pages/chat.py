@@ -4,6 +4,7 @@ import streamlit as st
 
 from lib import chat
 from lib.errors import MissingKeyError
+from lib.markup import escape
 from lib.ui import auth, chat_view, clients, illustrate, sidebar, state, transcript
 
 auth.guard()
@@ -14,7 +15,7 @@ conv = chat_view.open_conversation(store)
 if conv:
     sidebar.conversation_actions(store, conv.id)
 
-st.title(conv.title if conv else "New chat")
+st.title(escape(conv.title) if conv else "New chat")
 chat_view.show_flash()
 shown = transcript.render_window(store, conv.id) if conv else []
 

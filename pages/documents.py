@@ -5,6 +5,7 @@ import streamlit as st
 from lib import chat
 from lib.documents import rag
 from lib.errors import MissingKeyError, ParleyError
+from lib.markup import escape, neutralise
 from lib.ui import auth, chat_view, clients, sidebar, state, transcript
 from lib.ui import documents_chat as answers
 from lib.ui import documents_view as docs
@@ -18,7 +19,7 @@ conv = chat_view.open_conversation(store, rag.KIND)
 if conv:
     sidebar.conversation_actions(store, conv.id, kind=rag.KIND)
 
-st.title(conv.title if conv else "Documents")
+st.title(escape(conv.title) if conv else "Documents")
 chat_view.show_flash()
 try:
     api = clients.client(current)
@@ -73,7 +74,7 @@ if prompt := st.chat_input("Ask about your documents", submit_mode="stop", disab
         docs.start_conversation(library, conv)
         state.open_conversation(conv.id, rag.KIND)
     with st.chat_message("user", avatar=transcript.AVATARS["user"]):
-        st.markdown(prompt)
+        st.markdown(neutralise(prompt))
     try:
         answers.stream(rag.ask(ctx, conv.id, prompt))
     except ParleyError as exc:

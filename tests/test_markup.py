@@ -44,17 +44,17 @@ def assert_inert(markdown: str) -> str:
 
 # (input, text the output must contain): model output that tries to load something.
 HOSTILE = {
-    "inline image": (f"Look ![x]({BEACON}) here", ["(<" + BEACON + ">)", "127\\.0\\.0\\.1\\:9"]),
+    "inline image": (f"Look ![x]({BEACON}) here", ["(<" + BEACON + ">)", "127.0.0.1:9/beacon.gif"]),
     "inline with title": (f'![x]({BEACON} "t")', ["(<" + BEACON + ">)"]),
-    "empty alt": (f"![]({BEACON})", ["🖼 [image\\: 127"]),
+    "empty alt": (f"![]({BEACON})", ["🖼 [image: 127"]),
     "angle destination": (f"![x](<{BEACON}>)", ["(<" + BEACON + ">)"]),
     "full reference": (f"![x][r]\n\n[r]: {BEACON}", ["(<" + BEACON + ">)"]),
     "collapsed reference": (f"![r][]\n\n[r]: {BEACON}", ["(<" + BEACON + ">)"]),
     "shortcut reference": (f"![R]\n\n[r]: {BEACON}", ["(<" + BEACON + ">)"]),
     "definition first": (f"[r]: {BEACON}\n\n![r]", ["(<" + BEACON + ">)"]),
-    "image in a link": (f"[![x]({BEACON})](http://h/page)", ["[🖼 image\\: x](http://h/page)"]),
+    "image in a link": (f"[![x]({BEACON})](http://h/page)", ["[🖼 image: x](http://h/page)"]),
     "image in an image": (f"![a ![b]({BEACON})](http://h/o.gif)", ["(<http://h/o.gif>)"]),
-    "two images": (f"![a]({BEACON}) ![b]({BEACON})", ["image\\: a", "image\\: b"]),
+    "two images": (f"![a]({BEACON}) ![b]({BEACON})", ["image: a", "image: b"]),
     "double bang": (f"!![x]({BEACON})", ["!🖼 ["]),
     "in emphasis": (f"*![x]({BEACON})*", ["*🖼 ["]),
     "in a heading": (f"# Title ![x]({BEACON}) ##", ["# Title 🖼 ["]),
@@ -63,13 +63,13 @@ HOSTILE = {
     "in a list": (f"- a\n  - ![x]({BEACON})", ["  - 🖼 ["]),
     "tab indented": (f"- a\n\tb ![x]({BEACON})", ["\tb 🖼 ["]),
     "in a table": (f"| a | ![x]({BEACON}) |\n|---|---|\n| ![y]({BEACON}) | b |", ["| 🖼 ["]),
-    "alt over lines": (f"![a\nb](\n{BEACON})", ["image\\: a b"]),
+    "alt over lines": (f"![a\nb](\n{BEACON})", ["image: a b"]),
     "quoted over lines": (f"> ![a\n> b]({BEACON}) tail", ["> 🖼 [", ") tail"]),
-    "unicode host": ("![x](http://exämple.com/b.gif)", ["xn\\-\\-exmple\\-cua\\.com"]),
-    "data uri png": ("![x](data:image/png;base64,iVBORw0KGgo=)", ["inline data \\(not shown\\)"]),
+    "unicode host": ("![x](http://exämple.com/b.gif)", ["xn--exmple-cua.com"]),
+    "data uri png": ("![x](data:image/png;base64,iVBORw0KGgo=)", ["inline data (not shown)"]),
     "data uri svg": ("![x](data:image/svg+xml,<svg/>)", ["!\\[x]"]),
     "javascript": ("![x](javascript:alert(1))", ["!\\[x]"]),
-    "relative": ("![x](/media/abc.png)", ["\\/media\\/abc\\.png \\(not shown\\)"]),
+    "relative": ("![x](/media/abc.png)", ["/media/abc.png (not shown)"]),
     "unterminated (streaming)": ("partial ![x](http://127.0.0.1:9/bea", ["!\\[x]"]),
     "bang at the end": ("wait for it ![", ["!\\["]),
     "footnote definition": (f"[^1]: ![x]({BEACON})", ["!\\[x]"]),
@@ -128,7 +128,7 @@ def test_a_reply_with_a_picture_keeps_the_rest_of_its_formatting() -> None:
         "# Plan\n\n1. **First** step\n2. Second with `code`\n\n"
         f"![chart]({BEACON})\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```py\nprint('![x](y)')\n```"
     )
-    link = f"🖼 [image\\: chart — 127\\.0\\.0\\.1\\:9\\/beacon\\.gif](<{BEACON}>)"
+    link = f"🖼 [image: chart — 127.0.0.1:9/beacon.gif](<{BEACON}>)"
     assert assert_inert(reply) == reply.replace(f"![chart]({BEACON})", link)
 
 
@@ -143,25 +143,48 @@ PLAIN = [
     f"[![x]({BEACON})](http://h)",
     f"<img src={BEACON}> & <b>bold</b>",
     "**not bold** _not italic_ ~~not struck~~ `not code`",
-    "# not a heading",
-    "- not a list",
-    "1. not a list",
-    "> not a quote",
     "$x^2$ not math",
-    ":red[not red] :material/home: not an icon",
+    ":red[not red] {braces}",
     f"<{BEACON}>",
     "a | b | c",
     "trailing backslash \\",
     "[link](http://h) and [ref][r]",
     "&amp; &#33; not entities",
+    "What is a pelican? (A bird.) R-intro.pdf: p. 5, 1/2",
+    "# not a heading",
+    "## not one either ##",
+    "- not a list",
+    "+ not a list",
+    "* not a list",
+    "1. not a list",
+    "2) not a list",
+    "> not a quote",
+    "title\n===",
+    "title\n---",
+    "***",
+    "- - -",
+    "| a | b |\n|---|---|\n| 1 | 2 |",
+    "```\nnot code\n```",
+    "~~~\nnot code\n~~~",
+    "<div>\nnot html\n</div>",
+    "[r]: http://h/not-a-definition",
+    "::leaf directive",
+    ":::container\ntext\n:::",
+    "one\r# two",
 ]
 
 
 @pytest.mark.parametrize("text", PLAIN)
 def test_escaped_text_renders_as_typed(text: str) -> None:
-    shown = REFERENCE.renderInline(markup.escape(text))
-    assert shown == html.escape(text, quote=False).replace('"', "&quot;")
+    typed = html.escape(text.replace("\r", "\n"), quote=False).replace('"', "&quot;")
+    assert REFERENCE.render(markup.escape(text)) == f"<p>{typed}</p>\n"
     assert images(markup.escape(text)) == []
+
+
+def test_ordinary_punctuation_stays_readable() -> None:
+    assert markup.escape("What is a pelican? R-intro.pdf, p. 5 (1/2)") == (
+        "What is a pelican? R-intro.pdf, p. 5 (1/2)"
+    )
 
 
 def test_a_snippet_keeps_its_match_marks_and_nothing_else() -> None:

@@ -13,7 +13,7 @@ from lib.markup import neutralise
 from lib.presets import SYSTEM_PRESETS
 from lib.settings import Settings
 from lib.ui import state
-from lib.ui.transcript import AVATARS
+from lib.ui.transcript import AVATARS, stream_markdown
 
 
 def flash(kind: str, text: str) -> None:
@@ -161,7 +161,7 @@ def stream(reply: chat.Reply) -> None:
     """Stream a reply into an assistant bubble, then rerun to show it with its footer."""
     with st.chat_message("assistant", avatar=AVATARS["assistant"]):
         try:
-            st.write_stream(reply)
+            stream_markdown(reply)
         except StreamInterrupted as exc:
             flash("warning", str(exc))
         except DiskFull as exc:
@@ -244,7 +244,7 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
         tabs = st.tabs([f"Option {i + 1}" for i in range(len(alternatives))])
         for i, (tab, text) in enumerate(zip(tabs, alternatives, strict=True)):
             with tab:
-                st.markdown(text)
+                st.markdown(neutralise(text))
                 chosen = last.meta.get("chosen") == i
                 if st.button(
                     "Continuing from this one" if chosen else "Continue with this one",

@@ -2,7 +2,9 @@
 under each answer, and the context gauge that says which mode was used.
 
 Document text and model output are shown as Markdown with HTML disabled (Streamlit's
-default) or as plain text; never with `unsafe_allow_html`.
+default) or as plain text; never with `unsafe_allow_html`. Model output goes through
+`lib.markup.neutralise` (no image loads by itself); file names, the rewritten question
+and notes through `lib.markup.escape` (they read as typed).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from lib.documents import rag
 from lib.documents.extract import render_pdf_page
 from lib.documents.library import DocumentLibrary
 from lib.errors import NotFoundError, ParleyError, StreamInterrupted
+from lib.markup import escape
 from lib.ui import state
 from lib.ui.chat_view import flash
-from lib.ui.transcript import AVATARS
+from lib.ui.transcript import AVATARS, stream_markdown
 
 PASSAGE_PREVIEW = 1_500  # characters of a whole page shown before "show the page"
 
@@ -39,11 +42,6 @@ def with_locations(message: Message) -> str:
         return "".join(f"\\[{n} · {where[n]}\\]" for n in numbers)
 
     return re.sub(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]", expand, text)
-
-
-def escape(text: str) -> str:
-    """Text (a file name, say) shown mid-line in Markdown as typed, never as formatting."""
-    return "".join("\\" + c if c in "\\`*_{}[]()!|<>~$" else c for c in text)
 
 
 def _short(cite: dict) -> str:
@@ -68,9 +66,8 @@ def sources_panel(lib: DocumentLibrary, message: Message) -> None:
             _passage(lib, message, cite)
     others = [c for c in citations if not c.get("cited", True)]
     if others:
-        st.caption(
-            "Also retrieved, not cited: " + "; ".join(f"[{c['n']}] {_short(c)}" for c in others)
-        )
+        named = "; ".join(f"[{c['n']}] {escape(_short(c))}" for c in others)
+        st.caption(f"Also retrieved, not cited: {named}")
 
 
 def _passage(lib: DocumentLibrary, message: Message, cite: dict) -> None:
@@ -98,7 +95,8 @@ def _page_image(lib: DocumentLibrary, cite: dict) -> None:
     try:
         doc = lib.get(ws, cite["document_id"])
         data = lib.read_file(ws, doc)
-        st.image(render_pdf_page(data, cite["page"]), caption=rag.source_location(cite))
+        page = render_pdf_page(data, cite["page"])
+        st.image(page, caption=escape(rag.source_location(cite)))
     except (NotFoundError, OSError):
         st.caption("That document is no longer in your library.")
 
@@ -127,9 +125,9 @@ def gauge(message: Message | None) -> None:
     else:
         cols[0].caption(mode)
     if info.get("question"):
-        cols[1].caption(f"Searched for: {info['question']}")
+        cols[1].caption(f"Searched for: {escape(info['question'])}")
     for note in info.get("notes") or []:
-        cols[1].caption(f":material/info: {note}")
+        cols[1].caption(f":material/info: {escape(note)}")
 
 
 def stream(answer: rag.Answer) -> None:
@@ -139,7 +137,7 @@ def stream(answer: rag.Answer) -> None:
             with st.status("Searching your documents…") as status:
                 plan = answer.plan()
                 status.update(label=_planned(plan), state="complete")
-            st.write_stream(answer)
+            stream_markdown(answer)
         except StreamInterrupted as exc:
             flash("warning", str(exc))
         except ParleyError as exc:

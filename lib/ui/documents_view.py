@@ -4,6 +4,9 @@ the library with delete and re-index, and each conversation's document picker.
 Everything derived from a user's files stays in this session: the loaded FAISS index is
 kept in session state (`state.put("doc_index", ...)`), never in `st.cache_*`, which every
 session of the server shares.
+
+File names, reports and notes are shown with `lib.markup.escape`: a name like
+`![x](http://host/…)` reads as typed and loads nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from lib.documents.library import DocumentLibrary, DocumentRecord
 from lib.documents.retrieval import KeywordIndex
 from lib.documents.vectorstore import ParleyFAISS
 from lib.errors import ParleyError
+from lib.markup import escape
 from lib.settings import Settings
 from lib.ui import state
-from lib.ui.documents_chat import escape
 
 TYPES = ["pdf", "txt", "md", "markdown"]
 STATUS_ICONS = {
@@ -217,7 +220,7 @@ def _ticker(bar, index: int, files: int):  # noqa: ANN001, ANN202 - st.progress,
     prefix = f"File {index + 1} of {files} · " if files > 1 else ""
 
     def tick(_stage: str, _done: int, _total: int, message: str, fraction: float) -> None:
-        bar.progress(min((index + min(fraction, 1.0)) / files, 1.0), text=prefix + message)
+        bar.progress(min((index + min(fraction, 1.0)) / files, 1.0), text=escape(prefix + message))
 
     return tick
 
@@ -235,14 +238,14 @@ def show_reports() -> None:
             icon = STATUS_ICONS[r.status]
             text = r.message if r.status != "duplicate" else f"{r.message} ({r.seconds:.3f} s)"
             if r.status == "failed":
-                st.error(text, icon=icon)
+                st.error(escape(text), icon=icon)
             elif r.status == "cancelled":
-                st.warning(f"{r.name}: {r.message}", icon=icon)
+                st.warning(escape(f"{r.name}: {r.message}"), icon=icon)
             else:
-                st.success(text, icon=icon)
+                st.success(escape(text), icon=icon)
             details = _details(r)
             if details:
-                st.caption(details)
+                st.caption(escape(details))
         st.button(
             "Dismiss", key="parley.w.dismiss_reports", on_click=state.pop, args=("doc_reports",)
         )
@@ -274,7 +277,7 @@ def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder
         with st.container(border=True):
             top = st.columns([6, 1, 1], vertical_alignment="center")
             top[0].markdown(f"**{escape(doc.name)}**")
-            top[0].caption(summary(doc, emb.model if emb else None))
+            top[0].caption(escape(summary(doc, emb.model if emb else None)))
             top[1].button(
                 "Re-index",
                 key=f"parley.w.reindex.{doc.id}",
@@ -285,7 +288,7 @@ def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder
                 type="tertiary",
             )
             with top[2].popover("Delete", icon=":material/delete:", type="tertiary"):
-                st.write(f"Delete {doc.name}, its passages, vectors and cached embeddings?")
+                st.write(f"Delete {escape(doc.name)}, its passages, vectors and cached embeddings?")
                 if st.button("Delete for good", type="primary", key=f"parley.w.deldoc.{doc.id}"):
                     lib.delete(state.workspace(), doc.id)
                     state.put("doc_reports", [])
@@ -296,14 +299,14 @@ def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder
 
 
 def _reindex(lib: DocumentLibrary, emb: Embedder | None, doc: DocumentRecord) -> None:
-    bar = st.progress(0.0, text=f"Re-indexing {doc.name}…")
+    bar = st.progress(0.0, text=escape(f"Re-indexing {doc.name}…"))
     ingestor = Ingestor(lib, state.workspace(), emb, limit_bytes=1 << 62)
     try:
         report = ingestor.reindex(
-            doc.id, lambda _s, _d, _t, message, f: bar.progress(min(f, 1.0), text=message)
+            doc.id, lambda _s, _d, _t, message, f: bar.progress(min(f, 1.0), text=escape(message))
         )
     except ParleyError as exc:
-        st.error(str(exc))
+        st.error(escape(str(exc)))
         return
     state.put("doc_reports", [report.to_dict()])
     st.rerun()
@@ -362,6 +365,6 @@ def coverage_note(docs: list[DocumentRecord], chosen: list[str], model: str) -> 
     if plain:
         names = ", ".join(plain[:3]) + ("…" if len(plain) > 3 else "")
         st.caption(
-            f":material/info: Keyword search only for {escape(names)}: no {model} vectors. "
+            f":material/info: Keyword search only for {escape(names)}: no {escape(model)} vectors. "
             "Re-index in the library to add semantic search."
         )

@@ -24,6 +24,7 @@ from lib.image_models import (
     spec_for,
 )
 from lib.jobs import BackgroundJob
+from lib.markup import escape
 from lib.settings import Settings
 from lib.ui import clients, state, unsaved_images
 from lib.ui.transcript import money
@@ -150,7 +151,7 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
         raise ParleyError("The generation ended without a result.")
 
     n = request.n
-    label = f"Generating {n} image{'s' * (n > 1)} with {request.model}"
+    label = f"Generating {n} image{'s' * (n > 1)} with {escape(request.model)}"
     return BackgroundJob(task, name="image"), label
 
 
@@ -251,8 +252,9 @@ def latest(store: ImageStore) -> None:
             if path.exists():
                 st.image(str(path), width="content")
             if image.revised_prompt:
-                st.caption(f"**Revised prompt:** {image.revised_prompt}")
-    st.caption(summary(shown))
+                # The image server wrote it: shown as typed, never as Markdown.
+                st.caption(f"**Revised prompt:** {escape(image.revised_prompt)}")
+    st.caption(escape(summary(shown)))
 
 
 def summary(batch: list[StoredImage]) -> str:

@@ -2,16 +2,20 @@
 
 Only a recent window of messages is loaded and drawn, so a rerun costs the same for a
 conversation of ten messages or ten thousand; earlier ones load on demand. Model output
-is rendered as Markdown with HTML disabled (Streamlit's default), never as raw HTML.
+is rendered as Markdown with HTML disabled (Streamlit's default), never as raw HTML, and
+through `lib.markup.neutralise`, so no image in it loads by itself (also while it streams).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 
 import streamlit as st
 
 from lib.conversations import ConversationStore, Message, Totals
+from lib.illustrate import ILLUSTRATION
+from lib.markup import escape, neutralise
 from lib.ui import state
 from lib.usage import money, usage_line
 
@@ -24,7 +28,31 @@ STATUS_NOTES = {
 
 
 def footer(message: Message) -> str:
-    return usage_line(message, with_model=True)
+    return escape(usage_line(message, with_model=True))  # the model's name is typed text
+
+
+def markdown_of(message: Message, display: Callable[[Message], str] | None = None) -> str:
+    """What a bubble shows: the text (or `display`'s version of it), neutralised; an
+    illustration's prompt, which a model may have written, as plain text."""
+    if message.meta.get("kind") == ILLUSTRATION and "prompt" in message.meta:
+        return "*Illustration:* " + escape(str(message.meta["prompt"]))
+    return neutralise((display(message) if display else message.content) or "*(no text)*")
+
+
+def stream_markdown(chunks: Iterable[str]) -> str:
+    """Like `st.write_stream`, but each redraw goes through `neutralise`. Unlike it, a
+    half-written construct is not completed for display: Streamlit's completion would
+    close a half-written image and load it. Redraws are spaced by a few times what the
+    last one cost, so a long reply that holds images does not starve the page."""
+    box, text, next_at = st.empty(), "", 0.0
+    for chunk in chunks:
+        text += chunk
+        started = time.perf_counter()
+        if started >= next_at:
+            box.markdown(neutralise(text))
+            next_at = started + 4 * (time.perf_counter() - started)
+    box.markdown(neutralise(text))
+    return text
 
 
 def render_message(
@@ -35,7 +63,7 @@ def render_message(
     """One bubble. Pages may pass `display` (the Markdown to show for a message, e.g. with
     citations spelled out) and `extra` (parts drawn inside it, e.g. a sources panel)."""
     with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
-        st.markdown((display(message) if display else message.content) or "*(no text)*")
+        st.markdown(markdown_of(message, display))
         if extra is not None:
             extra(message)
         if message.meta.get("images"):
@@ -97,5 +125,7 @@ def gauge(last_reply: Message | None, totals: Totals) -> None:
         )
         if totals.unpriced and last_reply and last_reply.model:
             cols[1].caption(
-                f"To see costs, add `{last_reply.model}` to prices.toml in the data directory."
+                # Inside a code span nothing renders; only a backtick could end it.
+                f"To see costs, add `{last_reply.model.replace('`', '')}` to prices.toml in "
+                "the data directory."
             )
