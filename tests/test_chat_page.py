@@ -106,7 +106,8 @@ def test_stream_cut_keeps_the_partial_reply_marked(
     send(at, "tell me")
     assert "connection dropped" in at.warning[0].value
     assert bubbles(at)[1] == ("assistant", "alpha beta g")
-    assert "dropped mid-reply" in at.chat_message[1].caption[0].value
+    assert "dropped in the middle of the reply" in at.chat_message[1].caption[0].value
+    assert at.button(key="parley.w.regen").label == "Retry"
 
 
 def test_html_in_model_output_is_shown_as_text(
@@ -226,3 +227,86 @@ def test_long_conversation_renders_a_window_and_loads_more(
     assert at.chat_message[-1].markdown[0].value == "message 99"
     at.button(key="parley.w.more").click().run()
     assert len(at.chat_message) == 70
+
+
+def retry_button(at: AppTest):  # noqa: ANN201 - an AppTest Button
+    button = at.button(key="parley.w.regen")
+    assert button.label == "Retry", button.label
+    return button
+
+
+@pytest.mark.parametrize(
+    ("fault", "shown"),
+    [
+        pytest.param(lambda s: s.hang(3), "timed out", id="timeout"),
+        pytest.param(lambda s: s.misbehave("html"), "web page", id="html"),
+        pytest.param(lambda s: s.misbehave("empty"), "empty reply", id="empty"),
+        pytest.param(lambda s: s.misbehave("error", after=1), "exceed context", id="error"),
+    ],
+)
+def test_a_failed_turn_says_why_and_is_retried_in_one_click(
+    app: Callable[..., AppTest],
+    openai_server: FakeOpenAI,
+    store: ConversationStore,
+    fault,  # noqa: ANN001
+    shown: str,
+) -> None:
+    at = app(PARLEY_TIMEOUT="0.5")
+    at.run()
+    fault(openai_server)
+    send(at, "Are you there?")
+    assert shown in at.error[0].value
+    cid = store.list("local")[0].id
+    assert len(openai_server.requests_to("/chat/completions")) == 1  # never resent
+    retry_button(at).click().run()
+    assert not at.exception
+    assert bubbles(at) == [("user", "Are you there?"), ("assistant", "Echo: Are you there?")]
+    assert [m.status for m in store.all_messages("local", cid)] == ["ok", "ok"]
+
+
+def test_a_failed_reply_stays_marked_with_its_reason_after_a_refresh(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI, store: ConversationStore
+) -> None:
+    at = app()
+    at.run()
+    openai_server.script("so far so good", chunk_size=4)
+    openai_server.misbehave("malformed", after=2)
+    send(at, "go")
+    fresh = app()
+    fresh.query_params["c"] = store.list("local")[0].id
+    fresh.run()
+    note = fresh.chat_message[1].caption[0].value
+    assert "malformed event" in note and "Retry" in note
+    retry_button(fresh)
+
+
+def test_a_reply_cut_at_the_size_cap_says_so(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI
+) -> None:
+    at = app(PARLEY_MAX_REPLY_CHARS="300")
+    at.run()
+    openai_server.script("y" * 5_000, chunk_size=50)
+    send(at, "never stop")
+    assert bubbles(at)[1] == ("assistant", "y" * 300)
+    assert "Cut off at 300 characters" in at.chat_message[1].caption[0].value
+
+
+def test_a_reply_whose_process_died_shows_as_interrupted_with_retry(
+    app: Callable[..., AppTest], store: ConversationStore
+) -> None:
+    conv = store.create("local", model="gpt-5.4-mini")
+    store.add_message("local", conv.id, Message(role="user", content="tell me a story"))
+    owner = {"pid": 2**22 + 7, "started": "1", "boot": "an earlier run", "reply": "r"}
+    store.add_message(
+        "local",
+        conv.id,
+        Message("assistant", "Once upon a", "streaming", "gpt-5.4-mini", meta={"owner": owner}),
+    )
+    at = app()
+    at.query_params["c"] = conv.id
+    at.run()
+    assert bubbles(at)[1] == ("assistant", "Once upon a")
+    assert "stopped while this reply was being written" in at.chat_message[1].caption[0].value
+    assert store.all_messages("local", conv.id)[-1].status == "interrupted"
+    retry_button(at).click().run()
+    assert bubbles(at)[1] == ("assistant", "Echo: tell me a story")

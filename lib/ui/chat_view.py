@@ -12,7 +12,7 @@ from lib.errors import DiskFull, NotFoundError, ParleyError, StreamInterrupted
 from lib.markup import neutralise
 from lib.presets import SYSTEM_PRESETS
 from lib.settings import Settings
-from lib.ui import state
+from lib.ui import state, user_stop
 from lib.ui.transcript import AVATARS, stream_markdown
 
 
@@ -160,6 +160,7 @@ def parameters(
 def stream(reply: chat.Reply) -> None:
     """Stream a reply into an assistant bubble, then rerun to show it with its footer."""
     with st.chat_message("assistant", avatar=AVATARS["assistant"]):
+        user_stop.forget()
         try:
             stream_markdown(reply)
         except StreamInterrupted as exc:
@@ -170,8 +171,7 @@ def stream(reply: chat.Reply) -> None:
             flash("error", str(exc))
         finally:
             try:
-                # Also on Stop: closes the HTTP stream and saves the partial reply, marked.
-                reply.close()
+                end(reply)
             except DiskFull as exc:
                 flash("error", f"{exc} {REPLY_NOT_SAVED}")
     st.rerun()
@@ -179,6 +179,15 @@ def stream(reply: chat.Reply) -> None:
 
 # Shown, but not saved: the question, saved before the reply, waits for Retry.
 REPLY_NOT_SAVED = "The reply could not be saved; use Retry once there is room."
+
+
+def end(reply: chat.Reply) -> None:
+    """Close the HTTP stream and save the partial reply: "stopped" only after the user's
+    Stop; a rerun, a closed tab or a shutdown leaves it "interrupted". A no-op once saved."""
+    if user_stop.requested():
+        reply.stop()
+    else:
+        reply.close()
 
 
 INPUT_KEY = "parley.w.chat.input"
@@ -255,15 +264,16 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
                     st.rerun()
     users = [m for m in shown if m.role == "user"]
     cols = st.columns(3)
+    retry = chat.needs_retry(last)
     cols[0].button(
-        "Regenerate",
-        disabled=not chat.for_model(last),
-        help=None if chat.for_model(last) else "The last message is an illustration.",
-        icon=":material/refresh:",
+        "Retry" if retry else "Regenerate",
+        disabled=chat.is_record(last),
+        help="The last message is an illustration." if chat.is_record(last) else None,
+        icon=":material/replay:" if retry else ":material/refresh:",
         key="parley.w.regen",
         on_click=start,
         args=(chat.regenerate, conv.id),
-        type="tertiary",
+        type="primary" if retry else "tertiary",
     )
     if users:
         with cols[1].popover("Edit last message", icon=":material/edit:", type="tertiary"):

@@ -13,14 +13,15 @@ import re
 
 import streamlit as st
 
+from lib import chat
 from lib.conversations import Message
 from lib.documents import rag
 from lib.documents.extract import render_pdf_page
 from lib.documents.library import DocumentLibrary
 from lib.errors import NotFoundError, ParleyError, StreamInterrupted
 from lib.markup import escape
-from lib.ui import state
-from lib.ui.chat_view import flash
+from lib.ui import state, user_stop
+from lib.ui.chat_view import end, flash
 from lib.ui.transcript import AVATARS, stream_markdown
 
 PASSAGE_PREVIEW = 1_500  # characters of a whole page shown before "show the page"
@@ -133,6 +134,7 @@ def gauge(message: Message | None) -> None:
 def stream(answer: rag.Answer) -> None:
     """Search, then stream the answer into a bubble; rerun to show it with its sources."""
     with st.chat_message("assistant", avatar=AVATARS["assistant"]):
+        user_stop.forget()
         try:
             with st.status("Searching your documents…") as status:
                 plan = answer.plan()
@@ -143,7 +145,7 @@ def stream(answer: rag.Answer) -> None:
         except ParleyError as exc:
             flash("error", str(exc))
         finally:
-            answer.close()  # also on Stop: closes the stream and keeps the partial answer
+            end(answer)  # also on Stop: closes the stream and keeps the partial answer
     st.rerun()
 
 
@@ -159,13 +161,14 @@ def actions(ctx: rag.DocContext, conv_id: str, shown: list[Message]) -> None:
     if not shown:
         return
     cols = st.columns(2)
+    retry = chat.needs_retry(shown[-1])
     cols[0].button(
-        "Regenerate",
-        icon=":material/refresh:",
+        "Retry" if retry else "Regenerate",
+        icon=":material/replay:" if retry else ":material/refresh:",
         key="parley.w.doc_regen",
         on_click=state.put,
         args=("doc_regenerate", conv_id),
-        type="tertiary",
+        type="primary" if retry else "tertiary",
     )
     with cols[1].popover("Reset", icon=":material/restart_alt:", type="tertiary"):
         st.write("Clear every message in this conversation? Its documents are kept.")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 import streamlit as st
 
+from lib import inflight
 from lib.conversations import ConversationStore, Message, Totals
 from lib.illustrate import ILLUSTRATION
 from lib.markup import escape, neutralise
@@ -20,11 +21,25 @@ from lib.ui import state
 from lib.usage import money, usage_line
 
 AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
+# How a reply ended, under it; {reason} is `meta["error"]` (escaped: a server wrote it).
 STATUS_NOTES = {
     "stopped": ":material/stop_circle: Stopped by you. The partial reply was kept.",
-    "interrupted": ":material/warning: The connection dropped mid-reply. "
-    "The partial reply was kept.",
+    "interrupted": ":material/warning: {reason} The partial reply was kept.",
+    "failed": ":material/error: {reason} Nothing usable arrived; use Retry to ask again.",
+    "truncated": ":material/content_cut: Cut off at {limit:,} characters, the most Parley "
+    "keeps of one reply (PARLEY_MAX_REPLY_CHARS).",
+    "streaming": ":material/more_horiz: Still being written, in another window.",
 }
+DEFAULT_REASONS = {"interrupted": "The reply was cut off.", "failed": "The reply failed."}
+
+
+def status_note(message: Message) -> str | None:
+    """The caption saying how a reply ended, or None for an ordinary one."""
+    note = STATUS_NOTES.get(message.status)
+    if note is None:
+        return None
+    reason = message.meta.get("error") or DEFAULT_REASONS.get(message.status, "")
+    return note.format(reason=escape(str(reason)), limit=message.meta.get("limit") or 0)
 
 
 def footer(message: Message) -> str:
@@ -71,8 +86,9 @@ def render_message(
             from lib.ui.gallery_view import message_images
 
             message_images(message.meta["images"])
-        if message.status in STATUS_NOTES:
-            st.caption(STATUS_NOTES[message.status])
+        note = status_note(message)
+        if note:
+            st.caption(note)
         if message.role == "assistant":
             st.caption(footer(message))
 
@@ -86,7 +102,8 @@ def render_window(
     """Draw the most recent messages, with a control to load earlier ones."""
     ws = state.workspace()
     window = state.transcript_window()
-    messages = store.recent_messages(ws, cid, window + 1)
+    # A reply left "streaming" by a process that died reads (and is saved) as interrupted.
+    messages = inflight.settle(store, ws, cid, store.recent_messages(ws, cid, window + 1))
     if len(messages) > window:
         messages = messages[1:]
         st.button(
