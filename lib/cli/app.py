@@ -41,8 +41,8 @@ app = typer.Typer(
 
 def _check_workspace(value: str | None) -> str:
     # The flag, else PARLEY_WORKSPACE from secrets or the environment (one resolver).
-    value = value or workspace_name(None, read_secrets(secret_files()), os.environ)
-    value = value or LOCAL_WORKSPACE
+    if not value:
+        value = reports_errors(_configured_workspace)() or LOCAL_WORKSPACE
     # A typo would otherwise show an empty, valid-looking store.
     if not valid_workspace(value):
         raise typer.BadParameter("use local, shared, or an account's u_… id.")
@@ -83,6 +83,10 @@ def reports_errors(command: F) -> F:
 
 
 # Settings and lookups
+
+
+def _configured_workspace() -> str | None:
+    return workspace_name(None, read_secrets(secret_files()), os.environ)
 
 
 def secret_files() -> list[Path]:
