@@ -202,7 +202,8 @@ COUNT_RUNS = """(() => {
       if (field === 6 && wire === 0) return varint(bytes, at);
       if (wire === 0) varint(bytes, at);
       else if (wire === 1) at.i += 8;
-      else if (wire === 2) at.i += varint(bytes, at);
+      // Not `at.i += varint(...)`: that reads at.i before varint moves it past the length.
+      else if (wire === 2) { const length = varint(bytes, at); at.i += length; }
       else if (wire === 5) at.i += 4;
       else return null;
     }
