@@ -79,18 +79,25 @@ def send_once(
     raise AssertionError("unreachable")
 
 
-def refusal_wait(exc: BaseException | None, attempt: int) -> float | None:
-    """Seconds to wait before resending after `exc`, or None when it must not be resent."""
+def resendable(exc: BaseException | None) -> bool:
+    """Whether the SDK error `exc` is a refusal made before any work (a 429, or a
+    connection that could not be opened), so resending cannot pay twice."""
     if isinstance(exc, openai.RateLimitError):
-        after = retry_after(exc.response.headers)
-        if after is None:
-            return _backoff(attempt)
-        return after if after <= MAX_RETRY_WAIT else None
+        return True
     # APITimeoutError is an APIConnectionError too, but caused by a timeout, not a refusal.
-    refused = isinstance(exc, openai.APIConnectionError) and isinstance(
+    return isinstance(exc, openai.APIConnectionError) and isinstance(
         exc.__cause__, httpx2.ConnectError
     )
-    return _backoff(attempt) if refused else None
+
+
+def refusal_wait(exc: BaseException | None, attempt: int) -> float | None:
+    """Seconds to wait before resending after `exc`, or None when it must not be resent."""
+    if not resendable(exc):
+        return None
+    after = retry_after(exc.response.headers) if isinstance(exc, openai.RateLimitError) else None
+    if after is None:
+        return _backoff(attempt)
+    return after if after <= MAX_RETRY_WAIT else None
 
 
 def retry_after(headers: httpx2.Headers) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from lib.documents.chunking import count_tokens
 from lib.documents.embeddings import Embedder, EmbeddingCache, EmbedProgress, batches
-from lib.errors import IngestCancelled, ModelRejected, RateLimited
+from lib.errors import IngestCancelled, ModelRejected, RateLimited, ServerFailed
 from tests.fake_openai import FakeOpenAI
 
 TEXTS = [f"Passage {i} about matrices, vectors and the number {i * 7}." for i in range(40)]
@@ -111,14 +112,35 @@ def test_rate_limiting_that_never_ends_gives_a_clear_error(
     assert len(openai_server.requests_to("/embeddings")) == 3
 
 
-def test_server_errors_are_retried_with_backoff(
-    client: openai.OpenAI, openai_server: FakeOpenAI
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_is_not_resent(
+    client: openai.OpenAI, openai_server: FakeOpenAI, status: int
 ) -> None:
-    openai_server.fail(503, route="/embeddings")
+    # The server may have done (and billed) the work: report it, never pay twice.
+    openai_server.fail(status, route="/embeddings", times=10)
     slept: list[float] = []
-    emb = embedder(client, None, sleep=slept.append)
-    assert emb.embed(TEXTS[:2]).shape[0] == 2
-    assert slept and 0.5 < sum(slept) < 1.5  # first backoff: about a second
+    with pytest.raises(ServerFailed):
+        embedder(client, None, sleep=slept.append).embed(TEXTS[:2])
+    assert slept == [] and len(openai_server.requests_to("/embeddings")) == 1
+
+
+def test_a_refused_connection_is_resent_with_backoff(client: openai.OpenAI) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late = FakeOpenAI(port=port)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the server comes up while the embedder waits
+        slept.append(seconds)
+        late.start()
+
+    down = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test")
+    try:
+        assert embedder(down, None, sleep=sleep).embed(TEXTS[:2]).shape[0] == 2
+        assert slept and 0.5 < sum(slept) < 1.5  # first backoff: about a second
+    finally:
+        late.stop()
 
 
 def test_waiting_can_be_cancelled(client: openai.OpenAI, openai_server: FakeOpenAI) -> None:

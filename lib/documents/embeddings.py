@@ -5,10 +5,11 @@ MAX_BATCH_TOKENS tokens summed over the inputs (OpenAI allows 2,048 inputs and 3
 tokens per request; smaller batches keep each request quick, so the progress bar moves).
 
 The SDK's own retries are switched off here (`max_retries=0`) because they sleep where
-nobody can see: a 429 (or a 5xx, or a dropped connection) is retried by `_create` with
-exponential backoff that honours Retry-After, and the wait is reported through the
-progress callback every RETRY_TICK seconds so the UI can say "rate limited, retrying in
-4 s". The wait can be cancelled.
+nobody can see. Only a refusal made before any work (`lib.client.resendable`: a 429, or
+a connection refused) is resent by `_create`, with exponential backoff that honours
+Retry-After; a timeout or a 5xx may come after the server did (and billed) the work, so
+it is reported, not resent. The wait is reported through the progress callback every
+RETRY_TICK seconds so the UI can say "rate limited, retrying in 4 s", and can be cancelled.
 
 Vectors are cached in SQLite by (workspace, model, SHA-256 of the chunk text), so
 re-indexing a document, or uploading a file that shares passages with another, sends
@@ -32,7 +33,7 @@ import openai
 from langchain_core.embeddings import Embeddings
 
 from lib import db
-from lib.client import provider_errors
+from lib.client import provider_errors, resendable
 from lib.documents.chunking import ENCODING, count_tokens, text_hash
 from lib.errors import IngestCancelled, ParleyError, RateLimited
 from lib.tokens import get_encoding
@@ -45,11 +46,6 @@ MAX_INPUT_TOKENS = 8_000  # text-embedding-3 takes 8,191; keep a margin for othe
 MAX_ATTEMPTS = 6
 MAX_WAIT = 60.0
 RETRY_TICK = 0.5
-_RETRYABLE = (
-    openai.RateLimitError,
-    openai.InternalServerError,
-    openai.APIConnectionError,  # includes APITimeoutError
-)
 
 
 @dataclass(frozen=True)
@@ -218,7 +214,7 @@ class Embedder:
                     return self._request(texts)
             except ParleyError as err:
                 cause = err.__cause__
-                if not isinstance(cause, _RETRYABLE):
+                if not resendable(cause):
                     raise
                 if attempt >= self.max_attempts:
                     if isinstance(err, RateLimited):
@@ -263,12 +259,8 @@ class Embedder:
 def _backoff(exc: Exception, attempt: int) -> tuple[float, str]:
     response = getattr(exc, "response", None)
     retry_after = _retry_after(response.headers) if response is not None else None
-    if isinstance(exc, openai.RateLimitError):
-        reason = "rate limited (429)"
-    elif isinstance(exc, openai.InternalServerError):
-        reason = f"server error ({exc.status_code})"
-    else:
-        reason = "connection failed"
+    limited = isinstance(exc, openai.RateLimitError)
+    reason = "rate limited (429)" if limited else "connection refused"
     if retry_after is not None:
         return min(retry_after, MAX_WAIT), reason
     # Exponential with jitter, so many sessions rate-limited together do not retry together.
