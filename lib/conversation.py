@@ -47,7 +47,9 @@ class ChatParams:
 class Message:
     role: str
     content: str
-    status: str = "ok"  # ok | stopped (by the user) | interrupted (stream cut)
+    # ok | streaming (still arriving) | stopped (by the user) | interrupted (cut off) |
+    # truncated (at the size cap) | failed (no usable reply; meta["error"] says why)
+    status: str = "ok"
     model: str | None = None
     tokens: int | None = None  # cached count of `content`, in `tokens_encoding`
     tokens_encoding: str | None = None

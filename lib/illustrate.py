@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from lib import errors
 from lib.chat import ChatContext
-from lib.client import provider_errors
+from lib.client import send_once
 from lib.conversations import Message
 from lib.gallery import ImageStore, StoredImage
 from lib.images import GenerationResult
@@ -52,14 +52,12 @@ def write_prompt(ctx: ChatContext, conversation_id: str) -> PromptDraft:
     excerpt = "\n\n".join(
         f"{'User' if m.role == 'user' else 'Assistant'}: {_clip(m.content)}" for m in exchange
     )
-    with provider_errors():
-        completion = ctx.client.chat.completions.create(
-            model=conv.model,
-            messages=[
-                {"role": "system", "content": INSTRUCTIONS},
-                {"role": "user", "content": excerpt},
-            ],
-        )
+    messages = [
+        {"role": "system", "content": INSTRUCTIONS},
+        {"role": "user", "content": excerpt},
+    ]
+    create = ctx.client.chat.completions.create
+    completion = send_once(lambda: create(model=conv.model, messages=messages))
     text = _clean(completion.choices[0].message.content if completion.choices else "")
     if not text:
         raise errors.ProviderError(
