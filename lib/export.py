@@ -46,7 +46,7 @@ def to_markdown(conv: Conversation, messages: list[Message]) -> str:
         lines += ["> **System:** " + conv.system_prompt.replace("\n", "\n> "), ""]
     for m in messages:
         label = {"user": "You", "assistant": "Assistant"}.get(m.role, m.role.title())
-        suffix = {"stopped": " *(stopped)*", "interrupted": " *(interrupted)*"}.get(m.status, "")
+        suffix = f" *({m.status})*" if m.status != "ok" else ""
         lines += [f"## {label}{suffix}", "", m.content, ""]
         cited = [
             (cite.get("n", i), cite)

@@ -28,7 +28,10 @@ from lib.conversations import Conversation, Message
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 STATUS_NOTES = {
     "stopped": "Stopped by you. The partial reply was kept.",
-    "interrupted": "The connection dropped mid-reply. The partial reply was kept.",
+    "interrupted": "Cut off before it finished. The partial reply was kept.",
+    "failed": "The server sent no usable reply; /retry asks again.",
+    "truncated": "Cut off at Parley's size limit for one reply (PARLEY_MAX_REPLY_CHARS).",
+    "streaming": "Still being written.",
 }
 
 
