@@ -18,27 +18,33 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import logging
 import math
 import re
+import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
 
 from lib import settings
 from lib.errors import AccessDenied, WrongPassword
 
+log = logging.getLogger(__name__)
+
 Mode = Literal["local", "password", "signin"]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LOCAL_WORKSPACE = "local"
 SHARED_WORKSPACE = "shared"
 USER_PREFIX = "u_"
 # Every workspace id is one of these shapes, so it is safe as a directory name too.
 WORKSPACE_ID = re.compile(r"^(local|shared|u_[0-9a-f]{32})$")
-
-FIRST_DELAY = 1.0  # seconds to wait after the first wrong password
-MAX_DELAY = 60.0  # the delay doubles per failure up to this
 
 
 def auth_configured(secrets: Mapping[str, Any] | None) -> bool:
@@ -86,47 +92,214 @@ def password_matches(given: str, expected: str) -> bool:
     return hmac.compare_digest(a, b)
 
 
-def delay_after(failures: int) -> float:
-    """Seconds a session must wait after its n-th consecutive wrong password."""
-    if failures <= 0:
-        return 0.0
-    return min(MAX_DELAY, FIRST_DELAY * 2 ** (failures - 1))
+# Wrong passwords are counted per client address and server-wide, in state that every
+# session of the server process shares. (A count kept in the session started over with
+# every new session: a script that opened one per guess had 61 to 74 a minute checked.)
+FREE_FAILURES = 3  # wrong passwords an address may make before it has to wait
+FIRST_DELAY = 5.0  # seconds to wait after the FREE_FAILURES-th; doubles per further one
+MAX_DELAY = 300.0  # so a patient guesser from one address gets 12 tries an hour
+FORGET_AFTER = 3600.0  # an address with no failure for this long starts over
+MAX_ADDRESSES = 10_000  # tracked at once (under 3 MB); the oldest failure goes first
+# Many addresses (a botnet) slow everyone a little: once this many failures came with no
+# quiet minute between them, every try waits SERVER_DELAY after the last failure anywhere.
+SERVER_FREE = 30
+SERVER_DELAY = 1.0
+SERVER_QUIET = 60.0
+SERVER = "*"  # the server-wide count's key
+LOOPBACKS = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
-@dataclass
-class Throttle:
-    """One session's record of wrong passwords; it lives in that session's state only."""
+@dataclass(frozen=True)
+class Backoff:
+    """How long a key waits after its n-th failure, and when its count is forgotten."""
 
-    failures: int = 0
-    retry_at: float = 0.0  # time.monotonic() before which no attempt is checked
+    free: int  # failures allowed before any wait
+    first: float  # seconds after the free-th failure; doubled per failure after it
+    cap: float
+    forget_after: float  # seconds without a failure after which the count starts over
 
-    def wait_left(self, now: float) -> float:
-        return max(0.0, self.retry_at - now)
-
-    def record_failure(self, now: float) -> float:
-        self.failures += 1
-        delay = delay_after(self.failures)
-        self.retry_at = now + delay
-        return delay
+    def delay_after(self, failures: int) -> float:
+        if failures < max(self.free, 1):
+            return 0.0
+        # The exponent is capped: 2.0 ** 2000 would overflow long after the cap is reached.
+        return min(self.cap, self.first * 2.0 ** min(failures - max(self.free, 1), 32))
 
 
-def check_password(throttle: Throttle, given: str, expected: str, now: float | None = None) -> None:
-    """Admit (return) or raise WrongPassword with the delay before the next try.
+PER_ADDRESS = Backoff(FREE_FAILURES, FIRST_DELAY, MAX_DELAY, FORGET_AFTER)
+SERVER_WIDE = Backoff(SERVER_FREE, SERVER_DELAY, SERVER_DELAY, SERVER_QUIET)
 
-    An attempt made before the delay has run out is refused without being compared,
-    even if it is right: otherwise the delay would slow nobody down.
+
+class FailureCounts(Protocol):
+    """Where failures are counted, by key; times are the throttle's clock (seconds).
+
+    `MemoryFailures` counts in this process. A store shared by several server processes
+    (a database table) can stand in for it; `PasswordThrottle` calls it under one lock, so
+    a shared store must make its own read-and-update atomic.
     """
-    now = time.monotonic() if now is None else now
-    wait = throttle.wait_left(now)
-    if wait > 0:
-        raise WrongPassword(
-            f"Too soon: wait {math.ceil(wait)} s before trying again.", retry_after=wait
+
+    def wait_left(self, key: str, now: float) -> float: ...
+    def record_failure(self, key: str, now: float) -> float: ...  # the delay it now has
+    def reset(self, key: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Count:
+    failures: int
+    last: float  # when the last failure was recorded
+    retry_at: float  # no try is compared before this
+
+
+class MemoryFailures:
+    """Failure counts in this process's memory; thread-safe and bounded.
+
+    At most `max_keys` keys, in the order of their last failure, so the ones to expire
+    (no failure for `forget_after`) or to evict when full are always at the front.
+    """
+
+    def __init__(self, backoff: Backoff, max_keys: int = MAX_ADDRESSES) -> None:
+        self.backoff = backoff
+        self.max_keys = max_keys
+        self._counts: OrderedDict[str, _Count] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def wait_left(self, key: str, now: float) -> float:
+        with self._lock:
+            count = self._live(key, now)
+            return max(0.0, count.retry_at - now) if count else 0.0
+
+    def record_failure(self, key: str, now: float) -> float:
+        with self._lock:
+            count = self._live(key, now) or _Count(0, now, now)
+            count.failures += 1
+            count.last = now
+            delay = self.backoff.delay_after(count.failures)
+            count.retry_at = now + delay
+            self._counts[key] = count
+            self._counts.move_to_end(key)
+            self._prune(now)
+            return delay
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._counts.pop(key, None)
+
+    def _live(self, key: str, now: float) -> _Count | None:
+        count = self._counts.get(key)
+        if count is not None and now - count.last >= self.backoff.forget_after:
+            del self._counts[key]
+            return None
+        return count
+
+    def _prune(self, now: float) -> None:
+        while self._counts:
+            key, oldest = next(iter(self._counts.items()))
+            if len(self._counts) <= self.max_keys and now - oldest.last < self.backoff.forget_after:
+                return
+            del self._counts[key]
+
+
+class PasswordThrottle:
+    """The password check with its waits, per client address and server-wide.
+
+    One per server process (`lib/ui/auth.py` keeps it in `st.cache_resource`), so a new
+    session is no way around it.
+    """
+
+    def __init__(
+        self,
+        per_address: FailureCounts | None = None,
+        server_wide: FailureCounts | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Not `or`: an empty MemoryFailures is falsy (it has a length).
+        self.per_address = MemoryFailures(PER_ADDRESS) if per_address is None else per_address
+        self.server_wide = (
+            MemoryFailures(SERVER_WIDE, max_keys=1) if server_wide is None else server_wide
         )
-    if given and password_matches(given, expected):
-        throttle.failures, throttle.retry_at = 0, 0.0
-        return
-    delay = throttle.record_failure(now)
-    raise WrongPassword(f"Wrong password. Wait {delay:g} s before the next try.", retry_after=delay)
+        self._clock = clock
+        # One decision at a time: tries sent at once from many sessions must not all be
+        # compared before the first of them is counted. A comparison takes microseconds.
+        self._lock = threading.Lock()
+
+    def check(self, address: str, given: str, expected: str) -> None:
+        """Admit (return) or raise WrongPassword with the wait before the next try.
+
+        A try made while its address, or the whole server, has to wait is refused without
+        being compared, even if it is right: otherwise the wait would slow nobody down.
+        A right password resets its address's count, not the server-wide one.
+        """
+        with self._lock:
+            now = self._clock()
+            wait = max(
+                self.per_address.wait_left(address, now), self.server_wide.wait_left(SERVER, now)
+            )
+            if wait > 0:
+                log.info("Password try from %s refused unchecked (%.0f s to wait)", address, wait)
+                raise WrongPassword(
+                    f"Too soon: wait {math.ceil(wait)} s before trying again.", retry_after=wait
+                )
+            if given and password_matches(given, expected):
+                self.per_address.reset(address)
+                return
+            delay = max(
+                self.per_address.record_failure(address, now),
+                self.server_wide.record_failure(SERVER, now),
+            )
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        log.warning("Wrong password from %s at %s; next try in %g s", address, when, delay)
+        wait_text = f" Wait {delay:g} s before the next try." if delay else ""
+        raise WrongPassword("Wrong password." + wait_text, retry_after=delay)
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted_proxies: Sequence[str]
+) -> str:
+    """The address a password try is counted against.
+
+    `peer` is the connection's own address (Streamlit gives None for loopback). Only when
+    it is one of the operator's `trusted_proxies` (IPs or networks) is X-Forwarded-For
+    believed, since anyone else can write that header: it is read from the right, past
+    the trusted proxies, and the first address that is not one is the client. An entry
+    that is not an address stops the walk at the last hop vouched for. IPv6 is counted
+    per /64, the block one subscriber usually holds.
+    """
+    networks = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
+    hop = LOOPBACKS[0] if peer is None else _parse_address(peer)
+    if hop is None:
+        return str(peer)[:64]
+    entries = [item for value in forwarded_for for item in value.split(",")]
+    while entries and _is_trusted(hop, networks):
+        previous = _parse_address(entries.pop())
+        if previous is None:
+            break
+        hop = previous
+    if isinstance(hop, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{hop}/64", strict=False))
+    return str(hop)
+
+
+def _is_trusted(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    # Streamlit reports either loopback as None, so trusting one trusts both.
+    candidates = LOOPBACKS if address.is_loopback else (address,)
+    return any(a in net for a in candidates for net in networks)
+
+
+def _parse_address(text: str) -> IPAddress | None:
+    """An address from a header entry: `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:80`."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
 
 
 def identity_workspace(issuer: Any, subject: Any) -> str:

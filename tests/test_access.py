@@ -1,7 +1,14 @@
-"""Access decisions without Streamlit: modes, the password check, the growing delay and
-workspace ids (lib/access.py)."""
+"""Access decisions without Streamlit: modes, the password check, the waits after wrong
+passwords (per client address and server-wide, on an injected clock), client addresses
+behind proxies, and workspace ids (lib/access.py)."""
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -63,38 +70,231 @@ def test_password_matches_only_the_exact_password(given: str, ok: bool) -> None:
     assert access.password_matches(given, "correct horse") is ok
 
 
-def test_the_delay_doubles_per_failure_up_to_a_cap() -> None:
-    delays = [access.delay_after(n) for n in range(0, 10)]
-    assert delays[0] == 0
-    assert delays[1:5] == [1, 2, 4, 8]
-    assert all(b >= a for a, b in zip(delays, delays[1:], strict=False))
-    assert max(delays) == access.MAX_DELAY == access.delay_after(50)
+class Clock:
+    """The throttle's clock, moved by the test."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_wrong_passwords_grow_the_delay_and_early_tries_are_refused_unchecked() -> None:
-    throttle = access.Throttle()
-    now = 1000.0
-    reported = []
-    for _ in range(4):
+def attempt(throttle: access.PasswordThrottle, address: str, given: str) -> str:
+    """'admitted', 'wrong' (compared) or 'too soon' (refused unchecked)."""
+    try:
+        throttle.check(address, given, "secret")
+    except WrongPassword as exc:
+        assert "secret" not in str(exc) and given not in str(exc)
+        return "too soon" if str(exc).startswith("Too soon") else "wrong"
+    return "admitted"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def throttle(clock: Clock) -> access.PasswordThrottle:
+    return access.PasswordThrottle(clock=clock)
+
+
+@pytest.mark.parametrize(
+    ("failures", "delay"),
+    [(0, 0), (1, 0), (2, 0), (3, 5), (4, 10), (5, 20), (8, 160), (9, 300), (10**6, 300)],
+)
+def test_an_address_waits_after_three_failures_then_twice_as_long_each_time(
+    failures: int, delay: float
+) -> None:
+    assert access.PER_ADDRESS.delay_after(failures) == delay
+
+
+def test_each_wrong_password_from_an_address_grows_its_wait(
+    throttle: access.PasswordThrottle, clock: Clock
+) -> None:
+    announced = []
+    for n in range(1, 7):
         with pytest.raises(WrongPassword) as wrong:
-            access.check_password(throttle, "guess", "secret", now=now)
-        reported.append(wrong.value.retry_after)
-        assert "secret" not in str(wrong.value) and "guess" not in str(wrong.value)
-        # The right password, but too soon: refused, and the count does not reset.
-        with pytest.raises(WrongPassword, match="Too soon"):
-            access.check_password(throttle, "secret", "secret", now=now + reported[-1] / 2)
-        now += reported[-1]
-    assert reported == [1, 2, 4, 8]
-    access.check_password(throttle, "secret", "secret", now=now)
-    assert throttle.failures == 0
+            throttle.check("203.0.113.7", f"guess-{n}", "secret")
+        announced.append(wrong.value.retry_after)
+        if wrong.value.retry_after:
+            clock.now += wrong.value.retry_after / 2
+            assert attempt(throttle, "203.0.113.7", "guess") == "too soon"
+            clock.now += wrong.value.retry_after / 2
+    assert announced == [0, 0, 5, 10, 20, 40]
+
+
+@pytest.mark.parametrize("wait", ["address", "server"])
+def test_the_right_password_is_refused_unchecked_while_waiting(
+    throttle: access.PasswordThrottle, clock: Clock, wait: str
+) -> None:
+    if wait == "address":
+        for _ in range(access.FREE_FAILURES):
+            attempt(throttle, "203.0.113.7", "guess")
+    else:
+        for n in range(access.SERVER_FREE):
+            attempt(throttle, f"198.51.100.{n}", "guess")
+    assert attempt(throttle, "203.0.113.7", "secret") == "too soon"
+    clock.now += access.FIRST_DELAY
+    assert attempt(throttle, "203.0.113.7", "secret") == "admitted"
+
+
+def test_other_addresses_are_unaffected_until_the_server_wide_budget_is_spent(
+    throttle: access.PasswordThrottle, clock: Clock
+) -> None:
+    for _ in range(access.FREE_FAILURES):
+        attempt(throttle, "203.0.113.7", "guess")
+    assert attempt(throttle, "203.0.113.7", "guess") == "too soon"
+    # One failure each from many addresses: all compared, up to the budget.
+    outcomes = [attempt(throttle, f"198.51.100.{n}", "guess") for n in range(100)]
+    spent = access.SERVER_FREE - access.FREE_FAILURES
+    assert outcomes[:spent] == ["wrong"] * spent
+    # Then every try waits a little after each failure anywhere, a new address's too.
+    assert set(outcomes[spent:]) == {"too soon"}
+    assert attempt(throttle, "192.0.2.1", "secret") == "too soon"
+    clock.now += access.SERVER_DELAY
+    assert attempt(throttle, "192.0.2.1", "guess") == "wrong"
+    assert attempt(throttle, "192.0.2.2", "guess") == "too soon"
+    # A quiet spell and the server-wide count starts over.
+    clock.now += access.SERVER_QUIET
+    assert attempt(throttle, "192.0.2.2", "secret") == "admitted"
+
+
+def test_success_resets_its_address_only(throttle: access.PasswordThrottle, clock: Clock) -> None:
+    for address in ("203.0.113.7", "203.0.113.8"):
+        for _ in range(access.FREE_FAILURES):
+            attempt(throttle, address, "guess")
+    clock.now += access.FIRST_DELAY
+    assert attempt(throttle, "203.0.113.7", "secret") == "admitted"
+    # The count starts over: free tries again before the next wait.
+    outcomes = [attempt(throttle, "203.0.113.7", "guess") for _ in range(access.FREE_FAILURES)]
+    assert outcomes == ["wrong"] * access.FREE_FAILURES
+    assert attempt(throttle, "203.0.113.7", "guess") == "too soon"
+    # The other address still has its count: its next failure doubles the wait.
     with pytest.raises(WrongPassword) as wrong:
-        access.check_password(throttle, "guess", "secret", now=now)
-    assert wrong.value.retry_after == 1  # success starts the count over
+        throttle.check("203.0.113.8", "guess", "secret")
+    assert wrong.value.retry_after == 2 * access.FIRST_DELAY
 
 
-def test_an_empty_password_never_matches_even_an_empty_setting() -> None:
+def test_an_address_that_stops_failing_is_forgotten(
+    throttle: access.PasswordThrottle, clock: Clock
+) -> None:
+    for _ in range(access.FREE_FAILURES + 2):
+        clock.now += access.MAX_DELAY
+        attempt(throttle, "203.0.113.7", "guess")
+    clock.now += access.FORGET_AFTER
+    assert throttle.per_address.wait_left("203.0.113.7", clock.now) == 0
+    assert len(throttle.per_address) == 0
+    with pytest.raises(WrongPassword) as wrong:
+        throttle.check("203.0.113.7", "guess", "secret")
+    assert wrong.value.retry_after == 0  # a first failure again
+
+
+def test_an_empty_password_never_matches_even_an_empty_setting(
+    throttle: access.PasswordThrottle,
+) -> None:
     with pytest.raises(WrongPassword):
-        access.check_password(access.Throttle(), "", "", now=0)
+        throttle.check("203.0.113.7", "", "")
+
+
+def test_memory_is_bounded_by_count_and_by_age() -> None:
+    counts = access.MemoryFailures(access.PER_ADDRESS, max_keys=100)
+    for n in range(1000):
+        counts.record_failure(f"key-{n}", now=float(n))
+    assert len(counts) == 100
+    # The most recent failures are the ones kept.
+    assert counts.wait_left("key-0", 1000.0) == 0
+    counts.record_failure("key-999", now=1000.0)
+    assert counts.wait_left("key-999", 1000.0) == 0  # 2 failures: still free
+    counts.record_failure("key-999", now=1000.0)
+    assert counts.wait_left("key-999", 1000.0) == access.FIRST_DELAY
+    # Expired counts go as soon as anything is recorded.
+    counts.record_failure("late", now=999.0 + access.FORGET_AFTER)
+    assert len(counts) == 2  # "late", and key-999 (failed at 1000 s, not yet expired)
+
+
+def test_tries_sent_at_once_are_decided_one_at_a_time(clock: Clock) -> None:
+    tries = 12
+    start, read = threading.Barrier(tries), threading.Barrier(tries)
+
+    class RacingCounts(access.MemoryFailures):
+        # Each read waits until every try has read (or half a second has passed): without
+        # one lock over read, compare and count, all of them would read "no wait".
+        def wait_left(self, key: str, now: float) -> float:
+            wait = super().wait_left(key, now)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                read.wait(timeout=0.5)
+            return wait
+
+    throttle = access.PasswordThrottle(RacingCounts(access.PER_ADDRESS), clock=clock)
+
+    def guess(n: int) -> str:
+        start.wait()
+        return attempt(throttle, "203.0.113.7", f"guess-{n}")
+
+    with ThreadPoolExecutor(tries) as pool:
+        outcomes = list(pool.map(guess, range(tries)))
+    assert outcomes.count("wrong") == access.FREE_FAILURES
+    assert outcomes.count("too soon") == tries - access.FREE_FAILURES
+
+
+def test_failures_are_logged_with_address_and_time_never_the_guess(
+    throttle: access.PasswordThrottle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lib.access")
+    for _ in range(access.FREE_FAILURES + 1):
+        attempt(throttle, "203.0.113.7", "hunter2-guess")
+    attempt(throttle, "203.0.113.7", "secret")
+    wrong = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(wrong) == access.FREE_FAILURES
+    assert all("203.0.113.7" in r.getMessage() for r in caplog.records)
+    assert re.search(r" at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", wrong[0].getMessage())
+    assert "refused unchecked" in caplog.records[-1].getMessage()
+    assert "hunter2" not in caplog.text and "secret" not in caplog.text
+
+
+PROXY = "10.0.0.5"
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "trusted", "client"),
+    [
+        ("203.0.113.7", [], [], "203.0.113.7"),
+        # A peer that is no trusted proxy: its X-Forwarded-For is ignored, spoofed or not.
+        ("203.0.113.7", ["198.51.100.1"], [], "203.0.113.7"),
+        ("203.0.113.7", ["198.51.100.1"], ["10.0.0.0/8"], "203.0.113.7"),
+        # Behind a trusted proxy: the address the proxy appended.
+        (PROXY, ["198.51.100.1"], [PROXY], "198.51.100.1"),
+        (PROXY, ["198.51.100.1"], ["10.0.0.0/8"], "198.51.100.1"),
+        # What the client wrote itself sits to the left of what the proxy appended.
+        (PROXY, ["1.1.1.1, 198.51.100.1"], [PROXY], "198.51.100.1"),
+        (PROXY, ["1.1.1.1", "198.51.100.1"], [PROXY], "198.51.100.1"),  # two headers
+        # A chain of trusted proxies is walked past, from the right.
+        (PROXY, ["1.1.1.1, 198.51.100.1, 10.0.0.9"], ["10.0.0.0/8"], "198.51.100.1"),
+        (PROXY, ["1.1.1.1, 10.0.0.7, 198.51.100.1"], [PROXY], "198.51.100.1"),
+        # No header, or only trusted hops in it: the last address there is.
+        (PROXY, [], [PROXY], PROXY),
+        (PROXY, ["10.0.0.9"], ["10.0.0.0/8"], "10.0.0.9"),
+        # Garbage stops the walk at the last hop vouched for.
+        (PROXY, ["198.51.100.1, not-an-ip"], [PROXY], PROXY),
+        # Ports, brackets and IPv4-mapped IPv6.
+        (PROXY, ["198.51.100.1:4711"], [PROXY], "198.51.100.1"),
+        (PROXY, ["[2001:db8::1]:443"], [PROXY], "2001:db8::/64"),
+        ("::ffff:203.0.113.7", [], [], "203.0.113.7"),
+        # IPv6 counts per /64.
+        ("2001:db8:1:2:aaaa::1", [], [], "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", [], [], "2001:db8:1:2::/64"),
+        # Streamlit reports loopback as None; trusting either loopback trusts it.
+        (None, ["198.51.100.1"], [], "127.0.0.1"),
+        (None, ["198.51.100.1"], ["127.0.0.1"], "198.51.100.1"),
+        (None, ["198.51.100.1"], ["::1"], "198.51.100.1"),
+    ],
+)
+def test_the_client_address_believes_forwarded_for_only_from_trusted_proxies(
+    peer: str | None, forwarded_for: list[str], trusted: list[str], client: str
+) -> None:
+    assert access.client_address(peer, forwarded_for, trusted) == client
 
 
 def test_identity_workspaces_are_stable_distinct_and_path_safe() -> None:

@@ -88,14 +88,22 @@ def test_wrong_password_is_refused_with_a_delay_and_never_echoed(
 ) -> None:
     at = app(APP_PASSWORD=PASSWORD)
     at.run()
+    for _ in range(access.FREE_FAILURES - 1):
+        enter(at, "not-it")
+        assert at.error[0].value == "Wrong password."
     enter(at, "not-it")
-    assert "Wrong password. Wait 1 s" in at.error[0].value
+    assert f"Wrong password. Wait {access.FIRST_DELAY:g} s" in at.error[0].value
     # Right, but within the delay: refused without being checked.
     enter(at, PASSWORD)
     assert "Too soon" in at.error[0].value
     shown = everything_shown(at)
     assert PASSWORD not in shown and "not-it" not in shown
     assert all(PASSWORD not in str(v) for v in at.session_state.values())
+    # The wait is the server's, not the session's: a fresh session state waits too.
+    again = app(APP_PASSWORD=PASSWORD)
+    again.run()
+    enter(again, PASSWORD)
+    assert "Too soon" in again.error[0].value
 
 
 def test_right_password_opens_the_shared_workspace(

@@ -15,8 +15,8 @@ import streamlit as st
 from streamlit.errors import StreamlitAuthError, StreamlitPageNotFoundError
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from lib import access
-from lib.errors import AccessDenied, WrongPassword
+from lib import access, settings
+from lib.errors import AccessDenied, ConfigError, WrongPassword
 from lib.ui import clients, state
 
 USER_CLAIMS = ("is_logged_in", "iss", "sub", "name", "email")
@@ -129,9 +129,22 @@ def _gate_page() -> None:
         _sign_in()
 
 
+@st.cache_resource(show_spinner=False)
+def _password_throttle() -> access.PasswordThrottle:
+    """Wrong passwords from every session of this server process, by address and overall."""
+    return access.PasswordThrottle()
+
+
+def _client_address() -> str:
+    # Raises ConfigError for a malformed PARLEY_TRUSTED_PROXIES: no try is compared then.
+    return access.client_address(
+        st.context.ip_address,
+        st.context.headers.get_all("X-Forwarded-For"),
+        settings.trusted_proxies(clients.secrets(), os.environ),
+    )
+
+
 def _password_form() -> None:
-    throttle = state.get("throttle") or access.Throttle()
-    state.put("throttle", throttle)
     st.write("This Parley is private. Enter the password to continue.")
     # clear_on_submit: the typed password does not linger in the field or session state.
     with st.form("parley.gate", clear_on_submit=True):
@@ -141,9 +154,12 @@ def _password_form() -> None:
         return
     expected = access.configured_password(clients.secrets(), os.environ) or ""
     try:
-        access.check_password(throttle, given or "", expected)
+        _password_throttle().check(_client_address(), given or "", expected)
     except WrongPassword as exc:
         st.error(str(exc), icon=":material/lock:")
+        return
+    except ConfigError as exc:
+        st.error(str(exc))
         return
     state.put("admitted", True)
     st.rerun()
