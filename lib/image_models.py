@@ -107,7 +107,13 @@ UNKNOWN = ImageModelSpec(
     "unknown",
     sizes=(SERVER_DEFAULT, "1024x1024", "512x512", "256x256", "1536x1024", "1024x1536"),
     size_limits=SizeLimits(
-        multiple=1, max_edge=8192, min_pixels=1, max_pixels=8192**2, max_ratio=8
+        # No more than lib.images.MAX_IMAGE_PIXELS, which refuses anything larger anyway:
+        # a request for a bigger image would be billed and then thrown away.
+        multiple=1,
+        max_edge=8192,
+        min_pixels=1,
+        max_pixels=4096**2,
+        max_ratio=8,
     ),
     qualities=(),
     known=False,

@@ -253,6 +253,10 @@ def resolve_settings(
     timeout = _number("timeout", get("timeout"), DEFAULT_TIMEOUT, float)
     max_reply = _number("max_reply_chars", get("max_reply_chars"), DEFAULT_MAX_REPLY_CHARS, _int)
     outbound = _list(get("outbound_allow"))
+    if outbound:
+        from lib.outbound import Allow  # its HTTP stack loads only when there is a list
+
+        Allow.parse(outbound)  # a malformed entry fails now, not at the first connection
     return Settings(
         **connection,
         chat_model=get("chat_model") or provider.chat_model or "gpt-5.4-mini",

@@ -111,6 +111,7 @@ def test_policies_come_from_the_operator_only() -> None:
         ("PARLEY_MAX_REPLY_CHARS", "2.5", "PARLEY_MAX_REPLY_CHARS must be a positive number"),
         ("PARLEY_ALLOW_CUSTOM_SERVER", "maybe", "PARLEY_ALLOW_CUSTOM_SERVER must be true or false"),
         ("PARLEY_TRUSTED_PROXIES", "10.0.0.1, proxy", "'proxy', which is not an IP address"),
+        ("PARLEY_OUTBOUND_ALLOW", "ok.test, 10.0.0.0/33", "neither a host name nor a network"),
     ],
 )
 def test_malformed_settings_say_which_and_how(name: str, value: str, message: str) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from lib import image_models, images
 from lib.errors import InvalidInputError
 from lib.image_models import (
     ImageRequest,
@@ -161,3 +162,14 @@ def test_request_params_send_only_what_differs_and_the_model_accepts() -> None:
     }
     unknown = request_params(default_request("a cat", "flux-dev"))
     assert unknown == {"model": "flux-dev", "prompt": "a cat"}  # the server's own defaults
+
+
+@pytest.mark.parametrize("spec", [*image_models.FAMILIES.values(), image_models.UNKNOWN])
+def test_no_spec_asks_for_an_image_parley_would_refuse(spec: image_models.ImageModelSpec) -> None:
+    # lib.images refuses anything over MAX_IMAGE_PIXELS after it is made (and billed).
+    if spec.size_limits is not None:
+        assert spec.size_limits.max_pixels <= images.MAX_IMAGE_PIXELS
+    for size in spec.sizes:
+        if "x" in size:
+            width, height = map(int, size.split("x"))
+            assert width * height <= images.MAX_IMAGE_PIXELS
