@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fake_openai import FakeOpenAI
-from tests.waits import UI_TIMEOUT, WAIT
+from tests.waits import JOURNEY_LIMIT, UI_TIMEOUT, WAIT
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,6 +39,15 @@ CHROMIUM_ARGS = [
 
 # Every expect() waits as long as every other wait (Playwright's own default is 5 s).
 expect.set_options(timeout=UI_TIMEOUT)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A journey is many waits in a row: its hang guard is JOURNEY_LIMIT, not the suite's
+    per-test timeout (one loaded run took 170 s for a journey that takes 40 alone)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(JOURNEY_LIMIT))
 
 
 def free_port() -> int:

@@ -53,7 +53,7 @@ class Sessions:
                 context.on("request", lambda request: self.urls.append(request.url))
             page = context.new_page()
             page.on("framenavigated", lambda frame: self.urls.append(frame.url))
-            page.goto(url, wait_until="commit")
+            page.goto(url, wait_until="commit", timeout=timeout)
             pages.append(page)
         for page in pages:
             wait_for_idle(page, timeout=timeout)
