@@ -17,6 +17,7 @@ from lib.conversations import ChatParams, ConversationStore, Message
 from lib.pricing import PriceTable
 from lib.settings import resolve_settings
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def ctx(openai_server: FakeOpenAI, store: ConversationStore, data_dir: Path) -> 
     settings = resolve_settings(
         {}, {}, {"OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": "sk-test"}
     )
-    settings = dataclasses.replace(settings, provider="openai", timeout=5)
+    settings = dataclasses.replace(settings, provider="openai", timeout=WAIT)
     return chat.ChatContext(store, "local", build_client(settings), PriceTable.load(data_dir))
 
 

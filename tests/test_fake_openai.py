@@ -21,6 +21,7 @@ from PIL import Image
 
 from tests.fake_images import prompt_colour
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -337,7 +338,9 @@ def test_a_request_hanging_across_reset_does_not_take_the_next_script(
 
     worker = threading.Thread(target=late)
     worker.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + WAIT  # until the request is in, and hanging
+    while not server.requests_to("/chat/completions") and time.monotonic() < deadline:
+        time.sleep(0.01)
     server.reset()
     server.script("meant for the new test")
     worker.join()

@@ -20,6 +20,7 @@ from lib.jobs import BackgroundJob
 from lib.pricing import PriceTable
 from lib.settings import resolve_settings
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def ctx(openai_server: FakeOpenAI, store: ConversationStore, data_dir: Path) -> 
     settings = resolve_settings(
         {}, {}, {"OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": "sk-test"}
     )
-    settings = dataclasses.replace(settings, provider="openai", timeout=5)
+    settings = dataclasses.replace(settings, provider="openai", timeout=WAIT)
     return chat.ChatContext(store, "local", build_client(settings), PriceTable.load(data_dir))
 
 
@@ -136,15 +137,15 @@ def test_background_job_streams_events_and_returns_its_result() -> None:
 
     def task(emit):  # noqa: ANN001, ANN202
         emit("first")
-        release.wait(5)
+        release.wait(WAIT)
         emit("second")
         return 42
 
     job = BackgroundJob(task, name="test")
-    assert job.updates(timeout=5) == ["first"] and not job.done
+    assert job.updates(timeout=WAIT) == ["first"] and not job.done
     release.set()
-    assert job.wait(5) and job.result == 42 and job.error is None
-    assert job.updates(timeout=1) == ["second"] and job.latest == "second"
+    assert job.wait(WAIT) and job.result == 42 and job.error is None
+    assert job.updates(timeout=WAIT) == ["second"] and job.latest == "second"
     assert job.updates(timeout=0.05) == []
     frozen = job.elapsed
     assert job.elapsed == frozen  # the clock stops when the job ends

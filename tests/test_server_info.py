@@ -17,13 +17,14 @@ from lib.server.capabilities import EVERYTHING, Capabilities, capabilities
 from lib.server.tokenizer import DIALECTS, RETRY_AFTER_S, ServerCounter, counter_for_server
 from lib.settings import Settings
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 MODEL = "tiny-llama"
 LONG_WORDS = "supercalifragilisticexpialidocious antidisestablishmentarianism"
 
 
 def client_for(server: FakeOpenAI, key: str = "sk-test") -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=5)
+    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0, timeout=WAIT)
 
 
 @pytest.fixture

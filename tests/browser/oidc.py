@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import REPO, stop_process
+from tests.waits import WAIT
 
 OIDC_DIR = REPO / "tests" / "oidc"
 CLIENT_ID = "parley"
@@ -96,7 +97,7 @@ class OidcProvider:
         )
         self.issuer = self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 30) -> str:
+    def _wait_ready(self, timeout: float = WAIT) -> str:
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:
