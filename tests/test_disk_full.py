@@ -255,6 +255,11 @@ def test_a_reply_that_cannot_be_saved_is_reported_and_can_be_retried(
     ]
 
 
+def generations(server: FakeOpenAI, prompt: str) -> int:
+    """Image requests made for `prompt` (a capability probe asks with none of its own)."""
+    return sum(r.json.get("prompt") == prompt for r in server.requests_to("/images/generations"))
+
+
 def test_a_billed_image_on_a_full_disk_is_offered_and_saved_once_there_is_room(
     app: Callable[..., AppTest], openai_server: FakeOpenAI, disk: Disk, data_dir: Path
 ) -> None:
@@ -264,7 +269,7 @@ def test_a_billed_image_on_a_full_disk_is_offered_and_saved_once_there_is_room(
     disk.fill()
     at.button(key="parley.w.img.go").click().run()
     assert not at.exception, at.exception
-    assert len(openai_server.requests_to("/images/generations")) == 1  # made, and billed
+    assert generations(openai_server, "a red kite over the sea") == 1  # made, and billed
     assert any("disk is full" in e.value and str(data_dir) in e.value for e in at.error)
     assert "Not saved yet" in at.warning[0].value
     (download,) = at.get("download_button")
@@ -284,4 +289,28 @@ def test_a_billed_image_on_a_full_disk_is_offered_and_saved_once_there_is_room(
     assert saved.prompt == "a red kite over the sea"
     assert not any("Not saved yet" in w.value for w in at.warning)
     assert "parley.w.img.unsaved.save" not in [b.key for b in at.button]
-    assert len(openai_server.requests_to("/images/generations")) == 1  # never generated twice
+    assert generations(openai_server, "a red kite over the sea") == 1  # never generated twice
+
+
+def test_an_illustration_on_a_full_disk_waits_on_the_images_page(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI, disk: Disk, data_dir: Path
+) -> None:
+    at = app("pages/chat.py")
+    at.run()
+    at.chat_input(key=INPUT_KEY).set_value("Describe a lighthouse in a storm").run()
+    openai_server.script("A white lighthouse in a violent storm, oil painting")
+    at.button(key="parley.w.illustrate").click().run()
+    disk.fill()
+    at.button(key="parley.w.illustrate.go").click().run()
+    assert not at.exception, at.exception
+    assert any("disk is full" in e.value and "Images page" in e.value for e in at.error)
+
+    at.switch_page("pages/images.py").run()  # the same session
+    assert not at.exception, at.exception
+    assert "Not saved yet" in at.warning[0].value
+    disk.free()
+    at.button(key="parley.w.img.unsaved.save").click().run()
+    assert not at.exception, at.exception
+    (saved,) = ImageStore(data_dir).list("local")
+    assert saved.prompt == "A white lighthouse in a violent storm, oil painting"
+    assert generations(openai_server, saved.prompt) == 1

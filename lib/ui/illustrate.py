@@ -12,14 +12,14 @@ import streamlit as st
 
 from lib import chat, illustrate
 from lib.conversations import Conversation
-from lib.errors import InvalidInputError, ParleyError
+from lib.errors import DiskFull, InvalidInputError, ParleyError
 from lib.gallery import StoredImage
 from lib.image_models import ImageRequest, default_request, spec_for
 from lib.images import GenerationResult
 from lib.jobs import BackgroundJob
 from lib.markup import escape
 from lib.settings import Settings
-from lib.ui import images_view, state
+from lib.ui import images_view, state, unsaved_images
 from lib.ui.gallery_view import image_store
 
 JOB = "illustrate_job"
@@ -137,7 +137,11 @@ def _finish(cid: str, job: BackgroundJob, label: str) -> bool:
         state.pop(JOB)  # ended with this error; the draft and its prompt stay for a retry
         if not isinstance(exc, ParleyError):
             raise
-        st.error(str(exc), icon=":material/error:")
+        message = str(exc)
+        if isinstance(exc, DiskFull) and exc.unsaved is not None:
+            unsaved_images.keep(exc)  # billed: offered on the Images page until saved
+            message += " The picture waits on the Images page, to download or save later."
+        st.error(message, icon=":material/error:")
         return False
     state.pop(JOB)
     _close(cid)
