@@ -2,7 +2,8 @@
 
 `make test-peers` builds .venv-peers once (tests/peers/build_venv.sh); these fixtures
 write the tiny random model with it (make_model.py) and start
-`python -m llama_cpp.server` on a free port with embeddings on, once per session. Every
+`python -m llama_cpp.server` on a free port with embeddings on, once per session (a
+second server, for the one test of a chat model's per-token embeddings, only if asked). Every
 test here is marked `peers`, which `make test` deselects (pyproject.toml's addopts).
 """
 
@@ -12,6 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,24 +56,22 @@ class LlamaServer:
         return r.json()["count"]
 
 
-@pytest.fixture(scope="session")
-def peer_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def write_model(directory: Path, pooling: str) -> Path:
     if not PEERS_PYTHON.exists():
         pytest.fail(f"No {PEERS_VENV}: run `make test-peers`, which builds it.")
-    path = tmp_path_factory.mktemp("peer-model") / "parley-peer-tiny.gguf"
-    subprocess.run([PEERS_PYTHON, HERE / "make_model.py", path], check=True, timeout=WAIT)
+    path = directory / f"parley-peer-tiny-{pooling}.gguf"
+    subprocess.run([PEERS_PYTHON, HERE / "make_model.py", path, pooling], check=True, timeout=WAIT)
     return path
 
 
-@pytest.fixture(scope="session")
-def llama_server(
-    peer_model: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LlamaServer]:
+@contextmanager
+def running_server(model: Path, directory: Path) -> Iterator[LlamaServer]:
+    """`python -m llama_cpp.server` for `model` on a free loopback port, until the end."""
     port = free_port()
-    log = tmp_path_factory.mktemp("peer-server") / "llama_cpp.server.log"
+    log = directory / "llama_cpp.server.log"
     log_file = log.open("w")
     command = [
-        PEERS_PYTHON, "-m", "llama_cpp.server", "--model", str(peer_model),
+        PEERS_PYTHON, "-m", "llama_cpp.server", "--model", str(model),
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX),
         "--embedding", "true",
     ]  # fmt: skip
@@ -80,10 +80,27 @@ def llama_server(
     proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     root = f"http://127.0.0.1:{port}"
     try:
-        model = _wait_for_models(root, proc, log)
-        yield LlamaServer(f"{root}/v1", root, model, log, proc)
+        model_id = _wait_for_models(root, proc, log)
+        yield LlamaServer(f"{root}/v1", root, model_id, log, proc)
     finally:
         stop_process(proc, log_file)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """The server with a model whose file names mean pooling, as an embedding model's does."""
+    directory = tmp_path_factory.mktemp("peer-mean")
+    with running_server(write_model(directory, "mean"), directory) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def chat_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """The server with a model that names no pooling, as a chat model's file does: its
+    /v1/embeddings returns one vector per token."""
+    directory = tmp_path_factory.mktemp("peer-none")
+    with running_server(write_model(directory, "none"), directory) as server:
+        yield server
 
 
 def _wait_for_models(root: str, proc: subprocess.Popen, log: Path) -> str:

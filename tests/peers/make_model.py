@@ -1,6 +1,6 @@
 """Write a tiny random llama-architecture GGUF model for the peer run: no download.
 
-    .venv-peers/bin/python tests/peers/make_model.py OUT.gguf
+    .venv-peers/bin/python tests/peers/make_model.py OUT.gguf [mean|none]
 
 Two layers, hidden size 64, a 2,048-token context and a 397-token SentencePiece-style
 ("llama") vocabulary stored in the file, so llama.cpp tokenizes with it. The weights are
@@ -9,6 +9,10 @@ one CPU core. One hidden dimension carries a large constant in every token embed
 output rows of the control and byte tokens point against it, so the model never ends a
 reply by itself (replies run to max_tokens or the context's end) and never samples a lone
 UTF-8 byte.
+
+The second argument is the pooling the file names for embeddings: "mean" (the default),
+as an embedding model's GGUF does, or "none", as a chat model's does (no key at all), in
+which case llama-cpp-python's /v1/embeddings returns one vector per token (QUIRKS.md).
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def weights(n_vocab: int, n_special: int, rng: np.random.Generator) -> dict[str,
     return tensors
 
 
-def write(path: str, seed: int = 0) -> None:
+def write(path: str, pooling: str = "mean", seed: int = 0) -> None:
     tokens, scores, types = vocabulary()
     w = gguf.GGUFWriter(path, arch="llama")  # general.architecture = "llama"
     w.add_name("parley-peer-tiny")  # general.name: what /v1/models may show
@@ -97,6 +101,8 @@ def write(path: str, seed: int = 0) -> None:
     w.add_add_bos_token(True)  # tokenizer.ggml.add_bos_token
     w.add_add_space_prefix(True)  # tokenizer.ggml.add_space_prefix: "hi" is "▁hi"
     w.add_chat_template(CHAT_TEMPLATE)  # tokenizer.chat_template
+    if pooling == "mean":  # llama.pooling_type: how /v1/embeddings pools the tokens' vectors
+        w.add_pooling_type(gguf.PoolingType.MEAN)
     for name, tensor in weights(len(tokens), 3 + 256, np.random.default_rng(seed)).items():
         w.add_tensor(name, tensor)
     w.write_header_to_file()
@@ -106,4 +112,4 @@ def write(path: str, seed: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    write(sys.argv[1])
+    write(sys.argv[1], *sys.argv[2:3])

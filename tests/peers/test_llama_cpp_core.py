@@ -21,6 +21,7 @@ from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
 from lib.documents.retrieval import retrieve
 from lib.pricing import PriceTable
+from lib.server.facts import Probed
 from lib.settings import resolve_settings
 from tests.peers.conftest import N_CTX, LlamaServer
 from tests.waits import WAIT
@@ -39,7 +40,12 @@ PROSE = (
 def ctx(llama_server: LlamaServer, store: ConversationStore, data_dir: Path) -> chat.ChatContext:
     settings = resolve_settings({}, {}, {"OPENAI_BASE_URL": llama_server.base_url})
     client = build_client(settings)
-    return chat.ChatContext(store, WS, client, PriceTable.load(data_dir), settings.provider)
+    # As the terminal chat does: the server's own tokenizer and window, asked once.
+    facts = Probed(client, settings.provider)
+    prices = PriceTable.load(data_dir)
+    return chat.ChatContext(
+        store, WS, client, prices, settings.provider, base_url=settings.base_url, server=facts
+    )
 
 
 def new_conv(ctx: chat.ChatContext, server: LlamaServer, **params: object) -> str:
@@ -134,7 +140,7 @@ def test_a_message_longer_than_the_context_gets_a_clear_message(
     ctx: chat.ChatContext, llama_server: LlamaServer
 ) -> None:
     cid = new_conv(ctx, llama_server, max_tokens=32)
-    question = PROSE * 25
+    question = PROSE * 30
     assert llama_server.tokens(question) > N_CTX
     with pytest.raises(errors.ParleyError) as raised:
         list(chat.send(ctx, cid, question))
@@ -179,4 +185,24 @@ def test_documents_are_embedded_by_the_server_and_found_again(
         query_vector=embedder.embed_query(question),
     )
     assert result.mode == "hybrid"  # dense (the server's vectors) and keyword together
+    assert "Puffins dig burrows" in result.sources[0].chunk.text
+
+
+def test_a_chat_models_per_token_embeddings_still_leave_the_file_searchable(
+    chat_model_server: LlamaServer, data_dir: Path
+) -> None:
+    """The issue's setup: one chat model served with --embedding true. Its GGUF names no
+    pooling, so /v1/embeddings returns a list of per-token vectors for each input."""
+    settings = resolve_settings({}, {}, {"OPENAI_BASE_URL": chat_model_server.base_url})
+    library = DocumentLibrary(data_dir)
+    client = build_client(settings)
+    embedder = Embedder(client, chat_model_server.model, workspace=WS, cache=library.cache)
+    ingestor = Ingestor(library, WS, embedder, limit_bytes=1 << 20)
+    report = ingestor.ingest("birds.md", b"# Puffins\n\nPuffins dig burrows on sea cliffs.")
+    # Indexed either way: with vectors Parley pooled itself, or for keyword search with a
+    # report that says why (never "too many values to unpack").
+    assert report.status == "indexed", report.message
+    if report.keyword_only:
+        assert "embedding" in report.message.lower(), report.message
+    result = retrieve(library, WS, "Where do puffins dig?", [report.document_id])
     assert "Puffins dig burrows" in result.sources[0].chunk.text
