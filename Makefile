@@ -96,8 +96,9 @@ bench: $(DEV_STAMP)
 	done
 
 # The compatibility run against a real llama.cpp server (tests/peers/). Its virtualenv
-# builds llama-cpp-python from source once (about 25 minutes on 2 cores, at the lowest
-# CPU priority); the stamp names the pinned version, so later runs skip the build.
+# builds llama-cpp-python from source once, at the lowest CPU priority (about 25 minutes
+# on 2 idle cores, 60 measured on 2 busy ones); the stamp names the pinned version, so
+# later runs skip the build.
 PEERS_VENV ?= .venv-peers
 PEERS_REQ := tests/peers/requirements.txt
 LLAMA_CPP_VERSION := $(shell sed -n 's/^llama-cpp-python\[server\]==//p' $(PEERS_REQ))
