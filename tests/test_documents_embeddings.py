@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import numpy as np
 import openai
 import pytest
 
+from lib.documents import embeddings
 from lib.documents.chunking import count_tokens
 from lib.documents.embeddings import Embedder, EmbeddingCache, EmbedProgress, batches
-from lib.errors import IngestCancelled, ModelRejected, RateLimited, ServerFailed
+from lib.errors import IngestCancelled, ModelRejected, ProviderError, RateLimited, ServerFailed
 from tests.fake_openai import FakeOpenAI
 
 TEXTS = [f"Passage {i} about matrices, vectors and the number {i * 7}." for i in range(40)]
@@ -168,3 +170,22 @@ def test_long_queries_are_truncated_to_the_input_limit(
     assert vector.shape == (openai_server.embedding_dimensions,)
     sent = openai_server.requests_to("/embeddings")[0].json["input"][0]
     assert count_tokens(sent) <= 8_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ([1.0, 2.0], [1.0, 2.0]),
+        # A chat model served with no pooling type: one vector per token, mean-pooled.
+        ([[1.0, 2.0], [3.0, 6.0]], [2.0, 4.0]),
+        (base64.b64encode(np.asarray([0.5, -1.0], dtype="<f4").tobytes()).decode(), [0.5, -1.0]),
+    ],
+)
+def test_embeddings_of_every_shape_a_server_sends(raw: object, expected: list[float]) -> None:
+    assert embeddings._decode(raw).tolist() == expected
+
+
+@pytest.mark.parametrize("raw", [[], [[]], [[[1.0]]], [float("nan"), 1.0]])
+def test_unusable_embeddings_are_a_clear_error(raw: object) -> None:
+    with pytest.raises(ProviderError, match="not vectors Parley can use"):
+        embeddings._decode(raw)

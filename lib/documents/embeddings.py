@@ -35,7 +35,7 @@ from langchain_core.embeddings import Embeddings
 from lib import db
 from lib.client import provider_errors, resendable
 from lib.documents.chunking import ENCODING, count_tokens, text_hash
-from lib.errors import IngestCancelled, ParleyError, RateLimited
+from lib.errors import IngestCancelled, ParleyError, ProviderError, RateLimited
 from lib.tokens import get_encoding
 
 log = logging.getLogger(__name__)
@@ -278,12 +278,19 @@ def _retry_after(headers) -> float | None:  # noqa: ANN001 - httpx Headers
     return None
 
 
-def _decode(embedding: str | list[float]) -> np.ndarray:
+def _decode(embedding: str | list[float] | list[list[float]]) -> np.ndarray:
     # We ask for base64 (a quarter of the bytes of JSON floats); servers that ignore the
     # option send floats, which work too.
     if isinstance(embedding, str):
         return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
-    return np.asarray(embedding, dtype=np.float32)
+    vector = np.asarray(embedding, dtype=np.float32)
+    if vector.ndim == 2 and vector.shape[0] > 0:
+        # llama.cpp serving a chat model with no pooling type answers one vector per
+        # token; mean pooling (what its own --pooling mean does) makes it one per text.
+        vector = vector.mean(axis=0)
+    if vector.ndim != 1 or vector.size == 0 or not np.isfinite(vector).all():
+        raise ProviderError("The server's embeddings are not vectors Parley can use.")
+    return vector
 
 
 def _truncate(text: str) -> str:
