@@ -11,6 +11,14 @@ user's Stop only; "interrupted" when the connection dropped, the page was left o
 stopped (`lib.inflight` tells a dead process's reply from a live one); "truncated" at the
 size cap (`ChatContext.max_reply_chars`); "failed" when the server's answer was no reply
 (`meta["error"]` says what it did wrong). A failed reply is not sent back to the model.
+
+Counts and the window come from `ChatContext.server` (`lib.server.facts`). When the server
+says the prompt overflowed its context before any text came (OpenAI's and llama-cpp-python's
+`context_length_exceeded`, vLLM's and llama-server's 400, an error event mid-stream, or
+llama-cpp-python's silent empty stream, see `Reply._why_silent`), the reply learns the
+window the error states, remembers it through `server.learn_window`, trims to it in the
+server's own token terms and sends once more (`OVERFLOW_RETRIES`); then it gives up with
+a message saying what to shorten. An overflow never ends as an empty "ok" reply.
 """
 
 from __future__ import annotations
@@ -30,11 +38,12 @@ from lib import errors, inflight
 from lib.client import TRANSPORT_ERRORS, send_once
 from lib.conversations import Conversation, ConversationStore, Message
 from lib.memory import TrimResult
-from lib.models import context_window
 from lib.pricing import PriceTable
-from lib.prompt import for_model, is_record, prepare, request_options
+from lib.prompt import Prompt, for_model, is_record, prepare, request_options, trim_limit
+from lib.server import overflow
+from lib.server.facts import Offline, ServerFacts
 from lib.settings import DEFAULT_MAX_REPLY_CHARS
-from lib.tokens import TOKENS_PER_REPLY, Counter, counter_for
+from lib.tokens import TOKENS_PER_REPLY
 
 log = logging.getLogger(__name__)
 # A streaming reply is saved every SAVE_EVERY_S, or sooner once SAVE_EVERY_CHARS of new
@@ -55,11 +64,25 @@ class ChatContext:
     prices: PriceTable = field(default_factory=PriceTable)
     provider: str = "openai"
     max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS  # one reply's cap, all choices together
+    base_url: str | None = None  # the server's, for its own prices (`PriceTable.cost`)
+    server: ServerFacts | None = None  # counter and window; None: Offline(provider)
 
     def __post_init__(self) -> None:
         # Never resent by the SDK, however the client was built (see lib.client.send_once).
         if getattr(self.client, "max_retries", 0):
             self.client = self.client.with_options(max_retries=0)
+        if self.server is None:
+            self.server = Offline(self.provider)
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """What a chat request on this server cost, at its own server's or provider's price."""
+        return self.prices.cost(
+            model,
+            prompt_tokens,
+            completion_tokens,
+            provider=self.provider,
+            base_url=self.base_url,
+        )
 
 
 def needs_retry(last: Message | None) -> bool:
@@ -123,7 +146,7 @@ class Reply:
         self.ctx = ctx
         self.conv = conv
         self.earlier_versions = earlier_versions or []
-        self.trim: TrimResult | None = None
+        self.prompt: Prompt | None = None  # the request as last sent
         self.message: Message | None = None
         self.started_at = time.perf_counter()
         self.first_token_at: float | None = None
@@ -133,7 +156,11 @@ class Reply:
         self._usage: Any = None
         self._finish: dict[int, str | None] = {}
         self._stream: Any = None
-        self._counter: Counter | None = None
+        self._events = 0  # chunks read from the current stream
+        self._system: str | None = None  # the system prompt being sent
+        self._shrink = False
+        self._fit: overflow.Fit | None = None  # this reply's overflow; None: the last one
+        self._overflows = 0
         self._done = False
         self._row: Message | None = None  # the row saved while streaming
         self._saved_at = 0.0
@@ -172,8 +199,21 @@ class Reply:
             self.close()  # a no-op after the end or a saved failure
             raise
 
+    @property
+    def trim(self) -> TrimResult | None:
+        return self.prompt.trim if self.prompt else None
+
     def _run(self) -> Iterator[str]:
-        self._open()
+        self._system = self.system_prompt(0)
+        while True:
+            try:
+                self._open()
+                yield from self._read()
+                return
+            except _Overflow as overflow:
+                self._refit(overflow.error)
+
+    def _read(self) -> Iterator[str]:
         kind = self._stream.response.headers.get("content-type", "")
         if "html" in kind:
             self._fail(
@@ -194,10 +234,15 @@ class Reply:
             self.close()
             raise
         except (openai.APIConnectionError, *TRANSPORT_ERRORS) as exc:
+            if not isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+                self._check_silence()  # a server that hung up at once may have overflowed
             self._cut(exc)
         except openai.APIError as exc:  # an error event in a 200 stream
+            if overflow.in_stream(exc) and not any(self._texts.values()):
+                self._stream.close()
+                raise _Overflow(exc) from exc
             reason = f"The server reported an error in the middle of the reply: {exc.message}"
-            self._fail(reason, too_long=_too_long(exc))
+            self._fail(reason, too_long=overflow.in_stream(exc))
         except json.JSONDecodeError:
             self._fail("The server sent a malformed event (not JSON) in the reply stream.")
         if self._truncated:
@@ -205,6 +250,7 @@ class Reply:
             self._save("truncated", limit=self.ctx.max_reply_chars)
             return
         if not any(self._texts.values()):
+            self._check_silence()
             self._fail(
                 "The server sent an empty reply."
                 if "event-stream" in kind or not kind
@@ -214,6 +260,7 @@ class Reply:
 
     def _take(self, chunk: Any) -> str:
         """Record one chunk; return choice 0's new text, cut at the size cap."""
+        self._events += 1
         if chunk.usage is not None:
             self._usage = chunk.usage
         text = ""
@@ -230,32 +277,75 @@ class Reply:
                 text += piece
         return text
 
+    def _request(self) -> dict[str, Any]:
+        return dict(model=self.conv.model, **request_options(self.conv, self.ctx.provider))
+
     def _open(self) -> None:
-        request: dict[str, Any] = dict(
-            model=self.conv.model,
-            stream=True,
-            stream_options={"include_usage": True},
-            **request_options(self.conv, self.ctx.provider),
-        )
-        create = self.ctx.client.chat.completions.create
-        system, shrink = self.system_prompt(0), False
-        for too_long in range(1, 5):
-            messages, self.trim, self._counter = prepare(
-                self.ctx, self.conv, shrink=shrink, system=system
+        try:
+            self.prompt = prepare(
+                self.ctx, self.conv, shrink=self._shrink, system=self._system, fit=self._fit
             )
-            try:
-                self._stream = send_once(lambda m=messages: create(messages=m, **request))
-                return
-            except errors.ContextTooLong:
-                # The server's real window is smaller than ours: send less, or give up.
-                shorter = self.system_prompt(too_long)
-                if shorter != system:
-                    system, shrink = shorter, False
-                elif not shrink and self.trim.kept:
-                    shrink = True
-                else:
-                    raise
-        raise errors.ContextTooLong("The request is longer than the model's context.")
+        except errors.ContextTooLong as exc:
+            if not self._overflows:
+                raise
+            raise errors.ContextTooLong(self._alone_too_long()) from exc
+        request = self._request()
+        create, messages = self.ctx.client.chat.completions.create, self.prompt.messages
+        self._events = 0
+
+        def stream() -> Any:
+            return create(
+                messages=messages, stream=True, stream_options={"include_usage": True}, **request
+            )
+
+        try:
+            if self._overflows:
+                self._stream = overflow.send_after_refusal(stream, self.ctx.provider)
+            else:
+                self._stream = send_once(stream)
+        except errors.ContextTooLong as exc:
+            raise _Overflow(exc) from exc
+
+    # Overflow
+
+    def _check_silence(self) -> None:
+        """Raise `_Overflow` if a stream that sent no event at all was an overflow
+        (llama-cpp-python's way, see `lib.server.overflow`)."""
+        if self._events or self.prompt is None:
+            return
+        self._stream.close()
+        request = {**self._request(), "messages": self.prompt.messages}
+        create = self.ctx.client.chat.completions.create
+        why = overflow.ask_why_silent(create, request, self.ctx.provider)
+        if why is not None:
+            raise _Overflow(why) from why
+
+    def _refit(self, error: BaseException) -> None:
+        """After an overflow: trim to the window the error states, in the server's own
+        token terms, and send once more; or give up, saying what to shorten."""
+        self._overflows += 1
+        before = self.prompt
+        counted = before.trim.prompt_tokens if before else 0
+        fit = (
+            before.limit.fit
+            if before
+            else overflow.Fit(scale=self.ctx.server.scale(self.conv.model))
+        )
+        self._fit, stated = overflow.refit(error, self.ctx.server, self.conv.model, counted, fit)
+        if before is None or self._overflows > overflow.RETRIES:
+            window = stated or self.ctx.server.window(self.conv.model)
+            raise errors.ContextTooLong(overflow.still_too_long(window)) from error
+        smaller = trim_limit(self.ctx, self.conv, before.counter, self._fit).tokens
+        shorter = self.system_prompt(self._overflows)
+        if shorter != self._system:
+            self._system = shorter
+        elif smaller >= before.limit.tokens:  # nothing learnt: send half the history
+            if not before.trim.kept:
+                raise errors.ContextTooLong(self._alone_too_long()) from error
+            self._shrink = True
+
+    def _alone_too_long(self) -> str:
+        return overflow.alone_too_long(self.ctx.server.window(self.conv.model))
 
     # Ending
 
@@ -354,7 +444,8 @@ class Reply:
             inflight.release(self._owner)
 
     def _account(self, message: Message, texts: list[str]) -> None:
-        counter = self._counter or counter_for(self.conv.model)
+        prompt = self.prompt
+        counter = prompt.counter if prompt else self.ctx.server.counter(self.conv.model)
         message.tokens = counter.count_message(message.content)
         message.tokens_encoding = counter.name
         if self._usage is not None:
@@ -363,32 +454,45 @@ class Reply:
             message.usage_exact = True
             message.meta["usage_source"] = "api"
         else:
-            message.prompt_tokens = self.trim.prompt_tokens if self.trim else None
+            message.prompt_tokens = prompt.trim.prompt_tokens if prompt else None
             message.completion_tokens = sum(counter.count(t) for t in texts) + TOKENS_PER_REPLY
             message.usage_exact = counter.exact
-            message.meta["usage_source"] = "tiktoken" if counter.exact else "estimate"
-        if self.trim is not None:
-            window = context_window(self.conv.model, self.conv.params.context_window)
-            message.meta["context"] = {
-                "system": self.trim.system_tokens,
-                "history": self.trim.history_tokens,
-                "new": self.trim.new_tokens,
-                "dropped": self.trim.dropped,
-                "window": window,
-            }
-        message.cost = self.ctx.prices.cost(
-            self.conv.model,
-            message.prompt_tokens or 0,
-            message.completion_tokens or 0,
-            provider=self.ctx.provider,
+            message.meta["usage_source"] = _counted_by(counter.name, counter.exact)
+        if prompt is not None:
+            message.meta["context"] = _context_meta(prompt, counter.exact)
+        message.cost = self.ctx.cost(
+            self.conv.model, message.prompt_tokens or 0, message.completion_tokens or 0
         )
 
 
-def _too_long(exc: openai.APIError) -> bool:
-    """Whether an error event says the prompt overflowed the context (llama.cpp's does)."""
-    body = exc.body if isinstance(exc.body, dict) else {}
-    text = f"{body.get('code', '')} {body.get('type', '')} {exc.message}".lower()
-    return "context" in text and any(w in text for w in ("exceed", "length", "overflow", "long"))
+class _Overflow(Exception):
+    """The server said the prompt is longer than its context, before any text came."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _counted_by(name: str, exact: bool) -> str:
+    if not exact:
+        return "estimate"
+    return "tokenizer" if name.startswith("server:") else "tiktoken"
+
+
+def _context_meta(prompt: Prompt, counts_exact: bool) -> dict[str, Any]:
+    """What the gauge shows of a request: its parts, and the window it was trimmed to."""
+    trim, limit = prompt.trim, prompt.limit
+    known = bool(limit.override or limit.window.tokens)
+    return {
+        "system": trim.system_tokens,
+        "history": trim.history_tokens,
+        "new": trim.new_tokens,
+        "dropped": trim.dropped,
+        "window": limit.shown,
+        "window_source": "your override" if limit.override else limit.window.source,
+        "window_known": known,
+        "estimate": not counts_exact,
+    }
 
 
 def choose_alternative(ctx: ChatContext, conversation_id: str, message_id: int, index: int) -> None:

@@ -138,7 +138,7 @@ def provider_errors() -> Iterator[None]:
         raise errors.ModelRejected(f"Not found (404): {_detail(exc)}") from exc
     except openai.APIStatusError as exc:
         code = _code(exc)
-        if code == "context_length_exceeded":
+        if code == "context_length_exceeded" or _says_overflow(exc):
             raise errors.ContextTooLong("The request is longer than the model's context.") from exc
         # Image models answer a safety refusal with "moderation_blocked"; DALL-E used the
         # older "content_policy_violation".
@@ -147,6 +147,16 @@ def provider_errors() -> Iterator[None]:
         raise errors.ModelRejected(
             f"The server refused the request ({exc.status_code}): {_detail(exc)}"
         ) from exc
+
+
+# How servers without OpenAI's error code say a prompt overflowed the context: vLLM's
+# 400 ("maximum context length is 2048 tokens"), llama-server's exceed_context_size_error.
+_OVERFLOW_WORDS = ("maximum context length", "exceed_context_size", "exceed context window",
+                   "exceeds the available context size")  # fmt: skip
+
+
+def _says_overflow(exc: openai.APIStatusError) -> bool:
+    return exc.status_code == 400 and any(w in str(exc).lower() for w in _OVERFLOW_WORDS)
 
 
 def _code(exc: openai.APIStatusError) -> str | None:

@@ -65,12 +65,8 @@ def write_prompt(ctx: ChatContext, conversation_id: str) -> PromptDraft:
         )
     cost = None
     if completion.usage is not None:
-        cost = ctx.prices.cost(
-            conv.model,
-            completion.usage.prompt_tokens,
-            completion.usage.completion_tokens,
-            provider=ctx.provider,
-        )
+        usage = completion.usage
+        cost = ctx.cost(conv.model, usage.prompt_tokens, usage.completion_tokens)
     return PromptDraft(text, conv.model, cost)
 
 

@@ -97,13 +97,15 @@ def generate(
     *,
     prices: PriceTable | None = None,
     provider: str = "openai",
+    base_url: str | None = None,
     timeout: float | None = None,
     allow: Sequence[str] = (),
 ) -> Iterator[Preview | GenerationResult]:
     """Check `request` now (raising InvalidInputError before any request), then return
     the iterator that sends it and yields previews and the result.
 
-    `allow` is the outbound allow-list for image URLs (`outbound.image_allow(settings)`).
+    `allow` is the outbound allow-list for image URLs (`outbound.image_allow(settings)`);
+    `provider` and `base_url` say whose prices apply (`PriceTable.cost`).
     """
     request = normalized(request)
     validate(request)
@@ -111,7 +113,8 @@ def generate(
     # on its own; only refusals made before any work are resent (in _send).
     api = client.with_options(max_retries=0, **({"timeout": timeout} if timeout else {}))
     seconds = _seconds(timeout or client.timeout)
-    return _run(api, request, prices or PriceTable(), provider, seconds, tuple(allow))
+    prices = prices or PriceTable()
+    return _run(api, request, prices, provider, base_url, seconds, tuple(allow))
 
 
 def _run(
@@ -119,6 +122,7 @@ def _run(
     request: ImageRequest,
     prices: PriceTable,
     provider: str,
+    base_url: str | None,
     timeout: float,
     allow: tuple[str, ...],
 ) -> Iterator[Preview | GenerationResult]:
@@ -138,6 +142,7 @@ def _run(
             usage.input_tokens if usage else 0,
             usage.output_tokens if usage else 0,
             provider=provider,
+            base_url=base_url,
             kind="image",
         )
     yield GenerationResult(request, images, usage, cost, time.perf_counter() - started)

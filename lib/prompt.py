@@ -3,23 +3,33 @@
 The history is the conversation's recent window, without records (illustrations) or
 failed replies, trimmed to the memory setting and the model's context (`lib.memory`);
 token counts are cached on the messages, so no message is counted twice.
+
+The counter and the window come from `ChatContext.server` (`lib.server.facts`): the
+server's own tokenizer and window where it has them. Trimming fills the window the
+server states, the conversation's override, or `UNKNOWN_WINDOW` when neither says, less
+a margin when counts are estimates (`lib.server.window.trim_window`), divided by what
+overflow errors showed of the server's tokens per counted token (`lib.server.overflow`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lib.conversations import Conversation, Message
 from lib.memory import TrimResult, output_reserve, trim_to_budget
-from lib.models import context_window
-from lib.tokens import Counter, counter_for
+from lib.server.overflow import Fit
+from lib.server.tokenizer import TokenCounter
+from lib.server.window import ContextWindow, trim_window
+from lib.tokens import TOKENS_PER_REPLY
 
 if TYPE_CHECKING:
     from lib.chat import ChatContext
 
 # Providers that want `max_completion_tokens`; other servers still expect `max_tokens`.
 COMPLETION_TOKENS_PROVIDERS = {"openai", "azure"}
+MIN_REPLY_SHARE = 16  # a long message may leave as little as 1/16 of the window for the reply
 # Messages Parley adds to a conversation that are records, not dialogue: an illustration
 # is shown in the transcript but its prompt text is not a reply the model gave.
 NOT_SENT_KINDS = {"illustration"}
@@ -36,51 +46,107 @@ def for_model(message: Message) -> bool:
     return not is_record(message) and message.status != "failed" and bool(message.content)
 
 
+@dataclass(frozen=True)
+class Limit:
+    """The window trimming fills, in the counter's tokens, and where it comes from."""
+
+    window: ContextWindow  # what is known of the model's window
+    tokens: int  # what trimming fills (`trim_window`, after the conversation's override)
+    override: int | None = None  # the conversation's own figure
+    fit: Fit = Fit()  # what overflow errors taught
+
+    @property
+    def shown(self) -> int:
+        """The window as the gauge shows it: the override, the server's, or the assumed."""
+        return self.override or self.window.for_trimming
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: list[dict[str, str]]  # as sent
+    trim: TrimResult
+    counter: TokenCounter
+    limit: Limit
+
+
+def trim_limit(
+    ctx: ChatContext, conv: Conversation, counter: TokenCounter, fit: Fit | None = None
+) -> Limit:
+    """The window trimming fills for `conv`'s model, in `counter`'s tokens; `fit` is what
+    this reply's overflow taught, else what the server's last one did."""
+    fit = fit or Fit(scale=ctx.server.scale(conv.model))
+    window = ctx.server.window(conv.model)
+    caps = [c for c in (conv.params.context_window, fit.cap) if c]
+    override = min(caps) if caps else None
+    tokens = trim_window(window, counts_exact=counter.exact, override=override)
+    return Limit(window, int(tokens / fit.scale), conv.params.context_window, fit)
+
+
 def prepare(
-    ctx: ChatContext, conv: Conversation, *, shrink: bool = False, system: str | None = None
-) -> tuple[list[dict[str, str]], TrimResult, Counter]:
+    ctx: ChatContext,
+    conv: Conversation,
+    *,
+    shrink: bool = False,
+    system: str | None = None,
+    fit: Fit | None = None,
+) -> Prompt:
     """The API messages for the next reply, and how the history was trimmed.
 
-    `system` replaces the conversation's system prompt (a document answer's sources)."""
+    `system` replaces the conversation's system prompt (a document answer's sources);
+    `shrink` halves the history that fits; `fit` is what an overflow error taught."""
     system_prompt = conv.system_prompt if system is None else system
-    counter = counter_for(conv.model)
+    counter = ctx.server.counter(conv.model)
     rounds = conv.params.memory_rounds
     recent = ctx.store.recent_messages(ctx.workspace, conv.id, 2 * rounds + 1)
     _cache_counts(ctx, conv, recent, counter)
     *history, new = [m for m in recent if for_model(m)]
-    window = context_window(conv.model, conv.params.context_window)
-    reserve = output_reserve(window, conv.params.max_tokens)
+    limit = trim_limit(ctx, conv, counter, fit)
     system_tokens = counter.count_message(system_prompt) if system_prompt else 0
     trim = trim_to_budget(
         history,
         system_tokens=system_tokens,
         new_tokens=new.tokens or 0,
         max_rounds=rounds,
-        context_window=window,
-        output_budget=reserve,
+        context_window=limit.tokens,
+        output_budget=_reserve(
+            limit.tokens, conv.params.max_tokens, system_tokens + (new.tokens or 0)
+        ),
     )
     # Count what was left out of the whole conversation, not just of the loaded window.
     earlier = ctx.store.count_messages(ctx.workspace, conv.id) - len(recent)
     trim = dataclasses.replace(trim, dropped=trim.dropped + earlier)
-    kept = trim.kept
-    if shrink and kept:
-        # The server said the prompt was too long: its real window is smaller than ours.
-        kept = kept[len(kept) // 2 :]
-        while kept and kept[0].role != "user":
-            kept = kept[1:]
-        trim = dataclasses.replace(
-            trim,
-            kept=kept,
-            history_tokens=sum(m.tokens or 0 for m in kept),
-            dropped=trim.dropped + len(trim.kept) - len(kept),
-        )
+    if shrink and trim.kept:
+        trim = _halved(trim)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages += [{"role": m.role, "content": m.content} for m in [*kept, new]]
-    return messages, trim, counter
+    messages += [{"role": m.role, "content": m.content} for m in [*trim.kept, new]]
+    return Prompt(messages, trim, counter, limit)
+
+
+def _reserve(window: int, max_tokens: int | None, prompt: int) -> int:
+    """Room kept for the reply (`output_reserve`). With no max_tokens set, a message too
+    long for the usual share keeps less, down to `MIN_REPLY_SHARE` of the window, rather
+    than be refused: a small local window need not refuse what the server would take."""
+    reserve = output_reserve(window, max_tokens)
+    if max_tokens:
+        return reserve
+    return max(min(reserve, window - prompt - TOKENS_PER_REPLY), window // MIN_REPLY_SHARE)
+
+
+def _halved(trim: TrimResult) -> TrimResult:
+    """The newer half of the kept history, starting with a question."""
+    kept = trim.kept[len(trim.kept) // 2 :]
+    while kept and kept[0].role != "user":
+        kept = kept[1:]
+    return dataclasses.replace(
+        trim,
+        kept=kept,
+        history_tokens=sum(m.tokens or 0 for m in kept),
+        dropped=trim.dropped + len(trim.kept) - len(kept),
+    )
 
 
 def _cache_counts(
-    ctx: ChatContext, conv: Conversation, messages: list[Message], counter: Counter
+    ctx: ChatContext, conv: Conversation, messages: list[Message], counter: TokenCounter
 ) -> None:
     fresh = []
     for m in messages:

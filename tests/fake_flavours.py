@@ -6,12 +6,29 @@ Studio add to (or leave out of) the OpenAI API, so Parley's probes can be tested
     server.flavour("ollama", context_length=131072, num_ctx=8192)
     server.flavour("lmstudio", loaded_ctx=4096, vision=True)
     server.flavour("llama-cpp-python", slow={"/extras/tokenize": 5.0})
+    server.flavour("llama-cpp-python", n_ctx=2048, word_tokens=3)  # overflows as it does
 
 `FakeOpenAI._route` asks `answer` first: a `(status, body)` is sent as JSON, None falls
 through to the fake's OpenAI routes (chat, embeddings and images stay the fake's own).
 The response shapes follow each server's documented answers (llama.cpp's server README
 and web UI types, vLLM's protocol, Ollama's api.md, LM Studio's REST API v0 page).
 The fake's tokenizer is its usage count: one token per whitespace-separated word.
+
+Chat completions keep the fake's replies but take on each server's ways (`Flavour.
+overflow`, `streams_usage`, `first_delta`). llama-cpp-python's, as its
+0.3.36 server did against a 2,048-token model: a prompt of n_ctx tokens or more is a 400
+`context_length_exceeded` ("This model's maximum context length is 2048 tokens. However,
+you requested 7658 tokens (7650 in the messages, 8 in the completion)...") when not
+streamed, and when streamed a 200 event stream that ends before its first event (the
+ValueError "Requested tokens (7650) exceed context window of 2048" goes only to its log);
+no usage chunk even when `stream_options.include_usage` asks for one; a first delta of
+`{"role": "assistant"}` with no content, then the text, and `{}` with the finish reason;
+the connection closed after refusing an overflow, so a client that reuses it is reset
+(tests/peers/QUIRKS.md has the payloads). The option `empty_deltas` adds a
+`{"content": ""}` delta after each piece of text, which llama-cpp-python's source sends
+when a token decodes to no bytes. llama-server refuses an overflow with a 400
+`exceed_context_size_error` carrying `n_prompt_tokens` and `n_ctx`, streamed or not;
+vLLM with a 400 naming `max_model_len` when the prompt and max_tokens exceed it.
 """
 
 from __future__ import annotations
@@ -20,10 +37,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fake_images import error_body
+from tests.fake_images import error_body, message_text
 
 FLAVOURS = ("llama-server", "llama-cpp-python", "vllm", "ollama", "lmstudio")
 NOT_FOUND_FASTAPI = {"detail": "Not Found"}  # llama-cpp-python's (and vLLM's) 404 body
+SILENT = "silent"  # an overflow answered with an event stream that ends at once
 
 
 def fake_tokens(text: str) -> list[int]:
@@ -41,12 +59,70 @@ class Flavour:
     context_length: int = 131_072  # Ollama: what the model was trained for
     num_ctx: int | None = None  # Ollama: a Modelfile's PARAMETER num_ctx
     loaded_ctx: int | None = None  # Ollama /api/ps, LM Studio loaded_context_length
+    word_tokens: int = 1  # the server's tokens per word (3: finer than tiktoken splits)
+    empty_deltas: bool = False  # a {"content": ""} delta after each piece of text
     slow: dict[str, float] = field(default_factory=dict)  # path -> seconds before answering
     broken: dict[str, int] = field(default_factory=dict)  # path -> status to fail with
 
     def __post_init__(self) -> None:
         if self.name not in FLAVOURS:
             raise ValueError(f"unknown flavour {self.name!r}: one of {', '.join(FLAVOURS)}")
+
+    # How /v1/chat/completions differs (see the module docstring)
+
+    def tokens(self, text: str) -> list[int]:
+        """The server's token ids for `text`: `word_tokens` per word."""
+        return [t for t in fake_tokens(text) for _ in range(self.word_tokens)]
+
+    def overflow(self, req: dict[str, Any]) -> tuple[int, Any] | str | None:
+        """How this server refuses a prompt too long for its context: `(status, body)`,
+        `SILENT`, or None when it fits (or the server cuts it without a word)."""
+        messages = req.get("messages") or []
+        prompt_tokens = sum(len(self.tokens(message_text(m))) for m in messages)
+        wanted = req.get("max_tokens") or req.get("max_completion_tokens")
+        if self.name == "llama-cpp-python" and prompt_tokens >= self.n_ctx:
+            if req.get("stream"):
+                return SILENT
+            message = (
+                f"This model's maximum context length is {self.n_ctx} tokens. However, you "
+                f"requested {prompt_tokens + (wanted or 0)} tokens ({prompt_tokens} in the "
+                f"messages, {wanted} in the completion). Please reduce the length of the "
+                "messages or completion."
+            )
+            body = error_body(400, message, code="context_length_exceeded", param="messages")
+            return 400, body
+        if self.name == "llama-server" and prompt_tokens >= self.n_ctx:
+            message = (
+                f"request ({prompt_tokens} tokens) exceeds the available context size "
+                f"({self.n_ctx} tokens), try increasing it"
+            )
+            error = {"code": 400, "message": message, "type": "exceed_context_size_error"}
+            return 400, {"error": error | {"n_prompt_tokens": prompt_tokens, "n_ctx": self.n_ctx}}
+        if self.name == "vllm" and prompt_tokens + (wanted or 0) > self.n_ctx:
+            message = (
+                f"This model's maximum context length is {self.n_ctx} tokens. However, you "
+                f"requested {prompt_tokens + (wanted or 0)} tokens ({prompt_tokens} in the "
+                f"messages, {wanted or 0} in the completion). Please reduce the length of "
+                "the messages or completion."
+            )
+            body = {"object": "error", "message": message, "type": "BadRequestError"}
+            return 400, body | {"param": None, "code": 400}
+        return None
+
+    @property
+    def closes_after_overflow(self) -> bool:
+        """Whether the connection is closed after refusing an overflow (the next request
+        on it is reset)."""
+        return self.name == "llama-cpp-python"
+
+    @property
+    def streams_usage(self) -> bool:
+        return self.name != "llama-cpp-python"
+
+    @property
+    def first_delta(self) -> dict[str, Any] | None:
+        """The first chunk's delta, or None for the fake's own (OpenAI's)."""
+        return {"role": "assistant"} if self.name == "llama-cpp-python" else None
 
 
 def answer(fake: Any, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
@@ -101,7 +177,7 @@ def _props(fake: Any, flavour: Flavour, body: dict) -> tuple[int, Any]:
 
 
 def _llama_tokenize(fake: Any, flavour: Flavour, body: dict) -> tuple[int, Any]:
-    return 200, {"tokens": fake_tokens(str(body.get("content", "")))}
+    return 200, {"tokens": flavour.tokens(str(body.get("content", "")))}
 
 
 def _llama_embeddings(fake: Any, flavour: Flavour, body: dict) -> tuple[int, Any] | None:
@@ -115,13 +191,13 @@ def _python_tokenize(fake: Any, flavour: Flavour, body: dict) -> tuple[int, Any]
     if not isinstance(body.get("input"), str):
         detail = [{"type": "missing", "loc": ["body", "input"], "msg": "Field required"}]
         return 422, {"detail": detail}
-    return 200, {"tokens": fake_tokens(body["input"])}
+    return 200, {"tokens": flavour.tokens(body["input"])}
 
 
 def _vllm_tokenize(fake: Any, flavour: Flavour, body: dict) -> tuple[int, Any]:
     if not isinstance(body.get("prompt"), str):
         return 400, error_body(400, "1 validation error: prompt Field required")
-    found = fake_tokens(body["prompt"])
+    found = flavour.tokens(body["prompt"])
     return 200, {"count": len(found), "max_model_len": flavour.n_ctx, "tokens": found}
 
 

@@ -32,8 +32,8 @@ from lib.documents.retrieval import KeywordIndex, Retrieval, Source, retrieve
 from lib.documents.vectorstore import ParleyFAISS
 from lib.errors import InvalidInputError, ParleyError
 from lib.memory import output_reserve
-from lib.models import context_window
-from lib.tokens import TOKENS_PER_REPLY, counter_for
+from lib.prompt import trim_limit
+from lib.tokens import TOKENS_PER_REPLY
 
 log = logging.getLogger(__name__)
 KIND = "documents"
@@ -179,7 +179,10 @@ class Answer(chat.Reply):
         return rewritten, (usage.prompt_tokens, usage.completion_tokens) if usage else None
 
     def _budget(self) -> int:
-        window = context_window(self.conv.model, self.conv.params.context_window)
+        """Tokens the sources, instructions and question may take, in the counter's terms
+        (the window the chat's trimming fills: the server's, less a margin for estimates)."""
+        counter = self.ctx.server.counter(self.conv.model)
+        window = trim_limit(self.ctx, self.conv, counter).tokens
         budget = window - output_reserve(window, self.conv.params.max_tokens) - TOKENS_PER_REPLY
         return budget - min(2_000, budget // 10)  # room for at least the last round
 
@@ -192,7 +195,7 @@ class Answer(chat.Reply):
         pages = self.docs.library.pages(self.ctx.workspace, [d.id for d in docs])
         sources = [_page_source(n, p) for n, p in enumerate(_with_text(pages), start=1)]
         prompt = _sources_block(sources)
-        counter = counter_for(self.conv.model)
+        counter = self.ctx.server.counter(self.conv.model)
         extra = counter.count(INSTRUCTIONS) + counter.count(self.conv.system_prompt)
         if counter.count(prompt) + extra + counter.count(question) > budget:
             return None
@@ -252,7 +255,7 @@ class Answer(chat.Reply):
         else:
             citations = [dict(s, cited=s["n"] in cited) for s in plan.sources]
         message.meta["citations"] = citations
-        sources_tokens = counter_for(self.conv.model).count(plan.prompt)
+        sources_tokens = self.ctx.server.counter(self.conv.model).count(plan.prompt)
         context = message.meta.get("context")
         if context:
             context["sources"] = sources_tokens
@@ -268,9 +271,7 @@ class Answer(chat.Reply):
             prompt_tokens, completion_tokens = plan.rewrite_usage
             message.meta["rewrite"] = {"prompt_tokens": prompt_tokens,
                                        "completion_tokens": completion_tokens}  # fmt: skip
-            extra = self.ctx.prices.cost(
-                self.conv.model, prompt_tokens, completion_tokens, provider=self.ctx.provider
-            )
+            extra = self.ctx.cost(self.conv.model, prompt_tokens, completion_tokens)
             if message.cost is not None and extra is not None:
                 message.cost += extra
 

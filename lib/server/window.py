@@ -120,6 +120,15 @@ _OVERFLOW_PATTERNS = (
     re.compile(r"exceed(?:s|ed)? (?:the )?context window of (\d[\d,]*)", re.I),  # llama-cpp-py
     re.compile(r"maximum context length is (\d[\d,]*) tokens", re.I),  # OpenAI, vLLM
     re.compile(r"context (?:window|length|size) (?:is|of) (\d[\d,]*)", re.I),
+    re.compile(r"available context size \((\d[\d,]*) tokens\)", re.I),  # llama-server
+)
+# How many tokens the server counted in the prompt it refused, in each server's words.
+_PROMPT_PATTERNS = (
+    re.compile(r"\((\d[\d,]*) in the messages", re.I),  # vLLM, llama-cpp-python's 400
+    re.compile(r"your messages resulted in (\d[\d,]*) tokens", re.I),  # OpenAI
+    re.compile(r"your request has (\d[\d,]*) input tokens", re.I),  # newer vLLM
+    re.compile(r"requested tokens \((\d[\d,]*)\)", re.I),  # llama-cpp-python's own text
+    re.compile(r"request \((\d[\d,]*) tokens\) exceeds", re.I),  # llama-server
 )
 
 
@@ -138,6 +147,20 @@ def context_window_from_error(error: BaseException | str) -> ContextWindow | Non
             match = pattern.search(text)
             if match:
                 return ContextWindow(int(match.group(1).replace(",", "")), "overflow error", True)
+    return None
+
+
+def prompt_tokens_from_error(error: BaseException | str) -> int | None:
+    """How many tokens the server counted in the prompt an overflow error refused, if it
+    says: with the window, it tells how far Parley's own count was from the server's."""
+    for text, body in _error_texts(error):
+        counted = body.get("n_prompt_tokens") if isinstance(body, dict) else None
+        if isinstance(counted, int) and counted > 0:
+            return counted
+        for pattern in _PROMPT_PATTERNS:
+            match = pattern.search(text)
+            if match:
+                return int(match.group(1).replace(",", ""))
     return None
 
 
