@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from lib import chat
 from lib.errors import MissingKeyError
 from lib.markup import escape
-from lib.ui import auth, chat_view, clients, illustrate, sidebar, state, transcript
+from lib.ui import auth, chat_view, clients, illustrate, sidebar, transcript
 
 auth.guard()
 current = sidebar.connection()
@@ -25,21 +24,17 @@ except MissingKeyError as exc:
     st.info(f"**Add an API key to start chatting.** {exc.hint}", icon=":material/key:")
     st.stop()
 
-ctx = chat.ChatContext(
-    store,
-    state.workspace(),
-    api,
-    clients.prices(current),
-    current.provider,
-    current.max_reply_chars,
-)
+ctx = clients.chat_context(current, api)
 models, note = clients.models(current, api)
-chat_view.parameters(store, conv or chat_view.draft(current), models, note)
+settings_of = conv or chat_view.draft(current, models)
+chat_view.parameters(store, settings_of, models, note, current)
+ctx.server.prefetch(settings_of.model)
 if conv:
     chat_view.last_actions(ctx, conv, shown)
     illustrate.action(ctx, conv, current)
     last_reply = next((m for m in reversed(shown) if m.role == "assistant"), None)
-    transcript.gauge(last_reply, store.totals(ctx.workspace, conv.id))
+    totals = store.totals(ctx.workspace, conv.id)
+    transcript.gauge(last_reply, totals, current.provider, current.base_url)
     chat_view.run_pending(ctx)
 
-chat_view.message_box(ctx, conv, current)
+chat_view.message_box(ctx, conv, current, models)

@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from lib import chat
 from lib.documents import rag
 from lib.errors import MissingKeyError, ParleyError
 from lib.markup import escape, neutralise
@@ -27,32 +26,33 @@ except MissingKeyError as exc:
     api = None
     st.info(f"**Add an API key to add and ask documents.** {exc.hint}", icon=":material/key:")
 
-embedder = docs.embedder(current, api, library) if api else None
+# A server known to have no embeddings gets keyword search only, said up front.
+no_embeddings = clients.capabilities(current, api).missing("embeddings") if api else None
+if no_embeddings:
+    st.caption(f":material/info: {no_embeddings}")
+embedder = docs.embedder(current, api, library) if api and not no_embeddings else None
 documents = library.list(state.workspace())
 label = f"Library · {len(documents)} document{'s' * (len(documents) != 1)}"
 with st.expander(label, expanded=not documents or not conv, icon=":material/folder_open:"):
-    if embedder:
+    if api:
         docs.uploader(library, embedder, conv)
     docs.library_list(library, documents, embedder)
 if api is None:
     st.stop()
 
 docs.picker(library, conv, documents)
-models, _note = clients.models(current, api)
+models, note = clients.models(current, api)
+if note:
+    st.sidebar.caption(f":material/info: {escape(note)}")  # model names are typed text
 model = docs.model_picker(store, conv, models)
 chosen = docs.selection(library, conv)
+chat_ctx = clients.chat_context(current, api)
+chat_ctx.server.prefetch(model)
 ctx = rag.DocContext(
-    chat.ChatContext(
-        store,
-        state.workspace(),
-        api,
-        clients.prices(current),
-        current.provider,
-        current.max_reply_chars,
-    ),
+    chat_ctx,
     library,
     embedder,
-    docs.vector_store(library, embedder.model),
+    docs.vector_store(library, embedder.model) if embedder else None,
     docs.keyword_index(library),
 )
 if conv:
@@ -64,7 +64,8 @@ if conv:
     )
     answers.gauge(next((m for m in reversed(shown) if m.role == "assistant"), None))
     answers.actions(ctx, conv.id, shown)
-docs.coverage_note(documents, chosen, embedder.model)
+if embedder:
+    docs.coverage_note(documents, chosen, embedder.model)
 if not chosen:
     st.caption("Choose the documents to search in the sidebar, or add some to the library.")
 

@@ -22,7 +22,9 @@ NOTES = ("notes.md", b"# Herons\n\nThe heron nests by the river in spring.\n" * 
 
 @pytest.fixture
 def page(app: Callable[..., AppTest]) -> AppTest:
-    at = app(PAGE)
+    # The fake stands in for OpenAI here: its models' windows come from Parley's table
+    # (gpt-5-mini's 400,000 tokens), so small documents fit whole.
+    at = app(PAGE, PARLEY_PROVIDER="openai")
     at.run()
     assert not at.exception
     return at
@@ -232,3 +234,18 @@ def test_files_left_by_a_cancelled_run_are_reported_as_cancelled(page: AppTest) 
 def test_file_names_are_shown_as_typed_not_as_markdown(page: AppTest) -> None:
     upload(page, ("my_notes *draft* <b>x</b>.md", NOTES[1], NOTES[2]))
     assert "**my\\_notes \\*draft\\* \\<b\\>x\\</b\\>.md**" in texts(page.markdown)
+
+
+def test_a_server_without_embeddings_says_so_up_front_and_searches_by_keyword(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI
+) -> None:
+    openai_server.flavour("llama-server", embeddings=False)  # 501 at /v1/embeddings
+    at = app(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    assert "no embeddings, so documents are searched by keyword only" in captions(at)
+    upload(at, NOTES)
+    openai_server.script("Herons nest by the river [1].")
+    ask(at, "Where do herons nest?")
+    assert not openai_server.requests_to("/embeddings")[1:]  # only the capability probe
+    assert "keyword search only" in captions(at)

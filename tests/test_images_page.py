@@ -29,6 +29,9 @@ def w(model: str, name: str) -> str:
 
 
 def images_page(app: Callable[..., AppTest], **secrets: str) -> AppTest:
+    """The Images page, on the fake server standing in for OpenAI's image API (its prices
+    and its models) unless `PARLEY_PROVIDER` says otherwise."""
+    secrets.setdefault("PARLEY_PROVIDER", "openai")
     at = app(IMAGES, **secrets)
     at.run()
     assert not at.exception, at.exception
@@ -171,6 +174,41 @@ def test_a_timeout_is_explained(app: Callable[..., AppTest], openai_server: Fake
     assert "timed out" in at.error[0].value
     assert at.text_area(key=PROMPT).value == "a slow picture"
     assert len(openai_server.requests_to("/images/generations")) == 1
+
+
+@pytest.mark.parametrize(
+    ("priced", "cost"),
+    [(False, "\\$0 "), (True, "$0.0087")],  # (3 in × $5 + 272 out × $32) per million
+    ids=["unpriced", "priced for this server"],
+)
+def test_a_custom_server_is_charged_only_its_own_price(
+    app: Callable[..., AppTest],
+    openai_server: FakeOpenAI,
+    data_dir: Path,
+    priced: bool,
+    cost: str,
+) -> None:
+    if priced:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "prices.toml").write_text(
+            f'[server."{openai_server.base_url}".image."gpt-image-2"]\ninput = 5\noutput = 32\n'
+        )
+    at = generate(images_page(app, PARLEY_PROVIDER="custom"), "a red kite over the sea")
+    assert not at.error
+    assert "272 out tokens" in captions(at) and cost in captions(at)
+
+
+def test_a_server_without_image_generation_says_so_before_any_request(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI
+) -> None:
+    openai_server.flavour("llama-server")  # 404 at /v1/images/generations
+    at = images_page(app, PARLEY_PROVIDER="custom")
+    assert "This server has no image generation" in at.info[0].value
+    assert not at.button  # no Generate button, so no request that would only fail
+    assert "Choose another model" not in at.info[0].value
+    # The one request was the capability probe, which has no prompt and so cannot generate.
+    (probe,) = generations(openai_server)
+    assert "prompt" not in probe.json
 
 
 def test_the_gallery_survives_a_fresh_session_and_deletes_for_good(

@@ -9,10 +9,10 @@ import streamlit as st
 from lib import chat
 from lib.conversations import ChatParams, Conversation, ConversationStore, Message
 from lib.errors import DiskFull, NotFoundError, ParleyError, StreamInterrupted
-from lib.markup import neutralise
+from lib.markup import escape, neutralise
 from lib.presets import SYSTEM_PRESETS
 from lib.settings import Settings
-from lib.ui import state, user_stop
+from lib.ui import clients, state, user_stop
 from lib.ui.transcript import AVATARS, stream_markdown
 
 
@@ -45,21 +45,44 @@ def open_conversation(store: ConversationStore, kind: str = "chat") -> Conversat
     return conv
 
 
-def draft(current: Settings) -> Conversation:
-    """An unsaved conversation holding the settings for the next new chat."""
+def draft(current: Settings, models: list[str] | None = None) -> Conversation:
+    """An unsaved conversation holding the settings for the next new chat: what this
+    session chose for it on this server, else the model and system prompt the user last
+    chose for this server, else the first of `models` (`clients.models` puts first the
+    one a new chat starts with: one the server has)."""
     saved = state.get("draft") or {}
+    if saved.get("base_url", current.base_url) != current.base_url:
+        saved = {}  # chosen for another server
+    last = clients.preferences(current).get(state.workspace(), current.base_url)
+    start = models[0] if models else last.model or current.chat_model
     return Conversation(
         id="draft",
         workspace=state.workspace(),
         title="New chat",
-        model=saved.get("model", current.chat_model),
-        system_prompt=saved.get("system_prompt", ""),
+        model=saved.get("model", start),
+        system_prompt=saved.get("system_prompt", last.system_prompt or ""),
         params=ChatParams.from_dict(saved.get("params", {})),
     )
 
 
-def save_settings(store: ConversationStore, conv: Conversation) -> None:
+def save_settings(
+    store: ConversationStore,
+    conv: Conversation,
+    current: Settings | None = None,
+    *,
+    remember: bool = False,
+) -> None:
+    """Save a conversation's settings (a draft's in the session, for `current`'s server);
+    `remember` also keeps its model and system prompt as the user's choice for the
+    server, which the next new chat on it starts with."""
     conv.params.validate()
+    if remember and current is not None:
+        clients.preferences(current).put(
+            state.workspace(),
+            current.base_url,
+            model=conv.model,
+            system_prompt=conv.system_prompt,
+        )
     if conv.id == "draft":
         state.put(
             "draft",
@@ -67,6 +90,7 @@ def save_settings(store: ConversationStore, conv: Conversation) -> None:
                 "model": conv.model,
                 "system_prompt": conv.system_prompt,
                 "params": conv.params.__dict__,
+                "base_url": current.base_url if current else None,
             },
         )
     else:
@@ -80,15 +104,20 @@ def save_settings(store: ConversationStore, conv: Conversation) -> None:
 
 
 def parameters(
-    store: ConversationStore, conv: Conversation, models: list[str], note: str | None
+    store: ConversationStore,
+    conv: Conversation,
+    models: list[str],
+    note: str | None,
+    current: Settings | None = None,
 ) -> None:
-    """Model, system prompt and sampling parameters for this conversation."""
+    """Model, system prompt and sampling parameters for this conversation; a changed
+    model or system prompt is also remembered for this server's next new chat."""
     k = f"parley.w.{conv.id}."
     p = conv.params
     before = (conv.model, conv.system_prompt, dataclasses.replace(p))
+    if note:
+        st.sidebar.caption(f":material/info: {escape(note)}")  # model names are typed text
     with st.sidebar.expander("Model & parameters", icon=":material/settings:"):
-        if note:
-            st.caption(note)
         options = models if conv.model in models else [conv.model, *models]
         conv.model = st.selectbox(
             "Model",
@@ -141,7 +170,7 @@ def parameters(
             )
         )
         window = st.number_input(
-            "Context window override (0 = known size)",
+            "Context window override (0 = the server's)",
             0,
             10_000_000,
             p.context_window or 0,
@@ -151,8 +180,9 @@ def parameters(
         p.context_window = int(window) or None
     if (conv.model, conv.system_prompt, p) == before:
         return  # nothing changed: no write on an ordinary rerun
+    chosen = (conv.model, conv.system_prompt) != before[:2]
     try:
-        save_settings(store, conv)
+        save_settings(store, conv, current, remember=chosen)
     except ParleyError as exc:
         st.sidebar.error(str(exc))
 
@@ -194,7 +224,12 @@ INPUT_KEY = "parley.w.chat.input"
 UNSENT = "unsent"  # a message the store refused, to put back into the input
 
 
-def message_box(ctx: chat.ChatContext, conv: Conversation | None, current: Settings) -> None:
+def message_box(
+    ctx: chat.ChatContext,
+    conv: Conversation | None,
+    current: Settings,
+    models: list[str] | None = None,
+) -> None:
     """The chat input, and sending what is typed into it (starting the conversation if
     this is its first message). A message that could not be saved is never lost: it
     comes back into the input on the next run, to send again."""
@@ -205,7 +240,7 @@ def message_box(ctx: chat.ChatContext, conv: Conversation | None, current: Setti
         return
     try:
         if conv is None:
-            new = draft(current)
+            new = draft(current, models)
             conv = ctx.store.create(
                 ctx.workspace, model=new.model, system_prompt=new.system_prompt, params=new.params
             )

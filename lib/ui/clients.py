@@ -18,7 +18,7 @@ from typing import TypeVar
 import openai
 import streamlit as st
 
-from lib import db
+from lib import chat, db
 from lib.client import build_client
 from lib.conversations import ConversationStore
 from lib.errors import DatabaseCorrupt, ParleyError
@@ -153,15 +153,29 @@ def capabilities(
 
 def context_window(current: Settings, api: openai.OpenAI, model: str) -> window.ContextWindow:
     """`model`'s context window on this server, or what an overflow error taught."""
+    learnt = state.get(f"window.learnt:{current.base_url}:{model}")
+    if learnt is not None:
+        return learnt
     return _per_session(
         f"window:{current.base_url}:{model}",
         lambda: window.context_window(api, server(current, api), model),
     )
 
 
-def learn_context_window(current: Settings, model: str, learned: window.ContextWindow) -> None:
-    """Remember the window an overflow error stated (`window.context_window_from_error`)."""
-    state.put(f"window:{current.base_url}:{model}", (time.monotonic(), learned))
+def learn_context_window(
+    current: Settings, model: str, learned: window.ContextWindow | None, scale: float = 1.0
+) -> None:
+    """Remember for the session what an overflow error taught: the window it stated
+    (`window.context_window_from_error`; a server may say it only when refusing a
+    request) and the server's tokens per token Parley counted (`lib.prompt.Fit`)."""
+    if learned is not None:
+        state.put(f"window.learnt:{current.base_url}:{model}", learned)
+    state.put(f"window.scale:{current.base_url}:{model}", scale)
+
+
+def token_scale(current: Settings, model: str) -> float:
+    """The server's tokens per token Parley counts, as the last overflow showed; 1 before."""
+    return state.get(f"window.scale:{current.base_url}:{model}") or 1.0
 
 
 def token_counter(current: Settings, api: openai.OpenAI, model: str) -> tokenizer.TokenCounter:
@@ -175,3 +189,61 @@ def token_counter(current: Settings, api: openai.OpenAI, model: str) -> tokenize
     counter = tokenizer.counter_for_server(api, server(current, api), model)
     state.put(cache_key, (time.monotonic(), api, counter))
     return counter
+
+
+class SessionFacts:
+    """`lib.server.facts.ServerFacts` for this session: the accessors above, so a
+    reply asks the server nothing that this session already asked."""
+
+    def __init__(self, current: Settings, api: openai.OpenAI) -> None:
+        self.current, self.api = current, api
+
+    def counter(self, model: str) -> tokenizer.TokenCounter:
+        return token_counter(self.current, self.api, model)
+
+    def window(self, model: str) -> window.ContextWindow:
+        return context_window(self.current, self.api, model)
+
+    def learn_window(self, model: str, learnt: window.ContextWindow | None, scale: float) -> None:
+        learn_context_window(self.current, model, learnt, scale)
+
+    def scale(self, model: str) -> float:
+        return token_scale(self.current, model)
+
+    def prefetch(self, model: str) -> None:
+        """Ask now what a reply will ask, so that no probe runs between the user's
+        question and the first token (the answers are kept for the session)."""
+        self.counter(model)
+        self.window(model)
+
+
+def chat_context(current: Settings, api: openai.OpenAI) -> chat.ChatContext:
+    """What a reply needs on this session's server: the store, prices for this server,
+    and its token counter and context window (`SessionFacts`)."""
+    return chat.ChatContext(
+        store(current),
+        state.workspace(),
+        api,
+        prices(current),
+        current.provider,
+        current.max_reply_chars,
+        base_url=current.base_url,
+        server=SessionFacts(current, api),
+    )
+
+
+def offered(current: Settings) -> str | None:
+    """What this session found the server offers, in a few words; None before any page
+    asked (never probes: the Connection panel is drawn before there is a client)."""
+    found = state.get(f"server:{current.base_url}")
+    caps = state.get(f"capabilities:{current.base_url}:{current.chat_model}")
+    if not found or found[1].flavour in probe.KNOWN_PROVIDERS:
+        return None
+    words = [found[1].flavour if found[1].flavour != "unknown" else "An OpenAI-compatible server"]
+    if caps:
+        names = {"chat": "chat", "embeddings": "embeddings", "images": "image generation"}
+        has = [label for name, label in names.items() if caps[1].as_dict()[name]]
+        lacks = [label for name, label in names.items() if caps[1].as_dict()[name] is False]
+        words += [f"offers {', '.join(has)}"] if has else []
+        words += [f"no {', '.join(lacks)}"] if lacks else []
+    return " · ".join(words)

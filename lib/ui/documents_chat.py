@@ -22,7 +22,7 @@ from lib.errors import NotFoundError, ParleyError, StreamInterrupted
 from lib.markup import escape
 from lib.ui import state, user_stop
 from lib.ui.chat_view import end, flash
-from lib.ui.transcript import AVATARS, stream_markdown
+from lib.ui.transcript import AVATARS, stream_markdown, window_label
 
 PASSAGE_PREVIEW = 1_500  # characters of a whole page shown before "show the page"
 
@@ -117,8 +117,8 @@ def gauge(message: Message | None) -> None:
     if context:
         sources = context.get("sources", 0)
         used = context["system"] + sources + context["history"] + context["new"]
-        window = context["window"]
-        cols[0].progress(min(used / window, 1.0), text=f"{mode} · {used:,} of {window:,} tokens")
+        fill = min(used / context["window"], 1.0)
+        cols[0].progress(fill, text=f"{mode} · {window_label(context, used)}")
         cols[0].caption(
             f"Sources {sources:,} · instructions {context['system']:,} · "
             f"history {context['history']:,} · question {context['new']:,}"

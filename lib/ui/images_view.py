@@ -128,6 +128,7 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
             request,
             prices=clients.prices(current),
             provider=current.provider,
+            base_url=current.base_url,
             timeout=image_timeout(current),
             allow=outbound.image_allow(current),
         )
@@ -209,7 +210,16 @@ def finish(store: ImageStore) -> None:
 
 
 def generator(current: Settings, api: openai.OpenAI, store: ImageStore) -> None:
-    """Prompt, model and options, the Generate button, and the job's progress."""
+    """Prompt, model and options, the Generate button, and the job's progress; or, on a
+    server known to have no image endpoint, a plain sentence saying so (asked once per
+    session with a request that generates nothing, `lib.server.capabilities`)."""
+    missing = clients.capabilities(current, api).missing("images")
+    if missing:
+        st.info(
+            f"**{missing}** The gallery below still shows the pictures made before.",
+            icon=":material/hide_image:",
+        )
+        return
     choice = model_choice(current, api)
     prompt = st.text_area(
         "Prompt",

@@ -29,6 +29,8 @@ def connection() -> Settings:
         else:
             st.markdown(f"**Server:** {PROVIDERS[current.provider].label}")
             st.caption("Set by this app's operator, who has not enabled choosing another server.")
+        if offers := clients.offered(current):
+            st.caption(escape(offers))
         if policy.allow_visitor_key or not current.api_key:
             _key_box()
         st.caption(_key_caption(current))

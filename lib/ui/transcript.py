@@ -17,6 +17,8 @@ from lib import inflight
 from lib.conversations import ConversationStore, Message, Totals
 from lib.illustrate import ILLUSTRATION
 from lib.markup import escape, neutralise
+from lib.pricing import BILLED_PROVIDERS
+from lib.providers import server_key
 from lib.ui import state
 from lib.usage import money, usage_line
 
@@ -118,14 +120,39 @@ def render_window(
     return messages
 
 
-def gauge(last_reply: Message | None, totals: Totals) -> None:
+def window_label(context: dict, used: int) -> str:
+    """ "1,234 of 2,048 tokens (llama-server /props)": the tokens a request took of the
+    window it was trimmed to and where that figure came from; "≈" when Parley estimated
+    the count; "window unknown (assuming 8k)" when the server did not say."""
+    approx = "≈" if context.get("estimate") else ""
+    window = context["window"]
+    if context.get("window_known", True):
+        source = context.get("window_source")
+        return f"{approx}{used:,} of {window:,} tokens" + (f" ({source})" if source else "")
+    return f"{approx}{used:,} tokens · window unknown (assuming {round(window / 1024)}k)"
+
+
+def price_section(model: str, provider: str, base_url: str | None) -> str:
+    """The prices.toml section that prices `model` where it runs (see lib.pricing)."""
+    name = model.replace('"', "")
+    if provider in BILLED_PROVIDERS:
+        return f'[{provider}.chat."{name}"]'
+    return f'[server."{server_key(base_url)}".chat."{name}"]'
+
+
+def gauge(
+    last_reply: Message | None,
+    totals: Totals,
+    provider: str = "openai",
+    base_url: str | None = None,
+) -> None:
     """What went into the last request, and the conversation's running totals."""
     context = (last_reply.meta.get("context") if last_reply else None) or {}
     cols = st.columns([3, 2])
     if context:
         used = context["system"] + context["history"] + context["new"]
-        window = context["window"]
-        cols[0].progress(min(used / window, 1.0), text=f"Context: {used:,} of {window:,} tokens")
+        fill = min(used / context["window"], 1.0)
+        cols[0].progress(fill, text=f"Context: {window_label(context, used)}")
         dropped = context["dropped"]
         cols[0].caption(
             f"System {context['system']:,} · history {context['history']:,} · "
@@ -141,8 +168,9 @@ def gauge(last_reply: Message | None, totals: Totals) -> None:
             f"({totals.prompt_tokens:,} in, {totals.completion_tokens:,} out) · {cost}"
         )
         if totals.unpriced and last_reply and last_reply.model:
+            section = price_section(last_reply.model, provider, base_url)
             cols[1].caption(
                 # Inside a code span nothing renders; only a backtick could end it.
-                f"To see costs, add `{last_reply.model.replace('`', '')}` to prices.toml in "
-                "the data directory."
+                f"To see costs, add `{section.replace('`', '')}` with `input` and `output` "
+                "(dollars per million tokens) to prices.toml in the data directory."
             )
