@@ -154,9 +154,11 @@ def chat_command(
     # Imported here: the OpenAI SDK takes most of a second to load, which `list`,
     # `show` and `export` never need.
     from lib import chat
+    from lib.cli.lookup import Draft
     from lib.cli.session import ChatSession
     from lib.client import build_client
     from lib.pricing import PriceTable
+    from lib.server.facts import Probed
 
     terminal = Terminal()
     settings = load_settings({"base_url": base_url, "provider": provider, "chat_model": model})
@@ -164,11 +166,38 @@ def chat_command(
     store = open_store(settings)
     opts = ChatOptions(system, model, temperature, top_p, max_tokens, stop, n, latest, conversation)
     conv = open_chat(store, workspace, settings, opts, terminal)
+    if isinstance(conv, Draft) and not model:
+        conv.model, note = start_model(client, settings)
+        if note:
+            terminal.note(note, "yellow")
     prices = PriceTable.load(settings.data_dir)
     context = chat.ChatContext(
-        store, workspace, client, prices, settings.provider, settings.max_reply_chars
+        store,
+        workspace,
+        client,
+        prices,
+        settings.provider,
+        settings.max_reply_chars,
+        base_url=settings.base_url,
+        server=Probed(client, settings.provider),  # the server's tokenizer and window
     )
     ChatSession(context, terminal, conv).run()
+
+
+def start_model(client: Any, settings: Settings) -> tuple[str, str | None]:
+    """The model a new chat starts with: the configured one if the server has it, else
+    the one it offers (or its first chat model), with a note saying so. OpenAI and Azure
+    are not asked: Azure lists base models, not the deployments a request names."""
+    from lib.models import choose_models, list_server_models
+
+    if settings.provider in ("openai", "azure"):
+        return settings.chat_model, None
+    try:
+        names: list[str] | None = list_server_models(client)
+    except ParleyError:
+        return settings.chat_model, None  # the first message will say what is wrong
+    chosen, note = choose_models(names, settings.chat_model)
+    return chosen[0], note
 
 
 # Reading the store

@@ -20,7 +20,6 @@ from lib.cli.lookup import Draft
 from lib.cli.output import Terminal
 from lib.conversations import Conversation
 from lib.errors import ParleyError
-from lib.tokens import counter_for
 from lib.usage import usage_line
 
 EXIT_WORDS = {"exit", "退出", "再见"}
@@ -79,8 +78,9 @@ class ChatSession:
         """Chat until an exit word, Ctrl-C at the prompt or end of input."""
         if self.interactive:
             _enable_line_editing()
-            # Loading the tokenizer takes about half a second: do it while the user types.
-            threading.Thread(target=counter_for, args=(self.conv.model,), daemon=True).start()
+            # Loading the tokenizer takes about half a second, and asking the server for
+            # its own and for the model's window a few requests: do it while the user types.
+            threading.Thread(target=self._prefetch, daemon=True).start()
             self._greet()
         while True:
             try:
@@ -198,6 +198,10 @@ class ChatSession:
             self.out.note(f"Type a number from 1 to {count}.", "yellow")
 
     # Around the loop
+
+    def _prefetch(self) -> None:
+        self.ctx.server.counter(self.conv.model)
+        self.ctx.server.window(self.conv.model)
 
     def _prompt(self) -> str:
         if not self.interactive:
