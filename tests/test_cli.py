@@ -347,6 +347,17 @@ def test_flags_reach_the_request_and_plain_output_when_piped(
     assert len(openai_server.requests_to("/chat/completions")) == 1
 
 
+def test_without_model_a_new_chat_uses_one_the_server_has_and_says_so(
+    run: Callable[..., subprocess.CompletedProcess], openai_server: FakeOpenAI
+) -> None:
+    openai_server.models = ["tiny-llama"]  # not the default gpt-5.4-mini
+    result = run(stdin="hello\n")
+    assert result.returncode == 0, result.stderr
+    assert last_chat_request(openai_server)["model"] == "tiny-llama"
+    assert "gpt-5.4-mini is not on this server; using tiny-llama." in result.stderr
+    assert result.stdout == "Echo: hello\n"
+
+
 def test_flags_on_resume_change_the_conversation_settings(
     run: Callable[..., subprocess.CompletedProcess],
     openai_server: FakeOpenAI,
