@@ -1,10 +1,10 @@
-"""Sending a conversation to the model and streaming the reply back.
+"""A reply streamed from the model: the one request path, saving as it streams, how it ends.
 
-`send` saves the user's message first (so no failure can lose it), then `Reply` builds
-the request from the trimmed history, streams text chunks for `st.write_stream` or a
-terminal, and saves the assistant message as it arrives (so a crash loses at most about a
-second of it) and for good when the stream ends, fails, is stopped or is cut off.
-Closing a `Reply` early closes the HTTP stream and keeps the partial text, marked.
+`Reply` builds the request from the trimmed history (`lib.prompt`), streams text chunks
+for `st.write_stream` or a terminal, and saves the assistant message as it arrives (so a
+crash loses at most about a second of it) and for good when the stream ends, fails, is
+stopped or is cut off. Closing a `Reply` early closes the HTTP stream and keeps the
+partial text, marked.
 
 A reply's status says how it ended: "ok"; "streaming" while it arrives; "stopped" by the
 user's Stop only; "interrupted" when the connection dropped, the page was left or Parley
@@ -15,9 +15,9 @@ size cap (`ChatContext.max_reply_chars`); "failed" when the server's answer was 
 Counts and the window come from `ChatContext.server` (`lib.server.facts`). When the server
 says the prompt overflowed its context before any text came (OpenAI's and llama-cpp-python's
 `context_length_exceeded`, vLLM's and llama-server's 400, an error event mid-stream, or
-llama-cpp-python's silent empty stream, see `Reply._why_silent`), the reply learns the
+llama-cpp-python's silent empty stream, see `lib.server.overflow`), the reply learns the
 window the error states, remembers it through `server.learn_window`, trims to it in the
-server's own token terms and sends once more (`OVERFLOW_RETRIES`); then it gives up with
+server's own token terms and sends once more (`overflow.RETRIES`); then it gives up with
 a message saying what to shorten. An overflow never ends as an empty "ok" reply.
 """
 
@@ -28,22 +28,21 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import openai
 
 from lib import errors, inflight
 from lib.client import TRANSPORT_ERRORS, send_once
-from lib.conversations import Conversation, ConversationStore, Message
+from lib.conversations import Conversation, Message
 from lib.memory import TrimResult
-from lib.pricing import PriceTable
-from lib.prompt import Prompt, for_model, is_record, prepare, request_options, trim_limit
+from lib.prompt import Prompt, prepare, request_options, trim_limit
 from lib.server import overflow
-from lib.server.facts import Offline, ServerFacts
-from lib.settings import DEFAULT_MAX_REPLY_CHARS
 from lib.tokens import TOKENS_PER_REPLY
+
+if TYPE_CHECKING:
+    from lib.chat import ChatContext
 
 log = logging.getLogger(__name__)
 # A streaming reply is saved every SAVE_EVERY_S, or sooner once SAVE_EVERY_CHARS of new
@@ -51,84 +50,6 @@ log = logging.getLogger(__name__)
 SAVE_EVERY_S = 1.0
 SAVE_EVERY_CHARS = 500
 MIN_SAVE_GAP_S = 0.25
-RETRYABLE = {"failed", "interrupted"}  # statuses whose turn the page offers to retry
-
-
-@dataclass
-class ChatContext:
-    """Everything a reply needs besides the conversation itself."""
-
-    store: ConversationStore
-    workspace: str
-    client: openai.OpenAI
-    prices: PriceTable = field(default_factory=PriceTable)
-    provider: str = "openai"
-    max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS  # one reply's cap, all choices together
-    base_url: str | None = None  # the server's, for its own prices (`PriceTable.cost`)
-    server: ServerFacts | None = None  # counter and window; None: Offline(provider)
-
-    def __post_init__(self) -> None:
-        # Never resent by the SDK, however the client was built (see lib.client.send_once).
-        if getattr(self.client, "max_retries", 0):
-            self.client = self.client.with_options(max_retries=0)
-        if self.server is None:
-            self.server = Offline(self.provider)
-
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """What a chat request on this server cost, at its own server's or provider's price."""
-        return self.prices.cost(
-            model,
-            prompt_tokens,
-            completion_tokens,
-            provider=self.provider,
-            base_url=self.base_url,
-        )
-
-
-def needs_retry(last: Message | None) -> bool:
-    """Whether the conversation's last turn went unanswered, failed or was cut off."""
-    if last is None or is_record(last):
-        return False
-    return last.role == "user" or last.status in RETRYABLE
-
-
-def send(ctx: ChatContext, conversation_id: str, text: str) -> Reply:
-    """Save the user's message, then return the (not yet started) reply stream."""
-    text = text.strip()
-    if not text:
-        raise errors.InvalidInputError("The message is empty.")
-    conv = ctx.store.get(ctx.workspace, conversation_id)
-    ctx.store.add_message(ctx.workspace, conv.id, Message(role="user", content=text))
-    return Reply(ctx, conv)
-
-
-def regenerate(ctx: ChatContext, conversation_id: str) -> Reply:
-    """Drop the last reply (keeping it as an alternative) and answer the last question again."""
-    conv = ctx.store.get(ctx.workspace, conversation_id)
-    last = ctx.store.recent_messages(ctx.workspace, conv.id, 1)
-    previous: list[str] = []
-    if last and is_record(last[0]):
-        raise errors.InvalidInputError(
-            "The last message is an illustration, not a reply: send a new message instead."
-        )
-    if last and last[0].role == "assistant":
-        if for_model(last[0]):  # a failed reply is no version worth keeping
-            previous = [*last[0].meta.get("alternatives", [last[0].content])]
-        ctx.store.delete_messages_from(ctx.workspace, conv.id, last[0].id)
-    if not ctx.store.recent_messages(ctx.workspace, conv.id, 1):
-        raise errors.InvalidInputError("There is no message to answer yet.")
-    return Reply(ctx, conv, earlier_versions=previous)
-
-
-def edit_last_user_message(ctx: ChatContext, conversation_id: str, text: str) -> Reply:
-    """Replace the last user message (and what followed it) with `text`, and resend."""
-    conv = ctx.store.get(ctx.workspace, conversation_id)
-    recent = ctx.store.recent_messages(ctx.workspace, conv.id, 2)
-    users = [m for m in recent if m.role == "user"]
-    if not users:
-        raise errors.InvalidInputError("There is no message to edit.")
-    ctx.store.delete_messages_from(ctx.workspace, conv.id, users[-1].id)
-    return send(ctx, conv.id, text)
 
 
 class Reply:
@@ -493,18 +414,3 @@ def _context_meta(prompt: Prompt, counts_exact: bool) -> dict[str, Any]:
         "window_known": known,
         "estimate": not counts_exact,
     }
-
-
-def choose_alternative(ctx: ChatContext, conversation_id: str, message_id: int, index: int) -> None:
-    """Make alternative `index` of an n > 1 reply the one the conversation continues from."""
-    for message in ctx.store.recent_messages(ctx.workspace, conversation_id, 2):
-        if message.id == message_id:
-            alternatives = message.meta.get("alternatives") or []
-            if not 0 <= index < len(alternatives):
-                raise errors.InvalidInputError("There is no such alternative.")
-            message.content = alternatives[index]
-            message.meta["chosen"] = index
-            message.tokens = None
-            ctx.store.update_message(ctx.workspace, conversation_id, message)
-            return
-    raise errors.InvalidInputError("Only the latest reply's alternatives can be chosen.")
