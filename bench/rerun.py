@@ -19,7 +19,7 @@ per-round ratios, which cancels load that changes between rounds; when the two d
 much, the machine was busy and the run is worth repeating.
 
 It also times `lib.memory.trim_to_budget` on a 10,000-message history whose token counts
-are cached (target <= 5 ms), and the whole `lib.chat.prepare` on a 10,000-message
+are cached (target <= 5 ms), and the whole `lib.prompt.prepare` on a 10,000-message
 conversation in SQLite.
 
     .venv/bin/python bench/rerun.py [--runs 15] [--sizes 10,100,1000] [--history 10000]
@@ -49,6 +49,7 @@ from lib import chat  # noqa: E402
 from lib.conversations import ChatParams, ConversationStore, Message  # noqa: E402
 from lib.memory import output_reserve, trim_to_budget  # noqa: E402
 from lib.models import context_window  # noqa: E402
+from lib.prompt import prepare  # noqa: E402
 from lib.tokens import counter_for  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 
@@ -238,18 +239,18 @@ def prepare_bench(data_dir: Path, n: int) -> None:
     cid = seed_conversation(store, n - 1, seed=n, opening="user" if n % 2 else "assistant")
     store.add_message(WORKSPACE, cid, Message(role="user", content="And what about the index?"))
     print(
-        f"\nlib.chat.prepare on a {n:,}-message conversation "
+        f"\nlib.prompt.prepare on a {n:,}-message conversation "
         f"(seeded in {time.perf_counter() - start:.1f} s)"
     )
     ctx = chat.ChatContext(store, WORKSPACE, client=None)  # prepare never calls the client
     for rounds in (10, 500):
         store.update_settings(WORKSPACE, cid, params=ChatParams(memory_rounds=rounds))
         conv = store.get(WORKSPACE, cid)
-        messages, trim, _ = chat.prepare(ctx, conv)
-        ms = median_ms(lambda conv=conv: chat.prepare(ctx, conv), 30)
+        prompt = prepare(ctx, conv)
+        ms = median_ms(lambda conv=conv: prepare(ctx, conv), 30)
         print(
-            f"  memory {rounds:>3} rounds: {len(messages):,} messages sent, "
-            f"{trim.dropped:,} left out; median {ms:.2f} ms"
+            f"  memory {rounds:>3} rounds: {len(prompt.messages):,} messages sent, "
+            f"{prompt.trim.dropped:,} left out; median {ms:.2f} ms"
         )
 
 

@@ -55,7 +55,8 @@ def index_file(data_dir: Path) -> Path:
 
 
 def embedding_requests(server: FakeOpenAI) -> int:
-    return len(server.requests_to("/embeddings"))
+    """Requests that embed something (the page's capability probe sends no input)."""
+    return len([r for r in server.requests_to("/embeddings") if (r.json or {}).get("input")])
 
 
 # Ways a file gets damaged
