@@ -79,4 +79,4 @@ if prompt := st.chat_input("Ask about your documents", submit_mode="stop", disab
     try:
         answers.stream(rag.ask(ctx, conv.id, prompt))
     except ParleyError as exc:
-        st.error(str(exc))
+        st.error(escape(str(exc)))

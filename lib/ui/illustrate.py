@@ -60,10 +60,10 @@ def _write_prompt(ctx: chat.ChatContext, conv: Conversation) -> dict | None:
         with st.spinner("Writing an image prompt from the last exchange…"):
             written = illustrate.write_prompt(ctx, conv.id)
     except InvalidInputError as exc:
-        st.warning(str(exc), icon=":material/info:")
+        st.warning(escape(str(exc)), icon=":material/info:")
         return None
     except ParleyError as exc:
-        st.warning(f"{exc} You can write the prompt yourself.", icon=":material/warning:")
+        st.warning(escape(f"{exc} You can write the prompt yourself."), icon=":material/warning:")
         draft: dict = {"model": None, "cost": None, "text": ""}
     else:
         draft = {"model": written.model, "cost": written.cost, "text": written.text}

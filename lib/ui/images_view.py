@@ -133,7 +133,7 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
             allow=outbound.image_allow(current),
         )
     except ParleyError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(escape(str(exc)), icon=":material/error:")
         return None
     workspace = state.workspace()
 
@@ -202,7 +202,7 @@ def finish(store: ImageStore) -> None:
             raise
         if isinstance(exc, DiskFull):
             unsaved_images.keep(exc)
-        st.error(str(exc), icon=":material/error:")
+        st.error(escape(str(exc)), icon=":material/error:")
         return
     state.pop(JOB)
     state.put(LAST, [image.id for image in saved])

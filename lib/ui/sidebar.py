@@ -147,7 +147,7 @@ def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat")
                 store.rename(ws, cid, title)
                 st.rerun()
             except ParleyError as exc:
-                st.error(str(exc))
+                st.error(escape(str(exc)))
 
         # Built only when clicked, so a long history costs nothing on every rerun.
         def as_markdown() -> str:

@@ -14,6 +14,7 @@ import streamlit as st
 from lib.errors import DiskFull
 from lib.gallery import ImageStore, StoredImage
 from lib.images import GenerationResult
+from lib.markup import escape
 from lib.ui import state
 
 UNSAVED = "image_unsaved"  # (workspace, GenerationResult) until saved or replaced
@@ -69,7 +70,7 @@ def offer(store: ImageStore) -> list[StoredImage] | None:
         try:
             saved = store.save(state.workspace(), result)
         except DiskFull as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(escape(str(exc)), icon=":material/error:")
             return None
     state.pop(UNSAVED)
     return saved
