@@ -101,3 +101,15 @@ def test_an_overflowing_history_is_trimmed_to_the_window_the_server_states(
     assert gauge(again).endswith("of 2,048 tokens (overflow error)")
     streamed = [r for r in openai_server.requests_to("/chat/completions") if r.json.get("stream")]
     assert len(streamed) == 3  # the overflow, its retry, and the next message
+
+
+def test_an_unpriced_model_gets_the_exact_section_to_add(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI
+) -> None:
+    openai_server.models.append("gpt-mystery")  # a model the price table does not know
+    at = app(CHAT, PARLEY_PROVIDER="openai")  # the fake as OpenAI: unpriced means unknown
+    at.run()
+    at.selectbox(key="parley.w.draft.model").set_value("gpt-mystery").run()
+    send(at, "Hello")
+    hint = next(c.value for c in at.caption if c.value.startswith("To see costs"))
+    assert '`[openai.chat."gpt-mystery"]`' in hint and "prices.toml" in hint

@@ -221,7 +221,7 @@ def test_ctrl_c_stops_the_reply_and_a_second_ctrl_c_leaves(
 def test_ctrl_c_before_the_first_token_keeps_the_question(
     terminal: Callable[..., Pty], openai_server: FakeOpenAI, store: ConversationStore
 ) -> None:
-    openai_server.hang(20)
+    openai_server.hang(20, route="/chat/completions")  # not the startup's model list
     term = terminal()
     term.prompt()
     term.say("Are you there?")

@@ -189,11 +189,12 @@ def start_model(client: Any, settings: Settings) -> tuple[str, str | None]:
     the one it offers (or its first chat model), with a note saying so. OpenAI and Azure
     are not asked: Azure lists base models, not the deployments a request names."""
     from lib.models import choose_models, list_server_models
+    from lib.server.probe import PROBE_TIMEOUT
 
     if settings.provider in ("openai", "azure"):
         return settings.chat_model, None
-    try:
-        names: list[str] | None = list_server_models(client)
+    try:  # a metadata answer takes milliseconds: a server that hangs is not waited out
+        names: list[str] | None = list_server_models(client.with_options(timeout=PROBE_TIMEOUT))
     except ParleyError:
         return settings.chat_model, None  # the first message will say what is wrong
     chosen, note = choose_models(names, settings.chat_model)
