@@ -339,17 +339,19 @@ def applied_migrations(conn: sqlite3.Connection) -> list[str]:
 
 def connect(path: Path) -> sqlite3.Connection:
     """A new connection to the database at `path`, created and migrated as needed."""
-    try:
-        return sqlite_pool.connect(path, _prepare)
-    except sqlite3.DatabaseError as exc:
-        _raise_if_corrupt(path, exc)
-        raise
+    return _open(sqlite_pool.connect, path)
 
 
 def thread_connection(path: Path) -> sqlite3.Connection:
     """This thread's reused connection to `path` (see `sqlite_pool.thread_connection`)."""
+    return _open(sqlite_pool.thread_connection, path)
+
+
+def _open(
+    opener: Callable[[Path, sqlite_pool.Prepare], sqlite3.Connection], path: Path
+) -> sqlite3.Connection:
     try:
-        return sqlite_pool.thread_connection(path, _prepare)
+        return opener(path, _prepare)
     except sqlite3.DatabaseError as exc:
         _raise_if_corrupt(path, exc)
         raise
