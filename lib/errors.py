@@ -71,6 +71,12 @@ class DatabaseCorrupt(ParleyError):
     """parley.db is not a database, or is damaged; the message names the file."""
 
 
+class DatabaseUnavailable(ParleyError):
+    """The PostgreSQL server does not answer, or has no connection free; nothing was saved."""
+
+    hint = "Check that the database server is running and PARLEY_DATABASE_URL is right."
+
+
 class BackupError(ParleyError):
     """A backup cannot be made or restored; the message says why and where."""
 

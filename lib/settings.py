@@ -38,6 +38,8 @@ KEYS = {
     "embedding_model": "PARLEY_EMBEDDING_MODEL",
     "image_model": "PARLEY_IMAGE_MODEL",
     "data_dir": "PARLEY_DATA_DIR",
+    "database_url": "PARLEY_DATABASE_URL",
+    "blob_store": "PARLEY_BLOB_STORE",
     "timeout": "PARLEY_TIMEOUT",
     "max_reply_chars": "PARLEY_MAX_REPLY_CHARS",
     "allow_custom_server": "PARLEY_ALLOW_CUSTOM_SERVER",
@@ -77,6 +79,9 @@ class Settings:
     embedding_model: str
     image_model: str
     data_dir: Path
+    # None: SQLite in the data directory; a postgresql:// URL (it may hold a password).
+    database_url: str | None = field(default=None, repr=False)
+    blob_store: str | None = None  # "local" or "database"; None picks by the backend
     timeout: float = DEFAULT_TIMEOUT
     max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS
     # False when a visitor chose this server in a hosted deployment: every connection to
@@ -265,6 +270,8 @@ def resolve_settings(
         or "text-embedding-3-small",
         image_model=get("image_model") or provider.image_model or "gpt-image-2",
         data_dir=Path(get("data_dir") or DEFAULT_DATA_DIR).expanduser(),
+        database_url=get("database_url") or None,
+        blob_store=get("blob_store") or None,
         timeout=timeout,
         max_reply_chars=max_reply,
         outbound_allow=outbound,

@@ -16,7 +16,9 @@ from streamlit.testing.v1 import AppTest
 
 from lib import settings
 from lib.conversations import ConversationStore
+from lib.store.backend import Backend, forget_backends, open_backend
 from tests.fake_openai import FakeOpenAI
+from tests.postgres import TestPostgres, truncate_all
 from tests.waits import WAIT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +39,41 @@ def clear_streamlit_caches() -> Iterator[None]:
     yield
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TestPostgres]:
+    """The real PostgreSQL server (started once, on first use; see tests/postgres.py)."""
+    server = TestPostgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_database(postgres: TestPostgres) -> str:
+    return postgres.fresh_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(
+    request: pytest.FixtureRequest, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Backend]:
+    """Each backend in turn: every test that takes it runs on SQLite and on PostgreSQL.
+
+    On PostgreSQL, PARLEY_DATABASE_URL is set too, so pages and the CLI use the same
+    database; the tables are emptied afterwards (cheaper than a database per test).
+    """
+    if request.param == "sqlite":
+        yield open_backend(data_dir)
+        forget_backends()
+        return
+    url = request.getfixturevalue("_shared_database")
+    monkeypatch.setenv("PARLEY_DATABASE_URL", url)
+    try:
+        yield open_backend(data_dir, url)
+    finally:
+        forget_backends()
+        truncate_all(url)
 
 
 @pytest.fixture(scope="session")
