@@ -36,9 +36,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from lib import db, locks
+from lib import locks
 from lib.atomic_files import fsync_directory
 from lib.errors import BackupError
+from lib.store import sqlite_schema as db
 
 MANIFEST = "manifest.json"
 FORMAT = "parley-backup"

@@ -17,10 +17,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from lib import db
 from lib.conversation import ChatParams, Conversation, Message, SearchHit, Totals
 from lib.diskfull import translate_disk_errors
 from lib.errors import InvalidInputError, NotFoundError
+from lib.store import sqlite_schema as db
 from lib.workspaces import require_workspace
 
 TITLE_LENGTH = 60

@@ -26,10 +26,10 @@ from typing import Any
 
 from PIL import Image
 
-from lib import db
 from lib.diskfull import translate_disk_errors
 from lib.errors import NotFoundError, ProviderError
 from lib.images import GenerationResult, check_pixels
+from lib.store import sqlite_schema as db
 
 log = logging.getLogger(__name__)
 THUMB_EDGE = 512  # pixels: sharp in a three-column gallery and in a chat bubble

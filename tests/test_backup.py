@@ -17,7 +17,7 @@ import openai
 import pytest
 from PIL import Image
 
-from lib import backup, chat, db
+from lib import backup, chat
 from lib.conversations import ConversationStore, Message
 from lib.documents.embeddings import Embedder
 from lib.documents.ingest import Ingestor
@@ -26,6 +26,7 @@ from lib.errors import BackupError
 from lib.gallery import ImageStore
 from lib.image_models import default_request
 from lib.images import GenerationResult, Usage, checked_image
+from lib.store import sqlite_schema as db
 from tests.fake_openai import FakeOpenAI
 from tests.waits import WAIT
 

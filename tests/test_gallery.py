@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lib import db
 from lib.conversations import ConversationStore
 from lib.errors import NotFoundError
 from lib.gallery import ImageStore, workspace_dir_name
 from lib.image_models import default_request
 from lib.images import GeneratedImage, GenerationResult, Usage, checked_image
+from lib.store import sqlite_schema as db
 from tests.fake_images import sparse_png
 
 

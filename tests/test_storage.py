@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lib import db, export
+from lib import export
 from lib.conversations import ChatParams, ConversationStore, Message
 from lib.errors import DatabaseCorrupt, InvalidInputError, NotFoundError
+from lib.store import sqlite_schema as db
 
 REPO = Path(__file__).resolve().parent.parent
 # The names the code before the renumbering recorded, in the order it ran them.
@@ -105,7 +106,7 @@ def test_upgrade_renames_old_names_and_runs_only_the_missing(tmp_path: Path, rec
 WORKER = """
 import sys
 from pathlib import Path
-from lib import db
+from lib.store import sqlite_schema as db
 for line in sys.stdin:
     try:
         db.connect(Path(line.strip())).close()

@@ -32,10 +32,10 @@ import numpy as np
 import openai
 from langchain_core.embeddings import Embeddings
 
-from lib import db
 from lib.client import provider_errors, resendable
 from lib.documents.chunking import ENCODING, count_tokens, text_hash
 from lib.errors import IngestCancelled, ParleyError, ProviderError, RateLimited
+from lib.store import sqlite_schema as db
 from lib.tokens import get_encoding
 
 log = logging.getLogger(__name__)

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from lib import db
 from lib.documents.chunking import Chunk
 from lib.documents.embeddings import EmbeddingCache
 from lib.documents.extract import Page
 from lib.documents.indexes import IndexesMixin
 from lib.documents.records import ChunkRecord, DocumentRecord, PageRecord
 from lib.errors import NotFoundError
+from lib.store import sqlite_schema as db
 from lib.workspaces import require_workspace
 
 EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md"}

@@ -10,7 +10,7 @@ nothing.
 - `backend.py`: what a backend is (`Backend`: connections, transactions, the blob store)
   and `open_backend`, the one place that reads the setting.
 - `sqlite.py` / `postgres.py`: the two backends; `postgres_schema.py` is PostgreSQL's
-  migrations (SQLite's are `lib/db.py`).
+  migrations (SQLite's are `lib/store/sqlite_schema.py`).
 - `blobs.py`: files by key, in the data directory or in PostgreSQL.
 - `base.py`: `WorkspaceStore`, the base of every store, bound to one workspace when
   opened.

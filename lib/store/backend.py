@@ -8,7 +8,7 @@ the stores write is the subset SQLite and PostgreSQL share (`INSERT ... RETURNIN
 `ON CONFLICT`), and the few statements that differ are chosen by `dialect`.
 
 One connection policy per backend: SQLite reuses one connection per thread
-(`lib/sqlite_pool.py`); PostgreSQL lends one from a pool (psycopg 3) for the length of a
+(`lib/store/sqlite_pool.py`); PostgreSQL lends one from a pool (psycopg 3) for the length of a
 `with` block. Either way a nested `connection()` or `transaction()` in the same thread
 reuses the connection already in hand, so a store method may call another inside a
 transaction and see its own uncommitted rows.

@@ -1,12 +1,13 @@
-"""PostgreSQL's schema, as numbered migrations (SQLite's are in `lib/db.py`).
+"""PostgreSQL's schema, as numbered migrations (SQLite's are in
+`lib/store/sqlite_schema.py`).
 
-The same rules as `lib/db.py`: one function per migration, registered and numbered in the
-order they run, each in its own transaction and recorded in `schema_migrations`; never
-edit one that has shipped. The tables mirror SQLite's column for column (so
-`python -m lib.cli migrate-store` copies rows as they are), with PostgreSQL's own tools
-where SQLite's differ: a GIN index on `to_tsvector` instead of FTS5 for message search,
-a `tsvector` column for the keyword index instead of BM25 files, pgvector for the vector
-index instead of FAISS files, and a `blobs` table for files.
+The same rules as `lib/store/sqlite_schema.py`: one function per migration, registered and
+numbered in the order they run, each in its own transaction and recorded in
+`schema_migrations`; never edit one that has shipped. The tables mirror SQLite's column
+for column (so `python -m lib.cli migrate-store` copies rows as they are), with
+PostgreSQL's own tools where SQLite's differ: a GIN index on `to_tsvector` instead of FTS5
+for message search, a `tsvector` column for the keyword index instead of BM25 files,
+pgvector for the vector index instead of FAISS files, and a `blobs` table for files.
 
 `migrate` holds an advisory lock for its whole run, so replicas starting together apply
 each migration exactly once: the first takes the lock, the others wait, then find every

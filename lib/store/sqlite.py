@@ -1,11 +1,11 @@
 """The embedded backend: `parley.db` in the data directory, files beside it.
 
-Connections are `lib/sqlite_pool.py`'s, one reused per thread and the file migrated once
-per process (`lib/db.py`), so a statement costs no open or close. A transaction takes
-SQLite's write lock at once (`BEGIN IMMEDIATE`, waiting up to the busy timeout), so two
-writers queue instead of one failing half-way; inside another transaction it becomes a
-savepoint. A full disk becomes `DiskFull` naming the data directory, a damaged file
-`DatabaseCorrupt` naming it (`lib/db.py`).
+Connections are `lib/store/sqlite_pool.py`'s, one reused per thread and the file migrated
+once per process (`lib/store/sqlite_schema.py`), so a statement costs no open or close. A
+transaction takes SQLite's write lock at once (`BEGIN IMMEDIATE`, waiting up to the busy
+timeout), so two writers queue instead of one failing half-way; inside another transaction
+it becomes a savepoint. A full disk becomes `DiskFull` naming the data directory, a
+damaged file `DatabaseCorrupt` naming it (`lib/store/sqlite_schema.py`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from lib import db
 from lib.diskfull import translate_disk_errors
+from lib.store import sqlite_schema as db
 from lib.store.backend import Backend
 from lib.store.blobs import LocalBlobs
 

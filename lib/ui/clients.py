@@ -18,7 +18,7 @@ from typing import TypeVar
 import openai
 import streamlit as st
 
-from lib import chat, db
+from lib import chat
 from lib.client import build_client
 from lib.conversations import ConversationStore
 from lib.errors import DatabaseCorrupt, ParleyError
@@ -28,6 +28,7 @@ from lib.pricing import PriceTable
 from lib.server import capabilities as server_capabilities
 from lib.server import probe, tokenizer, window
 from lib.settings import Settings, resolve_settings
+from lib.store import sqlite_schema as db
 from lib.ui import state
 
 MODELS_TTL = 300  # seconds a server's model list is reused within a session

@@ -10,7 +10,7 @@ Several processes may open a fresh database at once (the web app and the termina
 start together): `migrate` takes SQLite's write lock (`BEGIN IMMEDIATE`, waiting up to the
 busy timeout) before it reads which migrations are applied, so only one process applies
 each, and the others find it recorded. How connections are opened and reused is
-`lib/sqlite_pool.py`'s job; this module only says what "prepared" means for parley.db.
+`lib/store/sqlite_pool.py`'s job; this module only says what "prepared" means for parley.db.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from lib import sqlite_pool
 from lib.errors import DatabaseCorrupt
+from lib.store import sqlite_pool
 
 Step = Callable[[sqlite3.Connection], None]
 

@@ -1,14 +1,14 @@
-"""How Parley opens its SQLite files: one connection policy, reuse per thread, and a
-file prepared (put in WAL mode, then the caller's `prepare`, i.e. migrated) once per
-process per file.
+"""How Parley opens its SQLite files: one connection policy, reuse per thread, and a file
+prepared (put in WAL mode, then the caller's `prepare`, i.e. migrated) once per process
+per file.
 
-"Once per file" means per file on disk, not per path: the key is the path with the
-file's device and inode, so a database deleted (or restored) while the process runs is
-prepared again. The key stays valid because an idle "anchor" connection holds each
-prepared file open, so its inode cannot be reused; forgetting the anchor forgets the key.
+"Once per file" means per file on disk, not per path: the key is the path with the file's
+device and inode, so a database deleted (or restored) while the process runs is prepared
+again. The key stays valid because an idle "anchor" connection holds each prepared file
+open, so its inode cannot be reused; forgetting the anchor forgets the key.
 
-The schema itself is not here (`lib/db.py` owns the migrations); this module knows only
-SQLite's connection-level settings.
+The schema itself is not here (`lib/store/sqlite_schema.py` owns the migrations); this
+module knows only SQLite's connection-level settings.
 """
 
 from __future__ import annotations
