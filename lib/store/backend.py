@@ -64,6 +64,10 @@ class Backend(ABC):
     def blobs(self):  # noqa: ANN201 - a lib.store.blobs.BlobStore
         """Where files (uploads, images, thumbnails) are kept."""
 
+    @abstractmethod
+    def check(self) -> None:
+        """Raise DatabaseCorrupt or DatabaseUnavailable now if the database can't be used."""
+
     def close(self) -> None:  # noqa: B027 - only a pooled backend has anything to release
         """Release connections (tests, and a process about to exit)."""
 

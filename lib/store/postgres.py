@@ -116,7 +116,9 @@ class PostgresBackend(Backend):
         if held is not None:
             yield held
             return
-        with self._translate_errors(), self._ready().connection(timeout=POOL_WAIT) as raw:
+        with self._translate_errors():
+            pool = self._ready()
+        with self._translate_errors(), pool.connection(timeout=POOL_WAIT) as raw:
             conn = self._held.conn = PgConnection(raw)
             try:
                 yield conn
@@ -127,6 +129,10 @@ class PostgresBackend(Backend):
     def transaction(self) -> Iterator[PgConnection]:
         with self.connection() as conn, self._translate_errors(), conn.raw.transaction():
             yield conn
+
+    def check(self) -> None:
+        with self.connection() as conn:
+            conn.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         with self._pool_lock:

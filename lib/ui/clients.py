@@ -21,14 +21,14 @@ import streamlit as st
 from lib import chat
 from lib.client import build_client
 from lib.conversations import ConversationStore
-from lib.errors import DatabaseCorrupt, ParleyError
+from lib.errors import ConfigError, DatabaseCorrupt, DatabaseUnavailable, ParleyError
 from lib.models import choose_models, list_server_models
 from lib.preferences import Preferences
 from lib.pricing import PriceTable
 from lib.server import capabilities as server_capabilities
 from lib.server import probe, tokenizer, window
 from lib.settings import Settings, resolve_settings
-from lib.store import sqlite_schema as db
+from lib.store.backend import Backend, backend_for
 from lib.ui import state
 
 MODELS_TTL = 300  # seconds a server's model list is reused within a session
@@ -78,13 +78,25 @@ def store(current: Settings) -> ConversationStore:
     return ConversationStore(current.data_dir / "parley.db")
 
 
-def require_database(current: Settings) -> None:
-    """Open parley.db; if it is damaged, say which file and how to recover, and stop."""
+def backend(current: Settings) -> Backend:
+    """The storage backend every store of this page is opened on (one per process).
+
+    If the database cannot be used (a damaged parley.db, a PostgreSQL server that does
+    not answer), say so, naming it and how to recover, and stop the page.
+    """
     try:
-        db.check(current.data_dir / "parley.db")
-    except DatabaseCorrupt as exc:
-        st.error(f"**Parley cannot open its database.** {exc}", icon=":material/database:")
+        chosen = backend_for(current)
+        chosen.check()
+    except (DatabaseCorrupt, DatabaseUnavailable, ConfigError) as exc:
+        hint = f" {exc.hint}" if getattr(exc, "hint", "") else ""
+        st.error(f"**Parley cannot open its database.** {exc}{hint}", icon=":material/database:")
         st.stop()
+    return chosen
+
+
+def require_database(current: Settings) -> None:
+    """Stop the page with a clear message if the database cannot be used."""
+    backend(current)
 
 
 @st.cache_data(show_spinner=False, ttl=10)
