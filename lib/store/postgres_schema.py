@@ -220,6 +220,37 @@ def blobs(conn: psycopg.Connection) -> None:
     """)
 
 
+@migration("0006_preferences")
+def preferences(conn: psycopg.Connection) -> None:
+    """The model and system prompt each workspace last chose per server (`lib/preferences.py`)."""
+    conn.execute("""
+        CREATE TABLE preferences (
+            workspace text NOT NULL,
+            server text NOT NULL,
+            model text,
+            system_prompt text,
+            used_at double precision NOT NULL,
+            PRIMARY KEY (workspace, server)
+        );
+        CREATE INDEX preferences_by_use ON preferences (workspace, used_at);
+    """)
+
+
+@migration("0007_password_failures")
+def password_failures(conn: psycopg.Connection) -> None:
+    """Wrong-password counts (`lib/access.py`), shared by every replica."""
+    conn.execute("""
+        CREATE TABLE password_failures (
+            scope text NOT NULL,
+            key text NOT NULL,
+            failures integer NOT NULL,
+            last_failure double precision NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX password_failures_by_age ON password_failures (scope, last_failure);
+    """)
+
+
 # Applying them
 
 

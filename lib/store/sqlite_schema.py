@@ -283,6 +283,45 @@ def message_totals_index(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration("0007_preferences")
+def preferences(conn: sqlite3.Connection) -> None:
+    """The model and system prompt each workspace last chose per server (`lib/preferences.py`);
+    they were JSON files under `<data dir>/preferences/`, read in on first use."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE preferences (
+            workspace TEXT NOT NULL,
+            server TEXT NOT NULL,
+            model TEXT,
+            system_prompt TEXT,
+            used_at REAL NOT NULL,
+            PRIMARY KEY (workspace, server)
+        );
+        CREATE INDEX preferences_by_use ON preferences (workspace, used_at);
+        """,
+    )
+
+
+@migration("0008_password_failures")
+def password_failures(conn: sqlite3.Connection) -> None:
+    """Wrong-password counts (`lib/access.py`), per client address and server-wide: in the
+    database, so every process on it counts together and a restart forgets nothing."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE password_failures (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            last_failure REAL NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX password_failures_by_age ON password_failures (scope, last_failure);
+        """,
+    )
+
+
 # Applying them
 
 
