@@ -79,7 +79,9 @@ def attach(
     prompt_cost: float | None = None,
 ) -> tuple[list[StoredImage], Message]:
     """Save `result` to the gallery linked to the conversation, and add its message."""
-    saved = images.save(ctx.workspace, result, conversation_id=conversation_id)
+    if images.workspace != ctx.workspace:
+        raise ValueError("the image store and the conversation belong to different workspaces")
+    saved = images.save(result, conversation_id=conversation_id)
     request = result.request
     meta = {
         "kind": ILLUSTRATION,

@@ -3,7 +3,9 @@ pictures shown inside a conversation's messages.
 
 Prompts (which Illustrate lets a model write) and model names are shown with
 `lib.markup.escape`: as typed, never as Markdown that could load an image. The pictures
-themselves are Parley's own files, shown with `st.image`.
+themselves are Parley's own, read from the image store and handed to `st.image` as bytes,
+so the browser sees them the same way whichever blob store holds them (no path or key
+ever reaches it).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from datetime import datetime
 
 import streamlit as st
 
-from lib.errors import ParleyError
-from lib.gallery import ImageStore, StoredImage
+from lib.errors import NotFoundError, ParleyError
+from lib.gallery import MISSING, ImageStore, StoredImage
 from lib.markup import escape
 from lib.settings import Settings
 from lib.ui import clients, state
@@ -25,12 +27,11 @@ MESSAGE_IMAGE_WIDTH = 420
 
 
 def image_store(current: Settings) -> ImageStore:
-    clients.require_database(current)
-    return ImageStore(current.data_dir)
+    """This session's workspace's images, on the page's backend."""
+    return ImageStore(clients.backend(current), state.workspace())
 
 
 def gallery(store: ImageStore) -> None:
-    ws = state.workspace()
     st.subheader("Gallery")
     query = st.text_input(
         "Search by prompt",
@@ -39,8 +40,8 @@ def gallery(store: ImageStore) -> None:
         icon=":material/search:",
     )
     limit = state.get("gallery_limit") or PAGE
-    shown = store.list(ws, query=query, limit=limit)
-    total = store.count(ws, query=query) if len(shown) == limit else len(shown)
+    shown = store.list(query=query, limit=limit)
+    total = store.count(query=query) if len(shown) == limit else len(shown)
     if not shown:
         st.caption(
             "No image matches that search." if query.strip() else "No images yet: generate one."
@@ -63,26 +64,25 @@ def gallery(store: ImageStore) -> None:
 
 def tile(store: ImageStore, image: StoredImage) -> None:
     with st.container(border=True, key=f"img-tile-{image.id}"):
-        preview = store.preview_path(image)
-        if preview.exists():
-            st.image(str(preview), width="content")  # never upscaled past its own size
+        preview = _preview(store, image)
+        if preview is not None:
+            st.image(preview, width="content")  # never upscaled past its own size
         else:
-            st.caption(":material/broken_image: The file is missing from the data directory.")
+            st.caption(f":material/broken_image: {MISSING}")
         st.caption(escape(_clip(image.prompt, 180)))
         when = datetime.fromtimestamp(image.created_at).strftime("%Y-%m-%d %H:%M")
         st.caption(escape(f"{image.model} · {image.width}×{image.height} · {when}"))
         left, middle, right = st.columns(3)
-        path = store.path(image)
         left.download_button(
             "Download",
-            data=lambda: path.read_bytes(),
+            data=lambda: store.read(image),  # read only when the user asks for it
             file_name=image.download_name(),
             mime=image.mime,
             key=f"img_dl_{image.id}",
             on_click="ignore",
             icon=":material/download:",
             type="tertiary",
-            disabled=not path.exists(),
+            disabled=not store.has_file(image),
             help="Download the full-size image",
         )
         middle.button(
@@ -114,7 +114,7 @@ def reuse(prompt: str, model: str) -> None:
 
 def delete(store: ImageStore, image_id: str) -> None:
     try:
-        store.delete(state.workspace(), image_id)
+        store.delete(image_id)
     except ParleyError as exc:
         st.toast(str(exc), icon=":material/error:")
         return
@@ -125,13 +125,21 @@ def delete(store: ImageStore, image_id: str) -> None:
 def message_images(image_ids: list[str]) -> None:
     """The pictures of a conversation message (meta["images"]), from this user's gallery."""
     store = image_store(clients.settings())
-    found = store.get_many(state.workspace(), image_ids)
+    found = store.get_many(image_ids)
     for image in found:
-        preview = store.preview_path(image)
-        if preview.exists():
-            st.image(str(preview), width=MESSAGE_IMAGE_WIDTH)
+        preview = _preview(store, image)
+        if preview is not None:
+            st.image(preview, width=MESSAGE_IMAGE_WIDTH)
     if len(found) < len(image_ids):
         st.caption(":material/hide_image: An image of this message was deleted from the gallery.")
+
+
+def _preview(store: ImageStore, image: StoredImage) -> bytes | None:
+    """The tile's picture (the thumbnail if there is one), or None if its file is gone."""
+    try:
+        return store.preview(image)
+    except NotFoundError:
+        return None
 
 
 def _clip(text: str, limit: int) -> str:

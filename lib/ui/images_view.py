@@ -14,7 +14,7 @@ import openai
 import streamlit as st
 
 from lib import images, outbound
-from lib.errors import DiskFull, ParleyError
+from lib.errors import DiskFull, NotFoundError, ParleyError
 from lib.gallery import ImageStore, StoredImage
 from lib.image_models import (
     ImageRequest,
@@ -135,7 +135,6 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
     except ParleyError as exc:
         st.error(escape(str(exc)), icon=":material/error:")
         return None
-    workspace = state.workspace()
 
     def task(emit: Any) -> list[StoredImage]:
         for event in events:
@@ -145,7 +144,7 @@ def start(current: Settings, api: openai.OpenAI, store: ImageStore, request: Ima
                 try:
                     if conversation is not None:
                         return conversation(event)
-                    return store.save(workspace, event)
+                    return store.save(event)
                 except DiskFull as exc:
                     exc.unsaved = event  # billed: the page offers it and saves it again
                     raise
@@ -251,16 +250,17 @@ def generator(current: Settings, api: openai.OpenAI, store: ImageStore) -> None:
 
 def latest(store: ImageStore) -> None:
     """The images of the last generation, with the revised prompt, usage and cost."""
-    shown = store.get_many(state.workspace(), state.get(LAST) or [])
+    shown = store.get_many(state.get(LAST) or [])
     if not shown:
         return
     st.subheader("Latest")
     cols = st.columns(min(len(shown), 2))
     for i, image in enumerate(shown):
         with cols[i % len(cols)]:
-            path = store.path(image)
-            if path.exists():
-                st.image(str(path), width="content")
+            try:
+                st.image(store.read(image), width="content")
+            except NotFoundError as exc:
+                st.caption(f":material/broken_image: {exc}")
             if image.revised_prompt:
                 # The image server wrote it: shown as typed, never as Markdown.
                 st.caption(f"**Revised prompt:** {escape(image.revised_prompt)}")

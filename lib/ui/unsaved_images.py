@@ -26,10 +26,10 @@ def keep(exc: DiskFull) -> None:
         state.put(UNSAVED, (state.workspace(), exc.unsaved))
 
 
-def pending() -> GenerationResult | None:
-    """This workspace's unsaved result, if there is one."""
+def pending(workspace: str) -> GenerationResult | None:
+    """`workspace`'s unsaved result, if there is one."""
     held = state.get(UNSAVED)
-    if held is None or held[0] != state.workspace():
+    if held is None or held[0] != workspace:
         return None
     return held[1]
 
@@ -43,7 +43,7 @@ def download_name(result: GenerationResult, index: int) -> str:
 def offer(store: ImageStore) -> list[StoredImage] | None:
     """Show the unsaved images with downloads and a retried save; the saved images once
     that save works, else None."""
-    result = pending()
+    result = pending(store.workspace)  # only ever saved into the workspace that made it
     if result is None:
         return None
     with st.container(border=True, key="parley.w.img.unsaved"):
@@ -68,7 +68,7 @@ def offer(store: ImageStore) -> list[StoredImage] | None:
         if not st.button("Save to the gallery", key="parley.w.img.unsaved.save", type="primary"):
             return None
         try:
-            saved = store.save(state.workspace(), result)
+            saved = store.save(result)
         except DiskFull as exc:
             st.error(escape(str(exc)), icon=":material/error:")
             return None
