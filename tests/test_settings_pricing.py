@@ -1,9 +1,8 @@
-"""The settings resolver, provider presets, the price table, which model a new chat starts
-with, and the per-server preferences it comes from."""
+"""The settings resolver, provider presets, the price table, and which model a new chat
+starts with (the per-server preferences it comes from: tests/test_preferences.py)."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 
 from lib.errors import ConfigError, MissingKeyError
 from lib.models import choose_models
-from lib.preferences import MAX_SERVERS, Preferences, ServerChoice
 from lib.pricing import PriceTable
 from lib.providers import PLACEHOLDER_KEY, guess_provider
 from lib.settings import resolve, resolve_settings
@@ -215,60 +213,3 @@ def test_new_chats_start_with_a_model_the_server_has(
     names, said = choose_models(server, default, last_used)
     assert names[0] == first and len(names) == len(set(names))
     assert (said is None) if note is None else (note in said)
-
-
-# The model and system prompt each user last chose, per server
-
-
-def test_preferences_are_kept_per_workspace_and_server(tmp_path: Path) -> None:
-    prefs = Preferences(tmp_path)
-    assert prefs.get("alice", "http://localhost:8080/v1") == ServerChoice()
-    prefs.put("alice", "http://localhost:8080/v1", model="tiny", system_prompt="Be brief.")
-    prefs.put("alice", "http://localhost:8080/v1/", system_prompt="")  # cleared, model kept
-    prefs.put("alice", None, model="gpt-5.4-mini")  # no URL: OpenAI's
-    prefs.put("bob", "http://localhost:8080/v1", model="other")
-    assert Preferences(tmp_path).get("alice", "http://localhost:8080/v1") == ServerChoice(
-        "tiny", ""
-    )
-    assert prefs.get("alice", "https://api.openai.com/v1").model == "gpt-5.4-mini"
-    assert prefs.get("bob", "http://localhost:8080/v1") == ServerChoice("other", None)
-
-
-def test_preferences_keep_no_credentials_or_workspace_names(tmp_path: Path) -> None:
-    prefs = Preferences(tmp_path)
-    prefs.put("alice@example.com", "http://user:s3cret@gpu-box:8000/v1?key=k", model="m")
-    assert prefs.get("alice@example.com", "http://gpu-box:8000/v1").model == "m"
-    files = list((tmp_path / "preferences").iterdir())
-    written = "".join(p.name + p.read_text() for p in files)
-    assert "s3cret" not in written and "key=k" not in written and "alice" not in written
-
-
-def test_unreadable_preferences_count_as_none_and_are_replaced(tmp_path: Path) -> None:
-    prefs = Preferences(tmp_path)
-    prefs.put("alice", None, model="m")
-    (path,) = (tmp_path / "preferences").glob("*.json")
-    path.write_text("{not json")
-    assert prefs.get("alice", None) == ServerChoice()
-    prefs.put("alice", None, model="n")
-    assert prefs.get("alice", None).model == "n"
-
-
-def test_preferences_refuse_an_empty_workspace(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="workspace"):
-        Preferences(tmp_path).put("", None, model="m")
-
-
-def test_concurrent_saves_lose_no_server(tmp_path: Path) -> None:
-    prefs = Preferences(tmp_path)
-    urls = [f"http://host-{i}:8000/v1" for i in range(16)]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda url: prefs.put("alice", url, model=url[7:13]), urls))
-    assert [prefs.get("alice", url).model for url in urls] == [url[7:13] for url in urls]
-
-
-def test_only_the_most_recent_servers_are_kept(tmp_path: Path) -> None:
-    prefs = Preferences(tmp_path)
-    for i in range(MAX_SERVERS + 3):
-        prefs.put("alice", f"http://host-{i}/v1", model=f"m{i}")
-    assert prefs.get("alice", "http://host-0/v1") == ServerChoice()
-    assert prefs.get("alice", f"http://host-{MAX_SERVERS + 2}/v1").model == f"m{MAX_SERVERS + 2}"

@@ -53,7 +53,7 @@ def draft(current: Settings, models: list[str] | None = None) -> Conversation:
     saved = state.get("draft") or {}
     if saved.get("base_url", current.base_url) != current.base_url:
         saved = {}  # chosen for another server
-    last = clients.preferences(current).get(state.workspace(), current.base_url)
+    last = clients.preferences(current).get(current.base_url)
     start = models[0] if models else last.model or current.chat_model
     return Conversation(
         id="draft",
@@ -78,7 +78,6 @@ def save_settings(
     conv.params.validate()
     if remember and current is not None:
         clients.preferences(current).put(
-            state.workspace(),
             current.base_url,
             model=conv.model,
             system_prompt=conv.system_prompt,

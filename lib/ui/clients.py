@@ -126,13 +126,13 @@ def server_models(current: Settings, api: openai.OpenAI) -> list[str] | None:
 def models(current: Settings, api: openai.OpenAI) -> tuple[list[str], str | None]:
     """Chat models to offer, the one new chats start with first: the user's last choice
     for this server, else the configured default, else one the server has (with a note)."""
-    last = preferences(current).get(state.workspace(), current.base_url).model
+    last = preferences(current).get(current.base_url).model
     return choose_models(server_models(current, api), current.chat_model, last)
 
 
 def preferences(current: Settings) -> Preferences:
-    """The model and system prompt each user last chose for each server."""
-    return Preferences(current.data_dir)
+    """The model and system prompt this session's user last chose for each server."""
+    return Preferences(backend(current), state.workspace())
 
 
 def _per_session(cache_key: str, compute: Callable[[], T]) -> T:
