@@ -1,11 +1,11 @@
 """The conversation's domain objects: parameters, messages, conversations, search hits and
-totals. Plain dataclasses with no storage in them; `lib/conversations.py` persists them.
+totals. Plain dataclasses with no storage in them; `lib/conversations.py` persists them,
+and `from_row` reads a row of either backend (anything `dict(row)` turns into columns).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -62,7 +62,7 @@ class Message:
     id: int | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Message:
+    def from_row(cls, row: Any) -> Message:
         data = dict(row)
         data.pop("conversation_id", None)
         data["meta"] = json.loads(data["meta"] or "{}")
@@ -83,7 +83,7 @@ class Conversation:
     updated_at: float = 0.0
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Conversation:
+    def from_row(cls, row: Any) -> Conversation:
         data = dict(row)
         data["params"] = ChatParams.from_dict(json.loads(data["params"] or "{}"))
         return cls(**data)

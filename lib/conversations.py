@@ -1,51 +1,98 @@
-"""Conversations and their messages in SQLite (the objects are in `lib/conversation.py`).
+"""Conversations and their messages, on either backend (the objects are in
+`lib/conversation.py`).
 
-A `Conversation` holds the system prompt, the parameters and (a window of) the messages.
-Every read and write takes the workspace explicitly, and every query filters on it, so
-one workspace can never see, change or delete another's conversations.
+`ConversationStore(backend, workspace)` owns the `conversations` and `messages` tables
+for one workspace: a conversation's settings (model, system prompt, parameters), its
+messages as they are saved and streamed, the cached token counts that spare recounting the
+history, and the search over both. The workspace is bound when the store is opened
+(`lib.store.base.WorkspaceStore`) and every statement filters on it; a message is reached
+only through a conversation of this workspace, so one workspace can never see, change or
+delete another's messages even by guessing an id.
+
+Writes of more than one statement (a message and its conversation's title and time) run in
+one transaction, so a failure leaves neither half. A full disk arrives as `DiskFull` from
+the backend, which the chat page turns into "not sent, try again".
+
+Search is the one statement that differs by backend: FTS5 on SQLite, a GIN index on
+`to_tsvector('simple', content)` on PostgreSQL (`postgres_schema` 0002). Both match every
+word of the query as a word prefix, mark matches `**like this**` in a short snippet, and
+fall back to conversation titles.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import re
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, fields
-from pathlib import Path
 from typing import Any
 
 from lib.conversation import ChatParams, Conversation, Message, SearchHit, Totals
-from lib.diskfull import translate_disk_errors
 from lib.errors import InvalidInputError, NotFoundError
-from lib.store import sqlite_schema as db
-from lib.workspaces import require_workspace
+from lib.store.backend import Connection
+from lib.store.base import WorkspaceStore
 
 TITLE_LENGTH = 60
+SNIPPET_WORDS = 12
 
-
+_CONVERSATION_COLUMNS = ", ".join(
+    ["id", "workspace", "kind", "title", "model", "system_prompt", "params"]
+    + ["created_at", "updated_at"]
+)
 _MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "id"]
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages (conversation_id, {', '.join(_MESSAGE_COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' * len(_MESSAGE_COLUMNS))}) RETURNING id"
+)
+_IN_WORKSPACE = "conversation_id IN (SELECT id FROM conversations WHERE workspace = ?)"
+_WORD = re.compile(r"[^\W_]")  # a term with no letter or digit matches nothing on either side
+# ts_headline's match markers: characters no message contains, so the snippet can be told
+# apart from text that itself holds "**" before the markers become "**".
+_START, _STOP = "\x02", "\x03"
+
+_SEARCH_SQLITE = """
+    WITH hits AS MATERIALIZED (
+        SELECT rowid AS mid, bm25(messages_fts) AS score,
+               snippet(messages_fts, 0, '**', '**', '…', {words}) AS snippet
+        FROM messages_fts WHERE messages_fts MATCH ?
+    )
+    SELECT c.id, c.title, c.updated_at, h.snippet, NULL AS content, min(h.score) AS score
+    FROM hits h
+    JOIN messages m ON m.id = h.mid
+    JOIN conversations c ON c.id = m.conversation_id
+    WHERE c.workspace = ? {kind}
+    GROUP BY c.id ORDER BY score LIMIT ?
+"""
+# The best-ranked message of each conversation, then a headline for that one only
+# (ts_headline reparses the text, so it runs on at most `limit` rows).
+_SEARCH_POSTGRESQL = """
+    WITH q AS (SELECT to_tsquery('simple', ?) AS query),
+    best AS (
+        SELECT DISTINCT ON (m.conversation_id) m.conversation_id, m.content,
+               ts_rank(to_tsvector('simple', m.content), q.query) AS score
+        FROM q, messages m JOIN conversations c ON c.id = m.conversation_id
+        WHERE c.workspace = ? {kind} AND to_tsvector('simple', m.content) @@ q.query
+        ORDER BY m.conversation_id, score DESC, m.id
+    )
+    SELECT c.id, c.title, c.updated_at, b.content, b.score,
+           ts_headline('simple', b.content, q.query, ?) AS snippet
+    FROM q, best b JOIN conversations c ON c.id = b.conversation_id
+    ORDER BY b.score DESC, c.updated_at DESC LIMIT ?
+"""
+_HEADLINE_OPTIONS = (
+    f"StartSel={_START}, StopSel={_STOP}, MaxWords={SNIPPET_WORDS}, MinWords=6, "
+    "ShortWord=0, MaxFragments=1"
+)
 
 
-class ConversationStore:
-    """Conversations in `parley.db`, always read and written within one workspace."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-
-    @contextmanager
-    def _conn(self) -> Iterator[sqlite3.Connection]:
-        # The thread's reused connection: opening one per call cost more than the queries.
-        with translate_disk_errors(self.db_path.parent):
-            yield db.thread_connection(self.db_path)
+class ConversationStore(WorkspaceStore):
+    """One workspace's conversations and messages, on SQLite or PostgreSQL."""
 
     # Conversations
 
     def create(
         self,
-        workspace: str,
         *,
         model: str,
         system_prompt: str = "",
@@ -53,11 +100,10 @@ class ConversationStore:
         title: str = "New chat",
         kind: str = "chat",
     ) -> Conversation:
-        _require_workspace(workspace)
         now = time.time()
         conv = Conversation(
             id=uuid.uuid4().hex,
-            workspace=workspace,
+            workspace=self.workspace,
             title=title,
             model=model,
             system_prompt=system_prompt,
@@ -68,10 +114,11 @@ class ConversationStore:
         )
         with self._conn() as conn:
             conn.execute(
-                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO conversations ({_CONVERSATION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conv.id,
-                    workspace,
+                    self.workspace,
                     kind,
                     title,
                     model,
@@ -83,28 +130,23 @@ class ConversationStore:
             )
         return conv
 
-    def get(self, workspace: str, conversation_id: str) -> Conversation:
-        _require_workspace(workspace)
+    def get(self, conversation_id: str) -> Conversation:
         with self._conn() as conn:
-            return self._get(conn, workspace, conversation_id)
+            return self._get(conn, conversation_id)
 
-    def _get(self, conn: sqlite3.Connection, workspace: str, conversation_id: str) -> Conversation:
-        _require_workspace(workspace)
+    def _get(self, conn: Connection, conversation_id: str) -> Conversation:
         row = conn.execute(
-            "SELECT * FROM conversations WHERE id = ? AND workspace = ?",
-            (conversation_id, workspace),
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND workspace = ?",
+            (conversation_id, self.workspace),
         ).fetchone()
         if row is None:
             raise NotFoundError("Conversation not found.")
         return Conversation.from_row(row)
 
-    def list(
-        self, workspace: str, *, kind: str | None = None, limit: int = 200
-    ) -> list[Conversation]:
+    def list(self, *, kind: str | None = None, limit: int = 200) -> list[Conversation]:
         """Newest first."""
-        _require_workspace(workspace)
-        sql = "SELECT * FROM conversations WHERE workspace = ?"
-        args: list[Any] = [workspace]
+        sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE workspace = ?"
+        args: list[Any] = [self.workspace]
         if kind:
             sql += " AND kind = ?"
             args.append(kind)
@@ -113,59 +155,61 @@ class ConversationStore:
             rows = conn.execute(sql, [*args, limit]).fetchall()
         return [Conversation.from_row(r) for r in rows]
 
-    def search(self, workspace: str, query: str, *, limit: int = 50) -> list[SearchHit]:
-        """Full-text search over message content (FTS5) and titles, best matches first."""
-        _require_workspace(workspace)
-        terms = [t.replace('"', '""') for t in query.split() if t.strip()]
+    def search(self, query: str, *, kind: str | None = None, limit: int = 50) -> list[SearchHit]:
+        """Conversations whose messages hold every word of `query` (each as a word prefix),
+        best matches first, then those whose title holds it. The query is text, never
+        syntax: each word is quoted, so no operator in it reaches FTS5 or tsquery."""
+        terms = query.split()
         if not terms:
             return []
-        match = " ".join(f'"{t}"*' for t in terms)
+        words = [t for t in terms if _WORD.search(t)]
+        kind_sql = "AND c.kind = ?" if kind else ""
+        kind_args = [kind] if kind else []
         with self._conn() as conn:
-            rows = conn.execute(
-                """
-                WITH hits AS MATERIALIZED (
-                    SELECT rowid AS mid, bm25(messages_fts) AS score,
-                           snippet(messages_fts, 0, '**', '**', '…', 12) AS snippet
-                    FROM messages_fts WHERE messages_fts MATCH ?
+            rows = []
+            if words and self.dialect == "postgresql":
+                rows = conn.execute(
+                    _SEARCH_POSTGRESQL.format(kind=kind_sql),
+                    [_tsquery(words), self.workspace, *kind_args, _HEADLINE_OPTIONS, limit],
+                ).fetchall()
+            elif words:
+                rows = conn.execute(
+                    _SEARCH_SQLITE.format(kind=kind_sql, words=SNIPPET_WORDS),
+                    [_fts5_query(words), self.workspace, *kind_args, limit],
+                ).fetchall()
+            hits = [
+                SearchHit(
+                    r["id"], r["title"], _snippet(r["snippet"], r["content"]), r["updated_at"]
                 )
-                SELECT c.id, c.title, c.updated_at, h.snippet, min(h.score) AS score
-                FROM hits h
-                JOIN messages m ON m.id = h.mid
-                JOIN conversations c ON c.id = m.conversation_id
-                WHERE c.workspace = ?
-                GROUP BY c.id ORDER BY score LIMIT ?
-                """,
-                (match, workspace, limit),
-            ).fetchall()
-            hits = [SearchHit(r["id"], r["title"], r["snippet"], r["updated_at"]) for r in rows]
+                for r in rows
+            ]
             seen = {h.conversation_id for h in hits}
-            like = "%" + "%".join(terms) + "%"
+            like = "%" + "%".join(_like_escape(t) for t in terms) + "%"
+            title_like = "title ILIKE ?" if self.dialect == "postgresql" else "title LIKE ?"
             for r in conn.execute(
-                "SELECT id, title, updated_at FROM conversations "
-                "WHERE workspace = ? AND title LIKE ? ORDER BY updated_at DESC LIMIT ?",
-                (workspace, like, limit),
+                f"SELECT id, title, updated_at FROM conversations c "
+                f"WHERE workspace = ? {kind_sql} AND {title_like} ESCAPE '\\' "
+                "ORDER BY updated_at DESC LIMIT ?",
+                [self.workspace, *kind_args, like, limit],
             ):
                 if r["id"] not in seen:
                     hits.append(SearchHit(r["id"], r["title"], "", r["updated_at"]))
         return hits[:limit]
 
-    def rename(self, workspace: str, conversation_id: str, title: str) -> None:
-        _require_workspace(workspace)
+    def rename(self, conversation_id: str, title: str) -> None:
         title = " ".join(title.split())[:TITLE_LENGTH]
         if not title:
             raise InvalidInputError("A conversation needs a title.")
-        self._update(workspace, conversation_id, title=title)
+        self._update(conversation_id, title=title)
 
     def update_settings(
         self,
-        workspace: str,
         conversation_id: str,
         *,
         model: str | None = None,
         system_prompt: str | None = None,
         params: ChatParams | None = None,
     ) -> None:
-        _require_workspace(workspace)
         changes: dict[str, Any] = {}
         if model is not None:
             changes["model"] = model
@@ -175,62 +219,54 @@ class ConversationStore:
             params.validate()
             changes["params"] = json.dumps(asdict(params))
         if changes:
-            self._update(workspace, conversation_id, touch=False, **changes)
+            self._update(conversation_id, touch=False, **changes)
 
-    def _update(
-        self, workspace: str, conversation_id: str, *, touch: bool = True, **changes: Any
-    ) -> None:
+    def _update(self, conversation_id: str, *, touch: bool = True, **changes: Any) -> None:
         if touch:
             changes["updated_at"] = time.time()
-        assignments = ", ".join(f"{k} = ?" for k in changes)
+        assignments = ", ".join(f"{k} = ?" for k in changes)  # names from this module only
         with self._conn() as conn:
             cur = conn.execute(
                 f"UPDATE conversations SET {assignments} WHERE id = ? AND workspace = ?",
-                [*changes.values(), conversation_id, workspace],
+                [*changes.values(), conversation_id, self.workspace],
             )
         if cur.rowcount == 0:
             raise NotFoundError("Conversation not found.")
 
-    def delete(self, workspace: str, conversation_id: str) -> None:
-        _require_workspace(workspace)
+    def delete(self, conversation_id: str) -> None:
+        """Delete the conversation; its messages go with it (ON DELETE CASCADE)."""
         with self._conn() as conn:
             cur = conn.execute(
                 "DELETE FROM conversations WHERE id = ? AND workspace = ?",
-                (conversation_id, workspace),
+                (conversation_id, self.workspace),
             )
         if cur.rowcount == 0:
             raise NotFoundError("Conversation not found.")
 
     # Messages
 
-    def add_message(self, workspace: str, conversation_id: str, message: Message) -> Message:
+    def add_message(self, conversation_id: str, message: Message) -> Message:
         """Append a message; the first user message also titles a new conversation."""
-        _require_workspace(workspace)
-        with self._conn() as conn:
-            conv = self._get(conn, workspace, conversation_id)
-            values = _message_values(message)
-            cur = conn.execute(
-                f"INSERT INTO messages (conversation_id, {', '.join(_MESSAGE_COLUMNS)}) "
-                f"VALUES (?, {', '.join('?' * len(_MESSAGE_COLUMNS))})",
-                [conversation_id, *values],
-            )
-            message.id = cur.lastrowid
+        with self._transaction() as conn:
+            conv = self._get(conn, conversation_id)
+            message.id = conn.execute(
+                _INSERT_MESSAGE, [conversation_id, *_message_values(message)]
+            ).fetchone()[0]
             title = conv.title
             if message.role == "user" and conv.title == "New chat":
                 title = _title_from(message.content) or title
             conn.execute(
-                "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?",
-                (time.time(), title, conversation_id),
+                "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ? AND workspace = ?",
+                (time.time(), title, conversation_id, self.workspace),
             )
         return message
 
-    def update_message(self, workspace: str, conversation_id: str, message: Message) -> None:
-        _require_workspace(workspace)
+    def update_message(self, conversation_id: str, message: Message) -> None:
         if message.id is None:
             raise ValueError("update_message needs a saved message")
-        with self._conn() as conn:
-            self._get(conn, workspace, conversation_id)
-            assignments = ", ".join(f"{c} = ?" for c in _MESSAGE_COLUMNS)
+        assignments = ", ".join(f"{c} = ?" for c in _MESSAGE_COLUMNS)
+        with self._transaction() as conn:
+            self._get(conn, conversation_id)
             conn.execute(
                 f"UPDATE messages SET {assignments} WHERE id = ? AND conversation_id = ?",
                 [*_message_values(message), message.id, conversation_id],
@@ -238,7 +274,6 @@ class ConversationStore:
 
     def update_streaming(
         self,
-        workspace: str,
         conversation_id: str,
         message_id: int,
         *,
@@ -249,92 +284,81 @@ class ConversationStore:
         """Change a reply still marked "streaming": its text as it arrives, or its status
         when its process died. One statement, cheap enough to run every second; False once
         the reply was saved for good, which it never overwrites."""
-        _require_workspace(workspace)
         with self._conn() as conn:
             cur = conn.execute(
                 "UPDATE messages SET content = coalesce(?, content), "
                 "status = coalesce(?, status), meta = coalesce(?, meta) "
                 "WHERE id = ? AND conversation_id = ? AND status = 'streaming' "
-                "AND conversation_id IN (SELECT id FROM conversations WHERE workspace = ?)",
+                f"AND {_IN_WORKSPACE}",
                 (
                     content,
                     status,
                     None if meta is None else json.dumps(meta),
                     message_id,
                     conversation_id,
-                    workspace,
+                    self.workspace,
                 ),
             )
         return cur.rowcount == 1
 
-    def cache_token_counts(
-        self, workspace: str, conversation_id: str, counts: list[tuple[int, int, str]]
-    ) -> None:
+    def cache_token_counts(self, conversation_id: str, counts: list[tuple[int, int, str]]) -> None:
         """Store (message id, tokens, encoding) so the history is never counted twice."""
-        _require_workspace(workspace)
-        with self._conn() as conn:
-            self._get(conn, workspace, conversation_id)
+        with self._transaction() as conn:
+            self._get(conn, conversation_id)
             conn.executemany(
                 "UPDATE messages SET tokens = ?, tokens_encoding = ? "
                 "WHERE id = ? AND conversation_id = ?",
                 [(n, enc, mid, conversation_id) for mid, n, enc in counts],
             )
 
-    def delete_messages_from(self, workspace: str, conversation_id: str, message_id: int) -> int:
+    def delete_messages_from(self, conversation_id: str, message_id: int) -> int:
         """Delete the message with this id and every later one (for regenerate and edit)."""
-        _require_workspace(workspace)
-        with self._conn() as conn:
-            self._get(conn, workspace, conversation_id)
-            cur = conn.execute(
+        with self._transaction() as conn:
+            self._get(conn, conversation_id)
+            return conn.execute(
                 "DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
                 (conversation_id, message_id),
-            )
-            return cur.rowcount
+            ).rowcount
 
-    def clear_messages(self, workspace: str, conversation_id: str) -> int:
-        _require_workspace(workspace)
-        with self._conn() as conn:
-            self._get(conn, workspace, conversation_id)
+    def clear_messages(self, conversation_id: str) -> int:
+        with self._transaction() as conn:
+            self._get(conn, conversation_id)
             return conn.execute(
                 "DELETE FROM messages WHERE conversation_id = ?", (conversation_id,)
             ).rowcount
 
     def recent_messages(
-        self, workspace: str, conversation_id: str, limit: int, *, before_id: int | None = None
+        self, conversation_id: str, limit: int, *, before_id: int | None = None
     ) -> list[Message]:
         """The last `limit` messages (before `before_id` if given), oldest first."""
-        _require_workspace(workspace)
         sql = "SELECT * FROM messages WHERE conversation_id = ?"
         args: list[Any] = [conversation_id]
         if before_id is not None:
             sql += " AND id < ?"
             args.append(before_id)
         with self._conn() as conn:
-            self._get(conn, workspace, conversation_id)
+            self._get(conn, conversation_id)
             rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
         return [Message.from_row(r) for r in reversed(rows)]
 
-    def all_messages(self, workspace: str, conversation_id: str) -> list[Message]:
-        _require_workspace(workspace)
+    def all_messages(self, conversation_id: str) -> list[Message]:
         with self._conn() as conn:
-            self._get(conn, workspace, conversation_id)
+            self._get(conn, conversation_id)
             rows = conn.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
             ).fetchall()
         return [Message.from_row(r) for r in rows]
 
-    def count_messages(self, workspace: str, conversation_id: str) -> int:
-        _require_workspace(workspace)
+    def count_messages(self, conversation_id: str) -> int:
         with self._conn() as conn:
-            self._get(conn, workspace, conversation_id)
+            self._get(conn, conversation_id)
             return conn.execute(
                 "SELECT count(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
             ).fetchone()[0]
 
-    def totals(self, workspace: str, conversation_id: str) -> Totals:
-        _require_workspace(workspace)
+    def totals(self, conversation_id: str) -> Totals:
         with self._conn() as conn:
-            self._get(conn, workspace, conversation_id)
+            self._get(conn, conversation_id)
             row = conn.execute(
                 "SELECT coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), "
                 "coalesce(sum(cost), 0), count(*), count(*) - count(cost) FROM messages "
@@ -350,6 +374,8 @@ def _message_values(message: Message) -> list[Any]:
         value = getattr(message, name)
         if name == "meta":
             value = json.dumps(value)
+        elif name == "usage_exact":
+            value = int(value)  # an integer column on both backends
         values.append(value)
     return values
 
@@ -361,6 +387,32 @@ def _title_from(text: str) -> str:
     return words[: TITLE_LENGTH - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _require_workspace(workspace: str) -> None:
-    # A guard, not a formality: no query may run without knowing whose data it touches.
-    require_workspace(workspace)
+def _fts5_query(words: list[str]) -> str:
+    """Each word as a quoted FTS5 phrase with a prefix star: `"it""s"* "tax"*`."""
+    return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+
+
+def _tsquery(words: list[str]) -> str:
+    """Each word as a quoted tsquery lexeme with a prefix mark, ANDed: `'it''s':* & 'tax':*`.
+
+    Inside quotes `&|!():*<>` are plain characters; only the quote and the backslash need
+    escaping. PostgreSQL's parser then splits a quoted word as it split the message text
+    ("e-mail", "don't"), so the word matches as a phrase, as in FTS5.
+    """
+    quoted = ("'" + w.replace("\\", "\\\\").replace("'", "''") + "':*" for w in words)
+    return " & ".join(quoted)
+
+
+def _like_escape(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _snippet(headline: str | None, content: str | None) -> str:
+    """FTS5's snippet as it comes; PostgreSQL's headline with FTS5's marks: `**` around
+    matches and `…` where the message goes on before or after it."""
+    if not headline or content is None:
+        return headline or ""
+    plain = headline.replace(_START, "").replace(_STOP, "").strip()
+    text = content.strip()
+    marked = headline.strip().replace(_START, "**").replace(_STOP, "**")
+    return ("" if text.startswith(plain) else "…") + marked + ("" if text.endswith(plain) else "…")
