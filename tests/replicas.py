@@ -6,7 +6,8 @@ log, and all of them on one `PARLEY_DATABASE_URL`. Nothing else is shared: the d
 directories are separate, so whatever one replica shows of another's work came through
 the database (files included: the blob store defaults to PostgreSQL with a database URL).
 All replicas talk to one local OpenAI-compatible server, so a test sees every request any
-of them sent.
+of them sent, and each replica has its own API key (`sk-replica-a`, `sk-replica-b`...),
+so the test can tell which replica sent it (`sent_by`).
 
 They start side by side (each waits on `/_stcore/health`, as a load balancer's health
 check would), so the first page of each can race the other's.
@@ -14,14 +15,24 @@ check would), so the first page of each can race the other's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import parse_qs
+
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.Common_pb2 import ChatInputValue
+from streamlit.proto.Element_pb2 import Element
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 from tests.browser.conftest import StreamlitServer
-from tests.fake_openai import FakeOpenAI
+from tests.browser.protocol import RERUN, ScriptSession
+from tests.fake_openai import FakeOpenAI, RecordedRequest
+from tests.waits import WAIT
 
 NAMES = "abcdefgh"
+MAIN = 0  # the first index of a delta path: 0 the main area, 1 the sidebar
 
 
 class Replicas:
@@ -35,7 +46,6 @@ class Replicas:
         *,
         count: int = 2,
         secrets: str = "",
-        key: str = "sk-test",
         env: Mapping[str, str] | None = None,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -47,7 +57,6 @@ class Replicas:
         values = {
             "PARLEY_DATABASE_URL": database_url,
             "OPENAI_BASE_URL": server.base_url,
-            "OPENAI_API_KEY": key,
             "STREAMLIT_SECRETS_FILES": str(secrets_file),
             **(env or {}),
         }
@@ -89,6 +98,16 @@ class Replicas:
         self.servers = []
 
 
+def key(name: str) -> str:
+    """The API key replica `name` ("a", "b"...) sends with every request."""
+    return f"sk-replica-{name}"
+
+
+def sent_by(request: RecordedRequest) -> str:
+    """Which replica ("a", "b"...) sent a request the fake server recorded."""
+    return request.headers.get("authorization", "").removeprefix("Bearer sk-replica-")
+
+
 def files_on_disk(server: StreamlitServer) -> list[str]:
     """What a replica wrote to its own data directory (relative paths).
 
@@ -99,3 +118,54 @@ def files_on_disk(server: StreamlitServer) -> list[str]:
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+class ChatSession(ScriptSession):
+    """A Streamlit session over the websocket (no browser), that chats on the Chat page.
+
+    It keeps what the last script run drew in the main area, the sidebar left out (in one
+    shared workspace the sidebar lists everyone's conversations), each element as last
+    updated (a streamed reply is one element redrawn many times), and the conversation
+    the app put in the URL.
+    """
+
+    def __init__(self, app_url: str) -> None:
+        super().__init__(app_url)
+        self.main: dict[tuple[int, ...], Element] = {}
+        self.conversation_id: str | None = None
+
+    def run(self, widgets: Iterable[WidgetState] = ()) -> list[Element]:
+        msg = BackMsg()
+        msg.rerun_script.query_string = f"c={self.conversation_id}" if self.conversation_id else ""
+        msg.rerun_script.widget_states.widgets.extend(widgets)
+        self._ws.send(msg.SerializeToString())
+        drawn: dict[tuple[int, ...], Element] = {}
+        while True:
+            forward = ForwardMsg()
+            forward.ParseFromString(self._ws.recv(timeout=WAIT))
+            kind = forward.WhichOneof("type")
+            if kind == "new_session":  # a run starts (a rerun starts afresh)
+                drawn = {}
+            elif kind == "page_info_changed":
+                query = parse_qs(forward.page_info_changed.query_string)
+                self.conversation_id = query.get("c", [self.conversation_id])[0]
+            elif kind == "delta" and forward.delta.WhichOneof("type") == "new_element":
+                drawn[tuple(forward.metadata.delta_path)] = forward.delta.new_element
+            elif kind == "script_finished" and forward.script_finished != RERUN:
+                self.main = {p: e for p, e in sorted(drawn.items()) if p[0] == MAIN}
+                return list(drawn.values())
+
+    def chat(self, text: str) -> None:
+        """Send `text` from the chat box and wait for the run that streams the reply."""
+        box = next(e.chat_input for e in self.main.values() if e.WhichOneof("type") == "chat_input")
+        value = WidgetState(id=box.id, chat_input_value=ChatInputValue(data=text))
+        self.run([value])
+
+    def texts(self) -> list[str]:
+        """The text of every Markdown element in the main area, in page order."""
+        return [e.markdown.body for e in self.main.values() if e.WhichOneof("type") == "markdown"]
+
+    def exceptions(self) -> list[str]:
+        return [
+            e.exception.message for e in self.main.values() if e.WhichOneof("type") == "exception"
+        ]
