@@ -19,23 +19,30 @@ from lib.images import GenerationResult, Preview, generate
 from lib.jobs import BackgroundJob
 from lib.pricing import PriceTable
 from lib.settings import resolve_settings
+from lib.store.backend import Backend
 from tests.fake_openai import FakeOpenAI
 from tests.waits import WAIT
 
 
 @pytest.fixture
-def ctx(openai_server: FakeOpenAI, store: ConversationStore, data_dir: Path) -> chat.ChatContext:
+def ctx(openai_server: FakeOpenAI, backend: Backend, data_dir: Path) -> chat.ChatContext:
     settings = resolve_settings(
         {}, {}, {"OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": "sk-test"}
     )
     settings = dataclasses.replace(settings, provider="openai", timeout=WAIT)
+    store = ConversationStore(backend, "local")
     return chat.ChatContext(store, "local", build_client(settings), PriceTable.load(data_dir))
 
 
+@pytest.fixture
+def images(backend: Backend) -> ImageStore:
+    return ImageStore(backend, "local")
+
+
 def conversation(ctx: chat.ChatContext, *turns: tuple[str, str]) -> str:
-    cid = ctx.store.create("local", model="gpt-4o").id
+    cid = ctx.store.create(model="gpt-4o").id
     for role, text in turns:
-        ctx.store.add_message("local", cid, Message(role=role, content=text))
+        ctx.store.add_message(cid, Message(role=role, content=text))
     return cid
 
 
@@ -58,7 +65,7 @@ def test_prompt_is_written_from_the_last_exchange_only(
     excerpt = sent["messages"][-1]["content"]
     assert "lighthouse in a storm" in excerpt and "bruised sky" in excerpt
     assert "tax law" not in excerpt.lower()
-    assert ctx.store.count_messages("local", cid) == 4  # writing a prompt adds no message
+    assert ctx.store.count_messages(cid) == 4  # writing a prompt adds no message
 
 
 def test_nothing_to_illustrate_in_an_empty_conversation(
@@ -97,22 +104,22 @@ def test_an_empty_prompt_from_the_model_is_an_error(
 
 
 def test_attach_links_images_and_conversation_both_ways(
-    ctx: chat.ChatContext, data_dir: Path
+    ctx: chat.ChatContext, images: ImageStore
 ) -> None:
     cid = conversation(ctx, ("user", "A fox?"), ("assistant", "A red fox in snow."))
     (result,) = list(
         generate(ctx.client, default_request("a red fox in snow", "gpt-image-2"), prices=ctx.prices)
     )
-    gallery = ImageStore(data_dir)
-    saved, message = illustrate.attach(ctx, gallery, cid, result, prompt_cost=0.001)
+    saved, message = illustrate.attach(ctx, images, cid, result, prompt_cost=0.001)
     assert [i.conversation_id for i in saved] == [cid]
     assert message.meta["images"] == [saved[0].id] and message.meta["kind"] == "illustration"
     assert message.cost == pytest.approx(result.cost + 0.001)
-    last = ctx.store.all_messages("local", cid)[-1]
+    last = ctx.store.all_messages(cid)[-1]
     assert last.role == "assistant" and last.meta["images"] == [saved[0].id]
     assert "a red fox in snow" in last.content
-    exported = json.loads(export.to_json(ctx.store.get("local", cid), [last]))
+    exported = json.loads(export.to_json(ctx.store.get(cid), [last]))
     assert exported["messages"][0]["images"] == [saved[0].id]
+    assert [i.id for i in images.for_conversation(cid)] == [saved[0].id]
     # An earlier illustration is not the "last exchange" for the next prompt.
     assert [m.content for m in illustrate.last_exchange(ctx, cid)] == [
         "A fox?",
@@ -121,15 +128,26 @@ def test_attach_links_images_and_conversation_both_ways(
 
 
 def test_a_chat_after_an_illustration_still_works(
-    ctx: chat.ChatContext, data_dir: Path, openai_server: FakeOpenAI
+    ctx: chat.ChatContext, images: ImageStore, openai_server: FakeOpenAI
 ) -> None:
     cid = conversation(ctx, ("user", "A fox?"), ("assistant", "A red fox."))
     (result,) = list(generate(ctx.client, default_request("a red fox", "gpt-image-2")))
-    illustrate.attach(ctx, ImageStore(data_dir), cid, result)
+    illustrate.attach(ctx, images, cid, result)
     assert "".join(chat.send(ctx, cid, "Now a wolf")) == "Echo: Now a wolf"
     roles = [m["role"] for m in openai_server.requests_to("/chat/completions")[-1].json["messages"]]
     # The illustration is a record in the transcript, not a reply the model gave.
     assert roles == ["user", "assistant", "user"]
+
+
+def test_attach_refuses_an_image_store_of_another_workspace(
+    ctx: chat.ChatContext, backend: Backend
+) -> None:
+    cid = conversation(ctx, ("user", "A fox?"))
+    (result,) = list(generate(ctx.client, default_request("a fox", "gpt-image-2")))
+    elsewhere = ImageStore(backend, "someone-else")
+    with pytest.raises(ValueError, match="different workspaces"):
+        illustrate.attach(ctx, elsewhere, cid, result)
+    assert elsewhere.list() == [] and ctx.store.count_messages(cid) == 1
 
 
 def test_background_job_streams_events_and_returns_its_result() -> None:
@@ -160,9 +178,8 @@ def test_background_job_keeps_the_error_for_the_page() -> None:
 
 
 def test_a_generation_job_saves_even_if_nobody_polls(
-    ctx: chat.ChatContext, data_dir: Path, openai_server: FakeOpenAI
+    ctx: chat.ChatContext, images: ImageStore, openai_server: FakeOpenAI
 ) -> None:
-    gallery = ImageStore(data_dir)
     request = dataclasses.replace(
         default_request("a quiet harbour", "gpt-image-2"), partial_images=1
     )
@@ -174,10 +191,10 @@ def test_a_generation_job_saves_even_if_nobody_polls(
                 emit(event)
             else:
                 assert isinstance(event, GenerationResult)
-                return gallery.save("local", event)
+                return images.save(event)
         return None
 
     job = BackgroundJob(task)
     assert job.wait(10) and job.error is None
-    assert [i.prompt for i in gallery.list("local")] == ["a quiet harbour"]
+    assert [i.prompt for i in images.list()] == ["a quiet harbour"]
     assert isinstance(job.latest, Preview)
