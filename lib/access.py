@@ -11,7 +11,8 @@ Three modes, chosen by configuration alone:
   change hands).
 
 This module holds the decisions (mode, password check, the growing delay after wrong
-passwords, workspace ids); `lib/ui/auth.py` draws the gate. No Streamlit here.
+passwords and the table it is counted in, workspace ids); `lib/ui/auth.py` draws the
+gate. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ import math
 import re
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from lib import settings
 from lib.errors import AccessDenied, WrongPassword
+from lib.store.backend import Backend, Connection
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +94,15 @@ def password_matches(given: str, expected: str) -> bool:
     return hmac.compare_digest(a, b)
 
 
-# Wrong passwords are counted per client address and server-wide, in state that every
-# session of the server process shares. (A count kept in the session started over with
-# every new session: a script that opened one per guess had 61 to 74 a minute checked.)
+# Wrong passwords are counted per client address and server-wide, in the database, so
+# every session of every server process on it counts together and a restart forgets
+# nothing. (A count kept in the session started over with every new session: a script
+# that opened one per guess had 61 to 74 a minute checked.)
 FREE_FAILURES = 3  # wrong passwords an address may make before it has to wait
 FIRST_DELAY = 5.0  # seconds to wait after the FREE_FAILURES-th; doubles per further one
 MAX_DELAY = 300.0  # so a patient guesser from one address gets 12 tries an hour
 FORGET_AFTER = 3600.0  # an address with no failure for this long starts over
-MAX_ADDRESSES = 10_000  # tracked at once (under 3 MB); the oldest failure goes first
+MAX_ADDRESSES = 10_000  # tracked at once; the oldest failure goes first
 # Many addresses (a botnet) slow everyone a little: once this many failures came with no
 # quiet minute between them, every try waits SERVER_DELAY after the last failure anywhere.
 SERVER_FREE = 30
@@ -107,16 +110,21 @@ SERVER_DELAY = 1.0
 SERVER_QUIET = 60.0
 SERVER = "*"  # the server-wide count's key
 LOOPBACKS = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+# The PostgreSQL advisory lock every replica takes to decide one password try at a time.
+DECISION_LOCK = 0x70617373776F7264  # "password"
 
 
 @dataclass(frozen=True)
 class Backoff:
-    """How long a key waits after its n-th failure, and when its count is forgotten."""
+    """One count's rule: how long a key waits after its n-th failure, when its count is
+    forgotten, and how many keys it tracks at once. `scope` names its rows."""
 
+    scope: str
     free: int  # failures allowed before any wait
     first: float  # seconds after the free-th failure; doubled per failure after it
     cap: float
     forget_after: float  # seconds without a failure after which the count starts over
+    max_keys: int
 
     def delay_after(self, failures: int) -> float:
         if failures < max(self.free, 1):
@@ -125,103 +133,105 @@ class Backoff:
         return min(self.cap, self.first * 2.0 ** min(failures - max(self.free, 1), 32))
 
 
-PER_ADDRESS = Backoff(FREE_FAILURES, FIRST_DELAY, MAX_DELAY, FORGET_AFTER)
-SERVER_WIDE = Backoff(SERVER_FREE, SERVER_DELAY, SERVER_DELAY, SERVER_QUIET)
+PER_ADDRESS = Backoff("address", FREE_FAILURES, FIRST_DELAY, MAX_DELAY, FORGET_AFTER, MAX_ADDRESSES)
+SERVER_WIDE = Backoff("server", SERVER_FREE, SERVER_DELAY, SERVER_DELAY, SERVER_QUIET, 1)
 
 
 class FailureCounts(Protocol):
-    """Where failures are counted, by key; times are the throttle's clock (seconds).
+    """What `PasswordThrottle` needs from where failures are counted: by rule and key,
+    times on the throttle's clock (seconds). `decision()` is held around each try's
+    reads, comparison and counting, so that no other try, in any process sharing the
+    counts, is decided in between."""
 
-    `MemoryFailures` counts in this process. A store shared by several server processes
-    (a database table) can stand in for it; `PasswordThrottle` calls it under one lock, so
-    a shared store must make its own read-and-update atomic.
+    def decision(self) -> AbstractContextManager[object]: ...
+    def wait_left(self, rule: Backoff, key: str, now: float) -> float: ...
+    def record_failure(self, rule: Backoff, key: str, now: float) -> float: ...  # its delay
+    def reset(self, rule: Backoff, key: str) -> None: ...
+
+
+class DatabaseFailures:
+    """Failure counts in the `password_failures` table, on either backend.
+
+    Server-wide, not a `WorkspaceStore`: a try is counted before its session has any
+    workspace (passing the gate is what gives it one), against the client's address and
+    the whole server, so the rows belong to no user. They hold addresses, counts and
+    times, never a guess.
+
+    A failure is one upsert that returns the new count (`INSERT ... ON CONFLICT DO UPDATE
+    ... RETURNING`), so two replicas counting the same address never lose one. A count
+    whose last failure is `forget_after` old starts over, and is deleted with the
+    oldest beyond `max_keys` whenever a failure is recorded.
     """
 
-    def wait_left(self, key: str, now: float) -> float: ...
-    def record_failure(self, key: str, now: float) -> float: ...  # the delay it now has
-    def reset(self, key: str) -> None: ...
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
 
+    @contextmanager
+    def decision(self) -> Iterator[object]:
+        # SQLite's transaction takes the database's write lock at once (BEGIN IMMEDIATE),
+        # which every process on the file queues for; PostgreSQL's needs the advisory lock.
+        with self.backend.transaction() as conn:
+            if self.backend.dialect == "postgresql":
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (DECISION_LOCK,))
+            yield conn
 
-@dataclass(slots=True)
-class _Count:
-    failures: int
-    last: float  # when the last failure was recorded
-    retry_at: float  # no try is compared before this
+    def wait_left(self, rule: Backoff, key: str, now: float) -> float:
+        with self.backend.connection() as conn:
+            row = conn.execute(
+                "SELECT failures, last_failure FROM password_failures WHERE scope = ? AND key = ?",
+                (rule.scope, key),
+            ).fetchone()
+        if row is None or now - row["last_failure"] >= rule.forget_after:
+            return 0.0
+        return max(0.0, row["last_failure"] + rule.delay_after(row["failures"]) - now)
 
+    def record_failure(self, rule: Backoff, key: str, now: float) -> float:
+        with self.backend.transaction() as conn:
+            (failures,) = conn.execute(
+                "INSERT INTO password_failures (scope, key, failures, last_failure) "
+                "VALUES (?, ?, 1, ?) ON CONFLICT (scope, key) DO UPDATE SET failures = "
+                " CASE WHEN excluded.last_failure - password_failures.last_failure >= ?"
+                " THEN 1 ELSE password_failures.failures + 1 END,"
+                " last_failure = excluded.last_failure "
+                "RETURNING failures",
+                (rule.scope, key, now, rule.forget_after),
+            ).fetchone()
+            self._prune(conn, rule, now)
+        return rule.delay_after(failures)
 
-class MemoryFailures:
-    """Failure counts in this process's memory; thread-safe and bounded.
+    def reset(self, rule: Backoff, key: str) -> None:
+        with self.backend.connection() as conn:
+            conn.execute(
+                "DELETE FROM password_failures WHERE scope = ? AND key = ?", (rule.scope, key)
+            )
 
-    At most `max_keys` keys, in the order of their last failure, so the ones to expire
-    (no failure for `forget_after`) or to evict when full are always at the front.
-    """
-
-    def __init__(self, backoff: Backoff, max_keys: int = MAX_ADDRESSES) -> None:
-        self.backoff = backoff
-        self.max_keys = max_keys
-        self._counts: OrderedDict[str, _Count] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._counts)
-
-    def wait_left(self, key: str, now: float) -> float:
-        with self._lock:
-            count = self._live(key, now)
-            return max(0.0, count.retry_at - now) if count else 0.0
-
-    def record_failure(self, key: str, now: float) -> float:
-        with self._lock:
-            count = self._live(key, now) or _Count(0, now, now)
-            count.failures += 1
-            count.last = now
-            delay = self.backoff.delay_after(count.failures)
-            count.retry_at = now + delay
-            self._counts[key] = count
-            self._counts.move_to_end(key)
-            self._prune(now)
-            return delay
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._counts.pop(key, None)
-
-    def _live(self, key: str, now: float) -> _Count | None:
-        count = self._counts.get(key)
-        if count is not None and now - count.last >= self.backoff.forget_after:
-            del self._counts[key]
-            return None
-        return count
-
-    def _prune(self, now: float) -> None:
-        while self._counts:
-            key, oldest = next(iter(self._counts.items()))
-            if len(self._counts) <= self.max_keys and now - oldest.last < self.backoff.forget_after:
-                return
-            del self._counts[key]
+    def _prune(self, conn: Connection, rule: Backoff, now: float) -> None:
+        conn.execute(
+            "DELETE FROM password_failures WHERE scope = ? AND last_failure <= ?",
+            (rule.scope, now - rule.forget_after),
+        )
+        conn.execute(
+            "DELETE FROM password_failures WHERE scope = ? AND last_failure < ("
+            " SELECT last_failure FROM password_failures WHERE scope = ?"
+            " ORDER BY last_failure DESC LIMIT 1 OFFSET ?)",
+            (rule.scope, rule.scope, rule.max_keys - 1),
+        )
 
 
 class PasswordThrottle:
     """The password check with its waits, per client address and server-wide.
 
-    One per server process (`lib/ui/auth.py` keeps it in `st.cache_resource`), so a new
-    session is no way around it.
+    The counts are in `counts` (the database), so a new session, another replica or a
+    restart is no way around them. The clock is wall-clock time by default: every
+    replica must read the same one (`time.monotonic` counts from each machine's boot).
     """
 
-    def __init__(
-        self,
-        per_address: FailureCounts | None = None,
-        server_wide: FailureCounts | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        # Not `or`: an empty MemoryFailures is falsy (it has a length).
-        self.per_address = MemoryFailures(PER_ADDRESS) if per_address is None else per_address
-        self.server_wide = (
-            MemoryFailures(SERVER_WIDE, max_keys=1) if server_wide is None else server_wide
-        )
+    def __init__(self, counts: FailureCounts, clock: Callable[[], float] = time.time) -> None:
+        self.counts = counts
         self._clock = clock
         # One decision at a time: tries sent at once from many sessions must not all be
-        # compared before the first of them is counted. A comparison takes microseconds.
+        # compared before the first of them is counted. This lock queues this process's
+        # tries; `counts.decision()` queues them with every other process's.
         self._lock = threading.Lock()
 
     def check(self, address: str, given: str, expected: str) -> None:
@@ -231,22 +241,23 @@ class PasswordThrottle:
         being compared, even if it is right: otherwise the wait would slow nobody down.
         A right password resets its address's count, not the server-wide one.
         """
-        with self._lock:
+        with self._lock, self.counts.decision():
             now = self._clock()
             wait = max(
-                self.per_address.wait_left(address, now), self.server_wide.wait_left(SERVER, now)
+                self.counts.wait_left(PER_ADDRESS, address, now),
+                self.counts.wait_left(SERVER_WIDE, SERVER, now),
             )
-            if wait > 0:
+            if wait > 0:  # raised inside the decision, which has written nothing
                 log.info("Password try from %s refused unchecked (%.0f s to wait)", address, wait)
                 raise WrongPassword(
                     f"Too soon: wait {math.ceil(wait)} s before trying again.", retry_after=wait
                 )
             if given and password_matches(given, expected):
-                self.per_address.reset(address)
+                self.counts.reset(PER_ADDRESS, address)
                 return
             delay = max(
-                self.per_address.record_failure(address, now),
-                self.server_wide.record_failure(SERVER, now),
+                self.counts.record_failure(PER_ADDRESS, address, now),
+                self.counts.record_failure(SERVER_WIDE, SERVER, now),
             )
         when = datetime.now(UTC).isoformat(timespec="seconds")
         log.warning("Wrong password from %s at %s; next try in %g s", address, when, delay)

@@ -1,19 +1,25 @@
 """Access decisions without Streamlit: modes, the password check, the waits after wrong
-passwords (per client address and server-wide, on an injected clock), client addresses
-behind proxies, and workspace ids (lib/access.py)."""
+passwords (per client address and server-wide, on an injected clock, counted in the
+database on both backends and shared by replicas), client addresses behind proxies, and
+workspace ids (lib/access.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from lib import access
 from lib.errors import AccessDenied, WrongPassword
+from lib.store.backend import Backend
+from lib.store.postgres import PostgresBackend
+from lib.store.sqlite import SQLiteBackend
 
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}
 
@@ -90,14 +96,32 @@ def attempt(throttle: access.PasswordThrottle, address: str, given: str) -> str:
     return "admitted"
 
 
+def stored(backend: Backend) -> dict[tuple[str, str], int]:
+    """The failure counts in the table, by (scope, key)."""
+    with backend.connection() as conn:
+        rows = conn.execute("SELECT scope, key, failures FROM password_failures").fetchall()
+    return {(r["scope"], r["key"]): r["failures"] for r in rows}
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def throttle(clock: Clock) -> access.PasswordThrottle:
-    return access.PasswordThrottle(clock=clock)
+def throttle(clock: Clock, backend: Backend) -> access.PasswordThrottle:
+    return access.PasswordThrottle(access.DatabaseFailures(backend), clock=clock)
+
+
+@pytest.fixture
+def replica(backend: Backend) -> Iterator[Backend]:
+    """The same database opened a second time, as another server process opens it."""
+    if isinstance(backend, PostgresBackend):
+        other: Backend = PostgresBackend(backend.data_dir, backend.url)
+    else:
+        other = SQLiteBackend(backend.data_dir)
+    yield other
+    other.close()
 
 
 @pytest.mark.parametrize(
@@ -178,14 +202,15 @@ def test_success_resets_its_address_only(throttle: access.PasswordThrottle, cloc
 
 
 def test_an_address_that_stops_failing_is_forgotten(
-    throttle: access.PasswordThrottle, clock: Clock
+    throttle: access.PasswordThrottle, clock: Clock, backend: Backend
 ) -> None:
     for _ in range(access.FREE_FAILURES + 2):
         clock.now += access.MAX_DELAY
         attempt(throttle, "203.0.113.7", "guess")
     clock.now += access.FORGET_AFTER
-    assert throttle.per_address.wait_left("203.0.113.7", clock.now) == 0
-    assert len(throttle.per_address) == 0
+    assert throttle.counts.wait_left(access.PER_ADDRESS, "203.0.113.7", clock.now) == 0
+    attempt(throttle, "198.51.100.1", "guess")  # a failure anywhere deletes expired counts
+    assert ("address", "203.0.113.7") not in stored(backend)
     with pytest.raises(WrongPassword) as wrong:
         throttle.check("203.0.113.7", "guess", "secret")
     assert wrong.value.retry_after == 0  # a first failure again
@@ -198,45 +223,75 @@ def test_an_empty_password_never_matches_even_an_empty_setting(
         throttle.check("203.0.113.7", "", "")
 
 
-def test_memory_is_bounded_by_count_and_by_age() -> None:
-    counts = access.MemoryFailures(access.PER_ADDRESS, max_keys=100)
-    for n in range(1000):
-        counts.record_failure(f"key-{n}", now=float(n))
-    assert len(counts) == 100
+def test_the_table_is_bounded_by_count_and_by_age(backend: Backend) -> None:
+    counts = access.DatabaseFailures(backend)
+    rule = dataclasses.replace(access.PER_ADDRESS, max_keys=50)
+    for n in range(300):
+        counts.record_failure(rule, f"key-{n}", now=float(n))
+    assert len(stored(backend)) == 50
     # The most recent failures are the ones kept.
-    assert counts.wait_left("key-0", 1000.0) == 0
-    counts.record_failure("key-999", now=1000.0)
-    assert counts.wait_left("key-999", 1000.0) == 0  # 2 failures: still free
-    counts.record_failure("key-999", now=1000.0)
-    assert counts.wait_left("key-999", 1000.0) == access.FIRST_DELAY
+    assert counts.wait_left(rule, "key-0", 300.0) == 0
+    counts.record_failure(rule, "key-299", now=300.0)
+    assert counts.wait_left(rule, "key-299", 300.0) == 0  # 2 failures: still free
+    counts.record_failure(rule, "key-299", now=300.0)
+    assert counts.wait_left(rule, "key-299", 300.0) == access.FIRST_DELAY
     # Expired counts go as soon as anything is recorded.
-    counts.record_failure("late", now=999.0 + access.FORGET_AFTER)
-    assert len(counts) == 2  # "late", and key-999 (failed at 1000 s, not yet expired)
+    counts.record_failure(rule, "late", now=299.0 + access.FORGET_AFTER)
+    assert set(stored(backend)) == {("address", "late"), ("address", "key-299")}
 
 
-def test_tries_sent_at_once_are_decided_one_at_a_time(clock: Clock) -> None:
+def test_two_replicas_counting_one_address_lose_no_failure(
+    backend: Backend, replica: Backend
+) -> None:
+    """Each failure is one atomic upsert: four threads on two separately opened backends
+    count the same address at once, and every failure is there, each with its own count."""
+    per_thread, start = 25, threading.Barrier(4)
+    stores = [access.DatabaseFailures(backend), access.DatabaseFailures(replica)]
+
+    def count(counts: access.DatabaseFailures) -> list[float]:
+        start.wait()
+        rule = access.PER_ADDRESS
+        return [counts.record_failure(rule, "203.0.113.7", 1000.0) for _ in range(per_thread)]
+
+    with ThreadPoolExecutor(4) as pool:
+        delays = [d for part in pool.map(count, stores * 2) for d in part]
+    assert stored(backend) == {("address", "203.0.113.7"): 4 * per_thread}
+    assert sorted(delays) == [access.PER_ADDRESS.delay_after(n) for n in range(1, 101)]
+
+
+def test_tries_sent_at_once_to_two_replicas_are_decided_one_at_a_time(
+    clock: Clock, backend: Backend, replica: Backend
+) -> None:
     tries = 12
     start, read = threading.Barrier(tries), threading.Barrier(tries)
 
-    class RacingCounts(access.MemoryFailures):
+    class RacingCounts(access.DatabaseFailures):
         # Each read waits until every try has read (or half a second has passed): without
-        # one lock over read, compare and count, all of them would read "no wait".
-        def wait_left(self, key: str, now: float) -> float:
-            wait = super().wait_left(key, now)
+        # one decision at a time over read, compare and count, across both processes,
+        # all of them would read "no wait".
+        def wait_left(self, rule: access.Backoff, key: str, now: float) -> float:
+            wait = super().wait_left(rule, key, now)
             with contextlib.suppress(threading.BrokenBarrierError):
                 read.wait(timeout=0.5)
             return wait
 
-    throttle = access.PasswordThrottle(RacingCounts(access.PER_ADDRESS), clock=clock)
+    # Two throttles, as two server processes have: each its own lock, one database.
+    throttles = [
+        access.PasswordThrottle(RacingCounts(backend), clock=clock),
+        access.PasswordThrottle(RacingCounts(replica), clock=clock),
+    ]
 
     def guess(n: int) -> str:
         start.wait()
-        return attempt(throttle, "203.0.113.7", f"guess-{n}")
+        return attempt(throttles[n % 2], "203.0.113.7", f"guess-{n}")
 
     with ThreadPoolExecutor(tries) as pool:
         outcomes = list(pool.map(guess, range(tries)))
     assert outcomes.count("wrong") == access.FREE_FAILURES
     assert outcomes.count("too soon") == tries - access.FREE_FAILURES
+    # A process started later (a restart, another replica) finds the wait.
+    later = access.PasswordThrottle(access.DatabaseFailures(replica), clock=clock)
+    assert attempt(later, "203.0.113.7", "secret") == "too soon"
 
 
 def test_failures_are_logged_with_address_and_time_never_the_guess(

@@ -16,8 +16,9 @@ from streamlit.errors import StreamlitAuthError, StreamlitPageNotFoundError
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lib import access, settings
-from lib.errors import AccessDenied, ConfigError, WrongPassword
+from lib.errors import AccessDenied, ConfigError, DatabaseUnavailable, DiskFull, WrongPassword
 from lib.markup import escape
+from lib.store.backend import Backend
 from lib.ui import clients, state
 
 USER_CLAIMS = ("is_logged_in", "iss", "sub", "name", "email")
@@ -130,10 +131,18 @@ def _gate_page() -> None:
         _sign_in()
 
 
+def _throttle() -> access.PasswordThrottle:
+    """The throttle on this deployment's database (if the database cannot be used, the
+    page stops saying why, and no try is compared)."""
+    backend = clients.backend(clients.settings())
+    return _password_throttle(backend.dialect, backend.location, backend)
+
+
 @st.cache_resource(show_spinner=False)
-def _password_throttle() -> access.PasswordThrottle:
-    """Wrong passwords from every session of this server process, by address and overall."""
-    return access.PasswordThrottle()
+def _password_throttle(dialect: str, location: str, _backend: Backend) -> access.PasswordThrottle:
+    """One per database for the process: its lock queues this process's tries; the counts
+    are in the database (`access.DatabaseFailures`), shared by every replica."""
+    return access.PasswordThrottle(access.DatabaseFailures(_backend))
 
 
 def _client_address() -> str:
@@ -155,11 +164,11 @@ def _password_form() -> None:
         return
     expected = access.configured_password(clients.secrets(), os.environ) or ""
     try:
-        _password_throttle().check(_client_address(), given or "", expected)
+        _throttle().check(_client_address(), given or "", expected)
     except WrongPassword as exc:
         st.error(escape(str(exc)), icon=":material/lock:")
         return
-    except ConfigError as exc:
+    except (ConfigError, DatabaseUnavailable, DiskFull) as exc:  # no try was admitted
         st.error(escape(str(exc)))
         return
     state.put("admitted", True)
