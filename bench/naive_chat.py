@@ -11,14 +11,15 @@ import streamlit as st
 
 from lib.conversations import ConversationStore
 from lib.settings import data_dir
+from lib.store.backend import open_backend
 
 with st.sidebar:
     st.text_input("OpenAI API Key", key="chatbot_api_key", type="password")
 
 st.title("Chatbot")
-store = ConversationStore(data_dir() / "parley.db")
+store = ConversationStore(open_backend(data_dir()), "local")
 cid = st.query_params.get("c")
-messages = store.all_messages("local", cid) if cid else []
+messages = store.all_messages(cid) if cid else []
 for message in messages:
     with st.chat_message(message.role):
         st.markdown(message.content)

@@ -50,6 +50,7 @@ from lib.conversations import ChatParams, ConversationStore, Message  # noqa: E4
 from lib.memory import output_reserve, trim_to_budget  # noqa: E402
 from lib.models import context_window  # noqa: E402
 from lib.prompt import prepare  # noqa: E402
+from lib.store.backend import open_backend  # noqa: E402
 from lib.tokens import counter_for  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 
@@ -92,7 +93,7 @@ def seed_conversation(
     """A conversation of `n_messages` alternating turns from `opening`, saved as Parley does."""
     rng = random.Random(seed)
     counter = counter_for(MODEL)
-    conv = store.create(WORKSPACE, model=MODEL, title=f"{n_messages} messages")
+    conv = store.create(model=MODEL, title=f"{n_messages} messages")
     for i in range(n_messages):
         if (i % 2 == 0) == (opening == "user"):
             message = Message(role="user", content=paragraph(rng, rng.randint(6, 30)))
@@ -110,7 +111,7 @@ def seed_conversation(
             )
         message.tokens = counter.count_message(message.content)
         message.tokens_encoding = counter.name
-        store.add_message(WORKSPACE, conv.id, message)
+        store.add_message(conv.id, message)
     return conv.id
 
 
@@ -233,19 +234,19 @@ def trim_bench(n: int) -> None:
 
 
 def prepare_bench(data_dir: Path, n: int) -> None:
-    store = ConversationStore(data_dir / "prepare.db")
+    store = ConversationStore(open_backend(data_dir / "prepare"), WORKSPACE)
     start = time.perf_counter()
     # Ends on a reply, then the new question: n messages in all, alternating throughout.
     cid = seed_conversation(store, n - 1, seed=n, opening="user" if n % 2 else "assistant")
-    store.add_message(WORKSPACE, cid, Message(role="user", content="And what about the index?"))
+    store.add_message(cid, Message(role="user", content="And what about the index?"))
     print(
         f"\nlib.prompt.prepare on a {n:,}-message conversation "
         f"(seeded in {time.perf_counter() - start:.1f} s)"
     )
-    ctx = chat.ChatContext(store, WORKSPACE, client=None)  # prepare never calls the client
+    ctx = chat.ChatContext(store, client=None)  # prepare never calls the client
     for rounds in (10, 500):
-        store.update_settings(WORKSPACE, cid, params=ChatParams(memory_rounds=rounds))
-        conv = store.get(WORKSPACE, cid)
+        store.update_settings(cid, params=ChatParams(memory_rounds=rounds))
+        conv = store.get(cid)
         prompt = prepare(ctx, conv)
         ms = median_ms(lambda conv=conv: prepare(ctx, conv), 30)
         print(
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp, FakeOpenAI() as server:
         data_dir = Path(tmp)
         os.environ["PARLEY_DATA_DIR"] = str(data_dir)  # the pages read it; never the real data/
-        store = ConversationStore(data_dir / "parley.db")
+        store = ConversationStore(open_backend(data_dir), WORKSPACE)
         rerun_table(server, store, sizes, args.runs)
         trim_bench(args.history)
         prepare_bench(data_dir, args.history)

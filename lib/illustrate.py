@@ -37,7 +37,7 @@ class PromptDraft:
 
 def last_exchange(ctx: ChatContext, conversation_id: str) -> list[Message]:
     """The last user message and the replies after it (earlier illustrations left out)."""
-    recent = ctx.store.recent_messages(ctx.workspace, conversation_id, 12)
+    recent = ctx.store.recent_messages(conversation_id, 12)
     recent = [m for m in recent if m.meta.get("kind") != ILLUSTRATION and m.content.strip()]
     users = [i for i, m in enumerate(recent) if m.role == "user"]
     return recent[users[-1] :] if users else recent[-1:]
@@ -45,7 +45,7 @@ def last_exchange(ctx: ChatContext, conversation_id: str) -> list[Message]:
 
 def write_prompt(ctx: ChatContext, conversation_id: str) -> PromptDraft:
     """Ask the conversation's chat model for an image prompt from the last exchange."""
-    conv = ctx.store.get(ctx.workspace, conversation_id)
+    conv = ctx.store.get(conversation_id)
     exchange = last_exchange(ctx, conv.id)
     if not exchange:
         raise errors.InvalidInputError("There is nothing to illustrate yet: send a message first.")
@@ -103,7 +103,7 @@ def attach(
         cost=cost,
         meta=meta,
     )
-    return saved, ctx.store.add_message(ctx.workspace, conversation_id, message)
+    return saved, ctx.store.add_message(conversation_id, message)
 
 
 def _clip(text: str) -> str:

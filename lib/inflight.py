@@ -83,7 +83,7 @@ def is_live(owner: dict[str, Any] | None) -> bool:
 
 
 def settle(
-    store: ConversationStore, workspace: str, conversation_id: str, messages: list[Message]
+    store: ConversationStore, conversation_id: str, messages: list[Message]
 ) -> list[Message]:
     """Mark replies left "streaming" by a process that is gone as interrupted, in the store
     and in `messages`; a reply still being written (here or elsewhere) is left alone."""
@@ -91,8 +91,6 @@ def settle(
         if message.status != "streaming" or is_live(message.meta.get("owner")):
             continue
         meta = {**message.meta, "error": CUT_OFF}
-        if store.update_streaming(
-            workspace, conversation_id, message.id, status="interrupted", meta=meta
-        ):
+        if store.update_streaming(conversation_id, message.id, status="interrupted", meta=meta):
             message.status, message.meta = "interrupted", meta
     return messages

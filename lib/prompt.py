@@ -97,7 +97,7 @@ def prepare(
     system_prompt = conv.system_prompt if system is None else system
     counter = ctx.server.counter(conv.model)
     rounds = conv.params.memory_rounds
-    recent = ctx.store.recent_messages(ctx.workspace, conv.id, 2 * rounds + 1)
+    recent = ctx.store.recent_messages(conv.id, 2 * rounds + 1)
     _cache_counts(ctx, conv, recent, counter)
     *history, new = [m for m in recent if for_model(m)]
     limit = trim_limit(ctx, conv, counter, fit)
@@ -113,7 +113,7 @@ def prepare(
         ),
     )
     # Count what was left out of the whole conversation, not just of the loaded window.
-    earlier = ctx.store.count_messages(ctx.workspace, conv.id) - len(recent)
+    earlier = ctx.store.count_messages(conv.id) - len(recent)
     trim = dataclasses.replace(trim, dropped=trim.dropped + earlier)
     if shrink and trim.kept:
         trim = _halved(trim)
@@ -155,7 +155,7 @@ def _cache_counts(
             m.tokens_encoding = counter.name
             fresh.append((m.id, m.tokens, counter.name))
     if fresh:
-        ctx.store.cache_token_counts(ctx.workspace, conv.id, fresh)
+        ctx.store.cache_token_counts(conv.id, fresh)
 
 
 def request_options(conv: Conversation, provider: str) -> dict[str, Any]:

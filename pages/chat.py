@@ -33,7 +33,7 @@ if conv:
     chat_view.last_actions(ctx, conv, shown)
     illustrate.action(ctx, conv, current)
     last_reply = next((m for m in reversed(shown) if m.role == "assistant"), None)
-    totals = store.totals(ctx.workspace, conv.id)
+    totals = store.totals(conv.id)
     transcript.gauge(last_reply, totals, current.provider, current.base_url)
     chat_view.run_pending(ctx)
 

@@ -71,7 +71,7 @@ if not chosen:
 
 if prompt := st.chat_input("Ask about your documents", submit_mode="stop", disabled=not chosen):
     if conv is None:
-        conv = store.create(ctx.chat.workspace, model=model, kind=rag.KIND)
+        conv = store.create(model=model, kind=rag.KIND)
         docs.start_conversation(library, conv)
         state.open_conversation(conv.id, rag.KIND)
     with st.chat_message("user", avatar=transcript.AVATARS["user"]):

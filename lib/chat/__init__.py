@@ -42,10 +42,10 @@ RETRYABLE = {"failed", "interrupted"}  # statuses whose turn the page offers to 
 
 @dataclass
 class ChatContext:
-    """Everything a reply needs besides the conversation itself."""
+    """Everything a reply needs besides the conversation itself. The store is bound to
+    the session's workspace, which is the context's workspace too."""
 
     store: ConversationStore
-    workspace: str
     client: openai.OpenAI
     prices: PriceTable = field(default_factory=PriceTable)
     provider: str = "openai"
@@ -59,6 +59,10 @@ class ChatContext:
             self.client = self.client.with_options(max_retries=0)
         if self.server is None:
             self.server = Offline(self.provider)
+
+    @property
+    def workspace(self) -> str:
+        return self.store.workspace
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         """What a chat request on this server cost, at its own server's or provider's price."""
@@ -83,15 +87,15 @@ def send(ctx: ChatContext, conversation_id: str, text: str) -> Reply:
     text = text.strip()
     if not text:
         raise errors.InvalidInputError("The message is empty.")
-    conv = ctx.store.get(ctx.workspace, conversation_id)
-    ctx.store.add_message(ctx.workspace, conv.id, Message(role="user", content=text))
+    conv = ctx.store.get(conversation_id)
+    ctx.store.add_message(conv.id, Message(role="user", content=text))
     return Reply(ctx, conv)
 
 
 def regenerate(ctx: ChatContext, conversation_id: str) -> Reply:
     """Drop the last reply (keeping it as an alternative) and answer the last question again."""
-    conv = ctx.store.get(ctx.workspace, conversation_id)
-    last = ctx.store.recent_messages(ctx.workspace, conv.id, 1)
+    conv = ctx.store.get(conversation_id)
+    last = ctx.store.recent_messages(conv.id, 1)
     previous: list[str] = []
     if last and is_record(last[0]):
         raise errors.InvalidInputError(
@@ -100,26 +104,26 @@ def regenerate(ctx: ChatContext, conversation_id: str) -> Reply:
     if last and last[0].role == "assistant":
         if for_model(last[0]):  # a failed reply is no version worth keeping
             previous = [*last[0].meta.get("alternatives", [last[0].content])]
-        ctx.store.delete_messages_from(ctx.workspace, conv.id, last[0].id)
-    if not ctx.store.recent_messages(ctx.workspace, conv.id, 1):
+        ctx.store.delete_messages_from(conv.id, last[0].id)
+    if not ctx.store.recent_messages(conv.id, 1):
         raise errors.InvalidInputError("There is no message to answer yet.")
     return Reply(ctx, conv, earlier_versions=previous)
 
 
 def edit_last_user_message(ctx: ChatContext, conversation_id: str, text: str) -> Reply:
     """Replace the last user message (and what followed it) with `text`, and resend."""
-    conv = ctx.store.get(ctx.workspace, conversation_id)
-    recent = ctx.store.recent_messages(ctx.workspace, conv.id, 2)
+    conv = ctx.store.get(conversation_id)
+    recent = ctx.store.recent_messages(conv.id, 2)
     users = [m for m in recent if m.role == "user"]
     if not users:
         raise errors.InvalidInputError("There is no message to edit.")
-    ctx.store.delete_messages_from(ctx.workspace, conv.id, users[-1].id)
+    ctx.store.delete_messages_from(conv.id, users[-1].id)
     return send(ctx, conv.id, text)
 
 
 def choose_alternative(ctx: ChatContext, conversation_id: str, message_id: int, index: int) -> None:
     """Make alternative `index` of an n > 1 reply the one the conversation continues from."""
-    for message in ctx.store.recent_messages(ctx.workspace, conversation_id, 2):
+    for message in ctx.store.recent_messages(conversation_id, 2):
         if message.id == message_id:
             alternatives = message.meta.get("alternatives") or []
             if not 0 <= index < len(alternatives):
@@ -127,6 +131,6 @@ def choose_alternative(ctx: ChatContext, conversation_id: str, message_id: int, 
             message.content = alternatives[index]
             message.meta["chosen"] = index
             message.tokens = None
-            ctx.store.update_message(ctx.workspace, conversation_id, message)
+            ctx.store.update_message(conversation_id, message)
             return
     raise errors.InvalidInputError("Only the latest reply's alternatives can be chosen.")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from lib.conversations import Conversation, Message
 from lib.memory import TrimResult
 from lib.prompt import Prompt, prepare, request_options, trim_limit
 from lib.server import overflow
+from lib.store.backend import is_database_error
 from lib.tokens import TOKENS_PER_REPLY
 
 if TYPE_CHECKING:
@@ -321,17 +321,20 @@ class Reply:
         ):
             return
         self._saved_at, self._saved_chars = now, self._chars
-        store, ws, cid = self.ctx.store, self.ctx.workspace, self.conv.id
+        store, cid = self.ctx.store, self.conv.id
         try:
             if self._row is None:
                 # Registered before the row exists, so no reader ever takes it for an orphan.
                 self._owner = self._owner or inflight.register()
                 row = Message("assistant", self.text, "streaming", self.conv.model)
                 row.meta["owner"] = self._owner
-                self._row = store.add_message(ws, cid, row)
+                self._row = store.add_message(cid, row)
             else:
-                store.update_streaming(ws, cid, self._row.id, content=self.text)
-        except (sqlite3.Error, errors.ParleyError) as exc:  # DiskFull too: the final save retries
+                store.update_streaming(cid, self._row.id, content=self.text)
+        except Exception as exc:
+            if not (isinstance(exc, errors.ParleyError) or is_database_error(exc)):
+                raise
+            # DiskFull, a database gone away: the reply goes on, and the final save retries.
             log.warning("could not save the reply so far: %s", exc)
 
     def _save(self, status: str, **extra: Any) -> None:
@@ -353,13 +356,13 @@ class Reply:
         )
         self._account(message, texts)
         self.annotate(message)
-        store, ws, cid = self.ctx.store, self.ctx.workspace, self.conv.id
+        store, cid = self.ctx.store, self.conv.id
         try:
             if self._row is None:
-                self.message = store.add_message(ws, cid, message)
+                self.message = store.add_message(cid, message)
             else:
                 message.id, message.created_at = self._row.id, self._row.created_at
-                store.update_message(ws, cid, message)
+                store.update_message(cid, message)
                 self.message = message
         finally:
             inflight.release(self._owner)

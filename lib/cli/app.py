@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sqlite3
 import tomllib
 from collections.abc import Callable, Mapping
 from enum import StrEnum
@@ -29,6 +28,7 @@ from lib.cli.output import Terminal
 from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
 from lib.settings import Settings, resolve_settings, workspace_name
+from lib.store.backend import backend_for, is_database_error
 from lib.usage import money
 
 app = typer.Typer(
@@ -74,7 +74,9 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except ParleyError as exc:
             message = describe(exc)
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, OSError) or is_database_error(exc)):
+                raise
             message = f"{type(exc).__name__}: {exc}"
         Terminal().error(message)
         raise typer.Exit(1)
@@ -112,8 +114,9 @@ def load_settings(explicit: Mapping[str, Any] | None = None) -> Settings:
     return resolve_settings(flags, read_secrets(secret_files()), os.environ)
 
 
-def open_store(settings: Settings) -> ConversationStore:
-    return ConversationStore(settings.data_dir / "parley.db")
+def open_store(settings: Settings, workspace: str) -> ConversationStore:
+    """The conversations of `workspace`, on the backend the settings name."""
+    return ConversationStore(backend_for(settings), workspace)
 
 
 @app.callback(invoke_without_command=True)
@@ -163,9 +166,9 @@ def chat_command(
     terminal = Terminal()
     settings = load_settings({"base_url": base_url, "provider": provider, "chat_model": model})
     client = build_client(settings)
-    store = open_store(settings)
+    store = open_store(settings, workspace)
     opts = ChatOptions(system, model, temperature, top_p, max_tokens, stop, n, latest, conversation)
-    conv = open_chat(store, workspace, settings, opts, terminal)
+    conv = open_chat(store, settings, opts, terminal)
     if isinstance(conv, Draft) and not model:
         conv.model, note = start_model(client, settings)
         if note:
@@ -173,7 +176,6 @@ def chat_command(
     prices = PriceTable.load(settings.data_dir)
     context = chat.ChatContext(
         store,
-        workspace,
         client,
         prices,
         settings.provider,
@@ -215,15 +217,14 @@ def list_command(
     workspace: Workspace = None,
 ) -> None:
     """List conversations, newest first (or search them)."""
-    store = open_store(load_settings())
+    store = open_store(load_settings(), workspace)
     terminal = Terminal()
     if search is not None:
-        hits = store.search(workspace, search, limit=limit)
-        items = [(store.get(workspace, h.conversation_id), h.snippet) for h in hits]
-        items = [(conv, snippet) for conv, snippet in items if kind in (None, conv.kind)]
+        hits = store.search(search, kind=kind, limit=limit)
+        items = [(store.get(h.conversation_id), h.snippet) for h in hits]
     else:
-        convs = store.list(workspace, kind=kind, limit=limit)
-        items = [(c, f"{store.count_messages(workspace, c.id)} messages") for c in convs]
+        convs = store.list(kind=kind, limit=limit)
+        items = [(c, f"{store.count_messages(c.id)} messages") for c in convs]
     if not items:
         terminal.note("No conversations found." if search else "No conversations yet.")
         return
@@ -234,11 +235,11 @@ def list_command(
 @reports_errors
 def show(conversation_id: ConversationRef, workspace: Workspace = None) -> None:
     """Print a conversation (Markdown, rendered on a terminal)."""
-    store = open_store(load_settings())
-    conv = find_conversation(store, workspace, conversation_id)
+    store = open_store(load_settings(), workspace)
+    conv = find_conversation(store, conversation_id)
     terminal = Terminal()
-    terminal.markdown(export.to_markdown(conv, store.all_messages(workspace, conv.id)))
-    totals = store.totals(workspace, conv.id)
+    terminal.markdown(export.to_markdown(conv, store.all_messages(conv.id)))
+    totals = store.totals(conv.id)
     if terminal.rich and totals.replies:
         terminal.note(
             f"{conv.id} · {totals.replies} replies · {totals.prompt_tokens:,} in · "
@@ -262,9 +263,9 @@ def export_command(
     workspace: Workspace = None,
 ) -> None:
     """Export a conversation as Markdown or JSON, as the web app's download does."""
-    store = open_store(load_settings())
-    conv = find_conversation(store, workspace, conversation_id)
-    messages = store.all_messages(workspace, conv.id)
+    store = open_store(load_settings(), workspace)
+    conv = find_conversation(store, conversation_id)
+    messages = store.all_messages(conv.id)
     if fmt is ExportFormat.json:
         text = export.to_json(conv, messages) + "\n"
     else:

@@ -25,15 +25,15 @@ class Draft:
     params: ChatParams = field(default_factory=ChatParams)
 
 
-def find_conversation(store: ConversationStore, workspace: str, ref: str) -> Conversation:
+def find_conversation(store: ConversationStore, ref: str) -> Conversation:
     """The conversation with this id, or the only one whose id starts with `ref`."""
     ref = ref.strip()
     if ref:
         try:
-            return store.get(workspace, ref)
+            return store.get(ref)
         except NotFoundError:
             pass
-        matches = [c for c in store.list(workspace, limit=1_000_000) if c.id.startswith(ref)]
+        matches = [c for c in store.list(limit=1_000_000) if c.id.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -41,7 +41,7 @@ def find_conversation(store: ConversationStore, workspace: str, ref: str) -> Con
                 f"{len(matches)} conversations start with {ref!r}.", hint="Give more of the id."
             )
     raise NotFoundError(
-        f"No conversation {ref!r} in workspace {workspace!r}.",
+        f"No conversation {ref!r} in workspace {store.workspace!r}.",
         hint=f"`{PROG} list` shows the ids.",
     )
 
@@ -76,7 +76,6 @@ class ChatOptions:
 
 def open_chat(
     store: ConversationStore,
-    workspace: str,
     settings: Settings,
     opts: ChatOptions,
     terminal: Terminal,
@@ -86,9 +85,9 @@ def open_chat(
         raise InvalidInputError("Use either --continue or --conversation, not both.")
     conv = None
     if opts.conversation:
-        conv = find_conversation(store, workspace, opts.conversation)
+        conv = find_conversation(store, opts.conversation)
     elif opts.latest:
-        conv = next(iter(store.list(workspace, kind="chat", limit=1)), None)
+        conv = next(iter(store.list(kind="chat", limit=1)), None)
         if conv is None:
             terminal.note("There is no conversation to continue yet; starting a new one.")
     if conv is None:
@@ -100,7 +99,5 @@ def open_chat(
             hint="Continue it in the web app; `show` and `export` work here.",
         )
     params = opts.params(conv.params)
-    store.update_settings(
-        workspace, conv.id, model=opts.model, system_prompt=opts.system, params=params
-    )
-    return store.get(workspace, conv.id)
+    store.update_settings(conv.id, model=opts.model, system_prompt=opts.system, params=params)
+    return store.get(conv.id)

@@ -120,7 +120,6 @@ class ChatSession:
         if isinstance(self.conv, Draft):
             draft = self.conv
             self.conv = self.ctx.store.create(
-                self.ctx.workspace,
                 model=draft.model,
                 system_prompt=draft.system_prompt,
                 params=draft.params,
@@ -212,11 +211,11 @@ class ChatSession:
     def _greet(self) -> None:
         conv = self.conv
         if isinstance(conv, Conversation):
-            count = self.ctx.store.count_messages(self.ctx.workspace, conv.id)
+            count = self.ctx.store.count_messages(conv.id)
             self.out.note(f"Resuming “{conv.title}” ({count} messages, {conv.model}).", "bold")
-            store, ws = self.ctx.store, self.ctx.workspace
-            recent = store.recent_messages(ws, conv.id, HISTORY_SHOWN)
-            recent = inflight.settle(store, ws, conv.id, recent)  # a crashed reply: interrupted
+            store = self.ctx.store
+            recent = store.recent_messages(conv.id, HISTORY_SHOWN)
+            recent = inflight.settle(store, conv.id, recent)  # a crashed reply: interrupted
             if count > len(recent):
                 self.out.note(f"… {count - len(recent)} earlier messages (see `show`).")
             for message in recent:

@@ -103,20 +103,19 @@ def ask(ctx: DocContext, conversation_id: str, text: str) -> Answer:
     text = text.strip()
     if not text:
         raise InvalidInputError("The question is empty.")
-    conv = ctx.chat.store.get(ctx.chat.workspace, conversation_id)
+    conv = ctx.chat.store.get(conversation_id)
     _chosen(ctx, conv)  # refuse before saving anything if no document is chosen
-    ctx.chat.store.add_message(ctx.chat.workspace, conv.id, Message(role="user", content=text))
+    ctx.chat.store.add_message(conv.id, Message(role="user", content=text))
     return Answer(ctx, conv)
 
 
 def regenerate(ctx: DocContext, conversation_id: str) -> Answer:
     """Answer the last question again, replacing the last answer."""
-    ws = ctx.chat.workspace
-    conv = ctx.chat.store.get(ws, conversation_id)
-    last = ctx.chat.store.recent_messages(ws, conv.id, 1)
+    conv = ctx.chat.store.get(conversation_id)
+    last = ctx.chat.store.recent_messages(conv.id, 1)
     if last and last[0].role == "assistant":
-        ctx.chat.store.delete_messages_from(ws, conv.id, last[0].id)
-    if not ctx.chat.store.recent_messages(ws, conv.id, 1):
+        ctx.chat.store.delete_messages_from(conv.id, last[0].id)
+    if not ctx.chat.store.recent_messages(conv.id, 1):
         raise InvalidInputError("There is no question to answer yet.")
     return Answer(ctx, conv)
 
@@ -150,7 +149,7 @@ class Answer(chat.Reply):
 
     def _make_plan(self) -> Plan:
         ws = self.ctx.workspace
-        *history, last = self.ctx.store.recent_messages(ws, self.conv.id, REWRITE_HISTORY + 1)
+        *history, last = self.ctx.store.recent_messages(self.conv.id, REWRITE_HISTORY + 1)
         if self._question is None:  # rewrite once, even if the plan is made again
             self._question = self._standalone(history, last.content)
         question, usage = self._question

@@ -137,6 +137,20 @@ def _make(data_dir: Path, database_url: str | None, blob_kind: str) -> Backend:
     return PostgresBackend(data_dir, database_url, files_in_database=blob_kind == "database")
 
 
+def is_database_error(exc: BaseException) -> bool:
+    """Whether `exc` is a failure of either backend's driver (sqlite3's or psycopg's), for
+    the few callers that report a storage failure instead of crashing (an interim save of
+    a streaming reply, the terminal's one-line errors). psycopg is not imported for this:
+    if it was never loaded, none of its errors can have been raised."""
+    import sqlite3
+    import sys
+
+    if isinstance(exc, sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
 def redact_url(url: str) -> str:
     """`url` without its password, for messages and logs."""
     from urllib.parse import urlsplit, urlunsplit

@@ -34,7 +34,7 @@ def open_conversation(store: ConversationStore, kind: str = "chat") -> Conversat
     if not cid:
         return None
     try:
-        conv = store.get(state.workspace(), cid)
+        conv = store.get(cid)
     except NotFoundError:
         conv = None
     if conv is None or conv.kind != kind:
@@ -94,7 +94,6 @@ def save_settings(
         )
     else:
         store.update_settings(
-            state.workspace(),
             conv.id,
             model=conv.model,
             system_prompt=conv.system_prompt,
@@ -241,7 +240,7 @@ def message_box(
         if conv is None:
             new = draft(current, models)
             conv = ctx.store.create(
-                ctx.workspace, model=new.model, system_prompt=new.system_prompt, params=new.params
+                model=new.model, system_prompt=new.system_prompt, params=new.params
             )
             state.open_conversation(conv.id)
         reply = chat.send(ctx, conv.id, prompt)
@@ -323,6 +322,6 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
     with cols[2].popover("Reset", icon=":material/restart_alt:", type="tertiary"):
         st.write("Clear every message in this conversation? Its settings are kept.")
         if st.button("Clear messages", key="parley.w.reset", type="primary"):
-            ctx.store.clear_messages(ctx.workspace, conv.id)
+            ctx.store.clear_messages(conv.id)
             flash("info", "Conversation reset.")
             st.rerun()

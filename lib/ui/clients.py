@@ -74,8 +74,8 @@ def client(current: Settings) -> openai.OpenAI:
 
 
 def store(current: Settings) -> ConversationStore:
-    require_database(current)
-    return ConversationStore(current.data_dir / "parley.db")
+    """This session's conversations: its workspace, on this process's backend."""
+    return ConversationStore(backend(current), state.workspace())
 
 
 def backend(current: Settings) -> Backend:
@@ -92,11 +92,6 @@ def backend(current: Settings) -> Backend:
         st.error(f"**Parley cannot open its database.** {exc}{hint}", icon=":material/database:")
         st.stop()
     return chosen
-
-
-def require_database(current: Settings) -> None:
-    """Stop the page with a clear message if the database cannot be used."""
-    backend(current)
 
 
 @st.cache_data(show_spinner=False, ttl=10)
@@ -235,7 +230,6 @@ def chat_context(current: Settings, api: openai.OpenAI) -> chat.ChatContext:
     and its token counter and context window (`SessionFacts`)."""
     return chat.ChatContext(
         store(current),
-        state.workspace(),
         api,
         prices(current),
         current.provider,

@@ -173,7 +173,7 @@ def actions(ctx: rag.DocContext, conv_id: str, shown: list[Message]) -> None:
     with cols[1].popover("Reset", icon=":material/restart_alt:", type="tertiary"):
         st.write("Clear every message in this conversation? Its documents are kept.")
         if st.button("Clear messages", key="parley.w.doc_reset", type="primary"):
-            ctx.chat.store.clear_messages(ctx.chat.workspace, conv_id)
+            ctx.chat.store.clear_messages(conv_id)
             st.rerun()
     if state.pop("doc_regenerate") == conv_id:
         try:

@@ -349,7 +349,7 @@ def model_picker(store: ConversationStore, conv: Conversation | None, models: li
         if conv is None:
             state.put("doc_draft_model", st.session_state[key])
         else:
-            store.update_settings(state.workspace(), conv.id, model=st.session_state[key])
+            store.update_settings(conv.id, model=st.session_state[key])
 
     with st.sidebar.expander("Model", icon=":material/settings:"):
         st.selectbox(

@@ -90,7 +90,6 @@ def _key_caption(current: Settings) -> str:
 
 def conversations(store: ConversationStore, kind: str = "chat", label: str = "chat") -> None:
     """New, search, and the newest-first list of this workspace's conversations."""
-    ws = state.workspace()
     sb = st.sidebar
     if sb.button(f"New {label}", icon=":material/add:", width="stretch", key=f"new_{kind}"):
         state.open_conversation(None, kind)
@@ -105,8 +104,7 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
     current = state.conversation_id(kind)
     if query.strip():
         # Only this page's kind: a document conversation never opens as a chat.
-        own = {c.id for c in store.list(ws, kind=kind, limit=100_000)}
-        hits = [h for h in store.search(ws, query) if h.conversation_id in own]
+        hits = store.search(query, kind=kind)
         if not hits:
             sb.caption("No matches.")
         for hit in hits:
@@ -120,7 +118,7 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
                 state.open_conversation(hit.conversation_id, kind)
                 st.rerun()
         return
-    for conv in store.list(ws, kind=kind, limit=LIST_LIMIT):
+    for conv in store.list(kind=kind, limit=LIST_LIMIT):
         selected = conv.id == current
         if sb.button(
             escape(conv.title),
@@ -135,26 +133,25 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
 
 def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat") -> None:
     """Rename, export and delete for the open conversation."""
-    ws = state.workspace()
     try:
-        conv = store.get(ws, cid)
+        conv = store.get(cid)
     except ParleyError:
         return
     with st.sidebar.expander("This conversation", icon=":material/tune:"):
         title = st.text_input("Title", value=conv.title, key=f"parley.w.title.{cid}")
         if title != conv.title:
             try:
-                store.rename(ws, cid, title)
+                store.rename(cid, title)
                 st.rerun()
             except ParleyError as exc:
                 st.error(escape(str(exc)))
 
         # Built only when clicked, so a long history costs nothing on every rerun.
         def as_markdown() -> str:
-            return export.to_markdown(conv, store.all_messages(ws, cid))
+            return export.to_markdown(conv, store.all_messages(cid))
 
         def as_json() -> str:
-            return export.to_json(conv, store.all_messages(ws, cid))
+            return export.to_json(conv, store.all_messages(cid))
 
         left, right = st.columns(2)
         left.download_button(
@@ -176,6 +173,6 @@ def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat")
         with st.popover("Delete conversation", icon=":material/delete:"):
             st.write("This deletes the conversation and all its messages.")
             if st.button("Delete for good", type="primary", key=f"del_{cid}"):
-                store.delete(ws, cid)
+                store.delete(cid)
                 state.open_conversation(None, kind)
                 st.rerun()

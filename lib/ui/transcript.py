@@ -102,10 +102,9 @@ def render_window(
     display: Callable[[Message], str] | None = None,
 ) -> list[Message]:
     """Draw the most recent messages, with a control to load earlier ones."""
-    ws = state.workspace()
     window = state.transcript_window()
     # A reply left "streaming" by a process that died reads (and is saved) as interrupted.
-    messages = inflight.settle(store, ws, cid, store.recent_messages(ws, cid, window + 1))
+    messages = inflight.settle(store, cid, store.recent_messages(cid, window + 1))
     if len(messages) > window:
         messages = messages[1:]
         st.button(
