@@ -91,8 +91,10 @@ def openai_server(_server: FakeOpenAI) -> FakeOpenAI:
 
 
 @pytest.fixture
-def store(data_dir: Path) -> ConversationStore:
-    return ConversationStore(data_dir / "parley.db")
+def store(backend: Backend) -> ConversationStore:
+    """The "local" workspace's conversations (the web app's and CLI's local mode), on each
+    backend in turn: a test that takes it runs on SQLite and on PostgreSQL."""
+    return ConversationStore(backend, "local")
 
 
 @pytest.fixture

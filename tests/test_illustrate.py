@@ -31,7 +31,7 @@ def ctx(openai_server: FakeOpenAI, backend: Backend, data_dir: Path) -> chat.Cha
     )
     settings = dataclasses.replace(settings, provider="openai", timeout=WAIT)
     store = ConversationStore(backend, "local")
-    return chat.ChatContext(store, "local", build_client(settings), PriceTable.load(data_dir))
+    return chat.ChatContext(store, build_client(settings), PriceTable.load(data_dir))
 
 
 @pytest.fixture
