@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
 from lib.gallery import ImageStore
+from lib.store.backend import open_backend
 from tests.browser.conftest import StreamlitServer, rerun, wait_for_idle
 from tests.browser.session import goto
 from tests.fake_openai import FakeOpenAI
@@ -60,6 +61,11 @@ def goto_images(page: Page) -> None:
     goto(page, "Images")
 
 
+def gallery_of(app: StreamlitServer) -> ImageStore:
+    """The app's images, read as the app stores them (its data directory's backend)."""
+    return ImageStore(open_backend(app.data_dir), WORKSPACE)
+
+
 def test_generate_watch_it_arrive_download_and_find_it_after_a_reload(
     streamlit_app: Callable[..., StreamlitServer],
     browser_server: FakeOpenAI,
@@ -85,12 +91,13 @@ def test_generate_watch_it_arrive_download_and_find_it_after_a_reload(
     request = browser_server.requests_to("/images/generations")[-1].json
     assert request["stream"] is True and request["partial_images"] == 2
 
-    (saved,) = ImageStore(app.data_dir).list(WORKSPACE)
+    images = gallery_of(app)
+    (saved,) = images.list()
     assert decoded(tile.locator("img"))
     with page.expect_download() as download:
         tile.get_by_role("button", name="Download").click()
     assert download.value.suggested_filename == saved.download_name()
-    assert download.value.path().read_bytes() == ImageStore(app.data_dir).path(saved).read_bytes()
+    assert download.value.path().read_bytes() == images.read(saved)
 
     page.reload()
     wait_for_idle(page)
@@ -137,8 +144,8 @@ def test_illustrate_a_conversation_and_keep_the_picture(
     wait_for_idle(page)
     picture = page.get_by_test_id("stChatMessage").nth(2)
     expect(picture.locator("img")).to_be_visible()
-    (conv,) = ConversationStore(app.data_dir / "parley.db").list(WORKSPACE)
-    (image,) = ImageStore(app.data_dir).list(WORKSPACE)
+    (conv,) = ConversationStore(open_backend(app.data_dir), WORKSPACE).list()
+    (image,) = gallery_of(app).list()
     assert image.conversation_id == conv.id and image.prompt.endswith("watercolour")
 
     gallery = open_page(app.url)
@@ -164,11 +171,11 @@ def test_leaving_the_page_mid_generation_keeps_the_image(
     # Off to the Chat page while the server is still working on it.
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Chat").click()
     expect(page.get_by_test_id("stChatInput")).to_be_visible()
-    store = ImageStore(app.data_dir)
+    store = gallery_of(app)
     deadline = time.monotonic() + WAIT
-    while not store.list(WORKSPACE) and time.monotonic() < deadline:
+    while not store.list() and time.monotonic() < deadline:
         time.sleep(0.2)
-    (saved,) = store.list(WORKSPACE)  # saved by the session's job, with nobody watching
+    (saved,) = store.list()  # saved by the session's job, with nobody watching
     assert saved.prompt == "a patient heron"
 
     goto_images(page)
