@@ -27,6 +27,8 @@ from lib.gallery import ImageStore
 from lib.image_models import default_request
 from lib.images import GeneratedImage, GenerationResult
 from lib.markup import escape
+from lib.store.backend import open_backend
+from lib.store.base import workspace_dir_name
 from lib.ui.chat_view import INPUT_KEY
 from tests.fake_images import render_png
 from tests.fake_openai import FakeOpenAI
@@ -173,17 +175,16 @@ def a_result(prompt: str = "a red kite") -> GenerationResult:
 def test_the_gallery_keeps_no_half_saved_image_and_saves_it_once_there_is_room(
     disk: Disk, data_dir: Path, full: dict[str, bool]
 ) -> None:
-    images, result = ImageStore(data_dir), a_result()
-    images.list("local")  # the database exists before the disk fills
+    images, result = ImageStore(open_backend(data_dir), "local"), a_result()
+    images.list()  # the database exists before the disk fills
     disk.fill(**full)
     with pytest.raises(DiskFull, match="disk is full"):
-        images.save("local", result)
-    assert images.list("local") == []
-    folder = images.images_dir("local")
-    assert not folder.exists() or list(folder.iterdir()) == []  # no file without its row
+        images.save(result)
+    assert images.list() == []
+    assert list(images.blobs.keys(workspace_dir_name("local"))) == []  # no file without its row
     disk.free()
-    (saved,) = images.save("local", result)
-    assert images.path(saved).read_bytes() == result.images[0].data
+    (saved,) = images.save(result)
+    assert images.read(saved) == result.images[0].data
 
 
 # The pages
@@ -277,7 +278,7 @@ def test_a_billed_image_on_a_full_disk_is_offered_and_saved_once_there_is_room(
     (download,) = at.get("download_button")
     assert download.proto.label == "Download"
     assert download.proto.url  # served from this session's memory, not the disk
-    assert ImageStore(data_dir).list("local") == []
+    assert ImageStore(open_backend(data_dir), "local").list() == []
 
     at.button(key="parley.w.img.unsaved.save").click().run()  # still full: still offered
     assert not at.exception, at.exception
@@ -287,7 +288,7 @@ def test_a_billed_image_on_a_full_disk_is_offered_and_saved_once_there_is_room(
     disk.free()
     at.button(key="parley.w.img.unsaved.save").click().run()
     assert not at.exception, at.exception
-    (saved,) = ImageStore(data_dir).list("local")
+    (saved,) = ImageStore(open_backend(data_dir), "local").list()
     assert saved.prompt == "a red kite over the sea"
     assert not any("Not saved yet" in w.value for w in at.warning)
     assert "parley.w.img.unsaved.save" not in [b.key for b in at.button]
@@ -313,6 +314,6 @@ def test_an_illustration_on_a_full_disk_waits_on_the_images_page(
     disk.free()
     at.button(key="parley.w.img.unsaved.save").click().run()
     assert not at.exception, at.exception
-    (saved,) = ImageStore(data_dir).list("local")
+    (saved,) = ImageStore(open_backend(data_dir), "local").list()
     assert saved.prompt == "A white lighthouse in a violent storm, oil painting"
     assert generations(openai_server, saved.prompt) == 1
