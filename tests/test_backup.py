@@ -27,6 +27,7 @@ from lib.gallery import ImageStore
 from lib.image_models import default_request
 from lib.images import GenerationResult, Usage, checked_image
 from lib.store import sqlite_schema as db
+from lib.store.backend import open_backend
 from tests.fake_openai import FakeOpenAI
 from tests.waits import WAIT
 
@@ -75,7 +76,8 @@ def filled(data_dir: Path, client: openai.OpenAI) -> Path:
         assert ingestor.ingest(name, data).status == "indexed"
     request = default_request("a heron at dawn", "gpt-image-2")
     images = [checked_image(png(1024, (20, 90, 160))), checked_image(png(64, (200, 30, 30)))]
-    ImageStore(data_dir).save(WS, GenerationResult(request, images, Usage(5, 272), 0.04, 1.5))
+    gallery = ImageStore(open_backend(data_dir), WS)
+    gallery.save(GenerationResult(request, images, Usage(5, 272), 0.04, 1.5))
     return data_dir
 
 
@@ -83,10 +85,10 @@ def snapshot(data_dir: Path) -> dict[str, object]:
     """Everything a user would miss, read through the stores."""
     store = ConversationStore(data_dir / "parley.db")
     library = DocumentLibrary(data_dir)
-    gallery = ImageStore(data_dir)
+    gallery = ImageStore(open_backend(data_dir), WS)
     convs = store.list(WS, limit=100)
     docs = library.list(WS)
-    images = gallery.list(WS, limit=100)
+    images = gallery.list(limit=100)
     return {
         "conversations": {
             c.id: (
@@ -101,8 +103,8 @@ def snapshot(data_dir: Path) -> dict[str, object]:
         "images": {
             i.id: (
                 i.prompt,
-                gallery.path(i).read_bytes(),
-                (data_dir / i.thumb).read_bytes() if i.thumb else None,
+                gallery.read(i),
+                gallery.preview(i) if i.thumb else None,
             )
             for i in images
         },  # fmt: skip
