@@ -20,6 +20,7 @@ from lib import access
 from lib.conversations import ConversationStore
 from lib.documents.library import DocumentLibrary
 from lib.gallery import ImageStore
+from lib.store.backend import open_backend
 from tests.browser.conftest import StreamlitServer, free_port, rerun, wait_for_idle
 from tests.browser.oidc import ALICE, BOB, OidcProvider, write_secrets
 from tests.browser.session import (
@@ -174,8 +175,9 @@ def test_two_users_sign_in_and_never_see_each_others_work(
     library = DocumentLibrary(app.data_dir)
     assert [d.name for d in library.list(alice_ws)] == ["alice-notes.md"]
     assert [d.name for d in library.list(bob_ws)] == ["bob-notes.md"]
-    images = ImageStore(app.data_dir)
-    assert len(images.list(alice_ws)) == 1 and images.list(bob_ws) == []
+    backend = open_backend(app.data_dir)
+    assert len(ImageStore(backend, alice_ws).list()) == 1
+    assert ImageStore(backend, bob_ws).list() == []
 
     # Alice, reloading, still sees her own and not Bob's.
     alice_page.goto(f"{app.url}/?c={alice.chat_id}")
