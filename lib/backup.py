@@ -40,6 +40,7 @@ from lib import locks
 from lib.atomic_files import fsync_directory
 from lib.errors import BackupError
 from lib.store import sqlite_schema as db
+from lib.store.backend import redact_url
 
 MANIFEST = "manifest.json"
 FORMAT = "parley-backup"
@@ -64,8 +65,19 @@ class Report:
 # Backing up
 
 
-def backup(data_dir: Path, target: Path) -> Report:
-    """Copy `data_dir` into a new backup directory `target`; see the module docstring."""
+def backup(data_dir: Path, target: Path, *, database_url: str | None = None) -> Report:
+    """Copy `data_dir` into a new backup directory `target`; see the module docstring.
+
+    Refused when the data lives in PostgreSQL (`database_url`): this would copy a
+    parley.db the app no longer uses, and look like a backup of what it does use."""
+    if database_url:
+        raise BackupError(
+            f"This deployment keeps its data in PostgreSQL ({redact_url(database_url)}), "
+            "and `backup` copies only an embedded (SQLite) data directory.",
+            hint="Back the database up with PostgreSQL's own tools, e.g. `pg_dump "
+            "--format=custom --file parley.dump URL` (and restore with pg_restore); with "
+            "PARLEY_BLOB_STORE=local, copy the data directory's files as well.",
+        )
     started = time.monotonic()
     data_dir, target = data_dir.resolve(), target.resolve()
     _check_backup_paths(data_dir, target)

@@ -1,5 +1,6 @@
 """Parley's command line: `python -m lib.cli` chats; `list`, `show`, `export` read the store;
-`backup` and `restore` copy the whole data directory out and back.
+`backup` and `restore` copy the whole data directory out and back; `migrate-store` moves
+it into PostgreSQL.
 
 It runs on the web app's core (`lib.chat`, `lib.conversations`, `lib.export`) and its
 SQLite store, so a conversation started in one continues in the other. Settings resolve
@@ -295,8 +296,9 @@ def backup_command(
     web app or a chat runs."""
     from lib import backup
 
-    source = load_settings({"data_dir": data_dir}).data_dir
-    report = backup.backup(source, path)
+    settings = load_settings({"data_dir": data_dir})
+    source = settings.data_dir
+    report = backup.backup(source, path, database_url=settings.database_url)
     terminal = Terminal()
     terminal.note(
         f"Backed up {report.files} files ({_megabytes(report.bytes)}) from {source} to "
@@ -324,6 +326,40 @@ def restore_command(
         f"Restored {report.files} files ({_megabytes(report.bytes)}) from {path} into "
         f"{target} in {report.seconds:.1f} s; every file matched the manifest."
     )
+
+
+@app.command("migrate-store")
+@reports_errors
+def migrate_store_command(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="The PostgreSQL database: postgresql://user@host/db (default: "
+            "PARLEY_DATABASE_URL; PGPASSWORD keeps the password off the command line).",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Copy the data directory (every workspace, row, file and vector) into PostgreSQL,
+    then check every table, file and vector; run it again to finish or to re-check: it
+    copies nothing twice."""
+    from lib.store import migrate
+
+    settings = load_settings({"data_dir": data_dir, "database_url": to})
+    terminal = Terminal()
+
+    def progress(tally: migrate.Tally) -> None:
+        if tally.finished:
+            terminal.note(f"{tally.item}: {tally.copied:,} copied, {tally.present:,} already there")
+
+    report = migrate.migrate_store(
+        settings.data_dir, settings.database_url, settings.blob_store, progress=progress
+    )
+    terminal.write(migrate.describe(report))
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def _megabytes(size: int) -> str:
