@@ -6,6 +6,9 @@ The disk is filled at the lowest level Parley touches: every SQLite connection o
 while it is full refuses writes exactly as SQLite does on a full disk (SQLITE_FULL,
 "database or disk is full"), and file writes fail with ENOSPC at their fsync. A real
 SQLITE_FULL (from `max_page_count`) checks that the fake one is classified the same way.
+On PostgreSQL the conversation tables' writes fail with the server's own disk_full error
+(SQLSTATE 53100, raised by a trigger while the disk is "full"), so the chat page's tests
+run on both backends.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -27,7 +31,7 @@ from lib.gallery import ImageStore
 from lib.image_models import default_request
 from lib.images import GeneratedImage, GenerationResult
 from lib.markup import escape
-from lib.store.backend import open_backend
+from lib.store.backend import Backend, open_backend
 from lib.store.base import workspace_dir_name
 from lib.ui.chat_view import INPUT_KEY
 from tests.fake_images import render_png
@@ -140,18 +144,78 @@ def test_only_a_full_disk_becomes_disk_full(
 # The stores
 
 
+_PG_FULL_TABLES = ("conversations", "messages")
+_PG_FILL = """
+    CREATE TABLE test_disk (is_full boolean NOT NULL);
+    INSERT INTO test_disk VALUES (false);
+    CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF (SELECT is_full FROM test_disk) THEN
+            RAISE EXCEPTION 'could not extend file: No space left on device'
+                USING ERRCODE = 'disk_full';
+        END IF;
+        RETURN coalesce(NEW, OLD);
+    END $$;
+""" + "".join(
+    f"CREATE TRIGGER test_disk_full BEFORE INSERT OR UPDATE OR DELETE ON {t} "
+    "FOR EACH ROW EXECUTE FUNCTION test_disk_full();"
+    for t in _PG_FULL_TABLES
+)
+_PG_UNFILL = "".join(f"DROP TRIGGER test_disk_full ON {t};" for t in _PG_FULL_TABLES) + (
+    "DROP FUNCTION test_disk_full(); DROP TABLE test_disk;"
+)
+
+
+@dataclass
+class PostgresDisk(Disk):
+    """PostgreSQL's disk: while full, the conversation tables refuse every write."""
+
+    url: str = ""
+
+    def fill(self, *, database: bool = True, files: bool = True) -> None:
+        super().fill(database=database, files=False)
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("UPDATE test_disk SET is_full = %s", (database,))
+
+
+@pytest.fixture
+def database_disk(request: pytest.FixtureRequest, backend: Backend) -> Iterator[Disk]:
+    """The disk under the conversations, on each backend in turn."""
+    if backend.dialect == "sqlite":
+        yield request.getfixturevalue("disk")
+        return
+    url = backend.url  # type: ignore[attr-defined]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(_PG_FILL)
+    try:
+        yield PostgresDisk(url=url)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(_PG_UNFILL)
+
+
+def where(backend: Backend) -> str:
+    """What a full-disk message names: the data directory, or the database."""
+    return str(backend.data_dir) if backend.dialect == "sqlite" else backend.location
+
+
+def conversations(backend: Backend) -> ConversationStore:
+    return ConversationStore(backend, "local")
+
+
 def test_the_conversation_store_reports_a_full_disk_and_keeps_working_after(
-    disk: Disk, store: ConversationStore, data_dir: Path
+    database_disk: Disk, backend: Backend
 ) -> None:
-    conv = store.create("local", model="gpt-5-mini")
+    disk, store = database_disk, conversations(backend)
+    conv = store.create(model="gpt-5-mini")
     disk.fill()
     with pytest.raises(DiskFull, match="disk is full") as raised:
-        store.add_message("local", conv.id, Message("user", "hello"))
-    assert str(data_dir) in str(raised.value)
-    assert store.all_messages("local", conv.id) == []  # reads still work
+        store.add_message(conv.id, Message("user", "hello"))
+    assert where(backend) in str(raised.value)
+    assert store.all_messages(conv.id) == []  # reads still work
     disk.free()
-    store.add_message("local", conv.id, Message("user", "hello"))
-    assert [m.content for m in store.all_messages("local", conv.id)] == ["hello"]
+    store.add_message(conv.id, Message("user", "hello"))
+    assert [m.content for m in store.all_messages(conv.id)] == ["hello"]
 
 
 def a_result(prompt: str = "a red kite") -> GenerationResult:
@@ -191,8 +255,9 @@ def test_the_gallery_keeps_no_half_saved_image_and_saves_it_once_there_is_room(
 
 
 def test_a_chat_message_on_a_full_disk_comes_back_into_the_input(
-    app: Callable[..., AppTest], openai_server: FakeOpenAI, disk: Disk, data_dir: Path
+    app: Callable[..., AppTest], openai_server: FakeOpenAI, database_disk: Disk, backend: Backend
 ) -> None:
+    disk = database_disk
     at = app("pages/chat.py")
     at.run()
     typed = "A long question I took ten minutes to write, about pelicans and their bills."
@@ -201,7 +266,7 @@ def test_a_chat_message_on_a_full_disk_comes_back_into_the_input(
     assert not at.exception, at.exception
     (error,) = at.error
     # Shown as typed: the Markdown source escapes the path's underscores.
-    assert "disk is full" in error.value and escape(str(data_dir)) in error.value
+    assert "disk is full" in error.value and escape(where(backend)) in error.value
     assert "not sent" in error.value
     box = at.chat_input(key=INPUT_KEY)
     assert box.proto.value == typed and box.proto.set_value  # filled back in, not submitted
@@ -212,8 +277,8 @@ def test_a_chat_message_on_a_full_disk_comes_back_into_the_input(
     assert not at.exception, at.exception
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assert at.chat_message[1].markdown[0].value == f"Echo: {typed}"
-    (conv,) = ConversationStore(data_dir / "parley.db").list("local")
-    saved = ConversationStore(data_dir / "parley.db").all_messages("local", conv.id)
+    (conv,) = conversations(backend).list()
+    saved = conversations(backend).all_messages(conv.id)
     assert [(m.role, m.content) for m in saved] == [
         ("user", typed),
         ("assistant", f"Echo: {typed}"),
@@ -223,14 +288,14 @@ def test_a_chat_message_on_a_full_disk_comes_back_into_the_input(
 def test_a_reply_that_cannot_be_saved_is_reported_and_can_be_retried(
     app: Callable[..., AppTest],
     openai_server: FakeOpenAI,
-    disk: Disk,
-    data_dir: Path,
+    database_disk: Disk,
+    backend: Backend,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    add_message = ConversationStore.add_message
+    disk, add_message = database_disk, ConversationStore.add_message
 
-    def fill_after_the_question(self, workspace, cid, message):  # noqa: ANN001, ANN202
-        saved = add_message(self, workspace, cid, message)
+    def fill_after_the_question(self, cid, message):  # noqa: ANN001, ANN202
+        saved = add_message(self, cid, message)
         if message.role == "user":
             disk.fill()  # the question is saved; its reply will not fit
         return saved
@@ -243,15 +308,15 @@ def test_a_reply_that_cannot_be_saved_is_reported_and_can_be_retried(
     assert any("disk is full" in e.value and "Retry" in e.value for e in at.error), [
         e.value for e in at.error
     ]
-    (conv,) = ConversationStore(data_dir / "parley.db").list("local")
-    saved = ConversationStore(data_dir / "parley.db").all_messages("local", conv.id)
+    (conv,) = conversations(backend).list()
+    saved = conversations(backend).all_messages(conv.id)
     assert [m.content for m in saved] == ["Will this fit?"]
 
     disk.free()
     monkeypatch.setattr(ConversationStore, "add_message", add_message)
     at.button(key="parley.w.regen").click().run()
     assert not at.exception, at.exception
-    saved = ConversationStore(data_dir / "parley.db").all_messages("local", conv.id)
+    saved = conversations(backend).all_messages(conv.id)
     assert [(m.role, m.content, m.status) for m in saved] == [
         ("user", "Will this fit?", "ok"),
         ("assistant", "Echo: Will this fit?", "ok"),
