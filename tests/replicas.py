@@ -32,7 +32,7 @@ from tests.fake_openai import FakeOpenAI, RecordedRequest
 from tests.waits import WAIT
 
 NAMES = "abcdefgh"
-MAIN = 0  # the first index of a delta path: 0 the main area, 1 the sidebar
+SIDEBAR = 1  # the first index of a delta path: 0 the main area, 1 the sidebar, 3 the bottom
 
 
 class Replicas:
@@ -58,12 +58,18 @@ class Replicas:
             "PARLEY_DATABASE_URL": database_url,
             "OPENAI_BASE_URL": server.base_url,
             "STREAMLIT_SECRETS_FILES": str(secrets_file),
+            "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",  # a deployment watches no files
             **(env or {}),
         }
         names = NAMES[:count]
         with ThreadPoolExecutor(count) as pool:
             starting = [
-                pool.submit(StreamlitServer, root / f"data-{n}", values, root / f"replica-{n}.log")
+                pool.submit(
+                    StreamlitServer,
+                    root / f"data-{n}",
+                    {**values, "OPENAI_API_KEY": key(n)},
+                    root / f"replica-{n}.log",
+                )
                 for n in names
             ]
             self.servers: list[StreamlitServer] = []
@@ -123,8 +129,8 @@ def files_on_disk(server: StreamlitServer) -> list[str]:
 class ChatSession(ScriptSession):
     """A Streamlit session over the websocket (no browser), that chats on the Chat page.
 
-    It keeps what the last script run drew in the main area, the sidebar left out (in one
-    shared workspace the sidebar lists everyone's conversations), each element as last
+    It keeps what the last script run drew outside the sidebar (in one shared workspace the
+    sidebar lists everyone's conversations), each element as last
     updated (a streamed reply is one element redrawn many times), and the conversation
     the app put in the URL.
     """
@@ -152,7 +158,7 @@ class ChatSession(ScriptSession):
             elif kind == "delta" and forward.delta.WhichOneof("type") == "new_element":
                 drawn[tuple(forward.metadata.delta_path)] = forward.delta.new_element
             elif kind == "script_finished" and forward.script_finished != RERUN:
-                self.main = {p: e for p, e in sorted(drawn.items()) if p[0] == MAIN}
+                self.main = {p: e for p, e in sorted(drawn.items()) if p[0] != SIDEBAR}
                 return list(drawn.values())
 
     def chat(self, text: str) -> None:
@@ -162,7 +168,7 @@ class ChatSession(ScriptSession):
         self.run([value])
 
     def texts(self) -> list[str]:
-        """The text of every Markdown element in the main area, in page order."""
+        """The text of every Markdown element outside the sidebar, in page order."""
         return [e.markdown.body for e in self.main.values() if e.WhichOneof("type") == "markdown"]
 
     def exceptions(self) -> list[str]:
