@@ -169,9 +169,12 @@ class DatabaseFailures:
     @contextmanager
     def decision(self) -> Iterator[object]:
         # SQLite's transaction takes the database's write lock at once (BEGIN IMMEDIATE),
-        # which every process on the file queues for; PostgreSQL's needs the advisory lock.
+        # which every process on the file queues for; PostgreSQL's needs the advisory lock,
+        # and READ COMMITTED whatever the server's default, so that each read after the
+        # lock sees the failures the previous holder committed.
         with self.backend.transaction() as conn:
             if self.backend.dialect == "postgresql":
+                conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (DECISION_LOCK,))
             yield conn
 

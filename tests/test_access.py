@@ -12,11 +12,12 @@ import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from lib import access
-from lib.errors import AccessDenied, WrongPassword
+from lib.errors import AccessDenied, DatabaseUnavailable, WrongPassword
 from lib.store.backend import Backend
 from lib.store.postgres import PostgresBackend
 from lib.store.sqlite import SQLiteBackend
@@ -292,6 +293,14 @@ def test_tries_sent_at_once_to_two_replicas_are_decided_one_at_a_time(
     # A process started later (a restart, another replica) finds the wait.
     later = access.PasswordThrottle(access.DatabaseFailures(replica), clock=clock)
     assert attempt(later, "203.0.113.7", "secret") == "too soon"
+
+
+def test_no_try_is_admitted_while_the_counts_cannot_be_read(tmp_path: Path, clock: Clock) -> None:
+    """Fail closed: a database that does not answer is an error, not an open gate."""
+    down = PostgresBackend(tmp_path, "postgresql://parley@127.0.0.1:1/parley")
+    throttle = access.PasswordThrottle(access.DatabaseFailures(down), clock=clock)
+    with pytest.raises(DatabaseUnavailable, match="127.0.0.1:1"):
+        throttle.check("203.0.113.7", "secret", "secret")
 
 
 def test_failures_are_logged_with_address_and_time_never_the_guess(
