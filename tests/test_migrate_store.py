@@ -353,6 +353,19 @@ def test_a_chunk_without_a_saved_vector_is_reported_not_dropped(source: Path, ta
     assert pg_rows(target, "SELECT count(*) FROM chunk_vectors") == [(9,)]
 
 
+def test_a_file_missing_from_the_data_directory_is_reported(source: Path, target: str) -> None:
+    [(thumb,)] = sqlite_rows(source, "SELECT thumb FROM images WHERE thumb IS NOT NULL LIMIT 1")
+    (source / thumb).unlink()
+
+    report = migrate_store(source, target)
+
+    assert [c.item for c in report.checks if not c.ok] == ["files"]
+    [failed] = [c for c in report.checks if not c.ok]
+    assert "1 files the rows name are missing from the data directory" in failed.detail
+    assert thumb in failed.detail
+    assert {t.item: t.copied for t in report.tallies}["files"] == 11
+
+
 def test_files_kept_in_the_data_directory_are_checked_not_copied(source: Path, target: str) -> None:
     report = migrate_store(source, target, "local")
 

@@ -9,6 +9,7 @@ layer (no "/"), a name in `documents/<sha256(workspace)[:32]>/`. With PARLEY_BLO
 from __future__ import annotations
 
 from lib.backup import document_folder
+from lib.errors import NotFoundError
 from lib.store.blobs import DatabaseBlobs, LocalBlobs, digest
 from lib.store.migrate.run import Run, few
 
@@ -32,7 +33,7 @@ def copy_files(run: Run) -> Sums:
     keys, local, tally = file_keys(run), LocalBlobs(run.target.data_dir), run.tally("files")
     if not isinstance(run.target.blobs, DatabaseBlobs):
         run.report.files_kept_locally = True
-        sums: Sums = {k: digest(local.get(k)) if local.exists(k) else None for k in keys}
+        sums: Sums = {k: None if (data := _read(local, k)) is None else digest(data) for k in keys}
         tally.present = sum(s is not None for s in sums.values())
         run.finish(tally)
         return sums
@@ -41,7 +42,7 @@ def copy_files(run: Run) -> Sums:
         part = keys[start : start + run.batch_size]
         there = _target_sums(run, part, computed=False)
         for key in part:
-            data = local.get(key) if local.exists(key) else None
+            data = _read(local, key)
             sums[key] = None if data is None else digest(data)
             if data is None or there.get(key) == sums[key]:
                 tally.present += data is not None
@@ -52,6 +53,15 @@ def copy_files(run: Run) -> Sums:
         run.progress(tally)
     run.finish(tally)
     return sums
+
+
+def _read(local: LocalBlobs, key: str) -> bytes | None:
+    """The file's bytes, or None if it is missing or its row names no valid key (one
+    that would leave the data directory is never read)."""
+    try:
+        return local.get(key)
+    except (NotFoundError, ValueError):
+        return None
 
 
 def _target_sums(run: Run, keys: list[str], *, computed: bool) -> dict[str, str]:
