@@ -85,6 +85,7 @@ def child(case: str, path: Path) -> None:
     from lib.gallery import ImageStore
     from lib.image_models import default_request
     from lib.images import GenerationResult, checked_image
+    from lib.store.backend import open_backend
 
     data = path.read_bytes()
     before = peak_rss_mb()
@@ -101,7 +102,7 @@ def child(case: str, path: Path) -> None:
             image = checked_image(data)
             with tempfile.TemporaryDirectory() as tmp:
                 result = GenerationResult(default_request("x", "m"), [image], None, None, 1.0)
-                ImageStore(Path(tmp)).save("bench", result)
+                ImageStore(open_backend(Path(tmp)), "bench").save(result)
         except ProviderError:
             outcome = "refused"
     seconds = time.perf_counter() - start

@@ -32,6 +32,7 @@ from PIL import Image  # noqa: E402
 from lib.gallery import ImageStore  # noqa: E402
 from lib.image_models import default_request  # noqa: E402
 from lib.images import GenerationResult, Usage, checked_image  # noqa: E402
+from lib.store.backend import open_backend  # noqa: E402
 
 WORKSPACE = "bench"
 
@@ -53,12 +54,12 @@ def baseline(b64: str, folder: Path, i: int) -> None:
 def parley(b64: str, store: ImageStore, i: int) -> None:
     image = checked_image(base64.b64decode(b64))
     request = default_request(f"bench image {i}", "gpt-image-2")
-    store.save(WORKSPACE, GenerationResult(request, [image], Usage(10, 6240), 0.2, 30.0))
+    store.save(GenerationResult(request, [image], Usage(10, 6240), 0.2, 30.0))
 
 
 def per_image(rounds: int, root: Path) -> None:
     b64 = base64.b64encode(realistic_png(0)).decode()
-    store = ImageStore(root / "parley")
+    store = ImageStore(open_backend(root / "parley"), WORKSPACE)
     raw = root / "raw"
     raw.mkdir()
     parley(b64, store, -1)  # warm-up: migrations, imports
@@ -85,16 +86,16 @@ def listing(root: Path) -> None:
     image = checked_image(small_png.getvalue())
     timings = {}
     for count in (24, 2000):
-        store = ImageStore(root / f"list-{count}")
+        store = ImageStore(open_backend(root / f"list-{count}"), WORKSPACE)
         for i in range(count):
             request = default_request(f"picture {i} of a {'fox' if i % 7 else 'heron'}", "m")
-            store.save(WORKSPACE, GenerationResult(request, [image], None, None, 1.0))
+            store.save(GenerationResult(request, [image], None, None, 1.0))
         runs = []
         for _ in range(30):
             start = time.perf_counter()
-            store.list(WORKSPACE, limit=24)
-            store.list(WORKSPACE, query="heron", limit=24)
-            store.count(WORKSPACE)
+            store.list(limit=24)
+            store.list(query="heron", limit=24)
+            store.count()
             runs.append(time.perf_counter() - start)
         timings[count] = statistics.median(runs) * 1000
     print("gallery first page + search + count (median of 30):")
@@ -103,15 +104,15 @@ def listing(root: Path) -> None:
 
 
 def payload(root: Path) -> None:
-    store = ImageStore(root / "payload")
+    store = ImageStore(open_backend(root / "payload"), WORKSPACE)
     png = realistic_png(1)
     request = default_request("payload", "gpt-image-2")
     saved = [
-        store.save(WORKSPACE, GenerationResult(request, [checked_image(png)], None, None, 1.0))[0]
+        store.save(GenerationResult(request, [checked_image(png)], None, None, 1.0))[0]
         for _ in range(24)
     ]
-    thumbs = sum(store.preview_path(i).stat().st_size for i in saved)
-    originals = sum(store.path(i).stat().st_size for i in saved)
+    thumbs = sum(len(store.preview(i)) for i in saved)
+    originals = sum(len(store.read(i)) for i in saved)
     print("gallery page of 24 tiles, bytes to the browser:")
     print(f"  originals: {originals / 1e6:.1f} MB; thumbnails: {thumbs / 1e6:.2f} MB")
     print(f"  ratio: {thumbs / originals:.3f} (thumbnails / originals)")
