@@ -139,10 +139,12 @@ class ChatSession(ScriptSession):
         super().__init__(app_url)
         self.main: dict[tuple[int, ...], Element] = {}
         self.conversation_id: str | None = None
+        self.page = ""  # the page to run by its URL name ("documents"); "" for the default
 
     def run(self, widgets: Iterable[WidgetState] = ()) -> list[Element]:
         msg = BackMsg()
         msg.rerun_script.query_string = f"c={self.conversation_id}" if self.conversation_id else ""
+        msg.rerun_script.page_name = self.page
         msg.rerun_script.widget_states.widgets.extend(widgets)
         self._ws.send(msg.SerializeToString())
         drawn: dict[tuple[int, ...], Element] = {}
