@@ -28,8 +28,9 @@ BOB = {"is_logged_in": True, "iss": "http://idp.test", "sub": "bob-2", "name": "
 
 
 def seed(store: ConversationStore, workspace: str, secret: str) -> str:
-    conv = store.create(workspace, model="gpt-5-mini", title=f"Plans for {secret}")
-    store.add_message(workspace, conv.id, Message("user", f"Tell me about {secret}"))
+    store = ConversationStore(store.backend, workspace)
+    conv = store.create(model="gpt-5-mini", title=f"Plans for {secret}")
+    store.add_message(conv.id, Message("user", f"Tell me about {secret}"))
     return conv.id
 
 

@@ -26,12 +26,12 @@ def ctx(openai_server: FakeOpenAI, store: ConversationStore, data_dir: Path) -> 
         {}, {}, {"OPENAI_BASE_URL": openai_server.base_url, "OPENAI_API_KEY": "sk-test"}
     )
     settings = dataclasses.replace(settings, provider="openai", timeout=WAIT)
-    return chat.ChatContext(store, "local", build_client(settings), PriceTable.load(data_dir))
+    return chat.ChatContext(store, build_client(settings), PriceTable.load(data_dir))
 
 
 def new_conv(ctx: chat.ChatContext, **params) -> str:  # noqa: ANN003
     return ctx.store.create(
-        "local", model="gpt-4o", system_prompt="Be brief.", params=ChatParams(**params)
+        model="gpt-4o", system_prompt="Be brief.", params=ChatParams(**params)
     ).id
 
 
@@ -41,7 +41,7 @@ def test_streams_and_saves_with_api_usage(ctx: chat.ChatContext, openai_server: 
     reply = chat.send(ctx, cid, "What is a pelican?")
     chunks = list(reply)
     assert len(chunks) > 3 and "".join(chunks) == "Pelicans are large water birds."
-    saved = ctx.store.all_messages("local", cid)
+    saved = ctx.store.all_messages(cid)
     assert [(m.role, m.status) for m in saved] == [("user", "ok"), ("assistant", "ok")]
     answer = saved[1]
     assert answer.usage_exact and answer.meta["usage_source"] == "api"
@@ -61,7 +61,7 @@ def test_without_server_usage_tiktoken_counts(
     cid = new_conv(ctx)
     openai_server.script("hello world", usage=False)
     list(chat.send(ctx, cid, "hi"))
-    answer = ctx.store.all_messages("local", cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.meta["usage_source"] == "tiktoken" and answer.usage_exact
     assert answer.completion_tokens == 2 + 3  # "hello world" plus the reply priming
 
@@ -69,10 +69,10 @@ def test_without_server_usage_tiktoken_counts(
 def test_local_model_counts_are_marked_estimates(
     ctx: chat.ChatContext, openai_server: FakeOpenAI
 ) -> None:
-    cid = ctx.store.create("local", model="llama3.2").id
+    cid = ctx.store.create(model="llama3.2").id
     openai_server.script("hi there", usage=False)
     list(chat.send(ctx, cid, "hi"))
-    answer = ctx.store.all_messages("local", cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.meta["usage_source"] == "estimate" and not answer.usage_exact
 
 
@@ -100,17 +100,17 @@ def test_history_is_trimmed_to_the_memory_window(
         "question 3",
         "question 4",
     ]
-    answer = ctx.store.all_messages("local", cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.meta["context"]["dropped"] == 4
     # Every message's count was cached, so the next request recounts nothing.
-    assert all(m.tokens for m in ctx.store.all_messages("local", cid))
+    assert all(m.tokens for m in ctx.store.all_messages(cid))
 
 
 def test_n_alternatives_and_choosing(ctx: chat.ChatContext, openai_server: FakeOpenAI) -> None:
     cid = new_conv(ctx, n=3)
     openai_server.script(["First answer", "Second answer", "Third answer"])
     assert "".join(chat.send(ctx, cid, "options?")) == "First answer"
-    answer = ctx.store.all_messages("local", cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.meta["alternatives"] == ["First answer", "Second answer", "Third answer"]
     chat.choose_alternative(ctx, cid, answer.id, 2)
     list(chat.send(ctx, cid, "continue"))
@@ -132,9 +132,9 @@ def test_ending_early_closes_the_http_stream_and_keeps_the_partial_reply(
     got = [next(stream) for _ in range(3)]
     getattr(reply, end)()
     assert openai_server.wait_for_disconnects(1)
-    answer = ctx.store.all_messages("local", cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.status == status and answer.content == "".join(got)
-    assert len(ctx.store.all_messages("local", cid)) == 2  # the streaming row, finished
+    assert len(ctx.store.all_messages(cid)) == 2  # the streaming row, finished
 
 
 def test_regenerate_keeps_the_earlier_version(
@@ -145,7 +145,7 @@ def test_regenerate_keeps_the_earlier_version(
     list(chat.send(ctx, cid, "q"))
     openai_server.script("second take")
     list(chat.regenerate(ctx, cid))
-    msgs = ctx.store.all_messages("local", cid)
+    msgs = ctx.store.all_messages(cid)
     assert [m.content for m in msgs] == ["q", "second take"]
     assert msgs[-1].meta["alternatives"] == ["first take", "second take"]
 
@@ -154,7 +154,7 @@ def test_edit_last_message_and_resend(ctx: chat.ChatContext, openai_server: Fake
     cid = new_conv(ctx)
     list(chat.send(ctx, cid, "teh question"))
     list(chat.edit_last_user_message(ctx, cid, "the question"))
-    assert [m.content for m in ctx.store.all_messages("local", cid)] == [
+    assert [m.content for m in ctx.store.all_messages(cid)] == [
         "the question",
         "Echo: the question",
     ]
@@ -187,7 +187,7 @@ def test_http_errors_become_domain_errors_and_the_question_is_kept(
     openai_server.fail(status, code=code, times=10, retry_after=0.01)
     with pytest.raises(error):
         list(chat.send(ctx, cid, "keep me"))
-    assert [m.content for m in ctx.store.all_messages("local", cid)] == ["keep me"]
+    assert [m.content for m in ctx.store.all_messages(cid)] == ["keep me"]
     assert len(openai_server.requests_to("/chat/completions")) == sent
 
 
@@ -224,7 +224,7 @@ def test_a_timed_out_request_is_sent_once_and_can_be_retried(
     assert time.monotonic() - started < 1.5  # one timeout, not four
     # It may be running (and billed) on the server: never sent again by itself.
     assert len(openai_server.requests_to("/chat/completions")) == 1
-    (question,) = fast.store.all_messages("local", cid)
+    (question,) = fast.store.all_messages(cid)
     assert chat.needs_retry(question)  # the page offers Retry
     assert "".join(chat.regenerate(fast, cid)) == "Echo: slow?"
 
@@ -233,7 +233,7 @@ def test_an_sdk_client_with_retries_is_never_left_to_resend(
     ctx: chat.ChatContext, openai_server: FakeOpenAI, store: ConversationStore
 ) -> None:
     sdk = openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test", max_retries=5)
-    own = chat.ChatContext(store, "local", sdk)
+    own = chat.ChatContext(store, sdk)
     openai_server.fail(500, times=10)
     with pytest.raises(errors.ServerFailed):
         list(chat.send(own, new_conv(own), "once"))
@@ -281,7 +281,7 @@ def test_stream_cut_mid_reply_keeps_the_partial_text(
     with pytest.raises(errors.StreamInterrupted):
         for piece in chat.send(ctx, cid, "go"):
             received.append(piece)
-    answer = ctx.store.all_messages("local", cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.status == "interrupted" and answer.content == "".join(received) != ""
 
 
@@ -313,7 +313,6 @@ def test_illustrations_are_not_sent_to_the_model_nor_regenerated(
     cid = new_conv(ctx)
     list(chat.send(ctx, cid, "describe a lighthouse"))
     ctx.store.add_message(
-        "local",
         cid,
         Message(
             role="assistant",
@@ -360,14 +359,14 @@ def test_odd_answers_are_clear_failures_saved_as_failed_and_retried(
     fault(openai_server)
     with pytest.raises(error, match=message):
         list(chat.send(ctx, cid, "hello?"))
-    question, failed = ctx.store.all_messages("local", cid)
+    question, failed = ctx.store.all_messages(cid)
     assert (failed.role, failed.status, failed.content) == ("assistant", "failed", partial)
     assert message in failed.meta["error"] and chat.needs_retry(failed)
     assert len(openai_server.requests_to("/chat/completions")) == 1  # never resent by itself
 
     retry = chat.regenerate(ctx, cid)
     assert "".join(retry) == "Echo: hello?"
-    assert [(m.content, m.status) for m in ctx.store.all_messages("local", cid)] == [
+    assert [(m.content, m.status) for m in ctx.store.all_messages(cid)] == [
         ("hello?", "ok"),
         ("Echo: hello?", "ok"),
     ]
@@ -395,7 +394,7 @@ def test_a_stream_without_a_usage_chunk_is_estimated(
     openai_server.send_usage = False
     cid = new_conv(ctx)
     assert "".join(chat.send(ctx, cid, "hi")) == "Echo: hi"
-    answer = ctx.store.all_messages("local", cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.status == "ok" and answer.meta["usage_source"] == "tiktoken"
 
 
@@ -408,7 +407,7 @@ def test_a_reply_past_the_size_cap_is_cut_kept_marked_and_its_stream_closed(
     shown = "".join(chat.send(capped, cid, "go on forever"))
     assert len(shown) == 2_000
     assert openai_server.wait_for_disconnects(1)  # the server saw Parley hang up
-    answer = capped.store.all_messages("local", cid)[-1]
+    answer = capped.store.all_messages(cid)[-1]
     assert (answer.status, answer.content) == ("truncated", shown)
     assert answer.meta["limit"] == 2_000
 
@@ -429,7 +428,7 @@ def test_a_streaming_reply_is_saved_as_it_arrives_cheaply(
         received += piece
         if n == 0:
             continue  # the row is written just after the first piece is on screen
-        row = ctx.store.all_messages("local", cid)[-1]
+        row = ctx.store.all_messages(cid)[-1]
         assert row.role == "assistant" and row.status == "streaming"
         assert received.startswith(row.content)
         lag = len(received) - len(row.content)
@@ -439,9 +438,9 @@ def test_a_streaming_reply_is_saved_as_it_arrives_cheaply(
             assert time.monotonic() - behind_since < chat.SAVE_EVERY_S + 0.5
     assert worst_behind < 4 * chat.SAVE_EVERY_CHARS
     assert 1 <= len(updates) <= 12, updates  # about one a second (or 500 characters), not 320
-    answer = ctx.store.all_messages("local", cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert (answer.status, answer.content) == ("ok", story)
-    assert len(ctx.store.all_messages("local", cid)) == 2
+    assert len(ctx.store.all_messages(cid)) == 2
 
 
 def test_a_reply_left_streaming_by_a_dead_process_reads_as_interrupted(
@@ -451,9 +450,9 @@ def test_a_reply_left_streaming_by_a_dead_process_reads_as_interrupted(
     openai_server.script("word " * 100, chunk_size=5, chunk_delay=0.01)
     stream = iter(chat.send(ctx, cid, "tell me"))
     next(stream), next(stream)  # the row is saved once the first piece is shown
-    row = ctx.store.all_messages("local", cid)[-1]
+    row = ctx.store.all_messages(cid)[-1]
     # A reply this process is still writing is live, for every session of the process.
-    assert inflight.settle(ctx.store, "local", cid, [row])[0].status == "streaming"
+    assert inflight.settle(ctx.store, cid, [row])[0].status == "streaming"
     dead = Message(
         "assistant",
         "half of it",
@@ -461,10 +460,10 @@ def test_a_reply_left_streaming_by_a_dead_process_reads_as_interrupted(
         "gpt-4o",
         meta={"owner": {"pid": 2**22 + 7, "boot": "gone", "reply": "r"}},
     )
-    ctx.store.add_message("local", cid, dead)
-    settled = inflight.settle(ctx.store, "local", cid, ctx.store.all_messages("local", cid))
+    ctx.store.add_message(cid, dead)
+    settled = inflight.settle(ctx.store, cid, ctx.store.all_messages(cid))
     assert [m.status for m in settled] == ["ok", "streaming", "interrupted"]
     assert settled[-1].meta["error"] == inflight.CUT_OFF
-    assert ctx.store.all_messages("local", cid)[-1].status == "interrupted"
-    assert chat.needs_retry(ctx.store.all_messages("local", cid)[-1])
+    assert ctx.store.all_messages(cid)[-1].status == "interrupted"
+    assert chat.needs_retry(ctx.store.all_messages(cid)[-1])
     stream.close()

@@ -53,7 +53,7 @@ def test_chat_streams_saves_and_survives_a_refresh(
     fresh.query_params["c"] = cid
     fresh.run()
     assert bubbles(fresh) == bubbles(at)
-    assert [m.content for m in store.all_messages("local", cid)] == [
+    assert [m.content for m in store.all_messages(cid)] == [
         "What is a pelican?",
         "Pelicans are **large** water birds.",
     ]
@@ -64,7 +64,7 @@ def test_unknown_conversation_in_url_is_not_found(
     app: Callable[..., AppTest], store: ConversationStore, kind: str
 ) -> None:
     at = app()
-    cid = "0" * 32 if kind == "missing" else store.create("local", model="m", kind=kind).id
+    cid = "0" * 32 if kind == "missing" else store.create(model="m", kind=kind).id
     at.query_params["c"] = cid
     at.run()
     assert not at.exception
@@ -126,10 +126,10 @@ def test_html_in_model_output_is_shown_as_text(
 def test_sidebar_lists_searches_and_switches(
     app: Callable[..., AppTest], store: ConversationStore
 ) -> None:
-    a = store.create("local", model="gpt-5.4-mini")
-    store.add_message("local", a.id, Message(role="user", content="About volcanoes"))
-    b = store.create("local", model="gpt-5.4-mini")
-    store.add_message("local", b.id, Message(role="user", content="About glaciers"))
+    a = store.create(model="gpt-5.4-mini")
+    store.add_message(a.id, Message(role="user", content="About volcanoes"))
+    b = store.create(model="gpt-5.4-mini")
+    store.add_message(b.id, Message(role="user", content="About glaciers"))
     at = app()
     at.run()
     labels = [btn.label for btn in at.sidebar.button]
@@ -142,15 +142,15 @@ def test_sidebar_lists_searches_and_switches(
 
 
 def test_rename_and_delete(app: Callable[..., AppTest], store: ConversationStore) -> None:
-    conv = store.create("local", model="gpt-5.4-mini")
-    store.add_message("local", conv.id, Message(role="user", content="hello"))
+    conv = store.create(model="gpt-5.4-mini")
+    store.add_message(conv.id, Message(role="user", content="hello"))
     at = app()
     at.query_params["c"] = conv.id
     at.run()
     at.sidebar.text_input(key=f"parley.w.title.{conv.id}").set_value("Greetings").run()
-    assert store.get("local", conv.id).title == "Greetings"
+    assert store.get(conv.id).title == "Greetings"
     at.sidebar.button(key=f"del_{conv.id}").click().run()
-    assert store.list("local") == []
+    assert store.list() == []
     assert at.title[0].value == "New chat"
 
 
@@ -160,10 +160,10 @@ def test_parameters_persist_per_conversation(
     at = app()
     at.run()
     send(at, "first")
-    cid = store.list("local")[0].id
+    cid = store.list()[0].id
     at.sidebar.slider(key=f"parley.w.{cid}.t").set_value(0.4).run()
     at.sidebar.text_area(key=f"parley.w.{cid}.system").set_value("Answer in French.").run()
-    conv = store.get("local", cid)
+    conv = store.get(cid)
     assert conv.params.temperature == 0.4 and conv.system_prompt == "Answer in French."
     send(at, "second")
     sent = openai_server.requests_to("/chat/completions")[-1].json
@@ -177,21 +177,21 @@ def test_alternatives_regenerate_and_reset(
     at = app()
     at.run()
     send(at, "hi")
-    cid = store.list("local")[0].id
+    cid = store.list()[0].id
     at.sidebar.number_input(key=f"parley.w.{cid}.n").set_value(2).run()
     openai_server.script(["Option A", "Option B"])
     send(at, "two ways please")
     assert len(at.tabs) == 2
-    last = store.all_messages("local", cid)[-1]
+    last = store.all_messages(cid)[-1]
     at.button(key=f"alt_{last.id}_1").click().run()
-    assert store.all_messages("local", cid)[-1].content == "Option B"
+    assert store.all_messages(cid)[-1].content == "Option B"
 
     openai_server.script(["Regenerated", "Other"])
     at.button(key="parley.w.regen").click().run()
-    assert store.all_messages("local", cid)[-1].content == "Regenerated"
+    assert store.all_messages(cid)[-1].content == "Regenerated"
 
     at.button(key="parley.w.reset").click().run()
-    assert store.all_messages("local", cid) == []
+    assert store.all_messages(cid) == []
     assert "reset" in at.info[0].value
 
 
@@ -201,7 +201,7 @@ def test_edit_and_resend(
     at = app()
     at.run()
     send(at, "whats teh capital of France")
-    users = [m for m in store.all_messages("local", store.list("local")[0].id) if m.role == "user"]
+    users = [m for m in store.all_messages(store.list()[0].id) if m.role == "user"]
     at.text_area(key=f"parley.w.edit.{users[-1].id}").set_value("What is the capital of France?")
     at.button(key="parley.w.resend").click().run()
     assert bubbles(at) == [
@@ -213,10 +213,9 @@ def test_edit_and_resend(
 def test_long_conversation_renders_a_window_and_loads_more(
     app: Callable[..., AppTest], store: ConversationStore
 ) -> None:
-    conv = store.create("local", model="gpt-5.4-mini")
+    conv = store.create(model="gpt-5.4-mini")
     for i in range(100):
         store.add_message(
-            "local",
             conv.id,
             Message(role="user" if i % 2 == 0 else "assistant", content=f"message {i}"),
         )
@@ -256,12 +255,12 @@ def test_a_failed_turn_says_why_and_is_retried_in_one_click(
     fault(openai_server)
     send(at, "Are you there?")
     assert shown in at.error[0].value
-    cid = store.list("local")[0].id
+    cid = store.list()[0].id
     assert len(openai_server.requests_to("/chat/completions")) == 1  # never resent
     retry_button(at).click().run()
     assert not at.exception
     assert bubbles(at) == [("user", "Are you there?"), ("assistant", "Echo: Are you there?")]
-    assert [m.status for m in store.all_messages("local", cid)] == ["ok", "ok"]
+    assert [m.status for m in store.all_messages(cid)] == ["ok", "ok"]
 
 
 def test_a_failed_reply_stays_marked_with_its_reason_after_a_refresh(
@@ -273,7 +272,7 @@ def test_a_failed_reply_stays_marked_with_its_reason_after_a_refresh(
     openai_server.misbehave("malformed", after=2)
     send(at, "go")
     fresh = app()
-    fresh.query_params["c"] = store.list("local")[0].id
+    fresh.query_params["c"] = store.list()[0].id
     fresh.run()
     note = fresh.chat_message[1].caption[0].value
     assert "malformed event" in note and "Retry" in note
@@ -294,11 +293,10 @@ def test_a_reply_cut_at_the_size_cap_says_so(
 def test_a_reply_whose_process_died_shows_as_interrupted_with_retry(
     app: Callable[..., AppTest], store: ConversationStore
 ) -> None:
-    conv = store.create("local", model="gpt-5.4-mini")
-    store.add_message("local", conv.id, Message(role="user", content="tell me a story"))
+    conv = store.create(model="gpt-5.4-mini")
+    store.add_message(conv.id, Message(role="user", content="tell me a story"))
     owner = {"pid": 2**22 + 7, "started": "1", "boot": "an earlier run", "reply": "r"}
     store.add_message(
-        "local",
         conv.id,
         Message("assistant", "Once upon a", "streaming", "gpt-5.4-mini", meta={"owner": owner}),
     )
@@ -307,7 +305,7 @@ def test_a_reply_whose_process_died_shows_as_interrupted_with_retry(
     at.run()
     assert bubbles(at)[1] == ("assistant", "Once upon a")
     assert "stopped while this reply was being written" in at.chat_message[1].caption[0].value
-    assert store.all_messages("local", conv.id)[-1].status == "interrupted"
+    assert store.all_messages(conv.id)[-1].status == "interrupted"
     retry_button(at).click().run()
     assert bubbles(at)[1] == ("assistant", "Echo: tell me a story")
 

@@ -88,13 +88,13 @@ def test_an_overflowing_history_is_trimmed_to_the_window_the_server_states(
 ) -> None:
     openai_server.flavour("llama-cpp-python", n_ctx=2048, word_tokens=3)
     openai_server.models = [MODEL]
-    conv = store.create("local", model=MODEL, params=ChatParams(memory_rounds=100))
+    conv = store.create(model=MODEL, params=ChatParams(memory_rounds=100))
     for i in range(25):  # about 7,000 of the server's tokens
         for role in ("user", "assistant"):
-            store.add_message("local", conv.id, Message(role, f"{role} {i}: {PROSE}"))
+            store.add_message(conv.id, Message(role, f"{role} {i}: {PROSE}"))
     at = send(opened(app, conv.id), "Sum it up.")
     assert not at.error
-    reply = store.all_messages("local", conv.id)[-1]
+    reply = store.all_messages(conv.id)[-1]
     assert reply.status == "ok" and reply.content.strip()
     assert gauge(at).endswith("of 2,048 tokens (overflow error)")
     again = send(at, "Once more.")  # the session remembers: trimmed at once, no overflow

@@ -41,7 +41,6 @@ def make_ctx(
     facts = Probed(client, settings.provider) if probed else Offline(settings.provider)
     return chat.ChatContext(
         store,
-        WS,
         client,
         PriceTable.load(data_dir),
         settings.provider,
@@ -53,10 +52,10 @@ def make_ctx(
 
 def long_conversation(ctx: chat.ChatContext, rounds: int = 25) -> str:
     """`rounds` of about 70 words a message, every one remembered (no memory limit)."""
-    conv = ctx.store.create(WS, model=MODEL, params=ChatParams(memory_rounds=100))
+    conv = ctx.store.create(model=MODEL, params=ChatParams(memory_rounds=100))
     for i in range(rounds):
         for role in ("user", "assistant"):
-            ctx.store.add_message(WS, conv.id, Message(role, f"{role} {i}: {PROSE}", model=MODEL))
+            ctx.store.add_message(conv.id, Message(role, f"{role} {i}: {PROSE}", model=MODEL))
     return conv.id
 
 
@@ -78,7 +77,7 @@ def test_a_long_history_on_llama_cpp_python_is_trimmed_to_the_window_its_error_s
     ctx = make_ctx(openai_server, store, data_dir, probed=probed)
     cid = long_conversation(ctx)
     text = "".join(chat.send(ctx, cid, "Sum it up."))
-    answer = ctx.store.all_messages(WS, cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert (answer.status, answer.content) == ("ok", text) and text.strip()
     sent = chats(openai_server)
     # The first request overflowed (an empty stream), the second asked why (not streamed,
@@ -110,7 +109,7 @@ def test_llama_server_states_its_window_up_front(
     list(chat.send(ctx, cid, "Sum it up."))
     [sent] = chats(openai_server)  # trimmed before sending: no overflow, no retry
     assert server_tokens(sent, 1) < N_CTX
-    context = ctx.store.all_messages(WS, cid)[-1].meta["context"]
+    context = ctx.store.all_messages(cid)[-1].meta["context"]
     assert (context["window"], context["window_source"]) == (N_CTX, "llama-server /props")
     assert context["estimate"] is False  # counted with the server's /tokenize
 
@@ -127,7 +126,7 @@ def test_a_400_overflow_is_learnt_and_retried_once(
     first, retry = chats(openai_server)
     assert server_tokens(first, 1) > N_CTX > server_tokens(retry, 1)
     assert ctx.server.window(MODEL).tokens == N_CTX
-    assert ctx.store.all_messages(WS, cid)[-1].status == "ok"
+    assert ctx.store.all_messages(cid)[-1].status == "ok"
 
 
 def test_an_error_event_before_any_text_is_retried_once(
@@ -139,7 +138,7 @@ def test_an_error_event_before_any_text_is_retried_once(
     assert "".join(chat.send(ctx, cid, "final")) == "Echo: final"
     assert len(chats(openai_server)) == 2
     assert ctx.server.window(MODEL).tokens == 4096
-    saved = ctx.store.all_messages(WS, cid)
+    saved = ctx.store.all_messages(cid)
     assert [m.status for m in saved[-2:]] == ["ok", "ok"]  # no failed turn left behind
 
 
@@ -149,11 +148,11 @@ def test_a_message_longer_than_the_window_is_a_clear_error_never_an_empty_reply(
     openai_server.flavour("llama-cpp-python", n_ctx=N_CTX, word_tokens=3)
     openai_server.models = [MODEL]
     ctx = make_ctx(openai_server, store, data_dir, probed=True)
-    cid = ctx.store.create(WS, model=MODEL).id
+    cid = ctx.store.create(model=MODEL).id
     with pytest.raises(errors.ContextTooLong, match="2,048 tokens") as raised:
         list(chat.send(ctx, cid, PROSE * 20))
     assert "shorten" in str(raised.value)
-    last = ctx.store.all_messages(WS, cid)[-1]
+    last = ctx.store.all_messages(cid)[-1]
     assert last.role == "user"  # the question is kept for Retry; no "ok" reply
 
 
@@ -174,15 +173,15 @@ def test_a_local_reply_is_free_unless_its_server_is_priced(
     openai_server: FakeOpenAI, store: ConversationStore, data_dir: Path
 ) -> None:
     ctx = make_ctx(openai_server, store, data_dir, probed=False)
-    cid = ctx.store.create(WS, model="gpt-5-mini").id
+    cid = ctx.store.create(model="gpt-5-mini").id
     list(chat.send(ctx, cid, "hello"))
-    assert ctx.store.all_messages(WS, cid)[-1].cost == 0  # not OpenAI's gpt-5-mini price
+    assert ctx.store.all_messages(cid)[-1].cost == 0  # not OpenAI's gpt-5-mini price
     (data_dir / "prices.toml").write_text(
         f'[server."{openai_server.base_url}".chat."gpt-5-mini"]\ninput = 1.0\noutput = 2.0\n'
     )
     ctx.prices = PriceTable.load(data_dir)
     list(chat.send(ctx, cid, "again"))
-    answer = ctx.store.all_messages(WS, cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.cost == pytest.approx((answer.prompt_tokens + 2 * answer.completion_tokens) / 1e6)
 
 
@@ -202,12 +201,12 @@ def test_llama_cpp_python_streams_are_read_as_it_sends_them(
     # The quirks: no usage even when asked, a role-only first delta, empty content deltas.
     assert all(c.usage is None for c in chunks) and chunks[0].choices[0].delta.content is None
     assert any(c.choices and c.choices[0].delta.content == "" for c in chunks)
-    cid = ctx.store.create(WS, model=MODEL).id
+    cid = ctx.store.create(model=MODEL).id
     openai_server.script("A heron stands in the reeds.")
     assert "".join(chat.send(ctx, cid, "What stands in the reeds?")) == (
         "A heron stands in the reeds."
     )
-    answer = ctx.store.all_messages(WS, cid)[-1]
+    answer = ctx.store.all_messages(cid)[-1]
     assert answer.status == "ok" and answer.usage_exact
     assert answer.meta["usage_source"] == "tokenizer"  # the server's own /extras/tokenize
     assert answer.completion_tokens == 6 + 3  # its words, and the reply's priming

@@ -36,8 +36,13 @@ LONG_REPLY = " ".join(f"word{i}" for i in range(200))
 
 
 @pytest.fixture
-def cli_env(openai_server: FakeOpenAI, data_dir: Path, tmp_path: Path) -> dict[str, str]:
-    """The child's environment: the fake server, this test's data dir, an empty HOME."""
+def cli_env(
+    request: pytest.FixtureRequest, openai_server: FakeOpenAI, data_dir: Path, tmp_path: Path
+) -> dict[str, str]:
+    """The child's environment: the fake server, this test's data dir, an empty HOME, and
+    (for a test on a backend, e.g. through `store`) that backend's PARLEY_DATABASE_URL."""
+    if "backend" in request.fixturenames:
+        request.getfixturevalue("backend")  # it sets the URL; before the copy below
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     home = tmp_path / "home"
     home.mkdir()
@@ -142,13 +147,14 @@ def core_chat(
     system_prompt: str = "",
 ) -> Conversation:
     """A conversation made the way the web app makes one: the store and lib.chat."""
+    store = ConversationStore(store.backend, workspace)
     with openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0) as client:
-        ctx = chat.ChatContext(store, workspace, client, provider="custom")
-        conv = store.create(workspace, model="gpt-5-mini", system_prompt=system_prompt)
+        ctx = chat.ChatContext(store, client, provider="custom")
+        conv = store.create(model="gpt-5-mini", system_prompt=system_prompt)
         for text in texts:
             for _ in chat.send(ctx, conv.id, text):
                 pass
-    return store.get(workspace, conv.id)
+    return store.get(conv.id)
 
 
 def last_chat_request(server: FakeOpenAI) -> dict:
@@ -168,11 +174,11 @@ def test_chat_streams_replies_and_keeps_the_conversation(
     term.say("Tell me about foxes")
     term.expect("The quick")
     # The first words are on screen while the reply is still arriving, and saved as such.
-    [conv] = store.list("local")
+    [conv] = store.list()
     deadline = time.monotonic() + WAIT
-    while len(store.all_messages("local", conv.id)) < 2 and time.monotonic() < deadline:
+    while len(store.all_messages(conv.id)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    user, partial = store.all_messages("local", conv.id)
+    user, partial = store.all_messages(conv.id)
     assert partial.status == "streaming" and full.startswith(partial.content)
     assert len(partial.content) < len(full)
     term.expect("once more.")
@@ -183,7 +189,7 @@ def test_chat_streams_replies_and_keeps_the_conversation(
     term.say("exit")
     assert term.finish() == 0
 
-    messages = store.all_messages("local", conv.id)
+    messages = store.all_messages(conv.id)
     assert [(m.role, m.content, m.status) for m in messages] == [
         ("user", "Tell me about foxes", "ok"),
         ("assistant", full, "ok"),
@@ -207,15 +213,15 @@ def test_ctrl_c_stops_the_reply_and_a_second_ctrl_c_leaves(
     term.expect("Stopped. The partial reply was kept.")
     assert openai_server.wait_for_disconnects(1), "the HTTP stream was not closed"
     term.prompt()  # still in the chat
-    [conv] = store.list("local")
-    user, reply = store.all_messages("local", conv.id)
+    [conv] = store.list()
+    user, reply = store.all_messages(conv.id)
     assert reply.status == "stopped"
     assert "word3" in reply.content and LONG_REPLY.startswith(reply.content)
     assert len(reply.content) < len(LONG_REPLY)
 
     term.child.sendintr()
     assert term.finish() == 0
-    assert store.count_messages("local", conv.id) == 2
+    assert store.count_messages(conv.id) == 2
 
 
 def test_ctrl_c_before_the_first_token_keeps_the_question(
@@ -233,8 +239,8 @@ def test_ctrl_c_before_the_first_token_keeps_the_question(
     term.prompt()
     term.say("exit")
     assert term.finish() == 0
-    [conv] = store.list("local")
-    assert [m.content for m in store.all_messages("local", conv.id)] == ["Are you there?"]
+    [conv] = store.list()
+    assert [m.content for m in store.all_messages(conv.id)] == ["Are you there?"]
 
 
 @pytest.mark.parametrize(
@@ -260,8 +266,8 @@ def test_exit_words_and_keys_end_the_session(
     term.prompt()
     leave(term)
     assert term.finish() == 0
-    [conv] = store.list("local")
-    assert store.count_messages("local", conv.id) == 2  # the exit word is not a message
+    [conv] = store.list()
+    assert store.count_messages(conv.id) == 2  # the exit word is not a message
     assert len(openai_server.requests_to("/chat/completions")) == 1
 
 
@@ -286,8 +292,8 @@ def test_n_alternatives_are_shown_and_the_pick_continues(
     term.say("再见")
     assert term.finish() == 0
 
-    [conv] = store.list("local")
-    first_reply = store.all_messages("local", conv.id)[1]
+    [conv] = store.list()
+    first_reply = store.all_messages(conv.id)[1]
     assert first_reply.content == "Echo #2: hi" and first_reply.meta["chosen"] == 1
     history = [m["content"] for m in last_chat_request(openai_server)["messages"]]
     assert history == ["hi", "Echo #2: hi", "next"]
@@ -320,8 +326,8 @@ def test_resumes_a_conversation_started_in_the_app(
     term.say("exit")
     assert term.finish() == 0
 
-    assert len(store.list("local")) == 2  # no new conversation
-    contents = [m.content for m in store.all_messages("local", conv.id)]
+    assert len(store.list()) == 2  # no new conversation
+    contents = [m.content for m in store.all_messages(conv.id)]
     assert contents == ["What is WAL?", "Echo: What is WAL?", "And checkpoints?",
                         "Echo: And checkpoints?"]  # fmt: skip
     request = last_chat_request(openai_server)
@@ -367,7 +373,7 @@ def test_flags_on_resume_change_the_conversation_settings(
     result = run("--conversation", conv.id, "--temperature", "0.7", "-n", "2", stdin="second\n")
     assert result.returncode == 0, result.stderr
     assert "[Reply 2 of 2]\nEcho #2: second" in result.stdout
-    saved = store.get("local", conv.id)
+    saved = store.get(conv.id)
     assert saved.params == ChatParams(temperature=0.7, n=2)
     assert last_chat_request(openai_server)["temperature"] == 0.7
 
@@ -430,7 +436,7 @@ def test_list_show_and_export_read_the_same_store(
     (workdir / ".streamlit" / "secrets.toml").unlink()
     assert run("list", "--search", "pelicans").stdout.split("\t")[0] == older.id
 
-    messages = store.all_messages("local", newer.id)
+    messages = store.all_messages(newer.id)
     shown = run("show", newer.id[:10])
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == export.to_markdown(newer, messages)
@@ -446,10 +452,9 @@ def test_list_show_and_export_read_the_same_store(
 def test_show_renders_markdown_on_a_terminal_and_strips_escapes(
     terminal: Callable[..., Pty], store: ConversationStore
 ) -> None:
-    conv = store.create("local", model="gpt-5-mini")
-    store.add_message("local", conv.id, Message(role="user", content="format this"))
+    conv = store.create(model="gpt-5-mini")
+    store.add_message(conv.id, Message(role="user", content="format this"))
     store.add_message(
-        "local",
         conv.id,
         Message(role="assistant", content="A **bold** claim\x1b]0;pwned\x07 and <b>tags</b>."),
     )
@@ -535,8 +540,8 @@ def test_fatal_errors_mid_chat_end_the_session_and_keep_the_question(
     term.say("hello?")
     term.expect(message)
     assert term.finish() == 1
-    [conv] = store.list("local")
-    assert [m.content for m in store.all_messages("local", conv.id)] == ["hello?"]
+    [conv] = store.list()
+    assert [m.content for m in store.all_messages(conv.id)] == ["hello?"]
 
 
 def test_passing_errors_mid_chat_keep_the_session(
@@ -549,7 +554,7 @@ def test_passing_errors_mid_chat_keep_the_session(
     term.say("/retry")
     term.expect("Error: There is no message to answer yet.")
     term.prompt()
-    assert store.list("local") == []  # nothing saved for a command with nothing to do
+    assert store.list() == []  # nothing saved for a command with nothing to do
     term.say("tell me")
     term.expect("Error: The connection dropped in the middle of the reply.")
     term.expect("type /retry to try again")
@@ -561,8 +566,8 @@ def test_passing_errors_mid_chat_keep_the_session(
     term.prompt()
     term.say("exit")
     assert term.finish() == 0
-    [conv] = store.list("local")
-    [_, reply] = store.all_messages("local", conv.id)
+    [conv] = store.list()
+    [_, reply] = store.all_messages(conv.id)
     assert reply.content == "Echo: tell me"
     assert reply.meta["alternatives"] == ["partial wo", "Echo: tell me"]
 

@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
+from lib.store.backend import open_backend
 from tests.browser.conftest import REPO, StreamlitServer, rerun, wait_for_idle
 from tests.browser.session import bubbles, conversation_id, send
 from tests.fake_openai import FakeOpenAI
@@ -60,7 +61,7 @@ def wait_for_saved_reply(page: Page, index: int, text: str) -> None:
 
 
 def store_of(app: StreamlitServer) -> ConversationStore:
-    return ConversationStore(app.data_dir / "parley.db")
+    return ConversationStore(open_backend(app.data_dir), WORKSPACE)
 
 
 def test_chat_streams_saves_and_survives_a_reload(
@@ -82,7 +83,7 @@ def test_chat_streams_saves_and_survives_a_reload(
     assert partial, "the reply appeared all at once instead of streaming"
 
     cid = conversation_id(page)
-    saved = store_of(app).all_messages(WORKSPACE, cid)
+    saved = store_of(app).all_messages(cid)
     assert [(m.role, m.content) for m in saved] == [
         ("user", FIRST_QUESTION),
         ("assistant", FIRST_REPLY),
@@ -105,7 +106,7 @@ def test_chat_streams_saves_and_survives_a_reload(
         [FIRST_QUESTION, FIRST_REPLY, SECOND_QUESTION, "Ollama, LM Studio, vLLM"]
     ):
         expect(bubbles(page).nth(index)).to_contain_text(text)
-    title = store_of(app).get(WORKSPACE, cid).title
+    title = store_of(app).get(cid).title
     expect(page.get_by_test_id("stSidebar").get_by_role("button", name=title)).to_be_visible()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
 
@@ -139,7 +140,7 @@ def test_stop_keeps_the_partial_reply_and_closes_the_stream(
     expect(reply).to_contain_text("Stopped by you")
     expect(reply).not_to_contain_text("w799")
 
-    saved = store_of(app).all_messages(WORKSPACE, cid)
+    saved = store_of(app).all_messages(cid)
     assert [m.role for m in saved] == ["user", "assistant"]
     assert saved[1].status == "stopped"
     assert "w20" in saved[1].content

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from lib.conversations import ConversationStore
+from lib.store.backend import open_backend
 from tests.browser.conftest import StreamlitServer, wait_for_idle
 from tests.browser.session import Sessions, bubbles, conversation_id, send
 from tests.fake_openai import FakeOpenAI
@@ -63,8 +64,8 @@ def test_twenty_sessions_chat_at_once_and_keep_to_themselves(
         for page in pages:
             wait_for_idle(page, timeout=TIMEOUT)
 
-    store = ConversationStore(app.data_dir / "parley.db")
-    assert len(store.list("local")) == SESSIONS
+    store = ConversationStore(open_backend(app.data_dir), "local")
+    assert len(store.list()) == SESSIONS
     for page, token in zip(pages, tokens, strict=True):
         expect(bubbles(page)).to_have_count(2 * ROUNDS)
         expect(page.get_by_test_id("stException")).to_have_count(0)
@@ -72,7 +73,7 @@ def test_twenty_sessions_chat_at_once_and_keep_to_themselves(
         # transcript must hold this session's messages only.
         transcript = " ".join(bubbles(page).all_inner_texts())
         assert set(TOKEN.findall(transcript)) == {token}
-        saved = store.all_messages("local", conversation_id(page))
+        saved = store.all_messages(conversation_id(page))
         expected = []
         for round_ in range(ROUNDS):
             expected += [

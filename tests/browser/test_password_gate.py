@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from lib.access import FIRST_DELAY, FREE_FAILURES, SHARED_WORKSPACE
 from lib.conversations import ConversationStore, Message
+from lib.store.backend import open_backend
 from tests.browser.conftest import StreamlitServer, rerun, wait_for_idle
 from tests.browser.session import Sessions, bubbles, chat, sidebar, submit_password
 
@@ -49,9 +50,9 @@ def test_the_gate_hides_everything_and_wrong_passwords_slow_down(
 ) -> None:
     app = streamlit_app(APP_PASSWORD=PASSWORD)
     secret = f"quokka{uuid.uuid4().hex[:8]}"
-    store = ConversationStore(app.data_dir / "parley.db")
-    conv = store.create(SHARED_WORKSPACE, model="gpt-5-mini", title=f"Plans for {secret}")
-    store.add_message(SHARED_WORKSPACE, conv.id, Message("user", f"About {secret}"))
+    store = ConversationStore(open_backend(app.data_dir), SHARED_WORKSPACE)
+    conv = store.create(model="gpt-5-mini", title=f"Plans for {secret}")
+    store.add_message(conv.id, Message("user", f"About {secret}"))
 
     # The server's very first request is a page URL with a conversation id: Streamlit's
     # pages/-directory mode would run that page without Home.py; it must still be gated.

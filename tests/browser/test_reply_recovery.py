@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore, Message
+from lib.store.backend import open_backend
 from tests.browser.conftest import StreamlitServer, rerun
 from tests.browser.test_chat_journey import bubbles, conversation_id, send, wait_for_saved_reply
 from tests.fake_openai import FakeOpenAI
@@ -31,7 +32,7 @@ def saved_reply(store: ConversationStore, cid: str, containing: str) -> Message:
     """Wait until the assistant's row holds `containing`: it is saved as it streams."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        messages = store.all_messages(WORKSPACE, cid)
+        messages = store.all_messages(cid)
         if len(messages) == 2 and containing in messages[1].content:
             return messages[1]
         time.sleep(0.1)
@@ -51,7 +52,7 @@ def test_a_reply_cut_off_by_the_process_ending_is_kept_marked_interrupted_with_r
     send(page, "Tell me a very long story")
     expect(bubbles(page).nth(1)).to_contain_text("w40 ")
     cid = conversation_id(page)
-    store = ConversationStore(app.data_dir / "parley.db")
+    store = ConversationStore(open_backend(app.data_dir), WORKSPACE)
     row = saved_reply(store, cid, "w40 ")
     assert row.status == "streaming" and STORY.startswith(row.content)
 
@@ -62,7 +63,7 @@ def test_a_reply_cut_off_by_the_process_ending_is_kept_marked_interrupted_with_r
 
     app.proc.send_signal(ending)
     app.proc.wait(WAIT)
-    kept = store.all_messages(WORKSPACE, cid)[1]
+    kept = store.all_messages(cid)[1]
     assert "w40 " in kept.content and STORY.startswith(kept.content)
     assert len(kept.content) < len(STORY)
     assert kept.status in ("streaming", "interrupted")  # a SIGTERM may save it on the way out
@@ -73,12 +74,12 @@ def test_a_reply_cut_off_by_the_process_ending_is_kept_marked_interrupted_with_r
     expect(reply).to_contain_text("w0 w1 w2")
     expect(reply).to_contain_text("The partial reply was kept")
     expect(reply).not_to_contain_text("Stopped by you")
-    saved = ConversationStore(again.data_dir / "parley.db").all_messages(WORKSPACE, cid)
+    saved = ConversationStore(open_backend(again.data_dir), WORKSPACE).all_messages(cid)
     assert saved[1].status == "interrupted" and saved[1].content == kept.content
 
     retry = page.get_by_role("button", name="Retry")
     with rerun(page):
         retry.click()
     wait_for_saved_reply(page, 1, "Echo: Tell me a very long story")
-    final = ConversationStore(again.data_dir / "parley.db").all_messages(WORKSPACE, cid)
+    final = ConversationStore(open_backend(again.data_dir), WORKSPACE).all_messages(cid)
     assert [(m.role, m.status) for m in final] == [("user", "ok"), ("assistant", "ok")]

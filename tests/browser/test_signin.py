@@ -169,13 +169,13 @@ def test_two_users_sign_in_and_never_see_each_others_work(
     # Each workspace is keyed by the provider's issuer and the user's subject.
     alice_ws = access.identity_workspace(provider.issuer, ALICE.sub)
     bob_ws = access.identity_workspace(provider.issuer, BOB.sub)
-    conversations = ConversationStore(app.data_dir / "parley.db")
-    assert {c.id for c in conversations.list(alice_ws)} == {alice.chat_id, alice.document_chat_id}
-    assert alice.chat_id not in {c.id for c in conversations.list(bob_ws)}
+    backend = open_backend(app.data_dir)
+    alices = {c.id for c in ConversationStore(backend, alice_ws).list()}
+    assert alices == {alice.chat_id, alice.document_chat_id}
+    assert alice.chat_id not in {c.id for c in ConversationStore(backend, bob_ws).list()}
     library = DocumentLibrary(app.data_dir)
     assert [d.name for d in library.list(alice_ws)] == ["alice-notes.md"]
     assert [d.name for d in library.list(bob_ws)] == ["bob-notes.md"]
-    backend = open_backend(app.data_dir)
     assert len(ImageStore(backend, alice_ws).list()) == 1
     assert ImageStore(backend, bob_ws).list() == []
 

@@ -44,17 +44,17 @@ def ctx(llama_server: LlamaServer, store: ConversationStore, data_dir: Path) -> 
     facts = Probed(client, settings.provider)
     prices = PriceTable.load(data_dir)
     return chat.ChatContext(
-        store, WS, client, prices, settings.provider, base_url=settings.base_url, server=facts
+        store, client, prices, settings.provider, base_url=settings.base_url, server=facts
     )
 
 
 def new_conv(ctx: chat.ChatContext, server: LlamaServer, **params: object) -> str:
-    conv = ctx.store.create(WS, model=server.model, params=ChatParams(**params))  # type: ignore[arg-type]
+    conv = ctx.store.create(model=server.model, params=ChatParams(**params))  # type: ignore[arg-type]
     return conv.id
 
 
 def saved(ctx: chat.ChatContext, cid: str) -> list[Message]:
-    return ctx.store.all_messages(WS, cid)
+    return ctx.store.all_messages(cid)
 
 
 def wait_for_log_count(server: LlamaServer, text: str, count: int) -> bool:
@@ -116,7 +116,7 @@ def long_history(ctx: chat.ChatContext, cid: str, rounds: int) -> str:
     for i in range(rounds):
         for role in ("user", "assistant"):
             text = f"{role} {i}: " + PROSE * 3
-            ctx.store.add_message(WS, cid, Message(role=role, content=text, model="x"))
+            ctx.store.add_message(cid, Message(role=role, content=text, model="x"))
             texts.append(text)
     return "\n".join(texts)
 

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
+from lib.store.backend import open_backend
 from tests.browser.conftest import StreamlitServer, rerun, wait_for_idle
 from tests.browser.session import bubbles, conversation_id, send, sidebar
 from tests.peers.conftest import LlamaServer
@@ -58,7 +59,7 @@ def wait_for_streaming(store: ConversationStore, cid: str) -> bool:
     after it began: `lib.chat` saves a streaming reply as it arrives)."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        last = store.all_messages(WORKSPACE, cid)[-1]
+        last = store.all_messages(cid)[-1]
         if last.status == "streaming" and last.content:
             return True
         time.sleep(0.1)  # the database has nothing to wait on but itself
@@ -71,25 +72,25 @@ def test_chat_regenerate_and_stop_against_llama_cpp(
     llama_server: LlamaServer,
 ) -> None:
     app = streamlit_app(key=None, OPENAI_BASE_URL=llama_server.base_url)
-    store = ConversationStore(app.data_dir / "parley.db")
+    store = ConversationStore(open_backend(app.data_dir), WORKSPACE)
     page = open_page(app.url)
     set_max_tokens(page, 48)
 
     send(page, "Hello there, who are you?")
     wait_for_reply(page, 1)
     cid = conversation_id(page)
-    user, answer = store.all_messages(WORKSPACE, cid)
+    user, answer = store.all_messages(cid)
     assert (user.content, answer.status) == ("Hello there, who are you?", "ok")
     assert answer.content.strip(), "an empty reply was saved as ok"
 
     with rerun(page):
         page.get_by_role("button", name="Regenerate").click()
     wait_for_reply(page, 1)
-    _, again = store.all_messages(WORKSPACE, cid)
+    _, again = store.all_messages(cid)
     assert again.status == "ok" and again.meta["alternatives"][0] == answer.content
 
     set_max_tokens(page, 0)  # the server's default: on to the end of its context
-    assert store.get(WORKSPACE, cid).params.max_tokens is None
+    assert store.get(cid).params.max_tokens is None
     before = disconnects(llama_server)
     send(page, "Tell me a very long story.")
     assert wait_for_streaming(store, cid), "the long reply never started"
@@ -99,8 +100,8 @@ def test_chat_regenerate_and_stop_against_llama_cpp(
     wait_for_idle(page)
     expect(bubbles(page)).to_have_count(4)
     expect(bubbles(page).nth(3)).to_contain_text("Stopped by you")
-    stopped = store.all_messages(WORKSPACE, cid)[-1]
+    stopped = store.all_messages(cid)[-1]
     assert stopped.status == "stopped" and stopped.content
 
     # Required by issue 11: new chats use the model the server offers (it lists one).
-    assert {m.model for m in store.all_messages(WORKSPACE, cid)[1::2]} == {llama_server.model}
+    assert {m.model for m in store.all_messages(cid)[1::2]} == {llama_server.model}
