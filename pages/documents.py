@@ -31,7 +31,7 @@ no_embeddings = clients.capabilities(current, api).missing("embeddings") if api 
 if no_embeddings:
     st.caption(f":material/info: {no_embeddings}")
 embedder = docs.embedder(current, api, library) if api and not no_embeddings else None
-documents = library.list(state.workspace())
+documents = library.list()
 label = f"Library · {len(documents)} document{'s' * (len(documents) != 1)}"
 with st.expander(label, expanded=not documents or not conv, icon=":material/folder_open:"):
     if api:
@@ -48,13 +48,9 @@ model = docs.model_picker(store, conv, models)
 chosen = docs.selection(library, conv)
 chat_ctx = clients.chat_context(current, api)
 chat_ctx.server.prefetch(model)
-ctx = rag.DocContext(
-    chat_ctx,
-    library,
-    embedder,
-    docs.vector_store(library, embedder.model) if embedder else None,
-    docs.keyword_index(library),
-)
+if embedder:
+    docs.repairs(library, embedder.model)
+ctx = rag.DocContext(chat_ctx, library, embedder)
 if conv:
     shown = transcript.render_window(
         store,

@@ -1,10 +1,10 @@
-"""Embeddings through the local OpenAI-compatible server: batching, backoff, the cache."""
+"""Embeddings through the local OpenAI-compatible server: batching, backoff, and the cache
+(on both backends)."""
 
 from __future__ import annotations
 
 import base64
 import socket
-from pathlib import Path
 
 import numpy as np
 import openai
@@ -14,6 +14,7 @@ from lib.documents import embeddings
 from lib.documents.chunking import count_tokens
 from lib.documents.embeddings import Embedder, EmbeddingCache, EmbedProgress, batches
 from lib.errors import IngestCancelled, ModelRejected, ProviderError, RateLimited, ServerFailed
+from lib.store.backend import Backend
 from tests.fake_openai import FakeOpenAI
 
 TEXTS = [f"Passage {i} about matrices, vectors and the number {i * 7}." for i in range(40)]
@@ -25,12 +26,12 @@ def client(openai_server: FakeOpenAI) -> openai.OpenAI:
 
 
 @pytest.fixture
-def cache(data_dir: Path) -> EmbeddingCache:
-    return EmbeddingCache(data_dir / "parley.db")
+def cache(backend: Backend) -> EmbeddingCache:
+    return EmbeddingCache(backend, "alice")
 
 
 def embedder(client: openai.OpenAI, cache: EmbeddingCache | None, **kw) -> Embedder:
-    return Embedder(client, "text-embedding-3-small", workspace="alice", cache=cache, **kw)
+    return Embedder(client, "text-embedding-3-small", cache=cache, **kw)
 
 
 @pytest.mark.parametrize(
@@ -83,10 +84,11 @@ def test_the_cache_is_per_workspace(
     client: openai.OpenAI, cache: EmbeddingCache, openai_server: FakeOpenAI
 ) -> None:
     embedder(client, cache).embed(TEXTS[:5])
-    other = Embedder(client, "text-embedding-3-small", workspace="bob", cache=cache)
+    bobs = EmbeddingCache(cache.backend, "bob")
+    other = Embedder(client, "text-embedding-3-small", cache=bobs)
     other.embed(TEXTS[:5])
     assert other.last_cached == 0
-    assert cache.count("alice") == 5 and cache.count("bob") == 5
+    assert cache.count() == 5 and bobs.count() == 5
 
 
 def test_a_429_is_retried_after_its_retry_after_and_the_wait_is_reported(

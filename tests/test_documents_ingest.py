@@ -1,19 +1,20 @@
-"""The upload pipeline and the library: reports, failures beside successes, duplicates,
-cancelling, keyword-only indexing, delete, re-index and workspace isolation."""
+"""The upload pipeline and the library, on both backends: reports, failures beside
+successes, duplicates, cancelling, keyword-only indexing, delete, re-index and workspace
+isolation."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import openai
 import pytest
 
+from lib.conversations import ConversationStore
 from lib.documents.embeddings import Embedder
 from lib.documents.ingest import Ingestor, Progress, upload_limit_mb
 from lib.documents.library import DocumentLibrary
-from lib.documents.retrieval import KeywordIndex
 from lib.errors import IngestCancelled, NotFoundError
+from lib.store.backend import Backend
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
 
@@ -22,8 +23,8 @@ NOTES = ("# Field notes\n\nThe heron nests by the river in spring.\n\n" * 40).en
 
 
 @pytest.fixture
-def library(data_dir: Path) -> DocumentLibrary:
-    return DocumentLibrary(data_dir)
+def library(backend: Backend) -> DocumentLibrary:
+    return DocumentLibrary(backend, "alice")
 
 
 @pytest.fixture
@@ -31,16 +32,20 @@ def client(openai_server: FakeOpenAI) -> openai.OpenAI:
     return openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test")
 
 
-def ingestor(
-    library: DocumentLibrary, client: openai.OpenAI | None, ws: str = "alice", **kw
-) -> Ingestor:
-    embedder = Embedder(client, MODEL, workspace=ws, cache=library.cache, **kw) if client else None
-    return Ingestor(library, ws, embedder, limit_bytes=upload_limit_mb() * 1_048_576)
+def ingestor(library: DocumentLibrary, client: openai.OpenAI | None, **kw) -> Ingestor:
+    embedder = Embedder(client, MODEL, cache=library.cache, **kw) if client else None
+    return Ingestor(library, embedder, limit_bytes=upload_limit_mb() * 1_048_576)
 
 
 def rows(library: DocumentLibrary, sql: str) -> int:
-    with sqlite3.connect(library.db_path) as conn:
+    with library.backend.connection() as conn:
         return conn.execute(sql).fetchone()[0]
+
+
+def stored_files(library: DocumentLibrary, *suffixes: str) -> list[str]:
+    """The keys of the workspace's uploaded files in the blob store."""
+    prefix = library.blob_key("documents", "x").rsplit("/", 1)[0]
+    return [k for k in library.blobs.keys(prefix) if k.endswith(suffixes)]
 
 
 def test_the_upload_limit_comes_from_streamlit_config(tmp_path: Path) -> None:
@@ -68,11 +73,12 @@ def test_a_manual_is_indexed_with_an_honest_report_and_progress(
     assert len(embedding) >= report.chunks // 64  # a tick per batch
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] <= 1.0
-    doc = library.get("alice", report.document_id)
+    doc = library.get(report.document_id)
     assert doc.status == "ready" and doc.embedding_model == MODEL and doc.tokens > 50_000
     assert doc.report["chunks"] == report.chunks
-    store = library.open_index("alice", MODEL)
-    assert store.size == report.chunks and store.kind == "flat"
+    assert library.search.vector_count(MODEL) == report.chunks
+    if library.dialect == "sqlite":
+        assert library.search.open_index(MODEL).kind == "flat"
 
 
 def test_bad_files_are_reported_and_the_good_ones_still_indexed(
@@ -100,9 +106,8 @@ def test_bad_files_are_reported_and_the_good_ones_still_indexed(
     assert "damaged or truncated" in reports["half.pdf"].message
     assert "damaged or truncated" in reports["broken.pdf"].message
     assert "PNG" in reports["photo.txt"].message
-    assert sorted(d.name for d in library.list("alice")) == ["intro-p14.pdf", "notes.md"]
-    stored = sorted(p.name for p in library.workspace_dir("alice").glob("*.*") if p.is_file())
-    assert len([p for p in stored if p.endswith((".pdf", ".md"))]) == 2  # nothing from failures
+    assert sorted(d.name for d in library.list()) == ["intro-p14.pdf", "notes.md"]
+    assert len(stored_files(library, ".pdf", ".md", ".txt")) == 2  # nothing from failures
 
 
 def test_pages_without_text_are_counted_but_the_rest_is_indexed(
@@ -115,11 +120,11 @@ def test_pages_without_text_are_counted_but_the_rest_is_indexed(
 
 
 def test_a_file_over_the_limit_is_refused(library: DocumentLibrary) -> None:
-    small = Ingestor(library, "alice", None, limit_bytes=1_000)
+    small = Ingestor(library, None, limit_bytes=1_000)
     report = small.ingest("big.md", NOTES)
     assert report.status == "failed"
     assert report.message == "big.md is 2 KB; the limit is 1 KB per file."
-    assert library.list("alice") == []
+    assert library.list() == []
 
 
 def test_uploading_the_same_file_again_is_instant_and_adds_nothing(
@@ -136,7 +141,7 @@ def test_uploading_the_same_file_again_is_instant_and_adds_nothing(
     assert again.seconds < first.seconds * 0.05
     assert rows(library, "SELECT count(*) FROM chunks") == chunks
     assert openai_server.requests == []
-    assert library.open_index("alice", MODEL).size == chunks
+    assert library.search.vector_count(MODEL) == chunks
 
 
 def test_cancelling_leaves_nothing_and_a_retry_reuses_paid_embeddings(
@@ -150,9 +155,9 @@ def test_cancelling_leaves_nothing_and_a_retry_reuses_paid_embeddings(
 
     with pytest.raises(IngestCancelled):
         ing.ingest("R-intro.pdf", samples.manual(), _tick(events), cancel_after_two_batches)
-    assert library.list("alice") == []
+    assert library.list() == []
     assert rows(library, "SELECT count(*) FROM chunks") == 0
-    assert [p for p in library.workspace_dir("alice").iterdir() if p.suffix == ".pdf"] == []
+    assert stored_files(library, ".pdf") == []
     sent_before = sum(len(r.json["input"]) for r in openai_server.requests_to("/embeddings"))
     openai_server.reset()
     report = ing.ingest("R-intro.pdf", samples.manual())
@@ -175,7 +180,7 @@ def test_cancelling_during_reading_stops_the_rest_of_the_upload(
         ("R-intro.pdf", "cancelled"),
         ("c.md", "cancelled"),
     ]
-    assert [d.name for d in library.list("alice")] == ["a.md"]
+    assert [d.name for d in library.list()] == ["a.md"]
 
 
 def _tick(events: list[Progress]):  # noqa: ANN202
@@ -193,17 +198,17 @@ def test_without_an_embeddings_endpoint_files_are_indexed_for_keywords(
     assert report.status == "indexed" and report.keyword_only
     assert "keywords only" in " ".join(report.notes)
     assert "(keyword search only)" in report.message
-    doc = library.get("alice", report.document_id)
-    assert doc.embedding_model is None and library.open_index("alice", MODEL) is None
-    hits = KeywordIndex(library, "alice").search("eigenvalues symmetric matrix", [doc.id], 5)
-    assert hits and library.chunks("alice", [hits[0][0]])[hits[0][0]].page == 31
+    doc = library.get(report.document_id)
+    assert doc.embedding_model is None and library.search.vector_count(MODEL) == 0
+    hits = library.search.keywords("eigenvalues symmetric matrix", [doc.id], 5)
+    assert hits and library.chunks([hits[0][0]])[hits[0][0]].page == 31
 
     # Later the server gains embeddings: re-indexing adds the vectors.
     openai_server.embeddings_enabled = True
     again = ingestor(library, client).reindex(doc.id)
     assert again.status == "indexed" and not again.keyword_only
-    assert library.get("alice", doc.id).embedding_model == MODEL
-    assert library.open_index("alice", MODEL).size == again.chunks
+    assert library.get(doc.id).embedding_model == MODEL
+    assert library.search.vector_count(MODEL) == again.chunks
 
 
 def test_reindexing_rebuilds_chunks_and_vectors_from_the_cache(
@@ -211,16 +216,24 @@ def test_reindexing_rebuilds_chunks_and_vectors_from_the_cache(
 ) -> None:
     ing = ingestor(library, client)
     first = ing.ingest("R-intro.pdf", samples.manual())
-    old_ids = set(library.chunk_ids("alice", [first.document_id]).tolist())
+    old_ids = set(library.chunk_ids([first.document_id]).tolist())
     openai_server.reset()
     again = ing.reindex(first.document_id)
     assert again.status == "indexed" and again.cached == again.chunks
     assert openai_server.requests_to("/embeddings") == []
-    new_ids = set(library.chunk_ids("alice", [first.document_id]).tolist())
+    new_ids = set(library.chunk_ids([first.document_id]).tolist())
     assert new_ids.isdisjoint(old_ids) and len(new_ids) == first.chunks
-    store = library.open_index("alice", MODEL)
-    found, _ = store.all_vectors()
-    assert set(found.tolist()) == new_ids
+    assert set(vector_ids(library)) == new_ids
+
+
+def vector_ids(library: DocumentLibrary) -> list[int]:
+    """The chunk ids the workspace's vector index holds, on either backend."""
+    if library.dialect == "sqlite":
+        return library.search.open_index(MODEL).all_vectors()[0].tolist()
+    with library.backend.connection() as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT chunk_id FROM chunk_vectors WHERE workspace = ? AND model = ?",
+            (library.workspace, MODEL))]  # fmt: skip
 
 
 def test_delete_removes_rows_vectors_unshared_cache_and_file(
@@ -230,24 +243,24 @@ def test_delete_removes_rows_vectors_unshared_cache_and_file(
     intro = ing.ingest("R-intro.pdf", samples.manual())
     part = ing.ingest("p14.pdf", samples.pdf_of_pages([14]))  # shares its text with intro
     notes = ing.ingest("notes.md", NOTES)
-    stored = library.get("alice", intro.document_id).stored_as
-    cache_before = library.cache.count("alice")
-    library.delete("alice", intro.document_id)
+    stored = library.get(intro.document_id).stored_as
+    cache_before = library.cache.count()
+    library.delete(intro.document_id)
     with pytest.raises(NotFoundError):
-        library.get("alice", intro.document_id)
-    assert not (library.workspace_dir("alice") / stored).exists()
+        library.get(intro.document_id)
+    assert not library.blobs.exists(stored)
     remaining = part.chunks + notes.chunks
     assert rows(library, "SELECT count(*) FROM chunks") == remaining
     assert rows(library, "SELECT count(*) FROM document_pages") == 2
-    assert not (library.workspace_dir("alice") / f"{intro.document_id}.bm25.npz").exists()
-    keywords = KeywordIndex(library, "alice")
-    every = [d.id for d in library.list("alice")]
-    assert [i for i, _ in keywords.search("eigenvalues", every, 5)] == []  # only R-intro had it
-    assert library.open_index("alice", MODEL).size == remaining
+    if library.dialect == "sqlite":
+        assert not (library.search.folder / f"{intro.document_id}.bm25.npz").exists()
+    every = [d.id for d in library.list()]
+    assert library.search.keywords("eigenvalues", every, 5) == []  # only R-intro had it
+    assert library.search.vector_count(MODEL) == remaining
     # Page 14's chunks are identical in both files, so their cache entries stay.
-    shared = library.cache.get("alice", MODEL, [c.hash for c in _chunks(library, part)])
+    shared = library.cache.get(MODEL, [c.hash for c in _chunks(library, part)])
     assert len(shared) == part.chunks
-    assert library.cache.count("alice") < cache_before
+    assert library.cache.count() < cache_before
 
 
 def _chunks(library: DocumentLibrary, report):  # noqa: ANN001, ANN202
@@ -258,29 +271,38 @@ def _chunks(library: DocumentLibrary, report):  # noqa: ANN001, ANN202
 
 
 def test_workspaces_never_see_each_other(
-    library: DocumentLibrary, client: openai.OpenAI, store
+    library: DocumentLibrary, client: openai.OpenAI, backend: Backend
 ) -> None:
-    alice = ingestor(library, client, "alice").ingest("../../etc/passwd.pdf", samples.manual())
-    bob = ingestor(library, client, "bob").ingest("notes.md", NOTES)
-    assert [d.name for d in library.list("bob")] == ["notes.md"]
+    alice = ingestor(library, client).ingest("../../etc/passwd.pdf", samples.manual())
+    bobs = DocumentLibrary(backend, "bob")
+    bob = ingestor(bobs, client).ingest("notes.md", NOTES)
+    assert [d.name for d in bobs.list()] == ["notes.md"]
     with pytest.raises(NotFoundError):
-        library.get("bob", alice.document_id)
+        bobs.get(alice.document_id)
     with pytest.raises(NotFoundError):
-        library.delete("bob", alice.document_id)
-    assert KeywordIndex(library, "bob").search("eigenvalues", [alice.document_id], 5) == []
-    alice_ids = library.chunk_ids("alice", [alice.document_id]).tolist()
-    assert library.chunks("bob", alice_ids) == {}
-    assert library.pages("bob", [alice.document_id]) == []
-    assert library.workspace_dir("alice") != library.workspace_dir("bob")
-    # The uploaded name is never a path: the file has a generated name in alice's folder.
-    doc = library.get("alice", alice.document_id)
-    assert doc.stored_as == f"{doc.id}.pdf"
-    assert not any("passwd" in p.name for p in library.data_dir.rglob("*"))
+        bobs.delete(alice.document_id)
+    with pytest.raises(NotFoundError):
+        bobs.read_file(library.get(alice.document_id))
+    assert bobs.search.keywords("eigenvalues", [alice.document_id], 5) == []
+    question = library.cache.get(MODEL, [c.hash for c in _chunks(library, alice)])
+    vector = next(iter(question.values()))
+    assert bobs.search.vectors(MODEL, vector, [alice.document_id], 5) == []
+    alice_ids = library.chunk_ids([alice.document_id]).tolist()
+    assert len(alice_ids) == alice.chunks and bobs.chunk_ids([alice.document_id]).size == 0
+    assert bobs.chunks(alice_ids) == {}
+    assert bobs.pages([alice.document_id]) == []
+    assert bobs.cache.get(MODEL, list(question)) == {}
+    # The uploaded name is never part of a key: a generated name in alice's own folder.
+    doc = library.get(alice.document_id)
+    assert doc.stored_as == library.blob_key("documents", f"{doc.id}.pdf")
+    assert doc.stored_as.split("/")[0] != bobs.blob_key("documents", "x").split("/")[0]
+    assert not any("passwd" in key for key in backend.blobs.keys())
+    assert not any("passwd" in p.name for p in backend.data_dir.rglob("*"))
     # Bob cannot attach alice's document to his conversation.
-    conv = store.create("bob", model="gpt-5-mini", kind="documents")
-    library.set_conversation_documents("bob", conv.id, [alice.document_id, bob.document_id])
-    assert library.conversation_documents("bob", conv.id) == [bob.document_id]
-    assert library.open_index("bob", MODEL).size == bob.chunks
+    conv = ConversationStore(backend, "bob").create(model="gpt-5-mini", kind="documents")
+    bobs.set_conversation_documents(conv.id, [alice.document_id, bob.document_id])
+    assert bobs.conversation_documents(conv.id) == [bob.document_id]
+    assert bobs.search.vector_count(MODEL) == bob.chunks
 
 
 def test_the_same_file_added_by_two_sessions_at_once_is_kept_once(
@@ -290,13 +312,12 @@ def test_the_same_file_added_by_two_sessions_at_once_is_kept_once(
     real = library.find_by_hash
     calls = []
 
-    def racing(workspace: str, sha: str):  # noqa: ANN202 - the first check misses the other
+    def racing(sha: str):  # noqa: ANN202 - the first check misses the other session's
         calls.append(sha)
-        return None if len(calls) == 1 else real(workspace, sha)
+        return None if len(calls) == 1 else real(sha)
 
     monkeypatch.setattr(library, "find_by_hash", racing)
     again = ingestor(library, client).ingest("notes again.md", NOTES)
     assert again.status == "duplicate" and again.document_id == first.document_id
-    assert [d.name for d in library.list("alice")] == ["notes.md"]
-    stored = [p for p in library.workspace_dir("alice").iterdir() if p.suffix == ".md"]
-    assert len(stored) == 1
+    assert [d.name for d in library.list()] == ["notes.md"]
+    assert len(stored_files(library, ".md")) == 1

@@ -1,10 +1,10 @@
-"""Asking documents: rewritten follow-ups, whole-document vs retrieval context, streamed
-answers with numbered citations, and how they are stored, searched and exported."""
+"""Asking documents, on both backends: rewritten follow-ups, whole-document vs retrieval
+context, streamed answers with numbered citations, and how they are stored, searched and
+exported."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import openai
 import pytest
@@ -16,6 +16,7 @@ from lib.documents.embeddings import Embedder
 from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
 from lib.errors import InvalidInputError
+from lib.store.backend import Backend
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
 
@@ -25,18 +26,17 @@ NOTES = "\n".join(f"Note {i}: the heron nests by the river in spring." for i in 
 
 
 @pytest.fixture
-def setup(data_dir: Path, openai_server: FakeOpenAI, store: ConversationStore):  # noqa: ANN201
-    library = DocumentLibrary(data_dir)
+def setup(backend: Backend, openai_server: FakeOpenAI):  # noqa: ANN201
+    library = DocumentLibrary(backend, WS)
+    store = ConversationStore(backend, WS)
     client = openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test")
-    embedder = Embedder(client, MODEL, workspace=WS, cache=library.cache)
-    ingest = Ingestor(library, WS, embedder, limit_bytes=1 << 30)
+    embedder = Embedder(client, MODEL, cache=library.cache)
+    ingest = Ingestor(library, embedder, limit_bytes=1 << 30)
     intro = ingest.ingest("intro.pdf", samples.pdf_of_pages([14, 16, 17, 30, 31, 36]))
     notes = ingest.ingest("notes.md", NOTES.encode())
-    conv = store.create(WS, model="gpt-5-mini", kind=rag.KIND, title="New chat")
-    library.set_conversation_documents(WS, conv.id, [intro.document_id, notes.document_id])
-    ctx = rag.DocContext(
-        chat.ChatContext(store, WS, client), library, embedder, library.open_index(WS, MODEL)
-    )
+    conv = store.create(model="gpt-5-mini", kind=rag.KIND, title="New chat")
+    library.set_conversation_documents(conv.id, [intro.document_id, notes.document_id])
+    ctx = rag.DocContext(chat.ChatContext(store, client), library, embedder)
     openai_server.reset()
     return ctx, conv
 
@@ -49,7 +49,7 @@ def test_retrieval_answer_streams_with_numbered_cited_sources(
     setup, openai_server: FakeOpenAI
 ) -> None:
     ctx, conv = setup
-    ctx.library.set_chat_settings(WS, conv.id, "retrieval", 4)
+    ctx.library.set_chat_settings(conv.id, "retrieval", 4)
     openai_server.script("Use eigen() [1]. It returns values and vectors [1, 3].", chunk_size=5)
     answer = rag.ask(ctx, conv.id, "How do I compute the eigenvalues of a symmetric matrix?")
     plan = answer.plan()
@@ -69,7 +69,7 @@ def test_retrieval_answer_streams_with_numbered_cited_sources(
         "content": "How do I compute the eigenvalues of a symmetric matrix?",
     }
 
-    saved = ctx.chat.store.all_messages(WS, conv.id)[-1]
+    saved = ctx.chat.store.all_messages(conv.id)[-1]
     cites = saved.meta["citations"]
     assert [(c["n"], c["cited"]) for c in cites] == [(1, True), (2, False), (3, True), (4, False)]
     assert all({"file", "page", "score", "text", "start", "end"} <= set(c) for c in cites)
@@ -82,7 +82,7 @@ def test_a_follow_up_is_rewritten_from_the_conversation_before_searching(
     setup, openai_server: FakeOpenAI
 ) -> None:
     ctx, conv = setup
-    ctx.library.set_chat_settings(WS, conv.id, "retrieval", 3)
+    ctx.library.set_chat_settings(conv.id, "retrieval", 3)
     openai_server.script("Use seq() [1], and rep() to repeat [2].")
     list(rag.ask(ctx, conv.id, "Name two functions that generate vectors."))
     openai_server.reset()
@@ -103,7 +103,7 @@ def test_a_follow_up_is_rewritten_from_the_conversation_before_searching(
     # The answer sees the conversation too, and the passages found for the rewrite.
     assert [m["role"] for m in reply["messages"]] == ["system", "user", "assistant", "user"]
     assert "rep(x, times=5)" in reply["messages"][0]["content"]
-    saved = ctx.chat.store.all_messages(WS, conv.id)[-1]
+    saved = ctx.chat.store.all_messages(conv.id)[-1]
     assert saved.meta["rag"]["question"] == answer.plan().question
     assert saved.meta["rewrite"]["prompt_tokens"] > 0
 
@@ -121,7 +121,7 @@ def test_documents_that_fit_are_sent_whole_and_cited_by_page(
     system = chat_requests(openai_server)[0]["messages"][0]["content"]
     assert "[6] intro.pdf, page 6\n" in system and "[7] notes.md\nNote 1:" in system
     assert "Note 39: the heron" in system  # the whole file, not a passage
-    saved = ctx.chat.store.all_messages(WS, conv.id)[-1]
+    saved = ctx.chat.store.all_messages(conv.id)[-1]
     assert [(c["n"], c["file"], c["page"]) for c in saved.meta["citations"]] == [
         (2, "intro.pdf", 2),
         (7, "notes.md", None),
@@ -134,12 +134,12 @@ def test_documents_too_big_for_the_window_are_retrieved_instead(
     setup, openai_server: FakeOpenAI
 ) -> None:
     ctx, conv = setup
-    ctx.chat.store.update_settings(WS, conv.id, params=ChatParams(context_window=4096))
-    conv = ctx.chat.store.get(WS, conv.id)
+    ctx.chat.store.update_settings(conv.id, params=ChatParams(context_window=4096))
+    conv = ctx.chat.store.get(conv.id)
     answer = rag.ask(ctx, conv.id, "Summarise these documents.")
     assert answer.plan().mode == "retrieval" and len(answer.plan().sources) == 6
     list(answer)
-    assert ctx.chat.store.all_messages(WS, conv.id)[-1].meta["rag"]["mode"] == "retrieval"
+    assert ctx.chat.store.all_messages(conv.id)[-1].meta["rag"]["mode"] == "retrieval"
 
 
 def test_a_server_window_smaller_than_expected_falls_back_to_retrieval(
@@ -152,16 +152,16 @@ def test_a_server_window_smaller_than_expected_falls_back_to_retrieval(
     assert "".join(answer) == "Found it [1]."
     first, second = chat_requests(openai_server)
     assert len(first["messages"][0]["content"]) > len(second["messages"][0]["content"])
-    saved = ctx.chat.store.all_messages(WS, conv.id)[-1]
+    saved = ctx.chat.store.all_messages(conv.id)[-1]
     assert saved.meta["rag"]["mode"] == "retrieval" and saved.status == "ok"
 
 
 def test_asking_with_no_document_chosen_is_refused_before_anything_is_saved(setup) -> None:
     ctx, conv = setup
-    ctx.library.set_conversation_documents(WS, conv.id, [])
+    ctx.library.set_conversation_documents(conv.id, [])
     with pytest.raises(InvalidInputError, match="Choose at least one document"):
         rag.ask(ctx, conv.id, "Anything?")
-    assert ctx.chat.store.all_messages(WS, conv.id) == []
+    assert ctx.chat.store.all_messages(conv.id) == []
 
 
 def test_without_embeddings_retrieval_is_keyword_only_and_says_so(
@@ -169,7 +169,7 @@ def test_without_embeddings_retrieval_is_keyword_only_and_says_so(
 ) -> None:
     ctx, conv = setup
     ctx.embedder = None
-    ctx.library.set_chat_settings(WS, conv.id, "retrieval", 3)
+    ctx.library.set_chat_settings(conv.id, "retrieval", 3)
     answer = rag.ask(ctx, conv.id, "eigenvalues of a symmetric matrix")
     plan = answer.plan()
     assert plan.search == "keyword" and plan.sources[0]["page"] == 5
@@ -180,7 +180,7 @@ def test_without_embeddings_retrieval_is_keyword_only_and_says_so(
 
 def test_a_failing_query_embedding_degrades_to_keywords(setup, openai_server: FakeOpenAI) -> None:
     ctx, conv = setup
-    ctx.library.set_chat_settings(WS, conv.id, "retrieval", 3)
+    ctx.library.set_chat_settings(conv.id, "retrieval", 3)
     openai_server.fail(401, route="/embeddings")
     plan = rag.ask(ctx, conv.id, "eigenvalues of a symmetric matrix").plan()
     assert plan.search == "keyword" and "Semantic search is unavailable" in plan.notes[0]
@@ -190,13 +190,13 @@ def test_stopping_keeps_the_partial_answer_and_its_sources(
     setup, openai_server: FakeOpenAI
 ) -> None:
     ctx, conv = setup
-    ctx.library.set_chat_settings(WS, conv.id, "retrieval", 2)
+    ctx.library.set_chat_settings(conv.id, "retrieval", 2)
     openai_server.script("Eigenvalues come from eigen() [1] " * 30, chunk_size=4, chunk_delay=0.01)
     answer = rag.ask(ctx, conv.id, "How do I compute eigenvalues?")
     stream = iter(answer)
     got = [next(stream) for _ in range(3)]
     answer.stop()  # the user's Stop
-    saved = ctx.chat.store.all_messages(WS, conv.id)[-1]
+    saved = ctx.chat.store.all_messages(conv.id)[-1]
     assert saved.status == "stopped" and saved.content == "".join(got)
     assert len(saved.meta["citations"]) == 2
 
@@ -207,7 +207,7 @@ def test_regenerate_answers_the_last_question_again(setup, openai_server: FakeOp
     list(rag.ask(ctx, conv.id, "What is NA?"))
     openai_server.script("Second [2].")
     list(rag.regenerate(ctx, conv.id))
-    messages = ctx.chat.store.all_messages(WS, conv.id)
+    messages = ctx.chat.store.all_messages(conv.id)
     assert [m.content for m in messages] == ["What is NA?", "Second [2]."]
 
 
@@ -215,15 +215,15 @@ def test_document_conversations_persist_are_searchable_and_export_citations(
     setup, openai_server: FakeOpenAI
 ) -> None:
     ctx, conv = setup
-    ctx.library.set_chat_settings(WS, conv.id, "retrieval", 3)
+    ctx.library.set_chat_settings(conv.id, "retrieval", 3)
     openai_server.script("Use eigen() [2].")
     list(rag.ask(ctx, conv.id, "How are eigenvalues computed?"))
     store = ctx.chat.store
-    assert [c.id for c in store.list(WS, kind="documents")] == [conv.id]
-    assert store.list(WS, kind="chat") == []
-    assert [h.conversation_id for h in store.search(WS, "eigenvalues")] == [conv.id]
-    conv = store.get(WS, conv.id)
-    messages = store.all_messages(WS, conv.id)
+    assert [c.id for c in store.list(kind="documents")] == [conv.id]
+    assert store.list(kind="chat") == []
+    assert [h.conversation_id for h in store.search("eigenvalues")] == [conv.id]
+    conv = store.get(conv.id)
+    messages = store.all_messages(conv.id)
     data = json.loads(export.to_json(conv, messages))
     assert data["kind"] == "documents"
     assert [c["n"] for c in data["messages"][1]["citations"]] == [1, 2, 3]
@@ -257,14 +257,25 @@ def test_dense_search_never_returns_documents_that_were_not_chosen(
     ctx, conv = setup
     # A keyword-only document, chosen alone, while the index holds the others' vectors.
     openai_server.embeddings_enabled = False
-    other = Ingestor(ctx.library, WS, ctx.embedder, limit_bytes=1 << 30).ingest(
+    other = Ingestor(ctx.library, ctx.embedder, limit_bytes=1 << 30).ingest(
         "matrices.md", b"Eigenvalues and eigen() of a symmetric matrix, in my own notes.\n" * 800
     )
     openai_server.embeddings_enabled = True
-    assert other.chunks > ctx.store.size  # more chosen chunks than vectors in the index
-    ctx.library.set_conversation_documents(WS, conv.id, [other.document_id])
-    ctx.library.set_chat_settings(WS, conv.id, "retrieval", 6)
-    plan = rag.ask(ctx, conv.id, "How do I compute the eigenvalues of a symmetric matrix?").plan()
+    # More chosen chunks than vectors in the index.
+    assert other.chunks > ctx.library.search.vector_count(MODEL) > 0
+    ctx.library.set_conversation_documents(conv.id, [other.document_id])
+    ctx.library.set_chat_settings(conv.id, "retrieval", 6)
+    question = "How do I compute the eigenvalues of a symmetric matrix?"
+    plan = rag.ask(ctx, conv.id, question).plan()
     assert plan.sources and {s["file"] for s in plan.sources} == {"matrices.md"}
-    assert plan.search == "hybrid"
+    assert plan.search == "keyword"  # no chosen document has vectors to compare
     assert any("Keyword search only for matrices.md" in n for n in plan.notes)
+    # With a document that has vectors chosen too, dense search still stays within them.
+    intro = next(d for d in ctx.library.list() if d.name == "intro.pdf")
+    ctx.library.set_conversation_documents(conv.id, [other.document_id, intro.id])
+    vector = ctx.embedder.embed_query(question)
+    hits = ctx.library.search.vectors(MODEL, vector, [other.document_id, intro.id], 30)
+    assert {c.document_id for c in ctx.library.chunks([i for i, _ in hits]).values()} == {intro.id}
+    plan = rag.regenerate(ctx, conv.id).plan()
+    assert plan.search == "hybrid"
+    assert {s["file"] for s in plan.sources} <= {"matrices.md", "intro.pdf"}

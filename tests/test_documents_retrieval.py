@@ -18,7 +18,11 @@ from lib.documents.embeddings import Embedder
 from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
 from lib.documents.retrieval import retrieve, rrf
+from lib.store.backend import Backend
+from lib.store.postgres import PostgresBackend
+from lib.store.sqlite import SQLiteBackend
 from tests import doc_samples as samples
+from tests import postgres
 from tests.fake_openai import FakeOpenAI
 
 MODEL = "text-embedding-3-small"
@@ -47,36 +51,50 @@ QUESTIONS: list[tuple[str, set[int]]] = [
 ]
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
+    """One backend for the module's tests (R-intro is indexed once per backend); made
+    directly, not through open_backend, which the per-test `backend` fixture resets."""
+    data_dir = tmp_path_factory.mktemp("retrieval")
+    if request.param == "sqlite":
+        made: Backend = SQLiteBackend(data_dir)
+    else:
+        server: postgres.TestPostgres = request.getfixturevalue("postgres")
+        made = PostgresBackend(data_dir, server.fresh_database())
+    request.addfinalizer(made.close)
+    return made
+
+
 @pytest.fixture(scope="module")
-def indexed(_server: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def indexed(_server: FakeOpenAI, module_backend: Backend):  # noqa: ANN201
     _server.reset()
-    library = DocumentLibrary(tmp_path_factory.mktemp("retrieval"))
+    library = DocumentLibrary(module_backend, "w")
     client = openai.OpenAI(base_url=_server.base_url, api_key="sk-test")
-    embedder = Embedder(client, MODEL, workspace="w", cache=library.cache)
-    report = Ingestor(library, "w", embedder, limit_bytes=1 << 30).ingest(
+    embedder = Embedder(client, MODEL, cache=library.cache)
+    report = Ingestor(library, embedder, limit_bytes=1 << 30).ingest(
         "R-intro.pdf", samples.manual()
     )
     assert report.status == "indexed"
-    store = library.open_index("w", MODEL)
     vectors = {q: embedder.embed_query(q) for q, _ in QUESTIONS}
-    return library, store, report.document_id, vectors
+    return library, report.document_id, vectors
 
 
 def hit_rate(indexed, mode: str) -> tuple[float, list[str]]:  # noqa: ANN001
-    library, store, doc_id, vectors = indexed
+    library, doc_id, vectors = indexed
     misses = []
     for question, pages in QUESTIONS:
         if mode == "dense":
-            hits = store.search_vector(vectors[question], 5)
-            found = {c.page for c in library.chunks("w", [i for i, _ in hits]).values()}
+            hits = library.search.vectors(MODEL, vectors[question], [doc_id], 5)
+            found = {c.page for c in library.chunks([i for i, _ in hits]).values()}
         else:
             dense = mode == "hybrid"
             result = retrieve(
                 library,
-                "w",
                 question,
                 [doc_id],
-                store=store if dense else None,
+                model=MODEL if dense else None,
                 query_vector=vectors[question] if dense else None,
                 k=5,
             )
@@ -90,7 +108,7 @@ def hit_rate(indexed, mode: str) -> tuple[float, list[str]]:  # noqa: ANN001
 def test_twenty_questions_find_their_page_in_the_top_five(indexed) -> None:  # noqa: ANN001
     rates = {mode: hit_rate(indexed, mode) for mode in ("hybrid", "keyword", "dense")}
     print(
-        "\nR-intro top-5 page hit rate: "
+        f"\nR-intro top-5 page hit rate ({indexed[0].dialect}): "
         + ", ".join(f"{mode} {rate:.0%}" for mode, (rate, _) in rates.items())
     )
     rate, misses = rates["hybrid"]
@@ -99,14 +117,12 @@ def test_twenty_questions_find_their_page_in_the_top_five(indexed) -> None:  # n
 
 
 def test_sources_carry_file_page_range_and_scores(indexed) -> None:  # noqa: ANN001
-    library, store, doc_id, vectors = indexed
+    library, doc_id, vectors = indexed
     question = "How do I compute the eigenvalues of a symmetric matrix?"
-    result = retrieve(
-        library, "w", question, [doc_id], store=store, query_vector=vectors[question], k=5
-    )
+    result = retrieve(library, question, [doc_id], model=MODEL, query_vector=vectors[question], k=5)
     best = result.sources[0]
     assert best.chunk.file == "R-intro.pdf" and best.chunk.page == 31 and best.chunk.label == "25"
-    page = library.pages("w", [doc_id])[30]
+    page = library.pages([doc_id])[30]
     assert page.text[best.chunk.start : best.chunk.end] == best.chunk.text
     assert 0 < best.score <= 1 and best.similarity is not None and best.keyword_rank == 1
     scores = [s.score for s in result.sources]
@@ -114,16 +130,15 @@ def test_sources_carry_file_page_range_and_scores(indexed) -> None:  # noqa: ANN
 
 
 def test_search_is_limited_to_the_chosen_documents(indexed) -> None:  # noqa: ANN001
-    library, store, doc_id, vectors = indexed
+    library, doc_id, vectors = indexed
     question = "How do I compute the eigenvalues of a symmetric matrix?"
     vector = vectors[question]
-    assert retrieve(library, "w", question, [], store=store, query_vector=vector).sources == []
-    other = retrieve(library, "w", question, ["no-such-doc"], store=store, query_vector=vector)
+    assert retrieve(library, question, [], model=MODEL, query_vector=vector).sources == []
+    other = retrieve(library, question, ["no-such-doc"], model=MODEL, query_vector=vector)
     assert other.sources == []
     # Another workspace asking about this document's id finds nothing either.
-    assert (
-        retrieve(library, "x", question, [doc_id], store=store, query_vector=vector).sources == []
-    )
+    elsewhere = DocumentLibrary(library.backend, "x")
+    assert retrieve(elsewhere, question, [doc_id], model=MODEL, query_vector=vector).sources == []
 
 
 def test_reciprocal_rank_fusion() -> None:

@@ -11,7 +11,7 @@ Retry-After; a timeout or a 5xx may come after the server did (and billed) the w
 it is reported, not resent. The wait is reported through the progress callback every
 RETRY_TICK seconds so the UI can say "rate limited, retrying in 4 s", and can be cancelled.
 
-Vectors are cached in SQLite by (workspace, model, SHA-256 of the chunk text), so
+Vectors are cached in the database by (workspace, model, SHA-256 of the chunk text), so
 re-indexing a document, or uploading a file that shares passages with another, sends
 only the chunks never embedded before. The cache is per workspace: one user's cache can
 never reveal, even by timing, what another user has uploaded.
@@ -24,9 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import openai
@@ -35,7 +33,7 @@ from langchain_core.embeddings import Embeddings
 from lib.client import provider_errors, resendable
 from lib.documents.chunking import ENCODING, count_tokens, text_hash
 from lib.errors import IngestCancelled, ParleyError, ProviderError, RateLimited
-from lib.store import sqlite_schema as db
+from lib.store.base import WorkspaceStore
 from lib.tokens import get_encoding
 
 log = logging.getLogger(__name__)
@@ -74,21 +72,10 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
-class EmbeddingCache:
-    """Vectors by (workspace, model, chunk hash), as float32 blobs in parley.db."""
+class EmbeddingCache(WorkspaceStore):
+    """One workspace's vectors by (model, chunk hash), as little-endian float32 bytes."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-
-    @contextmanager
-    def _conn(self):  # noqa: ANN202
-        conn = db.connect(self.db_path)
-        try:
-            yield conn
-        finally:
-            conn.close()
-
-    def get(self, workspace: str, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+    def get(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(hashes))
         with self._conn() as conn:
@@ -97,24 +84,29 @@ class EmbeddingCache:
                 rows = conn.execute(
                     "SELECT hash, vector FROM embedding_cache WHERE workspace = ? AND model = ? "
                     f"AND hash IN ({', '.join('?' * len(part))})",
-                    [workspace, model, *part],
+                    [self.workspace, model, *part],
                 ).fetchall()
                 for row in rows:
                     found[row["hash"]] = np.frombuffer(row["vector"], dtype="<f4")
         return found
 
-    def put(self, workspace: str, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+    def put(self, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
         rows = [
-            (workspace, model, h, np.asarray(v, dtype="<f4").tobytes())
+            (self.workspace, model, h, np.asarray(v, dtype="<f4").tobytes())
             for h, v in zip(hashes, vectors, strict=True)
         ]
-        with self._conn() as conn:
-            conn.executemany("INSERT OR REPLACE INTO embedding_cache VALUES (?, ?, ?, ?)", rows)
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO embedding_cache (workspace, model, hash, vector) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (workspace, model, hash) "
+                "DO UPDATE SET vector = excluded.vector",
+                rows,
+            )
 
-    def count(self, workspace: str) -> int:
+    def count(self) -> int:
         with self._conn() as conn:
             return conn.execute(
-                "SELECT count(*) FROM embedding_cache WHERE workspace = ?", (workspace,)
+                "SELECT count(*) FROM embedding_cache WHERE workspace = ?", (self.workspace,)
             ).fetchone()[0]
 
 
@@ -131,14 +123,13 @@ def batches(tokens: Sequence[int], max_inputs: int, max_tokens: int) -> Iterator
 
 
 class Embedder:
-    """Embeds texts with one model for one workspace, using and filling the cache."""
+    """Embeds texts with one model, using and filling a workspace's cache if given."""
 
     def __init__(
         self,
         client: openai.OpenAI,
         model: str,
         *,
-        workspace: str,
         cache: EmbeddingCache | None = None,
         max_inputs: int = MAX_INPUTS,
         max_batch_tokens: int = MAX_BATCH_TOKENS,
@@ -147,7 +138,6 @@ class Embedder:
     ) -> None:
         self.client = client.with_options(max_retries=0)
         self.model = model
-        self.workspace = workspace
         self.cache = cache
         self.max_inputs = max_inputs
         self.max_batch_tokens = max_batch_tokens
@@ -170,7 +160,7 @@ class Embedder:
         if total == 0:
             return np.zeros((0, 0), dtype=np.float32)
         hashes = list(hashes) if hashes is not None else [text_hash(t) for t in texts]
-        found = self.cache.get(self.workspace, self.model, hashes) if self.cache else {}
+        found = self.cache.get(self.model, hashes) if self.cache else {}
         missing = [i for i, h in enumerate(hashes) if h not in found]
         cached = self.last_cached = total - len(missing)
         report = progress or (lambda _p: None)
@@ -186,7 +176,7 @@ class Embedder:
                     [texts[i] for i in idx], done, total, cached, report, cancelled
                 )
                 if self.cache:
-                    self.cache.put(self.workspace, self.model, [hashes[i] for i in idx], vectors)
+                    self.cache.put(self.model, [hashes[i] for i in idx], vectors)
                 found.update({hashes[i]: v for i, v in zip(idx, vectors, strict=True)})
                 done += len(idx)
                 report(EmbedProgress(done, total, cached))

@@ -1,10 +1,14 @@
-"""A workspace's search indexes on disk: the FAISS index per embedding model and the BM25
-keyword segment per document (a mixin of `DocumentLibrary`, kept apart for size).
+"""Search on SQLite: index files beside the database, a FAISS index per embedding model and
+a BM25 keyword segment per document (`FileSearch`, one implementation of
+`lib/documents/search.py`).
 
 Each workspace has one FAISS index per embedding model (vectors of different models are
-not comparable), written atomically and versioned by a generation number in SQLite. A
-session keeps its loaded index and reloads it only when the generation has moved, so a
-query never reads the index file. Writers take a per-workspace file lock, which also
+not comparable), written atomically and versioned by a generation number in SQLite, and
+one BM25 segment per document. They live in `<data dir>/documents/<workspace key>/`
+(`library.workspace_key`; lib/backup.py takes the lock there). A `FileSearch` belongs to
+one library object, which a page keeps in its session: it keeps the loaded index and the
+keyword pack and reloads them only when the generation or the documents have moved, so
+a query never reads an index file. Writers take a per-workspace file lock, which also
 serialises a terminal and the web app working on the same data directory.
 
 Every index is derived data, so a damaged one is rebuilt, never fatal: a FAISS index
@@ -20,45 +24,105 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from langchain_core.documents import Document
 
 from lib import locks
+from lib.documents import bm25
 from lib.documents.bm25 import Segment, SegmentDamaged
 from lib.documents.embeddings import normalise
 from lib.documents.records import DocumentRecord
+from lib.documents.search import Hits
 from lib.documents.vectorstore import IndexDamaged, ParleyFAISS
 from lib.errors import NotFoundError
-from lib.workspaces import require_workspace
+
+if TYPE_CHECKING:
+    from lib.documents.library import DocumentLibrary
 
 log = logging.getLogger(__name__)
 REBUILD_BATCH = 5_000  # cached vectors read per query while rebuilding
 
 
-class IndexesMixin:
-    """Index methods of DocumentLibrary; they use its `_conn`, `workspace_dir`, `cache`,
-    `chunks` and `repairs` (the notices of indexes rebuilt by this library object)."""
+class FileSearch:
+    def __init__(self, library: DocumentLibrary) -> None:
+        from lib.documents.library import workspace_key
 
-    repairs: list[str]
+        self.library = library
+        self.folder = library.backend.data_dir / "documents" / workspace_key(library.workspace)
+        self.repairs: list[str] = []
+        self._stores: dict[str, tuple[int, ParleyFAISS]] = {}  # model: (generation, index)
+        self._version: tuple | None = None
+        self._pack: bm25.Pack | None = None
+        self._models: dict[str, str | None] = {}  # ready document: its embedding model
+
+    def _conn(self):  # noqa: ANN202 - the backend's connection context manager
+        return self.library.backend.connection()
+
+    # The seam (lib/documents/search.py)
+
+    def add(
+        self,
+        document_id: str,
+        chunk_ids: Sequence[int],
+        texts: Sequence[str],
+        model: str | None,
+        vectors: np.ndarray | None,
+    ) -> None:
+        self._folder()
+        Segment.build(chunk_ids, texts).save(self._keywords_path(document_id))
+        if model and vectors is not None:
+            with self.update_index(model) as store:
+                store.add_vectors(chunk_ids, vectors)
+
+    def remove(self, document: DocumentRecord, chunk_ids: Sequence[int]) -> None:
+        if document.embedding_model:
+            with self.update_index(document.embedding_model) as store:
+                store.remove(chunk_ids)
+        self._keywords_path(document.id).unlink(missing_ok=True)
+
+    def keywords(self, question: str, document_ids: Sequence[str], k: int) -> Hits:
+        return bm25.search(self.pack(), question, k, document_ids)
+
+    def vectors(self, model: str, vector: np.ndarray, document_ids: Sequence[str], k: int) -> Hits:
+        store = self.open_index(model)
+        if store is None or store.size == 0:
+            return []
+        pack = self.pack()
+        embedded = {doc_id for doc_id, m in self._models.items() if m == model}
+        # Every vector of the index belongs to a chosen document: no id filter needed
+        # (the common case, and the fastest).
+        whole = embedded <= set(document_ids)
+        allowed = None if whole else pack.chunk_ids_of(document_ids)
+        return store.search_vector(vector, k, allowed)
+
+    def vector_count(self, model: str) -> int:
+        store = self.open_index(model)
+        return store.size if store is not None else 0
+
+    def check(self, model: str) -> None:
+        self.open_index(model)
 
     # Keyword (BM25) segments
 
-    def _keywords_path(self, workspace: str, document_id: str) -> Path:
-        return self.workspace_dir(workspace) / f"{document_id}.bm25.npz"
+    def pack(self) -> bm25.Pack:
+        """The workspace's segments as one, rebuilt only when its documents changed."""
+        version = tuple(self.library.versions())
+        if self._pack is None or version != self._version:
+            docs = [d for d in self.library.list() if d.status == "ready"]
+            self._pack = bm25.Pack.of({d.id: self.keyword_segment(d) for d in docs})
+            self._models = {d.id: d.embedding_model for d in docs}
+            self._version = tuple((d.id, d.indexed_at, d.embedding_model) for d in docs)
+        return self._pack
 
-    def save_keywords(
-        self, workspace: str, document_id: str, chunk_ids: Sequence[int], texts: Sequence[str]
-    ) -> None:
-        require_workspace(workspace)
-        Segment.build(chunk_ids, texts).save(self._keywords_path(workspace, document_id))
+    def _keywords_path(self, document_id: str) -> Path:
+        return self.folder / f"{document_id}.bm25.npz"
 
-    def keyword_segment(self, workspace: str, document: DocumentRecord) -> Segment:
+    def keyword_segment(self, document: DocumentRecord) -> Segment:
         """The document's BM25 postings, rebuilt from its chunks if missing or damaged."""
-        require_workspace(workspace)
-        if document.workspace != workspace:
+        if document.workspace != self.library.workspace:
             raise NotFoundError("Document not found.")
-        path = self._keywords_path(workspace, document.id)
+        path = self._keywords_path(document.id)
         try:
             segment = Segment.load(path)
             self._check_chunks(document.id, segment)
@@ -71,16 +135,14 @@ class IndexesMixin:
                 f"The keyword index of {document.name} was damaged and has been rebuilt "
                 "from its stored passages."
             )
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT id, text FROM chunks WHERE document_id = ? ORDER BY id", (document.id,)
-            ).fetchall()
-        segment = Segment.build([r["id"] for r in rows], [r["text"] for r in rows])
+        segment = Segment.build(*self.library.chunk_texts(document.id))
+        self._folder()
         segment.save(path)
         return segment
 
     def _check_chunks(self, document_id: str, segment: Segment) -> None:
-        # A document's chunk ids are consecutive (see `chunk_ids`): count and ends suffice.
+        # A document's chunk ids are consecutive (inserted under one write lock): count
+        # and ends suffice.
         with self._conn() as conn:
             count, low, high = conn.execute(
                 "SELECT count(*), min(id), max(id) FROM chunks WHERE document_id = ?",
@@ -92,91 +154,78 @@ class IndexesMixin:
 
     # Vector indexes
 
-    def _index_path(self, workspace: str, model: str) -> Path:
-        digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:16]
-        return self.workspace_dir(workspace) / f"index-{digest}.faiss"
+    def _folder(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
 
-    def _generation(self, workspace: str, model: str) -> int | None:
+    def _index_path(self, model: str) -> Path:
+        digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:16]
+        return self.folder / f"index-{digest}.faiss"
+
+    def _generation(self, model: str) -> int | None:
         with self._conn() as conn:
             row = conn.execute(
                 "SELECT generation FROM vector_indexes WHERE workspace = ? AND model = ?",
-                (workspace, model),
+                (self.library.workspace, model),
             ).fetchone()
         return row[0] if row else None
 
-    def lookup(self, workspace: str):  # noqa: ANN201 - a vectorstore.Lookup
-        require_workspace(workspace)
-
-        def find(ids: list[int]) -> dict[int, Document]:
-            return {i: c.to_langchain() for i, c in self.chunks(workspace, ids).items()}
-
-        return find
-
-    def open_index(
-        self, workspace: str, model: str, cached: ParleyFAISS | None = None
-    ) -> ParleyFAISS | None:
-        """The workspace's index for `model`: `cached` if still current, else from disk."""
-        require_workspace(workspace)
-        generation = self._generation(workspace, model)
+    def open_index(self, model: str) -> ParleyFAISS | None:
+        """The workspace's index for `model`: the one loaded before if still current."""
+        generation = self._generation(model)
         if generation is None:
             return None
-        if cached is not None and getattr(cached, "generation", None) == (
-            workspace,
-            model,
-            generation,
-        ):
-            return cached
+        loaded = self._stores.get(model)
+        if loaded is not None and loaded[0] == generation:
+            return loaded[1]
         try:
-            store = ParleyFAISS.load(
-                self._index_path(workspace, model), lookup=self.lookup(workspace)
-            )
+            store = ParleyFAISS.load(self._index_path(model))
         except (FileNotFoundError, IndexDamaged):
-            with self._index_lock(workspace):  # another session may be rebuilding it
-                store = self._load_or_rebuild(workspace, model)
-                generation = self._generation(workspace, model)
-        store.generation = (workspace, model, generation)
+            with self._index_lock():  # another session may be rebuilding it
+                store = self._load_or_rebuild(model)
+                generation = self._generation(model)
+        self._stores[model] = (generation, store)
         return store
 
     @contextmanager
-    def update_index(self, workspace: str, model: str) -> Iterator[ParleyFAISS]:
+    def update_index(self, model: str) -> Iterator[ParleyFAISS]:
         """Lock, load, let the caller change, then save the index and bump its generation."""
-        require_workspace(workspace)
-        with self._index_lock(workspace):
-            if self._generation(workspace, model) is None:
-                store = ParleyFAISS(lookup=self.lookup(workspace))
+        with self._index_lock():
+            if self._generation(model) is None:
+                store = ParleyFAISS()
             else:
-                store = self._load_or_rebuild(workspace, model)
+                store = self._load_or_rebuild(model)
             yield store
             if store.index is not None:
-                self._save_index(workspace, model, store)
+                self._save_index(model, store)
 
-    def _index_lock(self, workspace: str):  # noqa: ANN202 - a context manager
+    def _index_lock(self):  # noqa: ANN202 - a context manager
         # Also taken by lib/backup.py while it copies the database and these files.
-        return locks.exclusive(self.workspace_dir(workspace) / locks.INDEX_LOCK)
+        return locks.exclusive(self._folder() / locks.INDEX_LOCK)
 
-    def _save_index(self, workspace: str, model: str, store: ParleyFAISS) -> None:
-        path = self._index_path(workspace, model)
+    def _save_index(self, model: str, store: ParleyFAISS) -> None:
+        path = self._index_path(model)
         store.save(path)
         with self._conn() as conn:
             conn.execute(
                 "INSERT INTO vector_indexes (workspace, model, file, generation) "
                 "VALUES (?, ?, ?, 1) ON CONFLICT (workspace, model) DO UPDATE SET "
-                "generation = generation + 1",
-                (workspace, model, path.name),
+                "generation = vector_indexes.generation + 1",
+                (self.library.workspace, model, path.name),
             )
 
-    def _load_or_rebuild(self, workspace: str, model: str) -> ParleyFAISS:
+    def _load_or_rebuild(self, model: str) -> ParleyFAISS:
         """The saved index, or (missing or damaged) one rebuilt and saved; hold the lock."""
-        path = self._index_path(workspace, model)
+        path = self._index_path(model)
         try:
-            return ParleyFAISS.load(path, lookup=self.lookup(workspace))
+            return ParleyFAISS.load(path)
         except FileNotFoundError:
             reason = "its file is missing"
         except IndexDamaged as exc:
             reason = exc.reason
         log.warning("vector index %s (%s): %s; rebuilding it", path.name, model, reason)
-        store, keyword_only = self._rebuild_index(workspace, model)
-        self._save_index(workspace, model, store)
+        store, keyword_only = self._rebuild_index(model)
+        self._save_index(model, store)
         notice = (
             f"The search index for {model} could not be used ({reason}), so Parley rebuilt "
             f"it from your stored passages and their saved embeddings: {store.size:,} "
@@ -190,9 +239,10 @@ class IndexesMixin:
         self.repairs.append(notice)
         return store
 
-    def _rebuild_index(self, workspace: str, model: str) -> tuple[ParleyFAISS, list[str]]:
+    def _rebuild_index(self, model: str) -> tuple[ParleyFAISS, list[str]]:
         """The index rebuilt from the embedding cache, and the documents it lacks vectors for
         (made keyword-only, as if they had been indexed without embeddings)."""
+        workspace = self.library.workspace
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT c.id, c.hash, c.document_id, d.name FROM chunks c JOIN documents d "
@@ -200,15 +250,15 @@ class IndexesMixin:
                 "ORDER BY c.id",
                 (workspace, model),
             ).fetchall()
-        vectors, found = self._cached_vectors(workspace, model, [r["hash"] for r in rows])
+        vectors, found = self._cached_vectors(model, [r["hash"] for r in rows])
         lacking = {r["document_id"]: r["name"] for r, ok in zip(rows, found, strict=True) if not ok}
         keep = np.array([r["document_id"] not in lacking for r in rows], dtype=bool)
-        store = ParleyFAISS(lookup=self.lookup(workspace))
+        store = ParleyFAISS()
         if keep.any():
             ids = np.array([r["id"] for r in rows], dtype=np.int64)[keep]
             store.add_vectors(ids, normalise(vectors[keep]))
         else:
-            store = ParleyFAISS.empty(vectors.shape[1] or 1, lookup=self.lookup(workspace))
+            store = ParleyFAISS.empty(vectors.shape[1] or 1)
         if lacking:
             with self._conn() as conn:
                 conn.executemany(
@@ -217,15 +267,13 @@ class IndexesMixin:
                 )
         return store, sorted(lacking.values())
 
-    def _cached_vectors(
-        self, workspace: str, model: str, hashes: list[str]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _cached_vectors(self, model: str, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, found): one row per hash, zeros where the cache has none."""
         vectors: np.ndarray | None = None
         found = np.zeros(len(hashes), dtype=bool)
         for start in range(0, len(hashes), REBUILD_BATCH):
             part = hashes[start : start + REBUILD_BATCH]
-            cached = self.cache.get(workspace, model, part)
+            cached = self.library.cache.get(model, part)
             for i, h in enumerate(part, start):
                 vector = cached.get(h)
                 if vector is None:

@@ -2,7 +2,7 @@
 
 For each file: size limit, content hash (an unchanged file already in the library is
 reported at once and adds nothing), pages read one by one, chunks, embeddings batch by
-batch, then one transaction for the rows and one locked update of the FAISS index.
+batch, then one transaction for the rows, then the search indexes (`library.search`).
 `progress` is called per page, per batch and every half second of a rate-limit wait;
 `cancelled` is checked as often, and a cancelled file leaves nothing behind (the
 embedding cache keeps what was paid for, so trying again resumes where it stopped).
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import numpy as np
 from lib.documents import chunking
 from lib.documents.embeddings import Embedder, EmbedProgress
 from lib.documents.extract import Page, open_document
-from lib.documents.library import DocumentLibrary, DocumentRecord
+from lib.documents.library import AlreadyStored, DocumentLibrary, DocumentRecord
 from lib.errors import (
     DocumentError,
     FileTooLarge,
@@ -118,18 +117,12 @@ def _mb(size: int) -> str:
 
 
 class Ingestor:
-    """Ingests files into one workspace's library, embedding with `embedder` if given."""
+    """Ingests files into a workspace's library, embedding with `embedder` if given."""
 
     def __init__(
-        self,
-        library: DocumentLibrary,
-        workspace: str,
-        embedder: Embedder | None,
-        *,
-        limit_bytes: int,
+        self, library: DocumentLibrary, embedder: Embedder | None, *, limit_bytes: int
     ) -> None:
         self.library = library
-        self.workspace = workspace
         self.embedder = embedder
         self.limit_bytes = limit_bytes
 
@@ -167,18 +160,18 @@ class Ingestor:
                     f"{name} is {_mb(len(data))}; the limit is {_mb(self.limit_bytes)} per file."
                 )
             sha = hashlib.sha256(data).hexdigest()
-            existing = self.library.find_by_hash(self.workspace, sha)
+            existing = self.library.find_by_hash(sha)
             if existing is not None and existing.status == "ready":
                 return _duplicate(name, existing, time.perf_counter() - started)
             if existing is not None:  # an earlier attempt that never finished
-                self.library.delete(self.workspace, existing.id)
+                self.library.delete(existing.id)
             prepared = self._prepare(name, data, report, tick, cancelled)
             tick("saving", 1, 1, f"{name}: saving", 0.97)
             try:
                 self._save_new(name, data, sha, prepared, report)
-            except sqlite3.IntegrityError:
+            except AlreadyStored:
                 # Another session of this workspace added the same file meanwhile.
-                existing = self.library.find_by_hash(self.workspace, sha)
+                existing = self.library.find_by_hash(sha)
                 if existing is None:
                     raise
                 return _duplicate(name, existing, time.perf_counter() - started)
@@ -200,10 +193,10 @@ class Ingestor:
     ) -> FileReport:
         """Read the stored file again and rebuild its chunks and vectors (cache first)."""
         started = time.perf_counter()
-        doc = self.library.get(self.workspace, document_id)
+        doc = self.library.get(document_id)
         report = FileReport(doc.name, "failed", document_id=doc.id)
         tick = progress or (lambda *_a: None)
-        data = self.library.read_file(self.workspace, doc)
+        data = self.library.read_file(doc)
         try:
             prepared = self._prepare(doc.name, data, report, tick, cancelled)
         except DocumentError as exc:
@@ -211,16 +204,13 @@ class Ingestor:
             return report
         tick("saving", 1, 1, f"{doc.name}: saving", 0.97)
         old_ids, ids = self.library.replace_content(
-            self.workspace,
             doc.id,
             report=report.to_dict(),
             pages=prepared.pages,
             page_tokens=prepared.page_tokens,
             chunks=prepared.chunks,
         )
-        if doc.embedding_model:
-            with self.library.update_index(self.workspace, doc.embedding_model) as store:
-                store.remove(old_ids)
+        self.library.search.remove(doc, old_ids)
         self._finish(doc.id, ids, prepared, report, started)
         return report
 
@@ -308,7 +298,6 @@ class Ingestor:
     ) -> None:
         started = time.perf_counter()
         doc, ids = self.library.create(
-            self.workspace,
             name=name,
             data=data,
             sha256=sha,
@@ -323,7 +312,7 @@ class Ingestor:
             self._finish(doc.id, ids, prepared, report, started)
         except BaseException:
             # Also on Streamlit's stop/rerun: never leave a half-indexed document behind.
-            self.library.delete(self.workspace, doc.id)
+            self.library.delete(doc.id)
             report.document_id = None
             raise
 
@@ -335,14 +324,12 @@ class Ingestor:
         report: FileReport,
         started: float,
     ) -> None:
-        self.library.save_keywords(self.workspace, doc_id, ids, [c.text for c in prepared.chunks])
-        if prepared.vectors is not None and prepared.model:
-            with self.library.update_index(self.workspace, prepared.model) as store:
-                store.add_vectors(ids, prepared.vectors)
+        texts = [c.text for c in prepared.chunks]
+        self.library.search.add(doc_id, ids, texts, prepared.model, prepared.vectors)
         report.status = "indexed"
         report.message = _summary(report)
         report.seconds = round(report.seconds + time.perf_counter() - started, 3)
-        self.library.mark_ready(self.workspace, doc_id, prepared.model, report.to_dict())
+        self.library.mark_ready(doc_id, prepared.model, report.to_dict())
 
     def _ticker(
         self, name: str, index: int, files: int, progress: ProgressFn | None

@@ -28,8 +28,7 @@ from lib.client import send_once
 from lib.conversations import Conversation, Message
 from lib.documents.embeddings import Embedder
 from lib.documents.library import DocumentLibrary, DocumentRecord, PageRecord
-from lib.documents.retrieval import KeywordIndex, Retrieval, Source, retrieve
-from lib.documents.vectorstore import ParleyFAISS
+from lib.documents.retrieval import Retrieval, Source, retrieve
 from lib.errors import InvalidInputError, ParleyError
 from lib.memory import output_reserve
 from lib.prompt import trim_limit
@@ -60,10 +59,8 @@ class DocContext:
     """What a document answer needs beyond a chat reply's context."""
 
     chat: chat.ChatContext
-    library: DocumentLibrary
+    library: DocumentLibrary  # bound to the chat's workspace; searches through its `search`
     embedder: Embedder | None = None  # None: keyword search only
-    store: ParleyFAISS | None = None  # the session's loaded index for embedder.model
-    keywords: KeywordIndex | None = None  # the session's BM25 index of the workspace
 
 
 @dataclass
@@ -121,9 +118,8 @@ def regenerate(ctx: DocContext, conversation_id: str) -> Answer:
 
 
 def _chosen(ctx: DocContext, conv: Conversation) -> list[DocumentRecord]:
-    ws = ctx.chat.workspace
-    chosen = set(ctx.library.conversation_documents(ws, conv.id))
-    docs = [d for d in ctx.library.list(ws) if d.id in chosen and d.status == "ready"]
+    chosen = set(ctx.library.conversation_documents(conv.id))
+    docs = [d for d in ctx.library.list() if d.id in chosen and d.status == "ready"]
     docs.sort(key=lambda d: d.created_at)  # sources numbered in upload order
     if not docs:
         raise InvalidInputError("Choose at least one document for this conversation to search.")
@@ -148,13 +144,12 @@ class Answer(chat.Reply):
         return self.plan_
 
     def _make_plan(self) -> Plan:
-        ws = self.ctx.workspace
         *history, last = self.ctx.store.recent_messages(self.conv.id, REWRITE_HISTORY + 1)
         if self._question is None:  # rewrite once, even if the plan is made again
             self._question = self._standalone(history, last.content)
         question, usage = self._question
         docs = _chosen(self.docs, self.conv)
-        mode, top_k = self.docs.library.chat_settings(ws, self.conv.id)
+        mode, top_k = self.docs.library.chat_settings(self.conv.id)
         plan = None
         if mode == "auto" and not self._force_retrieval:
             plan = self._whole(question, docs)
@@ -191,7 +186,7 @@ class Answer(chat.Reply):
         # exact count below.
         if sum(d.tokens for d in docs) * 1.15 > budget:
             return None
-        pages = self.docs.library.pages(self.ctx.workspace, [d.id for d in docs])
+        pages = self.docs.library.pages([d.id for d in docs])
         sources = [_page_source(n, p) for n, p in enumerate(_with_text(pages), start=1)]
         prompt = _sources_block(sources)
         counter = self.ctx.server.counter(self.conv.model)
@@ -202,34 +197,29 @@ class Answer(chat.Reply):
 
     def _retrieval(self, question: str, docs: list[DocumentRecord], top_k: int) -> Plan:
         notes = []
-        embedder, store, vector = self.docs.embedder, self.docs.store, None
-        if embedder is not None and store is not None and store.size:
+        embedder, vector = self.docs.embedder, None
+        model = embedder.model if embedder else None
+        dense_ids = [d.id for d in docs if model and d.embedding_model == model]
+        if embedder is None:
+            notes.append("No embeddings endpoint: keyword search only.")
+        elif dense_ids:  # a question's vector is worth asking for only if some have theirs
             try:
                 vector = embedder.embed_query(question)
             except ParleyError as exc:
                 notes.append(f"Semantic search is unavailable ({exc.message}): keyword only.")
-        elif embedder is None:
-            notes.append("No embeddings endpoint: keyword search only.")
-        model = embedder.model if embedder else None
         plain = [d.name for d in docs if d.embedding_model != model]
-        if vector is not None and plain:
+        if embedder is not None and plain:
             notes.append(
                 f"Keyword search only for {', '.join(plain)}: no {model} vectors "
                 "(re-index to add them)."
             )
-        embedded = [d.id for d in self.docs.library.list(self.ctx.workspace)
-                    if d.embedding_model == model]  # fmt: skip
-        dense_ids = [d.id for d in docs if d.embedding_model == model]
         found: Retrieval = retrieve(
             self.docs.library,
-            self.ctx.workspace,
             question,
             [d.id for d in docs],
-            store=store,
+            model=model if vector is not None else None,
             query_vector=vector,
-            keywords=self.docs.keywords,
             dense_document_ids=dense_ids,
-            whole_index=len(dense_ids) == len(embedded),
             k=top_k,
         )
         sources = [_chunk_source(n, s) for n, s in enumerate(found.sources, start=1)]

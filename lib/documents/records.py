@@ -1,12 +1,11 @@
 """The document library's records: a document, one of its chunks, one of its pages.
 
-Plain dataclasses read from `parley.db`; `lib/documents/library.py` stores them.
+Plain dataclasses read from the database; `lib/documents/library.py` stores them.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ class DocumentRecord:
     indexed_at: float | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> DocumentRecord:
+    def from_row(cls, row: Any) -> DocumentRecord:  # a row of `SELECT * FROM documents`
         data = dict(row)
         data["report"] = json.loads(data["report"] or "{}")
         return cls(**data)

@@ -92,10 +92,9 @@ def _passage(lib: DocumentLibrary, message: Message, cite: dict) -> None:
 
 
 def _page_image(lib: DocumentLibrary, cite: dict) -> None:
-    ws = state.workspace()
     try:
-        doc = lib.get(ws, cite["document_id"])
-        data = lib.read_file(ws, doc)
+        doc = lib.get(cite["document_id"])
+        data = lib.read_file(doc)
         page = render_pdf_page(data, cite["page"])
         st.image(page, caption=escape(rag.source_location(cite)))
     except (NotFoundError, OSError):

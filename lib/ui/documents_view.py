@@ -1,9 +1,9 @@
 """The Documents page's library widgets: upload with honest progress, per-file reports,
 the library with delete and re-index, and each conversation's document picker.
 
-Everything derived from a user's files stays in this session: the loaded FAISS index is
-kept in session state (`state.put("doc_index", ...)`), never in `st.cache_*`, which every
-session of the server shares.
+Everything derived from a user's files stays in this session: the library (with, on
+SQLite, its loaded FAISS index and keyword pack) is kept in session state (`library`),
+never in `st.cache_*`, which every session of the server shares.
 
 File names, reports and notes are shown with `lib.markup.escape`: a name like
 `![x](http://host/…)` reads as typed and loads nothing.
@@ -20,12 +20,10 @@ from lib.conversations import Conversation, ConversationStore
 from lib.documents.embeddings import Embedder
 from lib.documents.ingest import FileReport, Ingestor
 from lib.documents.library import DocumentLibrary, DocumentRecord
-from lib.documents.retrieval import KeywordIndex
-from lib.documents.vectorstore import ParleyFAISS
 from lib.errors import ParleyError
 from lib.markup import escape
 from lib.settings import Settings
-from lib.ui import state
+from lib.ui import clients, state
 
 TYPES = ["pdf", "txt", "md", "markdown"]
 STATUS_ICONS = {
@@ -37,42 +35,30 @@ STATUS_ICONS = {
 
 
 def library(current: Settings) -> DocumentLibrary:
-    lib = DocumentLibrary(current.data_dir)
-    # One list per session: a notice of a rebuilt index survives the rerun after an upload.
-    notices = state.get("doc_repairs")
-    if notices is None:
-        notices = []
-        state.put("doc_repairs", notices)
-    lib.repairs = notices
+    """This session's library, kept from run to run: on SQLite it holds the loaded index
+    files, reloaded only when they change, and a notice of a rebuilt index survives the
+    rerun after an upload. A new one when the workspace or the backend is another."""
+    backend, workspace = clients.backend(current), state.workspace()
+    lib = state.get("doc_library")
+    if not isinstance(lib, DocumentLibrary) or (lib.backend, lib.workspace) != (
+        backend,
+        workspace,
+    ):
+        lib = DocumentLibrary(backend, workspace)
+        state.put("doc_library", lib)
     return lib
 
 
-def embedder(current: Settings, api: openai.OpenAI, lib: DocumentLibrary) -> Embedder:
-    return Embedder(api, current.embedding_model, workspace=state.workspace(), cache=lib.cache)
-
-
-def vector_store(lib: DocumentLibrary, model: str) -> ParleyFAISS | None:
-    """This session's copy of the workspace's index, reloaded only when it changed."""
-    cached = state.get("doc_index")  # its generation names its workspace: never reused across
-    store = lib.open_index(state.workspace(), model, cached)
-    state.put("doc_index", store)
-    for notice in lib.repairs:  # damaged indexes rebuilt, here or in an upload before
+def repairs(lib: DocumentLibrary, model: str) -> None:
+    """Say once that a damaged index was rebuilt (checking `model`'s index first)."""
+    lib.search.check(model)  # on SQLite, loads (and if need be rebuilds) the index
+    for notice in lib.repairs:  # here or in an upload before
         st.warning(escape(notice), icon=":material/build:")
     lib.repairs.clear()
-    return store
 
 
-def keyword_index(lib: DocumentLibrary) -> KeywordIndex:
-    """This session's BM25 index of its workspace (rebuilt by it when documents change)."""
-    index = state.get("doc_keywords")
-    if (
-        index is None
-        or index.workspace != state.workspace()
-        or index.library.db_path != lib.db_path
-    ):
-        index = KeywordIndex(lib, state.workspace())
-        state.put("doc_keywords", index)
-    return index
+def embedder(current: Settings, api: openai.OpenAI, lib: DocumentLibrary) -> Embedder:
+    return Embedder(api, current.embedding_model, cache=lib.cache)
 
 
 def upload_limit_mb() -> int:
@@ -85,10 +71,9 @@ def upload_limit_mb() -> int:
 
 def selection(lib: DocumentLibrary, conv: Conversation | None) -> list[str]:
     """The documents the open conversation searches (for a new one: the session's pick)."""
-    ws = state.workspace()
     if conv is not None:
-        return lib.conversation_documents(ws, conv.id)
-    ready = [d.id for d in lib.list(ws) if d.status == "ready"]
+        return lib.conversation_documents(conv.id)
+    ready = [d.id for d in lib.list() if d.status == "ready"]
     chosen = state.get("doc_draft_selection")
     return ready if chosen is None else [d for d in chosen if d in ready]
 
@@ -97,7 +82,7 @@ def save_selection(lib: DocumentLibrary, conv: Conversation | None, ids: list[st
     if conv is None:
         state.put("doc_draft_selection", ids)
     else:
-        lib.set_conversation_documents(state.workspace(), conv.id, ids)
+        lib.set_conversation_documents(conv.id, ids)
 
 
 def picker(lib: DocumentLibrary, conv: Conversation | None, docs: list[DocumentRecord]) -> None:
@@ -141,21 +126,20 @@ def picker(lib: DocumentLibrary, conv: Conversation | None, docs: list[DocumentR
 def _settings(lib: DocumentLibrary, conv: Conversation | None) -> tuple[str, int]:
     if conv is None:
         return state.get("doc_draft_settings") or ("auto", 6)
-    return lib.chat_settings(state.workspace(), conv.id)
+    return lib.chat_settings(conv.id)
 
 
 def _save_settings(lib: DocumentLibrary, conv: Conversation | None, mode: str, k: int) -> None:
     if conv is None:
         state.put("doc_draft_settings", (mode, k))
     else:
-        lib.set_chat_settings(state.workspace(), conv.id, mode, k)
+        lib.set_chat_settings(conv.id, mode, k)
 
 
 def start_conversation(lib: DocumentLibrary, conv: Conversation) -> None:
     """Give a just-created conversation the choices made while it was a draft."""
-    ws = state.workspace()
-    lib.set_conversation_documents(ws, conv.id, selection(lib, None))
-    lib.set_chat_settings(ws, conv.id, *_settings(lib, None))
+    lib.set_conversation_documents(conv.id, selection(lib, None))
+    lib.set_chat_settings(conv.id, *_settings(lib, None))
 
 
 # Uploading
@@ -196,7 +180,7 @@ def _index(
     limit_mb: int,
 ) -> None:
     bar = st.progress(0.0, text="Starting…")
-    ingestor = Ingestor(lib, state.workspace(), emb, limit_bytes=limit_mb * 1_048_576)
+    ingestor = Ingestor(lib, emb, limit_bytes=limit_mb * 1_048_576)
     names = [name for name, _ in files]
     reports: list[dict] = []
     # Saved after every file: if Cancel interrupts this run, the next one still reports
@@ -290,7 +274,7 @@ def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder
             with top[2].popover("Delete", icon=":material/delete:", type="tertiary"):
                 st.write(f"Delete {escape(doc.name)}, its passages, vectors and cached embeddings?")
                 if st.button("Delete for good", type="primary", key=f"parley.w.deldoc.{doc.id}"):
-                    lib.delete(state.workspace(), doc.id)
+                    lib.delete(doc.id)
                     state.put("doc_reports", [])
                     st.rerun()
             if state.get("reindex") == doc.id:
@@ -300,7 +284,7 @@ def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder
 
 def _reindex(lib: DocumentLibrary, emb: Embedder | None, doc: DocumentRecord) -> None:
     bar = st.progress(0.0, text=escape(f"Re-indexing {doc.name}…"))
-    ingestor = Ingestor(lib, state.workspace(), emb, limit_bytes=1 << 62)
+    ingestor = Ingestor(lib, emb, limit_bytes=1 << 62)
     try:
         report = ingestor.reindex(
             doc.id, lambda _s, _d, _t, message, f: bar.progress(min(f, 1.0), text=escape(message))
