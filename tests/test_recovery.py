@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from lib.documents.embeddings import Embedder
 from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
 from lib.documents.vectorstore import ParleyFAISS
+from lib.store.backend import open_backend
 from tests.fake_openai import FakeOpenAI
 
 MODEL = "text-embedding-3-small"
@@ -34,7 +34,9 @@ ROWING = ("# Rowing\n\nA sculler feathers the blade on the recovery.\n\n" * 40).
 
 @pytest.fixture
 def library(data_dir: Path) -> DocumentLibrary:
-    return DocumentLibrary(data_dir)
+    # Index files are SQLite's (on PostgreSQL the database holds the indexes: nothing to
+    # damage beside it).
+    return DocumentLibrary(open_backend(data_dir), WS)
 
 
 @pytest.fixture
@@ -43,8 +45,8 @@ def client(openai_server: FakeOpenAI) -> openai.OpenAI:
 
 
 def ingest(library: DocumentLibrary, client: openai.OpenAI, name: str, data: bytes):  # noqa: ANN201
-    embedder = Embedder(client, MODEL, workspace=WS, cache=library.cache)
-    report = Ingestor(library, WS, embedder, limit_bytes=1 << 30).ingest(name, data)
+    embedder = Embedder(client, MODEL, cache=library.cache)
+    report = Ingestor(library, embedder, limit_bytes=1 << 30).ingest(name, data)
     assert report.status == "indexed", report.message
     return report
 
@@ -178,21 +180,21 @@ def test_a_damaged_vector_index_is_rebuilt_from_the_cache_without_embedding_requ
 ) -> None:
     ingest(library, client, "notes.md", NOTES)
     ingest(library, client, "rowing.md", ROWING)
-    before = library.open_index(WS, MODEL)
+    before = library.search.open_index(MODEL)
     _ids, vectors = before.all_vectors()
     expected = [before.search_vector(v, 3) for v in vectors[:4]]
     damage(index_file(data_dir))
     sent = embedding_requests(openai_server)
-    session = DocumentLibrary(data_dir)  # a new session, as after a restart
-    store = session.open_index(WS, MODEL)
+    session = DocumentLibrary(library.backend, WS)  # a new session, as after a restart
+    store = session.search.open_index(MODEL)
     assert embedding_requests(openai_server) == sent
     assert store.size == before.size
     assert [store.search_vector(v, 3) for v in vectors[:4]] == expected
     (notice,) = session.repairs
     assert "rebuilt it from your stored passages" in notice and "no new embedding" in notice
     assert str(data_dir) not in notice
-    later = DocumentLibrary(data_dir)  # the rebuilt index was saved, checked
-    assert later.open_index(WS, MODEL).size == before.size and later.repairs == []
+    later = DocumentLibrary(library.backend, WS)  # the rebuilt index was saved, checked
+    assert later.search.open_index(MODEL).size == before.size and later.repairs == []
 
 
 def test_an_upload_after_the_damage_works_and_only_embeds_the_new_file(
@@ -201,11 +203,11 @@ def test_an_upload_after_the_damage_works_and_only_embeds_the_new_file(
     first = ingest(library, client, "notes.md", NOTES)
     truncate(index_file(data_dir))
     sent = embedding_requests(openai_server)
-    session = DocumentLibrary(data_dir)
+    session = DocumentLibrary(library.backend, WS)
     second = ingest(session, client, "rowing.md", ROWING)
     assert "faiss" not in second.message.lower()
     assert embedding_requests(openai_server) == sent + 1  # the new file's one batch
-    assert session.open_index(WS, MODEL).size == first.chunks + second.chunks
+    assert session.search.open_index(MODEL).size == first.chunks + second.chunks
     assert len(session.repairs) == 1
 
 
@@ -214,17 +216,17 @@ def test_documents_without_cached_vectors_become_keyword_only_and_are_named(
 ) -> None:
     notes = ingest(library, client, "notes.md", NOTES)
     rowing = ingest(library, client, "rowing.md", ROWING)
-    with sqlite3.connect(library.db_path) as conn:
+    with library.backend.connection() as conn:
         conn.execute(
             "DELETE FROM embedding_cache WHERE hash IN "
             "(SELECT hash FROM chunks WHERE document_id = ?)",
             (rowing.document_id,),
         )
     replace_with_garbage(index_file(data_dir))
-    store = library.open_index(WS, MODEL)
+    store = library.search.open_index(MODEL)
     assert store.size == notes.chunks
-    assert library.get(WS, rowing.document_id).embedding_model is None
-    assert library.get(WS, notes.document_id).embedding_model == MODEL
+    assert library.get(rowing.document_id).embedding_model is None
+    assert library.get(notes.document_id).embedding_model == MODEL
     (notice,) = library.repairs
     assert "Keyword search only for rowing.md" in notice
 
@@ -241,11 +243,11 @@ def test_a_damaged_keyword_segment_is_rebuilt_and_said(
     damage: Callable[[Path], None], library: DocumentLibrary, client: openai.OpenAI
 ) -> None:
     report = ingest(library, client, "notes.md", NOTES)
-    doc = library.get(WS, report.document_id)
-    good = library.keyword_segment(WS, doc)
-    (segment_file,) = library.workspace_dir(WS).glob("*.bm25.npz")
+    doc = library.get(report.document_id)
+    good = library.search.keyword_segment(doc)
+    (segment_file,) = library.search.folder.glob("*.bm25.npz")
     damage(segment_file)
-    rebuilt = library.keyword_segment(WS, doc)
+    rebuilt = library.search.keyword_segment(doc)
     assert rebuilt.chunk_ids.tolist() == good.chunk_ids.tolist()
     assert np.array_equal(rebuilt.terms, good.terms)
     assert library.repairs == [
@@ -258,9 +260,9 @@ def test_a_missing_keyword_segment_is_built_quietly(
     library: DocumentLibrary, client: openai.OpenAI
 ) -> None:
     report = ingest(library, client, "notes.md", NOTES)
-    for path in library.workspace_dir(WS).glob("*.bm25.npz"):
+    for path in library.search.folder.glob("*.bm25.npz"):
         path.unlink()  # as for documents indexed before keyword segments existed
-    library.keyword_segment(WS, library.get(WS, report.document_id))
+    library.search.keyword_segment(library.get(report.document_id))
     assert library.repairs == []
 
 
