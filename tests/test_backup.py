@@ -64,11 +64,11 @@ def client(openai_server: FakeOpenAI) -> openai.OpenAI:
 @pytest.fixture
 def filled(data_dir: Path, client: openai.OpenAI) -> Path:
     """A data directory with conversations, two documents and images (one with a thumb)."""
-    store = ConversationStore(data_dir / "parley.db")
+    store = ConversationStore(open_backend(data_dir), WS)
     for i in range(3):
-        conv = store.create(WS, model="gpt-test", system_prompt=f"Prompt {i}")
-        store.add_message(WS, conv.id, Message(role="user", content=f"Question {i}"))
-        store.add_message(WS, conv.id, Message(role="assistant", content=f"Answer {i}"))
+        conv = store.create(model="gpt-test", system_prompt=f"Prompt {i}")
+        store.add_message(conv.id, Message(role="user", content=f"Question {i}"))
+        store.add_message(conv.id, Message(role="assistant", content=f"Answer {i}"))
     library = DocumentLibrary(data_dir)
     embedder = Embedder(client, MODEL, workspace=WS, cache=library.cache)
     ingestor = Ingestor(library, WS, embedder, limit_bytes=1 << 30)
@@ -83,10 +83,10 @@ def filled(data_dir: Path, client: openai.OpenAI) -> Path:
 
 def snapshot(data_dir: Path) -> dict[str, object]:
     """Everything a user would miss, read through the stores."""
-    store = ConversationStore(data_dir / "parley.db")
+    store = ConversationStore(open_backend(data_dir), WS)
     library = DocumentLibrary(data_dir)
     gallery = ImageStore(open_backend(data_dir), WS)
-    convs = store.list(WS, limit=100)
+    convs = store.list(limit=100)
     docs = library.list(WS)
     images = gallery.list(limit=100)
     return {
@@ -94,7 +94,7 @@ def snapshot(data_dir: Path) -> dict[str, object]:
             c.id: (
                 c.title,
                 c.system_prompt,
-                [(m.role, m.content, m.status) for m in store.all_messages(WS, c.id)],
+                [(m.role, m.content, m.status) for m in store.all_messages(c.id)],
             )
             for c in convs
         },  # fmt: skip
@@ -114,14 +114,14 @@ def snapshot(data_dir: Path) -> dict[str, object]:
 def test_a_backup_taken_while_a_reply_streams_restores_everything(
     filled: Path, client: openai.OpenAI, openai_server: FakeOpenAI, tmp_path: Path
 ) -> None:
-    store = ConversationStore(filled / "parley.db")
-    streaming = store.create(WS, model="gpt-test")
+    store = ConversationStore(open_backend(filled), WS)
+    streaming = store.create(model="gpt-test")
     before = snapshot(filled)
     openai_server.script(STREAMED, chunk_size=8, chunk_delay=0.02)  # about 8 s in all
     started, stop, received = threading.Event(), threading.Event(), []
 
     def stream() -> None:
-        ctx = chat.ChatContext(ConversationStore(filled / "parley.db"), WS, client)
+        ctx = chat.ChatContext(ConversationStore(open_backend(filled), WS), client)
         for piece in chat.send(ctx, streaming.id, "Count for me, slowly."):
             received.append(piece)
             started.set()
