@@ -16,27 +16,35 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import openai
 import psycopg
 import pytest
 from PIL import Image
 
 from lib.conversations import ConversationStore, Message
-from lib.documents.embeddings import normalise
+from lib.documents.embeddings import Embedder, normalise
+from lib.documents.ingest import Ingestor
+from lib.documents.library import DocumentLibrary
 from lib.errors import ConfigError, DatabaseCorrupt, DatabaseUnavailable
 from lib.gallery import ImageStore
 from lib.image_models import default_request
 from lib.images import GenerationResult, Usage, checked_image
 from lib.preferences import Preferences
 from lib.store.backend import Backend, forget_backends, open_backend
-from lib.store.base import WorkspaceStore
 from lib.store.migrate import MigrationError, MigrationReport, Tally, describe, migrate_store
+from tests.fake_openai import FakeOpenAI
 from tests.postgres import TestPostgres as PostgresServer
 from tests.waits import WAIT
 
 REPO = Path(__file__).resolve().parent.parent
 WORKSPACES = ("local", "u_alice")
-MODEL = "text-embedding-test"
-DIM = 8
+MODEL = "text-embedding-3-small"  # the fake server's: 256 dimensions
+OLD_MODEL = "text-embedding-ada-002"  # the legacy documents'
+OLD_DIM = 8
+NOTES = "".join(f"# Field notes {i}\n\nThe heron nests by the river in spring {i}.\n\n"
+              for i in range(40)).encode()  # fmt: skip
+ROWING = "".join(f"# Rowing {i}\n\nA sculler feathers the blade on stroke {i}.\n\n"
+               for i in range(40)).encode()  # fmt: skip
 
 
 # The source: a data directory as the app leaves it
@@ -48,34 +56,21 @@ def png(size: int, colour: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
-def add_document(
-    backend: Backend,
-    workspace: str,
-    doc_id: str,
-    texts: list[str],
-    *,
-    legacy: bool,
-    model: str | None,
-) -> None:
-    """A document as the library stores it: the file, its row, a page, chunks, and (with
-    a model) each chunk's vector in the embedding cache, deliberately not unit length.
-    `legacy`: `stored_as` is a bare name in `documents/<digest>/`, as before the store layer."""
+def add_legacy_document(backend: Backend, workspace: str, doc_id: str, texts: list[str]) -> None:
+    """A document as the library stored it before the store layer, which the library no
+    longer writes: `stored_as` a bare name in `documents/<digest>/`, embedded by an older
+    model whose cached vectors are deliberately not unit length."""
     data = ("\n\n".join(texts) + f"\n({workspace})\n").encode()
-    name = f"{doc_id}.md"
-    if legacy:
-        folder = hashlib.sha256(workspace.encode()).hexdigest()[:32]
-        stored_as, key = name, f"documents/{folder}/{name}"
-    else:
-        stored_as = key = WorkspaceStore(backend, workspace).blob_key("documents", name)
-    backend.blobs.put(key, data)
-    rng = np.random.default_rng(len(doc_id) + len(workspace))
+    folder = hashlib.sha256(workspace.encode()).hexdigest()[:32]
+    backend.blobs.put(f"documents/{folder}/{doc_id}.md", data)
+    rng = np.random.default_rng(len(workspace))
     with backend.transaction() as conn:
         conn.execute(
             "INSERT INTO documents (id, workspace, name, sha256, size, kind, stored_as, status, "
             "report, tokens, embedding_model, created_at, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, 'markdown', ?, 'ready', '{}', ?, ?, 1.5, 2.5)",
             (doc_id, workspace, f"Notes {doc_id}.md", hashlib.sha256(data).hexdigest(),
-             len(data), stored_as, 10 * len(texts), model),
+             len(data), f"{doc_id}.md", 10 * len(texts), OLD_MODEL),
         )  # fmt: skip
         conn.execute(
             "INSERT INTO document_pages VALUES (?, 1, 1, '1', ?, ?)", (doc_id, 10, data.decode())
@@ -87,15 +82,14 @@ def add_document(
                 "VALUES (?, 1, '1', ?, ?, 10, ?, ?)",
                 (doc_id, i * 100, i * 100 + len(text), digest, text),
             )
-            if model:
-                vector = (rng.normal(size=DIM) * 3).astype("<f4").tobytes()
-                conn.execute(
-                    "INSERT OR IGNORE INTO embedding_cache VALUES (?, ?, ?, ?)",
-                    (workspace, model, digest, vector),
-                )
+            vector = (rng.normal(size=OLD_DIM) * 3).astype("<f4").tobytes()
+            conn.execute(
+                "INSERT INTO embedding_cache VALUES (?, ?, ?, ?)",
+                (workspace, OLD_MODEL, digest, vector),
+            )
 
 
-def fill(backend: Backend) -> None:
+def fill(backend: Backend, client: openai.OpenAI | None) -> None:
     for n, workspace in enumerate(WORKSPACES):
         store = ConversationStore(backend, workspace)
         first = store.create(model="gpt-test", system_prompt=f"You are terse ({workspace}).")
@@ -122,19 +116,21 @@ def fill(backend: Backend) -> None:
             GenerationResult(request, images, Usage(5, 272), 0.04, 1.5), conversation_id=first.id
         )
         texts = [f"Herons nest in colonies ({workspace}).", "They fish at dawn.", "Oars."]
-        add_document(backend, workspace, f"d{n}a", texts, legacy=True, model=MODEL)
-        rowing = [f"Rowing at dawn ({workspace}).", "Feathering the oar."]
-        add_document(backend, workspace, f"d{n}b", rowing, legacy=False, model=MODEL)
-        add_document(backend, workspace, f"d{n}c", ["Keyword only."], legacy=False, model=None)
-        with backend.connection() as conn:
-            conn.execute("INSERT INTO conversation_documents VALUES (?, ?)", (second.id, f"d{n}a"))
-            conn.execute("INSERT INTO document_chats VALUES (?, 'auto', 6)", (second.id,))
+        add_legacy_document(backend, workspace, f"d{n}a", texts)
+        library = DocumentLibrary(backend, workspace)
+        embedder = Embedder(client, MODEL, cache=library.cache) if client else None
+        for name, data, by in (("rowing.md", ROWING, embedder), ("keywords.md", NOTES, None)):
+            report = Ingestor(library, by, limit_bytes=1 << 30).ingest(name, data + name.encode())
+            assert report.status == "indexed", report.message
+        library.set_conversation_documents(second.id, [f"d{n}a"])
+        library.set_chat_settings(second.id, "auto", 6)
         Preferences(backend, workspace).put("http://localhost:11434/v1", model="llama3")
 
 
 @pytest.fixture
-def source(data_dir: Path) -> Iterator[Path]:
-    fill(open_backend(data_dir))
+def source(data_dir: Path, openai_server: FakeOpenAI) -> Iterator[Path]:
+    client = openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test")
+    fill(open_backend(data_dir), client)
     yield data_dir
     forget_backends()
 
@@ -158,6 +154,31 @@ def sqlite_rows(data_dir: Path, sql: str) -> list[tuple]:
 def pg_rows(url: str, sql: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute(sql).fetchall()
+
+
+def assert_documents_match(old: DocumentLibrary, new: DocumentLibrary) -> None:
+    """The same documents, files, pages and chunks, and the same passages found by meaning
+    and by keyword, on PostgreSQL (pgvector, tsvector) as on SQLite (FAISS, BM25)."""
+    docs = old.list()
+    assert new.list() == docs and len(docs) == 3
+    ids = [d.id for d in docs]
+    assert new.pages(ids) == old.pages(ids)
+    chunk_ids = [int(i) for i in old.chunk_ids(ids)]
+    assert new.chunks(chunk_ids) == old.chunks(chunk_ids)
+    rowing = next(d for d in docs if d.name == "rowing.md")
+    for doc in docs:
+        assert new.read_file(doc) == old.read_file(doc)
+    first, *_ = new.chunk_texts(rowing.id)[0]
+    [(blob,)] = sqlite_rows(
+        old.backend.data_dir,
+        "SELECT e.vector FROM chunks c JOIN embedding_cache e ON e.hash = c.hash "
+        f"WHERE c.id = {first} AND e.workspace = '{old.workspace}' AND e.model = '{MODEL}'",
+    )
+    query = normalise(np.frombuffer(blob, dtype="<f4")[None, :])[0]
+    found = new.search.vectors(MODEL, query, ids, 3)
+    assert found[0][0] == first and found[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert [i for i, _ in found] == [i for i, _ in old.search.vectors(MODEL, query, ids, 3)]
+    assert new.search.keywords("heron nests river", ids, 3)
 
 
 TABLES = [
@@ -188,10 +209,15 @@ def test_everything_moves_is_checked_and_reads_back_through_the_stores(
         [(want,)] = sqlite_rows(source, f"SELECT count(*) FROM {table}")
         assert pg_rows(target, f"SELECT count(*) FROM {table}") == [(want,)], table
         assert want > 0, table
+    [(embedded,)] = sqlite_rows(
+        source,
+        "SELECT count(*) FROM chunks WHERE document_id IN "
+        "(SELECT id FROM documents WHERE embedding_model IS NOT NULL)",
+    )
     tallies = {t.item: t for t in report.tallies}
     assert tallies["messages"].copied == 10 and tallies["messages"].present == 0
     assert tallies["files"].copied == 2 * (3 + 3)  # per workspace: 2 images, 1 thumb, 3 docs
-    assert tallies["vectors"].copied == 2 * (3 + 2)  # the keyword-only document has none
+    assert tallies["vectors"].copied == embedded > 2 * 3  # the keyword-only ones have none
 
     sqlite, pg = open_backend(source), open_backend(source, target)
     for workspace in WORKSPACES:
@@ -207,13 +233,7 @@ def test_everything_moves_is_checked_and_reads_back_through_the_stores(
         for image in new.list():
             assert new.read(image) == old.read(image) and new.preview(image) == old.preview(image)
         assert Preferences(pg, workspace).get("http://localhost:11434/v1").model == "llama3"
-    for doc_id, stored_as, workspace in sqlite_rows(
-        source, "SELECT id, stored_as, workspace FROM documents"
-    ):
-        key = stored_as if "/" in stored_as else (
-            f"documents/{hashlib.sha256(workspace.encode()).hexdigest()[:32]}/{stored_as}"
-        )  # fmt: skip
-        assert pg.blobs.get(key) == sqlite.blobs.get(key), doc_id
+        assert_documents_match(DocumentLibrary(sqlite, workspace), DocumentLibrary(pg, workspace))
 
     cached = dict(
         sqlite_rows(
@@ -224,11 +244,14 @@ def test_everything_moves_is_checked_and_reads_back_through_the_stores(
         )
     )
     moved = pg_rows(target, "SELECT chunk_id, model, dim, embedding::text FROM chunk_vectors")
-    assert {r[0] for r in moved} == set(cached) and {(r[1], r[2]) for r in moved} == {(MODEL, DIM)}
+    assert {r[0] for r in moved} == set(cached)
+    assert {(r[1], r[2]) for r in moved} == {(MODEL, 256), (OLD_MODEL, OLD_DIM)}
     for chunk_id, _, _, text in moved:
         want = normalise(np.frombuffer(cached[chunk_id], dtype="<f4")[None, :])[0]
         got = np.array(text.strip("[]").split(","), dtype=np.float32)
         np.testing.assert_array_equal(got, want)  # unit length, as in the FAISS index
+    hnsw = pg_rows(target, "SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'")
+    assert len(hnsw) == 2, hnsw  # one per (model, dimension), as on a first upload
 
     # New rows on PostgreSQL get new ids: the sequences moved past the copied ones.
     conv = ConversationStore(pg, "local").list()[0]
@@ -336,11 +359,16 @@ def test_a_target_that_no_longer_matches_fails_its_check(
 
 
 def test_a_chunk_without_a_saved_vector_is_reported_not_dropped(source: Path, target: str) -> None:
+    [(embedded,)] = sqlite_rows(
+        source,
+        "SELECT count(*) FROM chunks WHERE document_id IN "
+        "(SELECT id FROM documents WHERE embedding_model IS NOT NULL)",
+    )
     conn = sqlite3.connect(source / "parley.db")
     with conn:
         conn.execute(
-            "DELETE FROM embedding_cache WHERE hash = (SELECT hash FROM chunks "
-            "WHERE document_id = 'd1b' ORDER BY id LIMIT 1) AND workspace = 'u_alice'"
+            "DELETE FROM embedding_cache WHERE workspace = 'u_alice' AND hash = ?",
+            (hashlib.sha256(b"They fish at dawn.").hexdigest(),),
         )
     conn.close()
 
@@ -349,8 +377,8 @@ def test_a_chunk_without_a_saved_vector_is_reported_not_dropped(source: Path, ta
     assert not report.ok
     [failed] = [c for c in report.checks if not c.ok]
     assert failed.item == "vectors" and "1 chunks have no saved vector" in failed.detail
-    assert "Notes d1b.md (u_alice): 1" in failed.detail
-    assert pg_rows(target, "SELECT count(*) FROM chunk_vectors") == [(9,)]
+    assert "Notes d1a.md (u_alice): 1" in failed.detail
+    assert pg_rows(target, "SELECT count(*) FROM chunk_vectors") == [(embedded - 1,)]
 
 
 def test_a_file_missing_from_the_data_directory_is_reported(source: Path, target: str) -> None:
@@ -384,7 +412,7 @@ def garbage_database(data_dir: Path) -> None:
 
 
 def damaged_pages(data_dir: Path) -> None:
-    fill(open_backend(data_dir))
+    fill(open_backend(data_dir), None)
     forget_backends()
     path = data_dir / "parley.db"
     conn = sqlite3.connect(path)
@@ -398,7 +426,7 @@ def damaged_pages(data_dir: Path) -> None:
 
 
 def orphan_rows(data_dir: Path) -> None:
-    fill(open_backend(data_dir))
+    fill(open_backend(data_dir), None)
     forget_backends()
     conn = sqlite3.connect(data_dir / "parley.db")  # foreign keys off, as in a bare sqlite3
     with conn:

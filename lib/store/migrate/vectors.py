@@ -1,15 +1,20 @@
 """The vectors of a move: a `chunk_vectors` row (pgvector) for every chunk of a document
 that has an embedding model, from the embedding cache by the chunk's hash, normalised as
-the FAISS index normalises them, so a search on PostgreSQL ranks as one on FAISS did.
+the FAISS index normalises them (as `Embedder` does), so a search on PostgreSQL ranks as
+one on FAISS did.
 
-A chunk whose vector the cache lacks cannot be searched by meaning after the move; it
-is counted per document and reported as a failed check, never dropped in silence.
+They go in through the library's own search seam (`DocumentLibrary.search.add`), as an
+upload's do, so each (model, dimension) gets its HNSW index as it would on first use;
+chunks that have their vector in the target already are left out first, so a rerun adds
+none. A chunk whose vector the cache lacks cannot be searched by meaning after the move;
+it is counted per document and reported as a failed check, never dropped in silence.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -19,39 +24,56 @@ from lib.store.migrate.run import Digest, Run
 Missing = Counter  # (workspace, document name) -> chunks without a vector
 
 _EMBEDDED_CHUNKS = (
-    "SELECT c.id, c.document_id, d.workspace, d.embedding_model, d.name, e.vector "
+    "SELECT d.workspace, c.document_id, d.embedding_model, d.name, c.id, c.text, e.vector "
     "FROM chunks c JOIN documents d ON d.id = c.document_id "
     "LEFT JOIN embedding_cache e ON e.workspace = d.workspace "
     "AND e.model = d.embedding_model AND e.hash = c.hash "
-    "WHERE d.embedding_model IS NOT NULL ORDER BY c.id"
-)
-_INSERT = (
-    "INSERT INTO chunk_vectors (chunk_id, document_id, workspace, model, dim, embedding) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (chunk_id) DO NOTHING"
+    "WHERE d.embedding_model IS NOT NULL ORDER BY d.workspace, c.document_id, c.id"
 )
 _TARGET = "SELECT chunk_id, document_id, workspace, model, dim, embedding FROM chunk_vectors"
 
 
 def copy_vectors(run: Run) -> tuple[Digest, Missing]:
-    """Insert the vectors the target lacks; their digest, and the chunks lacking one."""
-    from lib.documents.embeddings import normalise  # loads the embeddings stack: only here
+    """Add the vectors the target lacks; their digest, and the chunks lacking one."""
+    from lib.documents.embeddings import normalise  # loads the documents stack: only here
+    from lib.documents.library import DocumentLibrary
 
     tally, source, missing = run.tally("vectors"), Digest(), Counter()
+    libraries: dict[str, DocumentLibrary] = {}
     for rows in run.batches(_EMBEDDED_CHUNKS):
-        values = []
-        for chunk_id, document_id, workspace, model, name, blob in rows:
-            if blob is None:
-                missing[(workspace, name)] += 1
-                continue
-            vector = normalise(np.frombuffer(blob, dtype="<f4")[None, :])[0]
-            values.append((chunk_id, document_id, workspace, model, len(vector), vector))
-            source.add(_canonical_row(values[-1]))
-        copied = run.insert("chunk_vectors", _INSERT, values)
-        tally.copied += copied
-        tally.present += len(values) - copied
+        there = _in_target(run, [r[4] for r in rows])
+        for (workspace, document_id, model, name), group in groupby(rows, key=lambda r: r[:4]):
+            ids, texts, vectors = [], [], []
+            for *_, chunk_id, text, blob in group:
+                if blob is None:
+                    missing[(workspace, name)] += 1
+                    continue
+                vector = normalise(np.frombuffer(blob, dtype="<f4")[None, :])[0]
+                source.add(
+                    _canonical_row((chunk_id, document_id, workspace, model, len(vector), vector))
+                )
+                if chunk_id in there:
+                    tally.present += 1
+                    continue
+                ids.append(chunk_id)
+                texts.append(text)
+                vectors.append(vector)
+            if ids:
+                if workspace not in libraries:
+                    libraries[workspace] = DocumentLibrary(run.target, workspace)
+                libraries[workspace].search.add(document_id, ids, texts, model, np.stack(vectors))
+                tally.copied += len(ids)
         run.progress(tally)
     run.finish(tally)
     return source, missing
+
+
+def _in_target(run: Run, chunk_ids: list[int]) -> set[int]:
+    with run.target.connection() as conn:
+        rows = conn.execute(
+            "SELECT chunk_id FROM chunk_vectors WHERE chunk_id = ANY(?)", (chunk_ids,)
+        ).fetchall()
+    return {r[0] for r in rows}
 
 
 def check_vectors(run: Run, source: Digest, missing: Missing) -> None:
