@@ -9,7 +9,6 @@ from collections.abc import Callable
 import pypdf
 import pytest
 
-from lib.documents import chunking
 from lib.documents.extract import Page, clean_text, open_document
 from lib.errors import EncryptedDocument, NoTextFound, UnreadableDocument
 from tests import doc_samples as samples
@@ -21,11 +20,6 @@ def read(name: str, data: bytes) -> tuple[list[Page], list[str], str]:
         return list(opened.pages()), opened.notes, opened.extractor
     finally:
         opened.close()
-
-
-@pytest.fixture(scope="module")
-def r_intro() -> list[Page]:
-    return read("R-intro.pdf", samples.manual())[0]
 
 
 def words(text: str) -> set[str]:
@@ -135,43 +129,3 @@ def test_latin1_text_is_decoded() -> None:
     opened = open_document("french.md", text.encode("latin-1"))
     assert opened.kind == "markdown"
     assert next(opened.pages()).text == text
-
-
-# Chunking
-
-
-def test_chunks_are_token_sized_page_exact_ranges_covering_the_text(r_intro: list[Page]) -> None:
-    pages = r_intro
-    chunks = chunking.split_pages(pages)
-    assert len(chunks) > len(pages)  # about two per page
-    for chunk in chunks:
-        page = pages[chunk.page - 1]
-        assert page.text[chunk.start : chunk.end] == chunk.text
-        assert chunk.tokens <= chunking.CHUNK_TOKENS
-        assert chunk.tokens == chunking.count_tokens(chunk.text)
-        assert chunk.label == page.label
-    for page in pages[10:20]:
-        covered = set()
-        for chunk in (c for c in chunks if c.page == page.number):
-            covered.update(range(chunk.start, chunk.end))
-        missing = [i for i, ch in enumerate(page.text) if not ch.isspace() and i not in covered]
-        assert missing == [], f"page {page.number}: characters in no chunk"
-
-
-def test_neighbouring_chunks_overlap(r_intro: list[Page]) -> None:
-    chunks = chunking.split_pages(r_intro[13:14])
-    assert len(chunks) >= 2
-    assert chunks[1].start < chunks[0].end
-
-
-def test_text_file_chunks_name_their_lines() -> None:
-    lines = [f"Line {i}: " + "lorem ipsum dolor sit amet " * 6 for i in range(1, 121)]
-    page = Page(None, None, "\n".join(lines))
-    chunks = chunking.split_page(page)
-    assert len(chunks) > 3
-    first = chunks[0]
-    assert first.page is None and first.label.startswith("lines 1–")
-    for chunk in chunks:
-        start_line = int(re.match(r"lines? (\d+)", chunk.label).group(1))
-        assert chunk.text.startswith(f"Line {start_line}:") or chunk.text.startswith("Line")
-        assert page.text[chunk.start : chunk.end] == chunk.text

@@ -1,0 +1,196 @@
+"""Chunking: page-exact ranges, the same chunks as langchain's splitter on real text, and
+work linear in the text's length whatever its shape (no whitespace, one line, 16 MB)."""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+
+import pytest
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from lib.documents import chunking
+from lib.documents.extract import Page, open_document
+from lib.tokens import get_encoding
+from tests import doc_samples as samples
+
+
+@pytest.fixture(scope="module")
+def r_intro() -> list[Page]:
+    opened = open_document("R-intro.pdf", samples.manual())
+    return list(opened.pages())
+
+
+@pytest.fixture
+def tokenized(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every text handed to the tokenizer (the real one still counts)."""
+    seen: list[int] = []
+    real = chunking._count
+
+    def counting(text: str) -> int:
+        seen.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(chunking, "_count", counting)
+    return seen
+
+
+def test_chunks_are_token_sized_page_exact_ranges_covering_the_text(r_intro: list[Page]) -> None:
+    pages = r_intro
+    chunks = chunking.split_pages(pages)
+    assert len(chunks) > len(pages)  # about two per page
+    for chunk in chunks:
+        page = pages[chunk.page - 1]
+        assert page.text[chunk.start : chunk.end] == chunk.text
+        assert chunk.tokens <= chunking.CHUNK_TOKENS
+        assert chunk.tokens == chunking.count_tokens(chunk.text)
+        assert chunk.label == page.label
+    for page in pages[10:20]:
+        covered = set()
+        for chunk in (c for c in chunks if c.page == page.number):
+            covered.update(range(chunk.start, chunk.end))
+        missing = [i for i, ch in enumerate(page.text) if not ch.isspace() and i not in covered]
+        assert missing == [], f"page {page.number}: characters in no chunk"
+
+
+@pytest.mark.parametrize("name", ["R-intro.pdf", "R-data.pdf", "R-admin.pdf"])
+def test_the_same_chunks_as_langchains_recursive_splitter(name: str) -> None:
+    reference = RecursiveCharacterTextSplitter(
+        chunk_size=chunking.CHUNK_TOKENS,
+        chunk_overlap=chunking.CHUNK_OVERLAP,
+        length_function=chunking.count_tokens,
+        separators=[*chunking.SEPARATORS, ""],
+        keep_separator="end",
+    )
+    pages = list(open_document(name, samples.manual(name)).pages())
+    whole = Page(None, None, "\n\n".join(p.text for p in pages))
+    for page in [*pages, whole]:
+        assert [c.text for c in chunking.split_page(page)] == reference.split_text(page.text)
+
+
+def test_neighbouring_chunks_overlap(r_intro: list[Page]) -> None:
+    chunks = chunking.split_pages(r_intro[13:14])
+    assert len(chunks) >= 2
+    assert chunks[1].start < chunks[0].end
+
+
+def naive_lines(text: str, start: int, end: int) -> str:
+    first = text.count("\n", 0, start) + 1
+    last = first + text.count("\n", start, max(start, end - 1))
+    return f"line {first}" if first == last else f"lines {first}–{last}"
+
+
+def test_text_file_chunks_name_their_lines() -> None:
+    lines = [f"Line {i}: " + "lorem ipsum dolor sit amet " * 6 for i in range(1, 121)]
+    page = Page(None, None, "\n".join(lines))
+    chunks = chunking.split_page(page)
+    assert len(chunks) > 3
+    assert chunks[0].page is None and chunks[0].label.startswith("lines 1–")
+    for chunk in chunks:
+        assert chunk.label == naive_lines(page.text, chunk.start, chunk.end)
+        start_line = int(re.match(r"lines? (\d+)", chunk.label).group(1))
+        assert page.text.splitlines()[start_line - 1].startswith(chunk.text[:20])
+        assert page.text[chunk.start : chunk.end] == chunk.text
+
+
+def _base64(size: int) -> str:
+    return base64.b64encode(random.Random(1).randbytes(size * 3 // 4)).decode()
+
+
+def _words_on_one_line(size: int) -> str:
+    rng = random.Random(2)
+    words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do".split()
+    return " ".join(rng.choice(words) for _ in range(size // 5))[:size]
+
+
+def _unspaced_cjk(size: int) -> str:
+    return "".join(random.Random(3).choice("日本語の文章には空白がない。") for _ in range(size))
+
+
+SHAPES = {  # text with no separator at all, or only the last resort ones
+    "base64": _base64,
+    "one line of words": _words_on_one_line,
+    "CJK without spaces": _unspaced_cjk,
+}
+
+
+@pytest.mark.parametrize("make", SHAPES.values(), ids=SHAPES.keys())
+def test_any_shape_is_cut_into_sized_chunks_counting_each_character_a_few_times(
+    make, tokenized: list[int]
+) -> None:
+    page = Page(None, None, make(400_000))
+    chunks = chunking.split_page(page)
+    assert max(c.tokens for c in chunks) <= chunking.CHUNK_TOKENS
+    # Word by word, "word " alone counts one token more than in a run: runs are a third full.
+    assert min(c.tokens for c in chunks[:-1]) > chunking.CHUNK_TOKENS / 4
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert before.start < after.start <= before.end  # in order, overlapping or touching
+        assert page.text[before.start : before.end] == before.text
+    assert chunks[0].start == 0 and chunks[-1].end == len(page.text)
+    # The old splitter counted base64 one character at a time: 400,000 calls here.
+    assert len(tokenized) < len(page.text) / 100
+    assert sum(tokenized) < 4 * len(page.text)
+
+
+def test_work_grows_linearly_with_the_text(tokenized: list[int]) -> None:
+    prose = "\n\n".join(
+        p.text for p in open_document("R-data.pdf", samples.manual("R-data.pdf")).pages()
+    )
+    work = []
+    for copies in (2, 16):
+        tokenized.clear()
+        text = "\n".join(prose for _ in range(copies))
+        chunking.split_page(Page(None, None, text))
+        work.append(sum(tokenized) / len(text))
+    assert work[1] < work[0] * 1.1, work  # characters tokenized per character of text
+    assert work[1] < 3
+
+
+def test_progress_is_reported_while_a_big_page_is_split_and_can_stop_it() -> None:
+    text = _words_on_one_line(2_000_000)
+    seen: list[tuple[int, int]] = []
+    chunking.split_pages([Page(None, None, text)], progress=lambda d, t: seen.append((d, t)))
+    assert len(seen) >= 2_000_000 // chunking.BATCH_CHARS
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[-1] == (len(text), len(text))
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: int, _total: int) -> None:
+        if done > 500_000:
+            raise Stop
+
+    with pytest.raises(Stop):
+        chunking.split_pages([Page(None, None, text)], progress=stop)
+
+
+def test_progress_counts_characters_of_all_pages(r_intro: list[Page]) -> None:
+    seen: list[tuple[int, int]] = []
+    chunking.split_pages(r_intro[:5], progress=lambda d, t: seen.append((d, t)))
+    total = sum(len(p.text) for p in r_intro[:5])
+    assert {t for _, t in seen} == {total} and seen[-1][0] == total
+
+
+def test_a_big_text_is_counted_exactly_in_slices() -> None:
+    rng = random.Random(4)
+    words = [
+        "naïve",
+        "café",
+        "日本語",
+        "x²",
+        "  ",
+        "\n",
+        "\t",
+        "Bar",
+        "'s",
+        "123",
+        "—",
+        "🙂",
+        "a.b",
+    ]
+    text = "".join(rng.choice(words) + rng.choice([" ", "", "\n", ". "]) for _ in range(600_000))
+    assert len(text) > 2 * chunking.SLICE_CHARS
+    exact = len(get_encoding(chunking.ENCODING).encode_ordinary(text))
+    assert chunking.count_tokens(text) == exact
