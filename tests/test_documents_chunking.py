@@ -6,12 +6,17 @@ from __future__ import annotations
 import base64
 import random
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from lib.documents import chunking
 from lib.documents.extract import Page, open_document
+from lib.documents.ingest import Ingestor, Progress
+from lib.documents.library import DocumentLibrary
+from lib.store.backend import forget_backends, open_backend
 from lib.tokens import get_encoding
 from tests import doc_samples as samples
 
@@ -195,3 +200,40 @@ def test_a_big_text_is_counted_exactly_in_slices() -> None:
     assert len(text) > 2 * chunking.SLICE_CHARS
     exact = len(get_encoding(chunking.ENCODING).encode_ordinary(text))
     assert chunking.count_tokens(text) == exact
+
+
+@pytest.fixture
+def library(data_dir: Path) -> Iterator[DocumentLibrary]:
+    # Splitting does not touch storage, so SQLite alone is enough here.
+    yield DocumentLibrary(open_backend(data_dir), "alice")
+    forget_backends()
+
+
+def test_an_upload_reports_progress_while_a_big_text_is_split_and_cancel_stops_it(
+    library: DocumentLibrary,
+) -> None:
+    data = _words_on_one_line(3_000_000).encode()
+    ingestor = Ingestor(library, None, limit_bytes=len(data) + 1)
+    events: list[Progress] = []
+    (report,) = ingestor.ingest_many([("big.txt", data)], events.append)
+    assert report.status == "indexed", report.message
+    chunking_events = [e for e in events if e.stage == "chunking"]
+    assert len(chunking_events) >= len(data) // chunking.BATCH_CHARS
+    assert chunking_events[-1].message == "big.txt: splitting into passages, 2.9 MB of 2.9 MB"
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions)
+
+    library.delete(report.document_id)
+    splitting = []
+
+    def cancelled() -> bool:
+        return len(splitting) > 2
+
+    def progress(event: Progress) -> None:
+        if event.stage == "chunking":
+            splitting.append(event)
+
+    (report,) = ingestor.ingest_many([("big.txt", data)], progress, cancelled)
+    assert report.status == "cancelled"
+    assert len(splitting) == 3  # stopped at the first check after Cancel
+    assert library.list() == []

@@ -3,9 +3,10 @@
 For each file: size limit, content hash (an unchanged file already in the library is
 reported at once and adds nothing), pages read one by one, chunks, embeddings batch by
 batch, then one transaction for the rows, then the search indexes (`library.search`).
-`progress` is called per page, per batch and every half second of a rate-limit wait;
-`cancelled` is checked as often, and a cancelled file leaves nothing behind (the
-embedding cache keeps what was paid for, so trying again resumes where it stopped).
+`progress` is called per page, per 256 KB split into chunks, per batch and every half
+second of a rate-limit wait; `cancelled` is checked as often, and a cancelled file leaves
+nothing behind (the embedding cache keeps what was paid for, so trying again resumes
+where it stopped).
 
 A file is reported as indexed only when every stage finished. One file failing (corrupt,
 encrypted, a scan with no text) never stops the others in the same upload. When the
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 STREAMLIT_CONFIG = REPO_ROOT / ".streamlit" / "config.toml"
 STREAMLIT_DEFAULT_UPLOAD_MB = 200
 READ_SHARE = 0.4  # of a file's progress bar: reading pages, then embedding, then saving
+CHUNK_SHARE = 0.5  # of READ_SHARE: splitting into chunks (most of it for a big text file)
 EMBED_SHARE = 0.55
 
 
@@ -52,7 +54,7 @@ class Progress:
     file: str
     file_index: int
     files: int
-    stage: str  # reading | embedding | waiting | saving
+    stage: str  # reading | chunking | embedding | waiting | saving
     done: int
     total: int
     fraction: float  # of the whole upload, 0..1
@@ -233,7 +235,7 @@ class Ingestor:
                 n = len(pages)
                 tick("reading", n, opened.page_count,
                      f"{name}: reading page {n} of {opened.page_count}",
-                     READ_SHARE * n / opened.page_count)  # fmt: skip
+                     READ_SHARE * (1 - CHUNK_SHARE) * n / opened.page_count)  # fmt: skip
         finally:
             opened.close()
         report.pages = len(pages)
@@ -246,7 +248,9 @@ class Ingestor:
             )
         if opened.encoding:
             report.notes.append(f"Read as {opened.encoding} text.")
-        chunks = chunking.split_pages(p for p in pages if p.text.strip())
+        chunks = chunking.split_pages(
+            (p for p in pages if p.text.strip()), progress=_chunk_ticker(name, tick, cancelled)
+        )
         page_tokens = [chunking.count_tokens(p.text) for p in pages]
         report.chunks, report.tokens = len(chunks), sum(page_tokens)
         vectors, model = self._embed(name, chunks, report, tick, cancelled)
@@ -340,6 +344,20 @@ class Ingestor:
                 progress(Progress(name, index, files, stage, done, total, overall, message))
 
         return tick
+
+
+def _chunk_ticker(name: str, tick: Callable[..., None], cancelled: CancelFn) -> Callable:
+    """Progress and Cancel while pages are split: a big text file takes seconds."""
+
+    def on_split(done: int, total: int) -> None:
+        if cancelled():
+            raise IngestCancelled("Indexing was cancelled.")
+        share = 1 - CHUNK_SHARE + CHUNK_SHARE * done / max(total, 1)
+        tick("chunking", done, total,
+             f"{name}: splitting into passages, {_mb(done)} of {_mb(total)}",
+             READ_SHARE * share)  # fmt: skip
+
+    return on_split
 
 
 def _keyword_only_note(exc: ParleyError, model: str) -> str:
