@@ -1,5 +1,5 @@
-"""Parley's FAISS store: exact vs IVF by size, filtering, deletion, pickle-free persistence,
-and langchain-core's VectorStore interface."""
+"""Parley's FAISS index (SQLite's vector search): exact vs IVF by size, filtering, deletion,
+pickle-free persistence."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from lib.documents import vectorstore
 from lib.documents.vectorstore import ParleyFAISS, exact_is_enough
@@ -129,22 +128,3 @@ def test_saved_index_loads_without_pickle(
     loaded = ParleyFAISS.load(path)
     assert loaded.kind == store.kind and loaded.size == size
     assert loaded.search_vector(x[5], 3) == store.search_vector(x[5], 3)
-
-
-def test_langchain_vectorstore_interface(tmp_path: Path) -> None:
-    embedding = DeterministicFakeEmbedding(size=64)
-    texts = ["the cat sat", "a dog barked", "matrices multiply", "vectors add"]
-    store = ParleyFAISS.from_texts(texts, embedding, metadatas=[{"n": i} for i in range(4)])
-    docs = store.similarity_search("matrices multiply", k=2)
-    assert docs[0].page_content == "matrices multiply" and docs[0].metadata == {"n": 2}
-    assert docs[0].id == "2"
-    scored = store.similarity_search_with_relevance_scores("vectors add", k=1)
-    assert scored[0][0].page_content == "vectors add" and scored[0][1] == pytest.approx(1.0)
-    assert [d.page_content for d in store.get_by_ids(["1", "3"])] == ["a dog barked", "vectors add"]
-    retriever = store.as_retriever(search_kwargs={"k": 1})
-    assert retriever.invoke("a dog barked")[0].page_content == "a dog barked"
-    assert store.delete(["2"]) is True
-    assert "matrices multiply" not in [d.page_content for d in store.similarity_search("m", k=4)]
-    store.save(tmp_path / "lc.faiss")
-    again = ParleyFAISS.load(tmp_path / "lc.faiss", embedding)
-    assert again.similarity_search("the cat sat", k=1)[0].metadata == {"n": 0}

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import openai
-from langchain_core.embeddings import Embeddings
 
 from lib.client import provider_errors, resendable
 from lib.documents.chunking import ENCODING, count_tokens, text_hash
@@ -288,16 +287,3 @@ def _truncate(text: str) -> str:
         return text
     enc = get_encoding(ENCODING)
     return enc.decode(enc.encode(text, disallowed_special=())[:MAX_INPUT_TOKENS])
-
-
-class LangChainEmbeddings(Embeddings):
-    """langchain-core's `Embeddings` interface over an `Embedder`, for the vector store."""
-
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embedder.embed(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embedder.embed_query(text).tolist()

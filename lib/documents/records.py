@@ -9,8 +9,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.documents import Document
-
 
 @dataclass
 class DocumentRecord:
@@ -46,10 +44,6 @@ class ChunkRecord:
     end: int
     tokens: int
     text: str
-
-    def to_langchain(self) -> Document:
-        meta = {k: getattr(self, k) for k in ("document_id", "file", "page", "label", "start")}
-        return Document(self.text, metadata={**meta, "end": self.end}, id=str(self.id))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,16 @@
-"""Parley's FAISS vector store, on langchain-core's `VectorStore` interface.
+"""Parley's FAISS index: vector search on SQLite (`lib/documents/indexes.py` keeps one per
+workspace and embedding model; PostgreSQL uses pgvector instead).
 
 langchain-community's FAISS is not used: the package was sunset in 2026 and it persists
 its docstore with pickle, so loading an index could run code. Here the index is saved
 with `faiss.write_index` and read with `faiss.read_index` (FAISS's own binary format);
-chunk text and metadata live in SQLite and come back through a `lookup` callable.
+chunk text and metadata live in the database, found by the ids a search returns.
+
+Nor does this implement langchain-core's `VectorStore` (nor the embedder its
+`Embeddings`): measured with bench/query.py, going through those interfaces (the query
+vector as a list of floats, every candidate of both lists read back as a `Document` before
+fusing) cost about 1 ms a query more on PostgreSQL and more than doubled SQLite's hybrid
+retrieval at 2,000 chunks (see the bench's "langchain" rows), for no caller that needs them.
 
 The file is FAISS's bytes behind a 56-byte header (a magic string, the payload's length
 and its SHA-256), written atomically with fsync (`lib/atomic_files.py`). `load` checks
@@ -37,21 +44,16 @@ Two FAISS defaults are wrong for these machines, and are set once, process-wide,
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
-from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
-from langchain_core.vectorstores import VectorStore
 
-from lib.atomic_files import atomic_write, write_bytes
+from lib.atomic_files import atomic_write
 
 faiss.omp_set_num_threads(1)
 faiss.cvar.distance_compute_blas_threshold = 20
@@ -61,7 +63,6 @@ NPROBE_FRACTION = 1 / 32
 MIN_NPROBE = 16
 RETRAIN_GROWTH = 4
 TRAIN_POINTS_PER_LIST = 40  # FAISS warns below 39
-Lookup = Callable[[list[int]], dict[int, Document]]
 MAGIC = b"PARLEY-FAISS-v1\n"
 _HEADER = struct.Struct("<16sQ32s")  # magic, payload length, payload SHA-256
 _READ_BLOCK = 1 << 20
@@ -84,26 +85,13 @@ def ivf_lists(count: int) -> int:
     return max(16, min(int(2 * math.sqrt(count)), count // 39))
 
 
-class ParleyFAISS(VectorStore):
-    """A FAISS index of unit vectors keyed by int64 ids, with text fetched via `lookup`."""
+class ParleyFAISS:
+    """A FAISS index of unit vectors keyed by int64 ids (chunk row ids)."""
 
-    def __init__(
-        self,
-        embedding: Embeddings | None = None,
-        *,
-        index: faiss.Index | None = None,
-        lookup: Lookup | None = None,
-    ) -> None:
-        self._embedding = embedding
+    def __init__(self, index: faiss.Index | None = None) -> None:
         self.index = index
-        self._lookup = lookup
-        self._docs: dict[int, Document] = {}  # only for texts added through add_texts
 
     # Properties
-
-    @property
-    def embeddings(self) -> Embeddings | None:
-        return self._embedding
 
     @property
     def size(self) -> int:
@@ -155,8 +143,6 @@ class ParleyFAISS(VectorStore):
 
     def remove(self, ids: Iterable[int]) -> int:
         ids_array = np.fromiter(ids, dtype=np.int64)
-        for i in ids_array.tolist():
-            self._docs.pop(i, None)
         if self.index is None or len(ids_array) == 0:
             return 0
         return int(self.index.remove_ids(faiss.IDSelectorBatch(ids_array)))
@@ -211,9 +197,9 @@ class ParleyFAISS(VectorStore):
     # Persistence
 
     @classmethod
-    def empty(cls, dim: int, lookup: Lookup | None = None) -> ParleyFAISS:
+    def empty(cls, dim: int) -> ParleyFAISS:
         """An index with no vectors yet, which can be saved."""
-        return cls(index=faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), lookup=lookup)
+        return cls(index=faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
 
     def save(self, path: Path) -> None:
         """Write the index atomically and durably (a reader never sees half a file)."""
@@ -233,103 +219,11 @@ class ParleyFAISS(VectorStore):
             faiss.write_index(self.index, faiss.PyCallbackIOWriter(write))
             file.seek(0)
             file.write(_HEADER.pack(MAGIC, size, digest.digest()))
-        if self._docs:
-            docs = {
-                i: {"text": d.page_content, "metadata": d.metadata} for i, d in self._docs.items()
-            }
-            write_bytes(path.with_suffix(".docs.json"), json.dumps(docs).encode("utf-8"))
 
     @classmethod
-    def load(
-        cls, path: Path, embedding: Embeddings | None = None, lookup: Lookup | None = None
-    ) -> ParleyFAISS:
+    def load(cls, path: Path) -> ParleyFAISS:
         """Read a saved index; FileNotFoundError if there is none, IndexDamaged if broken."""
-        store = cls(embedding, index=read_checked(path), lookup=lookup)
-        sidecar = path.with_suffix(".docs.json")
-        if lookup is None and sidecar.exists():
-            for key, doc in json.loads(sidecar.read_text(encoding="utf-8")).items():
-                store._docs[int(key)] = Document(doc["text"], metadata=doc["metadata"], id=str(key))
-        return store
-
-    # langchain-core's VectorStore interface
-
-    def add_texts(
-        self,
-        texts: Iterable[str],
-        metadatas: list[dict] | None = None,
-        *,
-        ids: list[str] | None = None,
-        **kwargs: Any,
-    ) -> list[str]:
-        texts = list(texts)
-        if self._embedding is None:
-            raise ValueError("add_texts needs an embedding")
-        if ids is None:
-            start = max(self._docs, default=-1) + 1
-            int_ids = list(range(start, start + len(texts)))
-        else:
-            int_ids = [int(i) for i in ids]  # ids are chunk row ids: numeric strings
-        vectors = np.asarray(self._embedding.embed_documents(texts), dtype=np.float32)
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        self.add_vectors(int_ids, vectors)
-        for i, text, meta in zip(int_ids, texts, metadatas or [{}] * len(texts), strict=True):
-            self._docs[i] = Document(text, metadata=dict(meta), id=str(i))
-        return [str(i) for i in int_ids]
-
-    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        if ids is None:
-            return False
-        return self.remove(int(i) for i in ids) > 0
-
-    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        found = self._documents([int(i) for i in ids])
-        return [found[int(i)] for i in ids if int(i) in found]
-
-    def _documents(self, ids: list[int]) -> dict[int, Document]:
-        if self._lookup is not None:
-            return self._lookup(ids)
-        return {i: self._docs[i] for i in ids if i in self._docs}
-
-    def similarity_search_with_score_by_vector(
-        self, embedding: list[float], k: int = 4, allowed: np.ndarray | None = None
-    ) -> list[tuple[Document, float]]:
-        hits = self.search_vector(np.asarray(embedding, dtype=np.float32), k, allowed)
-        docs = self._documents([i for i, _ in hits])
-        return [(docs[i], score) for i, score in hits if i in docs]
-
-    def similarity_search_by_vector(
-        self, embedding: list[float], k: int = 4, **kwargs: Any
-    ) -> list[Document]:
-        pairs = self.similarity_search_with_score_by_vector(embedding, k, kwargs.get("allowed"))
-        return [doc for doc, _ in pairs]
-
-    def similarity_search_with_score(
-        self, query: str, k: int = 4, **kwargs: Any
-    ) -> list[tuple[Document, float]]:
-        if self._embedding is None:
-            raise ValueError("searching by text needs an embedding")
-        vector = self._embedding.embed_query(query)
-        return self.similarity_search_with_score_by_vector(vector, k, kwargs.get("allowed"))
-
-    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
-        return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
-
-    def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        return lambda similarity: max(0.0, min(1.0, similarity))
-
-    @classmethod
-    def from_texts(
-        cls,
-        texts: list[str],
-        embedding: Embeddings,
-        metadatas: list[dict] | None = None,
-        *,
-        ids: list[str] | None = None,
-        **kwargs: Any,
-    ) -> ParleyFAISS:
-        store = cls(embedding)
-        store.add_texts(texts, metadatas, ids=ids)
-        return store
+        return cls(index=read_checked(path))
 
 
 def read_checked(path: Path) -> faiss.Index:
