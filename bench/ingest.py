@@ -42,6 +42,7 @@ from lib.documents.embeddings import Embedder  # noqa: E402
 from lib.documents.extract import open_document  # noqa: E402
 from lib.documents.ingest import Ingestor  # noqa: E402
 from lib.documents.library import DocumentLibrary  # noqa: E402
+from lib.store.sqlite import SQLiteBackend  # noqa: E402
 from tests.browser.conftest import free_port  # noqa: E402
 
 MANUALS = Path("/usr/share/R/doc/manual")
@@ -74,7 +75,7 @@ def reference(files: list[Path], client: openai.OpenAI) -> tuple[float, int]:
         texts.append("\n".join(page.extract_text() for page in reader.pages))
     splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
     chunks = [c for text in texts for c in splitter.split_text(text)]
-    vectors = Embedder(client, MODEL, workspace="reference").embed(chunks)
+    vectors = Embedder(client, MODEL).embed(chunks)
     index = faiss.IndexFlatL2(vectors.shape[1])
     index.add(vectors)
     docstore = dict(enumerate(chunks))
@@ -85,9 +86,9 @@ def reference(files: list[Path], client: openai.OpenAI) -> tuple[float, int]:
 def parley(files: list[Path], client: openai.OpenAI) -> dict[str, float]:
     """Parley's pipeline in a fresh data directory; first ingest, re-upload, re-index."""
     with tempfile.TemporaryDirectory() as tmp:
-        library = DocumentLibrary(Path(tmp))
-        embedder = Embedder(client, MODEL, workspace="bench", cache=library.cache)
-        ingestor = Ingestor(library, "bench", embedder, limit_bytes=1 << 30)
+        library = DocumentLibrary(SQLiteBackend(Path(tmp)), "bench")
+        embedder = Embedder(client, MODEL, cache=library.cache)
+        ingestor = Ingestor(library, embedder, limit_bytes=1 << 30)
         data = [(p.name, p.read_bytes()) for p in files]
         started = time.perf_counter()
         reports = [ingestor.ingest(name, blob) for name, blob in data]

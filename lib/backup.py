@@ -198,8 +198,8 @@ def _missing_files(staging: Path) -> list[str]:
         images = [r[0] for r in conn.execute(
             "SELECT file FROM images UNION ALL SELECT thumb FROM images WHERE thumb IS NOT NULL"
         )]  # fmt: skip
-        documents = [
-            f"documents/{document_folder(r[0])}/{r[1]}"
+        documents = [  # a blob key; before the blob store, a bare name in the old folder
+            r[1] if "/" in r[1] else f"documents/{document_folder(r[0])}/{r[1]}"
             for r in conn.execute("SELECT workspace, stored_as FROM documents")
         ]
     except sqlite3.OperationalError:  # a database from before these tables: nothing named

@@ -69,9 +69,9 @@ def filled(data_dir: Path, client: openai.OpenAI) -> Path:
         conv = store.create(model="gpt-test", system_prompt=f"Prompt {i}")
         store.add_message(conv.id, Message(role="user", content=f"Question {i}"))
         store.add_message(conv.id, Message(role="assistant", content=f"Answer {i}"))
-    library = DocumentLibrary(data_dir)
-    embedder = Embedder(client, MODEL, workspace=WS, cache=library.cache)
-    ingestor = Ingestor(library, WS, embedder, limit_bytes=1 << 30)
+    library = DocumentLibrary(open_backend(data_dir), WS)
+    embedder = Embedder(client, MODEL, cache=library.cache)
+    ingestor = Ingestor(library, embedder, limit_bytes=1 << 30)
     for name, data in (("notes.md", NOTES), ("rowing.md", ROWING)):
         assert ingestor.ingest(name, data).status == "indexed"
     request = default_request("a heron at dawn", "gpt-image-2")
@@ -84,10 +84,10 @@ def filled(data_dir: Path, client: openai.OpenAI) -> Path:
 def snapshot(data_dir: Path) -> dict[str, object]:
     """Everything a user would miss, read through the stores."""
     store = ConversationStore(open_backend(data_dir), WS)
-    library = DocumentLibrary(data_dir)
+    library = DocumentLibrary(open_backend(data_dir), WS)
     gallery = ImageStore(open_backend(data_dir), WS)
     convs = store.list(limit=100)
-    docs = library.list(WS)
+    docs = library.list()
     images = gallery.list(limit=100)
     return {
         "conversations": {
@@ -98,8 +98,8 @@ def snapshot(data_dir: Path) -> dict[str, object]:
             )
             for c in convs
         },  # fmt: skip
-        "documents": {d.id: (d.name, d.sha256, library.read_file(WS, d)) for d in docs},
-        "chunks": len(library.chunk_ids(WS, [d.id for d in docs])),
+        "documents": {d.id: (d.name, d.sha256, library.read_file(d)) for d in docs},
+        "chunks": len(library.chunk_ids([d.id for d in docs])),
         "images": {
             i.id: (
                 i.prompt,
@@ -154,10 +154,10 @@ def test_a_backup_taken_while_a_reply_streams_restores_everything(
     for _role, content, _status in ours[2][1:]:  # a partial saved while streaming, if any
         assert STREAMED.startswith(content)
     # The indexes came back consistent with the database: nothing needed rebuilding.
-    library = DocumentLibrary(restored)
-    assert library.open_index(WS, MODEL).size == before["chunks"]
-    for doc in library.list(WS):
-        library.keyword_segment(WS, doc)
+    library = DocumentLibrary(open_backend(restored), WS)
+    assert library.search.open_index(MODEL).size == before["chunks"]
+    for doc in library.list():
+        library.search.keyword_segment(doc)
     assert library.repairs == []
     manifest = json.loads((tmp_path / "backup" / backup.MANIFEST).read_text())
     assert manifest["missing"] == [] and "parley.db" in manifest["files"]

@@ -173,9 +173,8 @@ def test_two_users_sign_in_and_never_see_each_others_work(
     alices = {c.id for c in ConversationStore(backend, alice_ws).list()}
     assert alices == {alice.chat_id, alice.document_chat_id}
     assert alice.chat_id not in {c.id for c in ConversationStore(backend, bob_ws).list()}
-    library = DocumentLibrary(app.data_dir)
-    assert [d.name for d in library.list(alice_ws)] == ["alice-notes.md"]
-    assert [d.name for d in library.list(bob_ws)] == ["bob-notes.md"]
+    assert [d.name for d in DocumentLibrary(backend, alice_ws).list()] == ["alice-notes.md"]
+    assert [d.name for d in DocumentLibrary(backend, bob_ws).list()] == ["bob-notes.md"]
     assert len(ImageStore(backend, alice_ws).list()) == 1
     assert ImageStore(backend, bob_ws).list() == []
 

@@ -23,6 +23,7 @@ from lib.documents.retrieval import retrieve
 from lib.pricing import PriceTable
 from lib.server.facts import Probed
 from lib.settings import resolve_settings
+from lib.store.backend import open_backend
 from tests.peers.conftest import N_CTX, LlamaServer
 from tests.waits import WAIT
 
@@ -155,10 +156,8 @@ def test_documents_are_embedded_by_the_server_and_found_again(
     llama_server: LlamaServer, data_dir: Path
 ) -> None:
     settings = resolve_settings({}, {}, {"OPENAI_BASE_URL": llama_server.base_url})
-    library = DocumentLibrary(data_dir)
-    embedder = Embedder(
-        build_client(settings), llama_server.model, workspace=WS, cache=library.cache
-    )
+    library = DocumentLibrary(open_backend(data_dir), WS)
+    embedder = Embedder(build_client(settings), llama_server.model, cache=library.cache)
     notes = "\n\n".join(
         [
             "# Herons\n\nThe grey heron nests in colonies by rivers and lakes in spring.",
@@ -166,22 +165,20 @@ def test_documents_are_embedded_by_the_server_and_found_again(
             "# Puffins\n\nPuffins dig burrows on sea cliffs and carry sand eels crosswise.",
         ]
     )
-    ingestor = Ingestor(library, WS, embedder, limit_bytes=1 << 20)
+    ingestor = Ingestor(library, embedder, limit_bytes=1 << 20)
     report = ingestor.ingest("birds.md", notes.encode())
     assert report.status == "indexed", report.message
     assert not report.keyword_only, report.message  # the server's embeddings were used
     assert embedder.requests >= 1
-    doc = library.get(WS, report.document_id)
+    doc = library.get(report.document_id)
     assert doc.embedding_model == llama_server.model
-    index = library.open_index(WS, llama_server.model)
-    assert index.size == report.chunks > 0
+    assert library.search.vector_count(llama_server.model) == report.chunks > 0
     question = "Where do puffins dig their burrows?"
     result = retrieve(
         library,
-        WS,
         question,
         [report.document_id],
-        store=index,
+        model=llama_server.model,
         query_vector=embedder.embed_query(question),
     )
     assert result.mode == "hybrid"  # dense (the server's vectors) and keyword together
@@ -194,15 +191,15 @@ def test_a_chat_models_per_token_embeddings_still_leave_the_file_searchable(
     """The issue's setup: one chat model served with --embedding true. Its GGUF names no
     pooling, so /v1/embeddings returns a list of per-token vectors for each input."""
     settings = resolve_settings({}, {}, {"OPENAI_BASE_URL": chat_model_server.base_url})
-    library = DocumentLibrary(data_dir)
+    library = DocumentLibrary(open_backend(data_dir), WS)
     client = build_client(settings)
-    embedder = Embedder(client, chat_model_server.model, workspace=WS, cache=library.cache)
-    ingestor = Ingestor(library, WS, embedder, limit_bytes=1 << 20)
+    embedder = Embedder(client, chat_model_server.model, cache=library.cache)
+    ingestor = Ingestor(library, embedder, limit_bytes=1 << 20)
     report = ingestor.ingest("birds.md", b"# Puffins\n\nPuffins dig burrows on sea cliffs.")
     # Indexed either way: with vectors Parley pooled itself, or for keyword search with a
     # report that says why (never "too many values to unpack").
     assert report.status == "indexed", report.message
     if report.keyword_only:
         assert "embedding" in report.message.lower(), report.message
-    result = retrieve(library, WS, "Where do puffins dig?", [report.document_id])
+    result = retrieve(library, "Where do puffins dig?", [report.document_id])
     assert "Puffins dig burrows" in result.sources[0].chunk.text
