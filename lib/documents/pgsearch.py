@@ -11,6 +11,11 @@ literals, so the planner can prove the partial index applies whatever plan it ca
 Vectors are unit length, so inner product (`<#>`, the cheapest operator) is cosine
 similarity.
 
+The LIMIT is written into the statement and each search plans afresh
+(`plan_cache_mode = force_custom_plan`): psycopg prepares a statement after its fifth run,
+and PostgreSQL's generic plan for it, not knowing the LIMIT, sorted every vector instead
+of walking the index (bench/query.py at 100k: 650 ms a query instead of 5 ms).
+
 A search filters on the workspace and the chosen documents. An HNSW scan filtered after
 the fact would find fewer than k of a small selection, so each query runs with
 `hnsw.iterative_scan = relaxed_order` (pgvector 0.8: the scan goes on until k rows pass
@@ -122,8 +127,8 @@ class PostgresSearch:
                 "FROM chunks c, websearch_to_tsquery('english', ?) q "
                 "WHERE c.keywords @@ q AND c.document_id IN "
                 "(SELECT id FROM documents WHERE workspace = ? AND id = ANY(?)) "
-                "ORDER BY score DESC, c.id LIMIT ?",
-                (query, self.workspace, list(document_ids), k),
+                f"ORDER BY score DESC, c.id LIMIT {int(k)}",
+                (query, self.workspace, list(document_ids)),
             ).fetchall()
         return [(r[0], float(r[1])) for r in rows]
 
@@ -136,15 +141,16 @@ class PostgresSearch:
         with self.library.backend.transaction() as conn:
             conn.execute(
                 "SELECT set_config('hnsw.ef_search', ?, true), "
-                "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('plan_cache_mode', 'force_custom_plan', true)",
                 (str(max(EF_SEARCH, k)),),
             )
             rows = conn.execute(
                 f"SELECT chunk_id, embedding::{cast} <#> ?::{cast} AS distance "
                 f"FROM chunk_vectors WHERE model = {literal(model)} AND dim = {dim} "
                 "AND workspace = ? AND document_id = ANY(?) "
-                f"ORDER BY embedding::{cast} <#> ?::{cast} LIMIT ?",
-                (vector, self.workspace, list(document_ids), vector, k),
+                f"ORDER BY embedding::{cast} <#> ?::{cast} LIMIT {int(k)}",
+                (vector, self.workspace, list(document_ids), vector),
             ).fetchall()
         hits = [(r[0], -float(r[1])) for r in rows]  # <#> is the negative inner product
         return sorted(hits, key=lambda hit: -hit[1])

@@ -7,10 +7,11 @@ with `faiss.write_index` and read with `faiss.read_index` (FAISS's own binary fo
 chunk text and metadata live in the database, found by the ids a search returns.
 
 Nor does this implement langchain-core's `VectorStore` (nor the embedder its
-`Embeddings`): measured with bench/query.py, going through those interfaces (the query
-vector as a list of floats, every candidate of both lists read back as a `Document` before
-fusing) cost about 1 ms a query more on PostgreSQL and more than doubled SQLite's hybrid
-retrieval at 2,000 chunks (see the bench's "langchain" rows), for no caller that needs them.
+`Embeddings`): measured with bench/query.py (its "langchain" rows), going through those
+interfaces (the query vector as a list of floats, every candidate of both lists read back
+as a `Document` before fusing) made SQLite's hybrid retrieval 61% slower at 10k chunks
+(+0.7 ms) and 68% at 100k (+3.2 ms), and PostgreSQL's 1% at 10k (+0.4 ms), for no caller
+that needs them.
 
 The file is FAISS's bytes behind a 56-byte header (a magic string, the payload's length
 and its SHA-256), written atomically with fsync (`lib/atomic_files.py`). `load` checks
