@@ -85,7 +85,7 @@ BAD_FILES: list[tuple[str, Callable[[], bytes], type[Exception], str]] = [
     ("photo.pdf", samples.png_bytes, UnreadableDocument, "is not a PDF: it looks like a PNG"),
     ("page.pdf", lambda: b"<!DOCTYPE html><html>hi</html>", UnreadableDocument, "an HTML page"),
     ("notes.txt", samples.png_bytes, UnreadableDocument, "is not a text file: it looks like a PNG"),
-    ("report.docx", lambda: b"PK\x03\x04rest", UnreadableDocument, "not .docx files"),
+    ("report.pages", lambda: b"PK\x03\x04rest", UnreadableDocument, "not .pages files"),
     ("blank.md", lambda: b"  \n\n \t", NoTextFound, "contains no text"),
     ("bin.txt", lambda: b"abc\x00\x00\x00def" * 50, UnreadableDocument, "not a text file"),
 ]

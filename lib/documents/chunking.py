@@ -151,7 +151,7 @@ def split_page(
     lines = _LineCounter(page.text)
     out = []
     for (start, end), text, tokens in zip(ranges, texts, counts, strict=True):
-        label = page.label if page.number is not None else lines.label(start, end)
+        label = page.label if page.number is not None or page.label else lines.label(start, end)
         out.append(Chunk(page.number, label, start, end, text, tokens))
     return out
 

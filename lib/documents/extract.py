@@ -25,12 +25,13 @@ import charset_normalizer
 import pypdf
 import pypdfium2 as pdfium
 
+from lib.documents.formats import kinds as formats
 from lib.errors import EncryptedDocument, NoTextFound, UnreadableDocument
 
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
-SUFFIXES = {".pdf": "pdf", **TEXT_SUFFIXES}
+SUFFIXES = {".pdf": "pdf", **TEXT_SUFFIXES, **formats.FORMAT_SUFFIXES}  # DOCX, XLSX, HTML...
 # Some generators put junk (mail or HTTP headers) before "%PDF-". PDFium accepts 1 KB of
 # it and pypdf more, so a header found within 4 KB means "a PDF", read by pypdf if need be.
 PDF_HEADER_WINDOW = 4096
@@ -94,15 +95,19 @@ def detect_kind(name: str, data: bytes) -> tuple[str, list[str]]:
     looks_like = describe_content(data)
     if suffix and suffix not in SUFFIXES:
         raise UnreadableDocument(
-            f"{name}: Parley reads PDF, TXT and Markdown files, not {suffix} files."
+            f"{name}: Parley reads PDF, Word, PowerPoint, Excel, CSV, HTML, EPUB, "
+            f"OpenDocument text, TXT and Markdown files, not {suffix} files."
         )
     if looks_like == "a PDF":
-        if suffix in TEXT_SUFFIXES:
+        if suffix and suffix != ".pdf":
             return "pdf", [f"Named {suffix} but it is a PDF, so it was read as a PDF."]
         return "pdf", []
     if suffix == ".pdf":
         detail = f": it looks like {looks_like}" if looks_like else ""
         raise UnreadableDocument(f"{name} is not a PDF{detail}.", hint="Check the file.")
+    found = formats.detect(name, suffix, data, looks_like)  # ZIP, OLE, CSV, HTML
+    if found:
+        return found
     if looks_like and looks_like != "an HTML page":
         raise UnreadableDocument(f"{name} is not a text file: it looks like {looks_like}.")
     return TEXT_SUFFIXES.get(suffix, "text"), []
@@ -111,7 +116,10 @@ def detect_kind(name: str, data: bytes) -> tuple[str, list[str]]:
 def open_document(name: str, data: bytes) -> Opened:
     """Open `data` (the bytes of the file called `name`) for page-by-page reading."""
     kind, notes = detect_kind(name, data)
-    opened = _open_pdf(name, data) if kind == "pdf" else _open_text(name, data, kind)
+    if kind in formats.READERS:
+        opened = formats.open_format(name, data, kind)
+    else:
+        opened = _open_pdf(name, data) if kind == "pdf" else _open_text(name, data, kind)
     opened.notes[:0] = notes
     return opened
 

@@ -1,0 +1,85 @@
+"""Which suffixes the format readers take, what a file really is, and which reader opens it.
+
+The content decides, as it does for PDFs: a ".docx" that is really an Excel workbook is
+read as a workbook and the report says so; a ".docx" that is a PNG, a ZIP of other
+files, a password-protected or an old binary Office file gets a message naming what it
+is. Only CSV and HTML, which have no signature, are taken at their name once they are
+known not to be binary.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from lib.documents.formats import archive
+from lib.errors import UnreadableDocument
+
+if TYPE_CHECKING:
+    from lib.documents.extract import Opened
+
+FORMAT_SUFFIXES = {
+    ".docx": "docx",
+    ".pptx": "pptx",
+    ".pptm": "pptx",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+    ".epub": "epub",
+    ".odt": "odt",
+}
+WHAT = {
+    "docx": "a Word document",
+    "pptx": "a PowerPoint presentation",
+    "xlsx": "an Excel workbook",
+    "csv": "a CSV file",
+    "html": "an HTML page",
+    "epub": "an EPUB e-book",
+    "odt": "an OpenDocument text document",
+}
+ZIP_KINDS = {"docx", "pptx", "xlsx", "epub", "odt"}
+READERS = {  # kind → module under lib/documents/formats/ with `open_<kind>(name, data)`
+    "docx": "office",
+    "pptx": "office",
+    "xlsx": "sheets",
+    "csv": "sheets",
+    "html": "web",
+    "epub": "ebook",
+    "odt": "opendoc",
+}
+
+
+def detect(
+    name: str, suffix: str, data: bytes, looks_like: str | None
+) -> tuple[str, list[str]] | None:
+    """(kind, notes) when a format reader takes the file, None when it is left to the
+    text path; raises UnreadableDocument (or EncryptedDocument) when it is refused.
+    PDFs are recognised before this is called."""
+    claimed = FORMAT_SUFFIXES.get(suffix)
+    expected = WHAT.get(claimed or "", "a text file")
+    if data.startswith(b"PK\x03\x04") or (claimed in ZIP_KINDS and data.startswith(b"PK")):
+        kind, what = archive.sniff_zip(name, data)
+        if kind is None:
+            raise UnreadableDocument(f"{name} is not {expected}: it is {what}.")
+        if kind == claimed or not suffix:
+            return kind, []
+        return kind, [f"Named {suffix} but it is {WHAT[kind]}, so it was read as one."]
+    if data.startswith(archive.OLE_MAGIC):
+        archive.refuse_ole(name, data)
+    if claimed in ZIP_KINDS:
+        detail = f": it looks like {looks_like}" if looks_like else ""
+        raise UnreadableDocument(f"{name} is not {expected}{detail}.", hint="Check the file.")
+    if claimed is None:
+        return None
+    if looks_like and not (claimed == "html" and looks_like == "an HTML page"):
+        raise UnreadableDocument(f"{name} is not {expected}: it looks like {looks_like}.")
+    return claimed, []
+
+
+def open_format(name: str, data: bytes, kind: str) -> Opened:
+    reader = importlib.import_module(f"lib.documents.formats.{READERS[kind]}")
+    return getattr(reader, f"open_{kind}")(name, data)

@@ -1,0 +1,183 @@
+"""Spreadsheets (XLSX) and CSV: rows that keep their headers, in pages of a few rows.
+
+Each data row becomes one line naming its columns ("Name: Ada; Born: 1815"), so any
+chunk of rows still says what each value means, and rows are grouped into pages of at
+most `BLOCK_ROWS` rows or `BLOCK_CHARS` characters, small enough to be one chunk, each
+labelled with its sheet and its rows as the spreadsheet numbers them ("Sheet1 rows
+2–41"; "rows 2–41" for a CSV). The header is the first non-empty row when every cell of
+it is filled and none is a number; otherwise rows are read without names.
+
+Libraries, and why:
+- XLSX: python-calamine (MIT; Rust's calamine, 2.3 MB wheel, no dependencies) read a
+  100,000-row, 8-column workbook in 2.0 s here where openpyxl (MIT, pure Python) took
+  32.6 s in read-only mode. Cells come as typed values (dates as dates, never a formula
+  evaluated: the cached result is read). What it gets wrong: it allocates the whole
+  rectangle from the first to the last cell, so a 4.8 KB file with one cell in A1 and one
+  at E200000 asked for 32 GB and aborted the process. `_check_extent` therefore scans
+  each sheet's cell references first and refuses a sheet spanning more than
+  `MAX_SHEET_CELLS`; and since its ZIP reader inflates an entry without stopping at the
+  declared size, it is given `archive.stored_copy`, inflated here within the guard.
+- CSV: the standard library's `csv`, with the delimiter sniffed (comma, semicolon, tab
+  or bar; tab for .tsv) and the text decoded like any text file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Iterable, Iterator
+
+import python_calamine as calamine
+
+from lib.documents.extract import Opened, Page, decode_text
+from lib.documents.formats import archive
+from lib.documents.formats.sections import damaged, header_of, opened, row_line, tidy
+from lib.errors import NoTextFound, UnreadableDocument
+
+BLOCK_ROWS = 40
+BLOCK_CHARS = 1200
+MAX_SHEET_CELLS = 4_000_000  # calamine holds 32 bytes a cell: 128 MB
+_SHEET_PART = re.compile(r"^xl/worksheets/[^/]+\.xml$")
+_CELL_REF = re.compile(rb'<(?:\w+:)?(c|row)\b[^>]*?\br="([A-Z]{0,3})([0-9]{1,7})"')
+_SNIFF_BYTES = 64 * 1024
+
+
+def row_pages(rows: Iterable[tuple[int, list[str]]], where: str) -> list[Page]:
+    """Pages of row lines; `rows` are (row number, cells), `where` the sheet name or ""."""
+    pages: list[Page] = []
+    headers: list[str] | None = None
+    block: list[tuple[int, str]] = []
+    size = 0
+
+    def flush() -> None:
+        first, last = block[0][0], block[-1][0]
+        span = f"row {first}" if first == last else f"rows {first}–{last}"
+        label = f"{where} {span}" if where else span
+        pages.append(Page(None, label, "\n".join(line for _, line in block)))
+
+    for number, cells in rows:
+        if not any(c.strip() for c in cells):
+            continue
+        if headers is None:
+            headers = cells if header_of(cells) else []
+            if headers:
+                block.append((number, " | ".join(tidy(c) for c in cells)))
+                size += len(block[-1][1])
+                continue
+        line = row_line(headers, cells)
+        if block and (len(block) >= BLOCK_ROWS or size + len(line) > BLOCK_CHARS):
+            flush()
+            block, size = [], 0
+        block.append((number, line))
+        size += len(line) + 1
+    if block:
+        flush()
+    return pages
+
+
+# XLSX
+
+
+def open_xlsx(name: str, data: bytes) -> Opened:
+    zipped = archive.open_zip(name, data, "an Excel workbook")
+    try:
+        copy = archive.stored_copy(
+            zipped, skip=("xl/media/", "xl/embeddings/"), inspect=_check_extent(name)
+        )
+        book = calamine.CalamineWorkbook.from_filelike(io.BytesIO(copy))
+        pages: list[Page] = []
+        for meta in book.sheets_metadata:
+            if meta.typ == calamine.SheetTypeEnum.WorkSheet:
+                sheet = book.get_sheet_by_name(meta.name)
+                pages += row_pages(_sheet_rows(sheet), meta.name)
+    except UnreadableDocument:
+        raise
+    except Exception as exc:  # calamine's errors, zipfile's (a lying entry's CRC), KeyError
+        raise damaged(name, "an Excel workbook", exc) from exc
+    if not pages:
+        raise NoTextFound(f"{name} contains no text: its sheets are empty.", hint="Check the file.")
+    return opened(name, "xlsx", "calamine", pages, "")
+
+
+def _check_extent(name: str):  # noqa: ANN202
+    def inspect(member: str, data: bytes) -> None:
+        if not _SHEET_PART.match(member):
+            return
+        rows: list[int] = []
+        cols: list[int] = []
+        for match in _CELL_REF.finditer(data):
+            rows.append(int(match.group(3)))
+            if match.group(1) == b"c" and match.group(2):
+                cols.append(_column_number(match.group(2)))
+        if not rows:
+            return
+        height = max(rows) - min(rows) + 1
+        width = max(cols) - min(cols) + 1 if cols else 1
+        if height * width > MAX_SHEET_CELLS:
+            raise UnreadableDocument(
+                f"{name} has a sheet spanning {height:,} rows by {width:,} columns "
+                f"({height * width:,} cells); Parley reads sheets of at most "
+                f"{MAX_SHEET_CELLS:,} cells.",
+                hint="Delete the stray cells far from the data (or split the sheet) and "
+                "save it again.",
+            )
+
+    return inspect
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + letter - 64
+    return number
+
+
+def _sheet_rows(sheet: calamine.CalamineSheet) -> Iterator[tuple[int, list[str]]]:
+    first = sheet.start[0] if sheet.start else 0
+    for index, row in enumerate(sheet.iter_rows()):
+        yield first + index + 1, [_cell_text(v) for v in row]
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.15g}"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ", timespec="seconds").removesuffix(" 00:00:00")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+# CSV
+
+
+def open_csv(name: str, data: bytes) -> Opened:
+    text, encoding = decode_text(name, data)
+    if "\x00" in text:
+        raise UnreadableDocument(f"{name} is not a CSV file: it contains binary data.")
+    if not text.strip():
+        raise NoTextFound(f"{name} contains no text.", hint="Check the file.")
+    reader = csv.reader(io.StringIO(text, newline=""), _dialect(name, text))
+    try:
+        pages = row_pages(((n, row) for n, row in enumerate(reader, start=1)), "")
+    except csv.Error as exc:
+        raise UnreadableDocument(
+            f"{name} is damaged: row {reader.line_num} cannot be read as CSV ({exc}).",
+            hint="An unclosed quote often causes this: check that row.",
+        ) from exc
+    result = opened(name, "csv", "csv", pages, "")
+    result.encoding = encoding
+    return result
+
+
+def _dialect(name: str, text: str) -> type[csv.Dialect] | csv.Dialect:
+    if name.lower().endswith(".tsv"):
+        return csv.excel_tab
+    try:
+        return csv.Sniffer().sniff(text[:_SNIFF_BYTES], delimiters=",;\t|")
+    except csv.Error:  # one column, or too irregular to tell: commas
+        return csv.excel
