@@ -29,13 +29,14 @@ import numpy as np
 from lib.documents.chunking import Chunk
 from lib.documents.embeddings import EmbeddingCache
 from lib.documents.extract import Page
+from lib.documents.formats.kinds import READERS
 from lib.documents.records import ChunkRecord, DocumentRecord, PageRecord
 from lib.documents.search import Search, open_search
 from lib.errors import NotFoundError
 from lib.store.backend import Backend, Connection
 from lib.store.base import WorkspaceStore
 
-EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md"}
+EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md", **{k: k for k in READERS}}  # docx...
 _UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 _CHUNK_COLUMNS = 'c.id, c.document_id, c.page, c.label, c.start, c."end", c.tokens, c.text'
 

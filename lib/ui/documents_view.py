@@ -18,6 +18,7 @@ import streamlit as st
 
 from lib.conversations import Conversation, ConversationStore
 from lib.documents.embeddings import Embedder
+from lib.documents.extract import SUFFIXES
 from lib.documents.ingest import FileReport, Ingestor
 from lib.documents.library import DocumentLibrary, DocumentRecord
 from lib.errors import ParleyError
@@ -25,7 +26,7 @@ from lib.markup import escape
 from lib.settings import Settings
 from lib.ui import clients, state
 
-TYPES = ["pdf", "txt", "md", "markdown"]
+TYPES = [suffix.lstrip(".") for suffix in SUFFIXES]  # pdf, txt, md, docx, xlsx, html...
 STATUS_ICONS = {
     "indexed": ":material/check_circle:",
     "duplicate": ":material/content_copy:",
@@ -150,7 +151,7 @@ def uploader(lib: DocumentLibrary, emb: Embedder | None, conv: Conversation | No
     limit = upload_limit_mb()
     generation = state.get("upload_generation") or 0
     files = st.file_uploader(
-        "Add PDF, text or Markdown files",
+        "Add files: PDF, Word, PowerPoint, Excel, CSV, HTML, EPUB, ODT, text or Markdown",
         type=TYPES,
         accept_multiple_files=True,
         key=f"parley.w.upload.{generation}",
@@ -255,7 +256,7 @@ def _details(r: FileReport) -> str:
 def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder | None) -> None:
     """Each document with its report, and re-index and delete."""
     if not docs:
-        st.caption("Your library is empty: add a PDF, text or Markdown file above.")
+        st.caption("Your library is empty: add a document above.")
         return
     for doc in docs:
         with st.container(border=True):
