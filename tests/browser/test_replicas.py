@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
 from lib.store.backend import forget_backends, open_backend
 from tests import doc_samples as samples
 from tests import postgres as pg
-from tests.browser.conftest import new_context, rerun, wait_for_idle
+from tests.browser.conftest import rerun
 from tests.browser.session import bubbles, chat, conversation_id, goto, sidebar
 from tests.fake_openai import FakeOpenAI
 from tests.replicas import ChatSession, Replicas, files_on_disk, sent_by
@@ -54,24 +54,6 @@ def replicas(
     postgres.drop(url)
 
 
-@pytest.fixture
-def open_on(browser: Browser) -> Iterator[object]:
-    """Open a replica's URL in a browser context of its own and wait for the page."""
-    contexts = []
-
-    def open_(url: str) -> Page:
-        context = new_context(browser, viewport=VIEWPORT)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(url)
-        wait_for_idle(page)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-
-
 def decoded(image) -> bool:  # noqa: ANN001 - a playwright Locator
     image.page.wait_for_function(DECODED, arg=image.element_handle())
     return image.evaluate(DECODED)
@@ -84,14 +66,14 @@ def tiles(page: Page):  # noqa: ANN201 - a Playwright Locator
 def test_what_replica_a_saves_replica_b_serves(
     replicas: Replicas,
     browser_server: FakeOpenAI,
-    open_on,
+    open_page,
     tmp_path: Path,  # noqa: ANN001
 ) -> None:
     """The same user (the one local workspace) chats, uploads a document and makes an
     image on A; on B they find the conversation, get an answer from the document that B
     retrieved itself, and see the image."""
     a, b = replicas[0], replicas[1]
-    on_a = open_on(a.url)
+    on_a = open_page(a.url)
     chat(on_a, "Hello from replica A")
     cid = conversation_id(on_a)
 
@@ -111,7 +93,7 @@ def test_what_replica_a_saves_replica_b_serves(
     assert {sent_by(r) for r in browser_server.requests} == {"a"}
 
     # B: the conversation, by its link, and carried on there with A's history.
-    on_b = open_on(f"{b.url}/?c={cid}")
+    on_b = open_page(f"{b.url}/?c={cid}")
     expect(bubbles(on_b).nth(0)).to_contain_text("Hello from replica A")
     expect(bubbles(on_b).nth(1)).to_contain_text("Echo: Hello from replica A")
     expect(sidebar(on_b)).to_contain_text("Hello from replica A")
