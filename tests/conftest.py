@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from lib import settings
 from lib.conversations import ConversationStore
+from lib.documents.pgindexing import wait_all as wait_for_indexing
 from lib.store.backend import Backend, forget_backends, open_backend
 from tests.fake_openai import FakeOpenAI
 from tests.postgres import TestPostgres, truncate_all
@@ -72,6 +73,7 @@ def backend(
     try:
         yield open_backend(data_dir, url)
     finally:
+        wait_for_indexing()
         forget_backends()
         truncate_all(url)
 

@@ -3,11 +3,15 @@
 
 Vectors are rows of `chunk_vectors` (pgvector), one per chunk, beside its workspace,
 model and dimension. The column has no fixed dimension, since models differ, so each
-(model, dimension) gets its own HNSW index, made the first time vectors of that model are
+(model, dimension) gets its own HNSW index, built after that model's first vectors are
 stored: an expression index on `embedding::vector(<dim>)` (or `halfvec` above
 pgvector's 2,000 dimensions for `vector`, up to halfvec's 4,000), partial on
-`model = '<model>' AND dim = <dim>`. Queries name the same expression and predicate as
-literals, so the planner can prove the partial index applies whatever plan it caches.
+`model = '<model>' AND dim = <dim> AND indexed`. Queries name the same expression and
+predicate as literals, so the planner can prove the partial index applies whatever plan
+it caches. A vector is stored unindexed and indexed in the background
+(`lib/documents/pgindexing.py`: HNSW upkeep was more than half of an upload's time), so a
+search asks the indexed rows through the index and the few pending ones exactly, and
+merges the two.
 Vectors are unit length, so inner product (`<#>`, the cheapest operator) is cosine
 similarity.
 
@@ -46,7 +50,6 @@ has nothing to do.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -54,6 +57,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lib.documents.bm25 import STOPWORDS
+from lib.documents.pgindexing import indexer, literal, vector_type
 from lib.documents.records import DocumentRecord
 from lib.documents.search import Hits
 
@@ -62,26 +66,7 @@ if TYPE_CHECKING:
 
 EF_SEARCH = 200  # candidates the HNSW scan keeps (pgvector's default is 40)
 EXACT_MAX_ROWS = 1_000  # chosen vectors up to which the planner may compare every one
-VECTOR_MAX_DIM = 2_000  # HNSW on `vector`; above it, `halfvec`
-HALFVEC_MAX_DIM = 4_000  # HNSW on `halfvec`; above it, exact search
 _WORD = re.compile(r"\w+")
-
-
-def vector_type(dim: int) -> str:
-    return f"vector({dim})" if dim <= VECTOR_MAX_DIM else f"halfvec({dim})"
-
-
-def index_name(model: str, dim: int) -> str:
-    return f"chunk_vectors_hnsw_{hashlib.sha256(f'{model}|{dim}'.encode()).hexdigest()[:16]}"
-
-
-def literal(text: str) -> str:
-    """`text` as an SQL string literal (standard_conforming_strings, PostgreSQL's default
-    since 9.1: only the quote is special). Used for the model name the partial indexes
-    name; a `?` in it would be taken for a placeholder, so such a model is refused."""
-    if "?" in text or "\0" in text:
-        raise ValueError(f"unsupported embedding model name: {text!r}")
-    return "'" + text.replace("'", "''") + "'"
 
 
 def or_query(question: str) -> str:
@@ -112,7 +97,6 @@ class PostgresSearch:
             return  # the keywords column is filled by the database as chunks are inserted
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = int(vectors.shape[1])
-        self._ensure_index(model, dim)
         with self.library.backend.transaction() as conn:
             conn.executemany(
                 "INSERT INTO chunk_vectors (chunk_id, document_id, workspace, model, dim, "
@@ -120,10 +104,11 @@ class PostgresSearch:
                 "JOIN documents d ON d.id = c.document_id "
                 "WHERE c.id = ? AND d.id = ? AND d.workspace = ? "
                 "ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, "
-                "dim = excluded.dim, embedding = excluded.embedding",
+                "dim = excluded.dim, embedding = excluded.embedding, indexed = false",
                 [(model, dim, v, int(i), document_id, self.workspace)
                  for i, v in zip(chunk_ids, vectors, strict=True)],
             )  # fmt: skip
+        indexer(self.library.backend).schedule()  # searched exactly until then
 
     def remove(self, document: DocumentRecord, chunk_ids: Sequence[int]) -> None:
         """Nothing to do: a chunk's vector and keywords go with its row."""
@@ -162,15 +147,23 @@ class PostgresSearch:
                 f"WHERE document_id = ANY(?) LIMIT {EXACT_MAX_ROWS + 1}) chosen) counted",
                 (str(max(EF_SEARCH, k)), EXACT_MAX_ROWS, EXACT_MAX_ROWS, list(document_ids)),
             )
+
+            # The indexed rows through their HNSW index, the few not yet indexed exactly
+            # (lib/documents/pgindexing.py), each its k nearest.
+            def nearest(rows: str) -> str:
+                return (
+                    f"(SELECT chunk_id, embedding::{cast} <#> ?::{cast} AS distance "
+                    f"FROM chunk_vectors WHERE model = {literal(model)} AND dim = {dim} "
+                    f"AND {rows} AND workspace = ? AND document_id = ANY(?) "
+                    f"ORDER BY embedding::{cast} <#> ?::{cast} LIMIT {int(k)})"
+                )
+
+            chosen = (vector, self.workspace, list(document_ids), vector)
             rows = conn.execute(
-                f"SELECT chunk_id, embedding::{cast} <#> ?::{cast} AS distance "
-                f"FROM chunk_vectors WHERE model = {literal(model)} AND dim = {dim} "
-                "AND workspace = ? AND document_id = ANY(?) "
-                f"ORDER BY embedding::{cast} <#> ?::{cast} LIMIT {int(k)}",
-                (vector, self.workspace, list(document_ids), vector),
+                f"{nearest('indexed')} UNION ALL {nearest('NOT indexed')}", chosen + chosen
             ).fetchall()
         hits = [(r[0], -float(r[1])) for r in rows]  # <#> is the negative inner product
-        return sorted(hits, key=lambda hit: -hit[1])
+        return sorted(hits, key=lambda hit: -hit[1])[:k]
 
     def vector_count(self, model: str) -> int:
         with self._conn() as conn:
@@ -180,22 +173,11 @@ class PostgresSearch:
             ).fetchone()[0]
 
     def check(self, model: str) -> None:
-        """Nothing to load or repair: the database holds the indexes."""
-
-    def _ensure_index(self, model: str, dim: int) -> None:
-        """Make the HNSW index for (model, dim) unless it exists (once per model, ever)."""
-        name = index_name(model, dim)
+        """Nothing to load or repair (the database holds the indexes); vectors a replica
+        left unindexed when it stopped get their pass now."""
         with self._conn() as conn:
-            if conn.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is not None:
-                return
-        if dim > HALFVEC_MAX_DIM:
-            return  # no HNSW index takes so many dimensions: searched exactly
-        ops = "vector_ip_ops" if dim <= VECTOR_MAX_DIM else "halfvec_ip_ops"
-        with self.library.backend.transaction() as conn:
-            # Replicas storing a model's first vectors at once: one makes it, the others wait.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {name} ON chunk_vectors USING hnsw "
-                f"((embedding::{vector_type(dim)}) {ops}) "
-                f"WHERE model = {literal(model)} AND dim = {dim}"
-            )
+            pending = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM chunk_vectors WHERE NOT indexed)"
+            ).fetchone()[0]
+        if pending:
+            indexer(self.library.backend).schedule()

@@ -251,6 +251,28 @@ def password_failures(conn: psycopg.Connection) -> None:
     """)
 
 
+@migration("0008_vector_upkeep")
+def vector_upkeep(conn: psycopg.Connection) -> None:
+    """HNSW upkeep off the upload's path (`lib/documents/pgindexing.py`): a vector is
+    stored `indexed = false`, searched exactly until a background pass marks it indexed,
+    and each HNSW index covers only indexed rows. The indexes made before this migration
+    covered every row, so they go, and every vector is pending: the first pass builds each
+    index again in one go, which is several times cheaper than inserting row by row."""
+    conn.execute("""
+        ALTER TABLE chunk_vectors ADD COLUMN indexed boolean NOT NULL DEFAULT false;
+        CREATE INDEX chunk_vectors_pending ON chunk_vectors (model, dim) WHERE NOT indexed;
+        DO $$
+        DECLARE name text;
+        BEGIN
+            FOR name IN SELECT indexname FROM pg_indexes
+                WHERE tablename = 'chunk_vectors' AND indexname LIKE 'chunk\\_vectors\\_hnsw\\_%'
+            LOOP
+                EXECUTE format('DROP INDEX %I', name);
+            END LOOP;
+        END $$;
+    """)
+
+
 # Applying them
 
 

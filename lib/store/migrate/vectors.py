@@ -4,7 +4,9 @@ the FAISS index normalises them (as `Embedder` does), so a search on PostgreSQL 
 one on FAISS did.
 
 They go in through the library's own search seam (`DocumentLibrary.search.add`), as an
-upload's do, so each (model, dimension) gets its HNSW index as it would on first use;
+upload's do, with the HNSW upkeep held back until the copy ends
+(`lib/documents/pgindexing.py`): each (model, dimension) then gets its index built over
+every copied vector at once, which is several times cheaper than one insert at a time;
 chunks that have their vector in the target already are left out first, so a rerun adds
 none. A chunk whose vector the cache lacks cannot be searched by meaning after the move;
 it is counted per document and reported as a failed check, never dropped in silence.
@@ -35,7 +37,14 @@ _TARGET = "SELECT chunk_id, document_id, workspace, model, dim, embedding FROM c
 
 def copy_vectors(run: Run) -> tuple[Digest, Missing]:
     """Add the vectors the target lacks; their digest, and the chunks lacking one."""
-    from lib.documents.embeddings import normalise  # loads the documents stack: only here
+    from lib.documents.pgindexing import indexer  # loads the documents stack: only here
+
+    with indexer(run.target).deferred():
+        return _copy(run)
+
+
+def _copy(run: Run) -> tuple[Digest, Missing]:
+    from lib.documents.embeddings import normalise
     from lib.documents.library import DocumentLibrary
 
     tally, source, missing = run.tally("vectors"), Digest(), Counter()
