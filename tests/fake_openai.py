@@ -7,9 +7,11 @@ real sockets, so streaming, disconnects, timeouts and error mapping are exercise
         server.script("Hello there")              # next chat reply; default is "Echo: <msg>"
         server.fail(429, retry_after=2)           # next /v1 request gets the OpenAI error shape
         server.misbehave("error", after=3)        # next chat stream goes wrong (ODD_ANSWERS)
+        server.embedding_delay = 0.25             # a CPU embedder: 0.25 s per input
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
 
-Standalone: ``python -m tests.fake_openai --port 8765 [--first-token-delay 0.1] [--models a,b]``.
+Standalone: ``python -m tests.fake_openai --port 8765 [--first-token-delay 0.1] [--models a,b]
+[--embedding-delay 0.25]``.
 """
 
 from __future__ import annotations
@@ -476,6 +478,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(
                 400, "'$.input' is invalid. Please check the API reference.", param="input"
             )
+        if fake.embedding_delay > 0:
+            # One request at a time, like a one-slot CPU server, which also keeps working
+            # on a request whose client has given up.
+            with fake._embedding_slot:
+                fake._sleep(fake.embedding_delay * len(texts))
         dim = int(req.get("dimensions") or fake.embedding_dimensions)
         as_b64 = req.get("encoding_format") == "base64"
         data = embedding_items(texts, dim, as_b64)
@@ -542,6 +549,7 @@ class FakeOpenAI:
         self._defaults = (list(models or DEFAULT_MODELS), first_token_delay, chunk_delay)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._embedding_slot = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.reset()
@@ -560,6 +568,7 @@ class FakeOpenAI:
             self.send_usage = True
             self.embeddings_enabled = True
             self.embedding_dimensions = 256
+            self.embedding_delay = 0.0  # seconds per input, one request at a time
             self.image_shape = "b64_json"
             self.revise_prompts = False
             self.corrupt_images = False
@@ -756,6 +765,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-token-delay", type=float, default=0.0, help="seconds")
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between deltas")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated")
+    parser.add_argument("--embedding-delay", type=float, default=0.0, help="seconds per input")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     server = FakeOpenAI(
@@ -765,6 +775,7 @@ def main(argv: list[str] | None = None) -> None:
         first_token_delay=args.first_token_delay,
         chunk_delay=args.chunk_delay,
     )
+    server.embedding_delay = args.embedding_delay
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     with server:

@@ -2,14 +2,24 @@
 
 Batches respect both of the API's request limits: at most MAX_INPUTS inputs and at most
 MAX_BATCH_TOKENS tokens summed over the inputs (OpenAI allows 2,048 inputs and 300,000
-tokens per request; smaller batches keep each request quick, so the progress bar moves).
+tokens per request). Within those, the batch size follows the server's speed (`BatchSizer`):
+a CPU embedder took about 0.25 s a chunk, so one 244-chunk request ran past the 60 s
+timeout, was resent whole twice (175 s for one file), and the progress bar stood still.
+Now the first request carries START_INPUTS chunks; a batch answered in under half of
+TARGET_SECONDS doubles the next one, a slower one shrinks it to fit the target, and a
+batch that times out is split in halves (never resent whole), with the largest size held
+below it from then on. A fast server costs a few more round trips: 244 chunks go in five
+requests (8+16+32+64+124) instead of one.
+`bench/embed_batches.py` prints the wall time for a 244-chunk file on a slow server.
 
 The SDK's own retries are switched off here (`max_retries=0`) because they sleep where
 nobody can see. Only a refusal made before any work (`lib.client.resendable`: a 429, or
 a connection refused) is resent by `_create`, with exponential backoff that honours
 Retry-After; a timeout or a 5xx may come after the server did (and billed) the work, so
-it is reported, not resent. The wait is reported through the progress callback every
-RETRY_TICK seconds so the UI can say "rate limited, retrying in 4 s", and can be cancelled.
+it is reported, not resent; only a timed-out batch is sent again, split as above (a few
+chunks embedded twice cost less than a file left without vectors). The wait is reported
+through the progress callback every RETRY_TICK seconds so the UI can say "rate limited,
+retrying in 4 s", and can be cancelled.
 
 Vectors are cached in the database by (workspace, model, SHA-256 of the chunk text), so
 re-indexing a document, or uploading a file that shares passages with another, sends
@@ -31,7 +41,7 @@ import openai
 
 from lib.client import provider_errors, resendable
 from lib.documents.chunking import ENCODING, count_tokens, text_hash
-from lib.errors import IngestCancelled, ParleyError, ProviderError, RateLimited
+from lib.errors import IngestCancelled, ParleyError, ProviderError, RateLimited, RequestTimedOut
 from lib.store.base import WorkspaceStore
 from lib.tokens import get_encoding
 
@@ -43,6 +53,10 @@ MAX_INPUT_TOKENS = 8_000  # text-embedding-3 takes 8,191; keep a margin for othe
 MAX_ATTEMPTS = 6
 MAX_WAIT = 60.0
 RETRY_TICK = 0.5
+START_INPUTS = 8  # the first request's size: 2 s on the 0.25 s-a-chunk CPU embedder
+TARGET_SECONDS = 4.0  # a batch should take about this long (and at most a quarter of the
+# client's timeout), so the progress bar moves at least this often on a slow server
+MAX_TIMEOUTS = 3  # timeouts in a row before embedding gives up (the server is not answering)
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,38 @@ def batches(tokens: Sequence[int], max_inputs: int, max_tokens: int) -> Iterator
         yield range(start, len(tokens))
 
 
+class BatchSizer:
+    """How many inputs the next request carries, learned from how long the last ones took.
+
+    Start small; double after a full batch answered in under half the target; after a
+    slower one, shrink to what the target allows at the speed just seen; after a timeout,
+    halve, and never again grow to the size that timed out.
+    """
+
+    def __init__(self, ceiling: int, target: float, start: int = START_INPUTS) -> None:
+        self.ceiling = max(1, ceiling)
+        self.target = target
+        self.size = min(start, self.ceiling)
+
+    def answered(self, inputs: int, seconds: float) -> None:
+        if seconds > self.target:
+            self.size = max(1, min(self.size, int(inputs * self.target / seconds)))
+        elif inputs >= self.size and seconds < self.target / 2:
+            self.size = min(self.ceiling, self.size * 2)
+
+    def timed_out(self, inputs: int) -> None:
+        self.ceiling = max(1, inputs // 2)
+        self.size = min(self.size, self.ceiling)
+
+
+def _timeout_seconds(timeout: object) -> float | None:
+    """The read timeout of an OpenAI client's `timeout` (a number or an httpx Timeout)."""
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    read = getattr(timeout, "read", None)
+    return float(read) if isinstance(read, int | float) else None
+
+
 class Embedder:
     """Embeds texts with one model, using and filling a workspace's cache if given."""
 
@@ -134,16 +180,22 @@ class Embedder:
         max_batch_tokens: int = MAX_BATCH_TOKENS,
         max_attempts: int = MAX_ATTEMPTS,
         sleep: Callable[[float], None] = time.sleep,
+        target_seconds: float = TARGET_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client.with_options(max_retries=0)
         self.model = model
         self.cache = cache
-        self.max_inputs = max_inputs
         self.max_batch_tokens = max_batch_tokens
         self.max_attempts = max_attempts
         self.sleep = sleep
+        self.clock = clock
+        timeout = _timeout_seconds(self.client.timeout)
+        target = min(target_seconds, timeout / 4) if timeout else target_seconds
+        self.sizer = BatchSizer(max_inputs, target)
         self.requests = 0  # embedding requests sent, for reports and tests
         self.last_cached = 0  # how many texts of the last `embed` came from the cache
+        self.last_splits = 0  # how many batches of the last `embed` timed out and were split
 
     def embed(
         self,
@@ -165,21 +217,77 @@ class Embedder:
         report = progress or (lambda _p: None)
         report(EmbedProgress(cached, total, cached))
         if missing:
-            counts = [tokens[i] if tokens else count_tokens(texts[i]) for i in missing]
-            done = cached
-            for part in batches(counts, self.max_inputs, self.max_batch_tokens):
-                if cancelled():
-                    raise IngestCancelled("Indexing was cancelled.")
-                idx = [missing[j] for j in part]
+            self._send(texts, hashes, tokens, missing, found, report, cancelled)
+        return normalise(np.stack([found[h] for h in hashes]))
+
+    def _send(
+        self,
+        texts: Sequence[str],
+        hashes: list[str],
+        tokens: Sequence[int] | None,
+        missing: list[int],
+        found: dict[str, np.ndarray],
+        report: ProgressFn,
+        cancelled: CancelFn,
+    ) -> None:
+        """Embed `texts[i]` for i in `missing` into `found`, batch by batch (see BatchSizer)."""
+        counts = [tokens[i] if tokens else count_tokens(texts[i]) for i in missing]
+        total, cached = len(texts), len(texts) - len(missing)
+        self.last_splits, in_a_row, start = 0, 0, 0
+        while start < len(missing):
+            if cancelled():
+                raise IngestCancelled("Indexing was cancelled.")
+            part = next(batches(counts[start:], self.sizer.size, self.max_batch_tokens))
+            idx = [missing[start + j] for j in part]
+            done, began = cached + start, self.clock()
+            try:
                 vectors = self._create(
                     [texts[i] for i in idx], done, total, cached, report, cancelled
                 )
-                if self.cache:
-                    self.cache.put(self.model, [hashes[i] for i in idx], vectors)
-                found.update({hashes[i]: v for i, v in zip(idx, vectors, strict=True)})
-                done += len(idx)
-                report(EmbedProgress(done, total, cached))
-        return normalise(np.stack([found[h] for h in hashes]))
+            except RequestTimedOut as exc:
+                in_a_row += 1
+                self._split(exc, len(idx), in_a_row, done, total)
+                report(EmbedProgress(done, total, cached, reason=self._split_note(len(idx))))
+                continue  # the same chunks again, in the smaller size
+            self.sizer.answered(len(idx), self.clock() - began)
+            in_a_row = 0
+            if self.cache:  # kept as each batch arrives: a failure later loses none of it
+                self.cache.put(self.model, [hashes[i] for i in idx], vectors)
+            found.update({hashes[i]: v for i, v in zip(idx, vectors, strict=True)})
+            start += len(idx)
+            report(EmbedProgress(cached + start, total, cached))
+
+    def _split(
+        self, exc: RequestTimedOut, inputs: int, in_a_row: int, done: int, total: int
+    ) -> None:
+        """Halve the batch after a timeout, or give up when splitting cannot help."""
+        log.info("embeddings: a batch of %d timed out (%d in a row)", inputs, in_a_row)
+        if inputs == 1 or in_a_row >= MAX_TIMEOUTS:
+            why = (
+                "on a single chunk"
+                if inputs == 1
+                else f"{in_a_row} times in a row, down to {inputs} chunks a request"
+            )
+            kept = " and are kept for the next try" if self.cache else ""
+            raise RequestTimedOut(
+                f"The embeddings server timed out {why}; {done} of {total} chunks were "
+                f"embedded{kept}."
+            ) from exc
+        self.last_splits += 1
+        self.sizer.timed_out(inputs)
+
+    def last_notes(self) -> list[str]:
+        """What a file's report should say about the last `embed` (its timeouts)."""
+        if not self.last_splits:
+            return []
+        times = f"{self.last_splits} time{'s' * (self.last_splits != 1)}"
+        return [
+            f"The embeddings server timed out {times}; each batch that did was split and sent "
+            f"again in smaller parts ({self.sizer.size} chunks a request at the end)."
+        ]
+
+    def _split_note(self, inputs: int) -> str:
+        return f"{inputs} chunks timed out, sending {self.sizer.size} at a time"
 
     def embed_query(self, text: str) -> np.ndarray:
         """One unit vector for a question (never cached: questions are not documents)."""

@@ -3,10 +3,10 @@
 For each file: size limit, content hash (an unchanged file already in the library is
 reported at once and adds nothing), pages read one by one, chunks, embeddings batch by
 batch, then one transaction for the rows, then the search indexes (`library.search`).
-`progress` is called per page, per 256 KB split into chunks, per batch and every half
-second of a rate-limit wait; `cancelled` is checked as often, and a cancelled file leaves
-nothing behind (the embedding cache keeps what was paid for, so trying again resumes
-where it stopped).
+`progress` is called per page, per 256 KB split into chunks, per embedding batch (sized
+to take a few seconds: `embeddings.BatchSizer`) and every half second of a rate-limit
+wait; `cancelled` is checked as often, and a cancelled file leaves nothing behind (the
+embedding cache keeps what was paid for, so trying again resumes where it stopped).
 
 A file is reported as indexed only when every stage finished. One file failing (corrupt,
 encrypted, a scan with no text) never stops the others in the same upload. When the
@@ -276,8 +276,9 @@ class Ingestor:
                      f"{name}: {p.reason}, retrying in {p.waiting:.0f} s "
                      f"(attempt {p.attempt + 1})", fraction)  # fmt: skip
             else:
+                why = f" ({p.reason})" if p.reason else ""
                 tick("embedding", p.done, p.total,
-                     f"{name}: embedding chunk {p.done} of {p.total}", fraction)  # fmt: skip
+                     f"{name}: embedding chunk {p.done} of {p.total}{why}", fraction)  # fmt: skip
 
         try:
             vectors = self.embedder.embed(
@@ -295,6 +296,7 @@ class Ingestor:
             report.notes.append(_keyword_only_note(exc, self.embedder.model))
             return None, None
         report.cached = self.embedder.last_cached
+        report.notes += self.embedder.last_notes()
         return vectors, self.embedder.model
 
     def _save_new(
