@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import time
 from pathlib import Path
@@ -467,3 +468,33 @@ def test_a_reply_left_streaming_by_a_dead_process_reads_as_interrupted(
     assert ctx.store.all_messages(cid)[-1].status == "interrupted"
     assert chat.needs_retry(ctx.store.all_messages(cid)[-1])
     stream.close()
+
+
+def test_another_hosts_reply_is_live_while_its_heartbeat_is_fresh(
+    ctx: chat.ChatContext, openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas on other hosts share PostgreSQL: their pids mean nothing here, so a reply
+    of theirs is live while its writer keeps stamping it, and cut off once it stops."""
+    monkeypatch.setattr(inflight, "HEARTBEAT_S", 0.05)
+    cid = new_conv(ctx)
+    openai_server.script("word " * 400, chunk_size=5, chunk_delay=0.02)
+    stream = iter(chat.send(ctx, cid, "tell me"))
+    next(stream), next(stream)
+    first = ctx.store.all_messages(cid)[-1].meta["owner"]
+    assert first["host"] == inflight.HOST
+    deadline = time.monotonic() + WAIT
+    while ctx.store.all_messages(cid)[-1].meta["owner"]["beat"] == first["beat"]:
+        assert time.monotonic() < deadline, "the writer never stamped its heartbeat"
+        time.sleep(0.02)
+    stream.close()
+
+    def elsewhere(beat_age: float) -> Message:
+        owner = {"pid": os.getpid(), "boot": "another", "host": "replica-b/boot", "reply": "r",
+                 "beat": time.time() - beat_age}  # fmt: skip
+        return ctx.store.add_message(
+            cid, Message("assistant", "half", "streaming", "gpt-4o", meta={"owner": owner})
+        )
+
+    fresh, stale = elsewhere(1), elsewhere(inflight.STALE_AFTER_S + 5)
+    settled = {m.id: m.status for m in inflight.settle(ctx.store, cid, ctx.store.all_messages(cid))}
+    assert (settled[fresh.id], settled[stale.id]) == ("streaming", "interrupted")

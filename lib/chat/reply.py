@@ -329,6 +329,7 @@ class Reply:
                 row = Message("assistant", self.text, "streaming", self.conv.model)
                 row.meta["owner"] = self._owner
                 self._row = store.add_message(cid, row)
+                inflight.track(self._owner, store, cid, self._row.id)
             else:
                 store.update_streaming(cid, self._row.id, content=self.text)
         except Exception as exc:
