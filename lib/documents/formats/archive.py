@@ -65,14 +65,16 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def open_zip(name: str, data: bytes, what: str) -> zipfile.ZipFile:
-    """The archive, once its directory passed the guard; `what` names the format."""
+def open_zip(name: str, data: bytes, what: str | None) -> zipfile.ZipFile:
+    """The archive, once its directory passed the guard; `what` names the format the
+    file claims to be (None when its name claims no ZIP-based format)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        as_what = f", as {what} is" if what else ""
         raise UnreadableDocument(
-            f"{name} is damaged or truncated: it is not a complete ZIP archive, as {what} is.",
+            f"{name} is damaged or truncated: it is not a complete ZIP archive{as_what}.",
             hint="Download or export it again and re-upload.",
         ) from exc
     if len(members) > MAX_MEMBERS:
@@ -108,9 +110,11 @@ def read_member(archive: zipfile.ZipFile, member: str, limit: int = MAX_EXPANDED
         return stream.read(limit)
 
 
-def sniff_zip(name: str, data: bytes) -> tuple[str | None, str]:
-    """(kind, description) of a ZIP: kind is None for a ZIP Parley does not read."""
-    archive = open_zip(name, data, "a ZIP archive")
+def sniff_zip(name: str, data: bytes, claimed: str | None) -> tuple[str | None, str]:
+    """(kind, description) of a ZIP: kind is None for a ZIP Parley does not read.
+    `claimed` is what its name says it is ("a Word document"), for the message about
+    a damaged one."""
+    archive = open_zip(name, data, claimed)
     names = set(archive.namelist())
     if "mimetype" in names:
         mimetype = read_member(archive, "mimetype", 200).strip()

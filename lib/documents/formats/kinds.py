@@ -62,7 +62,7 @@ def detect(
     claimed = FORMAT_SUFFIXES.get(suffix)
     expected = WHAT.get(claimed or "", "a text file")
     if data.startswith(b"PK\x03\x04") or (claimed in ZIP_KINDS and data.startswith(b"PK")):
-        kind, what = archive.sniff_zip(name, data)
+        kind, what = archive.sniff_zip(name, data, WHAT[claimed] if claimed in ZIP_KINDS else None)
         if kind is None:
             raise UnreadableDocument(f"{name} is not {expected}: it is {what}.")
         if kind == claimed or not suffix:

@@ -28,6 +28,7 @@ from lib.documents.formats.sections import (
     parse_xml,
     sections,
     table_lines,
+    tidy,
 )
 from lib.errors import EncryptedDocument, ParleyError
 
@@ -72,9 +73,9 @@ def _blocks(element: etree._Element) -> Iterator[Block]:
         if child.tag in _SKIP:
             continue
         if child.tag == _H:
-            yield Block(_inline(child), int(child.get(f"{{{TEXT}}}outline-level", "1")))
+            yield Block(tidy(_inline(child)), int(child.get(f"{{{TEXT}}}outline-level", "1")))
         elif child.tag == _P:
-            yield Block(_inline(child))
+            yield Block(tidy(_inline(child)))
             yield from _frames(child)
         elif child.tag == _TABLE:
             yield from (Block(line) for line in table_lines(_rows(child)))

@@ -43,6 +43,12 @@ def tidy(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+def flat(text: str) -> str:
+    """A table cell on one line: every run of whitespace, line breaks too, to one space,
+    so a row stays one line however its cells were typed."""
+    return " ".join(text.split())
+
+
 def sections(blocks: Iterable[Block]) -> list[Page]:
     """One page per section (see the module docstring). A heading with no text of its
     own before the next one is carried into the next section's text, so every heading
@@ -84,9 +90,18 @@ def _label(path: Sequence[str]) -> str:
 
 
 def header_of(row: Sequence[str]) -> bool:
-    """Whether a table's first row names its columns: every cell filled, none a number."""
-    filled = [c for c in row if c.strip()]
-    return len(filled) == len(row) > 0 and not any(_number(c) for c in filled)
+    """Whether a table's first row names its columns: every cell up to the last filled
+    one filled, and none a number."""
+    cells = trimmed(row)
+    return bool(cells) and all(c.strip() and not _number(c) for c in cells)
+
+
+def trimmed(row: Sequence[str]) -> list[str]:
+    """The row without its trailing empty cells (a sheet's rows run to its widest)."""
+    cells = list(row)
+    while cells and not cells[-1].strip():
+        cells.pop()
+    return cells
 
 
 def _number(text: str) -> bool:
@@ -101,10 +116,10 @@ def row_line(headers: Sequence[str], cells: Sequence[str]) -> str:
     """ "Name: Ada; Born: 1815": each filled cell after its column's header."""
     parts = []
     for i, cell in enumerate(cells):
-        value = tidy(cell)
+        value = flat(cell)
         if not value:
             continue
-        head = tidy(headers[i]) if i < len(headers) else ""
+        head = flat(headers[i]) if i < len(headers) else ""
         parts.append(f"{head}: {value}" if head else value)
     return "; ".join(parts)
 
@@ -112,13 +127,13 @@ def row_line(headers: Sequence[str], cells: Sequence[str]) -> str:
 def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
     """A table inside a document as lines: with its header row's names when it has one,
     otherwise its cells joined by " | "."""
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    rows = [trimmed(r) for r in rows if any(c.strip() for c in r)]
     if not rows:
         return []
     if len(rows) > 1 and header_of(rows[0]):
         headers = rows[0]
-        return [" | ".join(tidy(c) for c in headers)] + [row_line(headers, r) for r in rows[1:]]
-    return [" | ".join(tidy(c) for c in r if c.strip()) for r in rows]
+        return [" | ".join(flat(c) for c in headers)] + [row_line(headers, r) for r in rows[1:]]
+    return [" | ".join(flat(c) for c in r if c.strip()) for r in rows]
 
 
 def damaged(name: str, what: str, exc: Exception) -> UnreadableDocument:

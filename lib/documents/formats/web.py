@@ -50,7 +50,10 @@ MIN_LINKS = 3
 
 
 def open_html(name: str, data: bytes) -> Opened:
-    text = decode_html(name, data)
+    try:
+        text = decode_html(name, data)
+    except UnreadableDocument as exc:  # no text encoding fits: binary
+        raise _binary(name) from exc
     blocks = html_blocks(name, text)
     return opened(name, "html", "lxml", sections(blocks), "")
 
@@ -72,9 +75,15 @@ def html_blocks(name: str, text: str) -> list[Block]:
     """The main text of an HTML (or XHTML) document as headings and paragraphs."""
     text = _XML_DECL.sub("", text, count=1)
     if "\x00" in text:
-        raise UnreadableDocument(f"{name} is not an HTML page: it contains binary data.")
+        raise _binary(name)
     blocks = _main_blocks(text, drop_link_lists=True)
     return blocks or _main_blocks(text, drop_link_lists=False)
+
+
+def _binary(name: str) -> UnreadableDocument:
+    return UnreadableDocument(
+        f"{name} is not an HTML page: it contains binary data.", hint="Check the file."
+    )
 
 
 def _main_blocks(text: str, *, drop_link_lists: bool) -> list[Block]:
