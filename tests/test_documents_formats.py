@@ -20,6 +20,7 @@ from typing import Any
 
 import openai
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from lib.documents import rag
 from lib.documents.embeddings import Embedder
@@ -634,3 +635,34 @@ def test_bad_files_of_every_format_are_reported_beside_the_good_ones(
     assert "old Word document (.doc)" in reports["old.docx"].message
     assert "contains no text" in reports["blank.pptx"].message
     assert [d.name for d in library.list()] == ["river.odt"]
+
+
+# The Documents page
+
+
+def test_the_documents_page_indexes_a_word_file_and_cites_its_section(
+    app: Callable[..., AppTest], backend: Backend, openai_server: FakeOpenAI
+) -> None:
+    at = app("pages/documents.py", PARLEY_PROVIDER="openai")
+    at.run()
+    docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    at.file_uploader[0].upload("birds.docx", samples.docx_file(), docx_type)
+    at.run()
+    at.button(key="parley.w.index").click().run()
+    assert not at.exception, at.exception
+    pages, *_ = read("birds.docx", samples.docx_file())
+    chars = sum(len(p.text) for p in pages)
+    assert [s.value for s in at.success] == [
+        f"birds.docx: 4 pages, {chars:,} characters, 4 chunks."
+    ]
+    assert at.multiselect[0].options == ["birds.docx"]
+    at.toggle[0].set_value(False).run()  # retrieve passages rather than send it whole
+    openai_server.script("Herons nest in tall trees [1].")
+    at.chat_input[0].set_value("Where does the grey heron nest in spring?").run()
+    assert not at.exception, at.exception
+    sources = [e.label for e in at.expander if e.label.startswith("[")]
+    assert sources[0].startswith("[1] birds.docx, § Herons · score ")
+    answer = [m.value for m in at.markdown if m.value.startswith("Herons nest")]
+    assert answer == ["Herons nest in tall trees \\[1 · birds.docx, § Herons\\]."]
+    # a section has no page image to show
+    assert not [t for t in at.toggle if t.key and t.key.startswith("parley.w.page.")]
