@@ -129,6 +129,16 @@ def xlsx_file(*, far_cell: tuple[int, int] | None = None, empty: bool = False) -
     return out.getvalue()
 
 
+def xlsx_with_cells(sheet_data: bytes) -> bytes:
+    """A workbook whose first sheet's <sheetData> is `sheet_data`, written by hand (cells
+    without references, blank far cells: what other programs, or attackers, write)."""
+    return rewritten(
+        xlsx_file(empty=True),
+        "xl/worksheets/sheet1.xml",
+        lambda xml: xml.replace(b"<sheetData/>", b"<sheetData>" + sheet_data + b"</sheetData>"),
+    )
+
+
 def _date(i: int):  # noqa: ANN202
     import datetime as dt
 

@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.extract import Page, open_document
-from lib.documents.formats import archive
+from lib.documents.formats import archive, sheets
 from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
 from lib.documents.retrieval import retrieve
@@ -451,6 +451,52 @@ def test_a_sheet_with_a_far_stray_cell_is_refused_before_calamine_allocates_it()
         read("stray.xlsx", samples.xlsx_file(far_cell=(1_000_000, 100)))
     assert "spanning 1,000,001 rows by 101 columns" in str(info.value)
     assert "Delete the stray cells" in str(info.value)
+
+
+def _text(value: str, ref: str = "") -> str:
+    r = f' r="{ref}"' if ref else ""
+    return f'<c{r} t="inlineStr"><is><t>{value}</t></is></c>'
+
+
+EXTENTS: list[tuple[str, str, tuple[int, int] | None]] = [
+    ("referenced cells", f'<row r="2">{_text("a", "B2")}</row><row r="6">{_text("b", "D6")}</row>',
+     (5, 3)),
+    ("cells and rows without references follow the one before",
+     f"<row>{_text('a') * 3}</row><row>{_text('b')}</row>", (2, 3)),
+    ("an unreferenced cell after a referenced one",
+     f'<row r="4">{_text("a", "C4")}{_text("b")}</row>', (1, 2)),
+    ("blank and formatted cells do not count", f'<row r="1">{_text("a", "A1")}'
+     '<c r="XFD1" s="3"/><c r="Z1"><v></v></c></row><row r="1048576" ht="20"/>', (1, 1)),
+    ("a formula without a cached value counts", f'<row r="1">{_text("a", "A1")}'
+     '<c r="J1"><f>A1&amp;A1</f></c></row>', (1, 10)),
+    ("a namespace prefix", '<x:row r="3"><x:c r="B3"><x:v>1</x:v></x:c>'
+     '<x:c r="E3"><x:v>2</x:v></x:c></x:row>', (1, 4)),
+    ("an empty sheet", '<row r="1"><c r="A1" s="1"/></row>', None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "cells", "extent"), EXTENTS, ids=[e[0] for e in EXTENTS])
+def test_a_sheets_extent_is_placed_as_calamine_places_its_cells(
+    case: str, cells: str, extent: tuple[int, int] | None
+) -> None:
+    assert sheets.sheet_extent(cells.encode()) == extent
+
+
+def test_a_sheet_of_unreferenced_cells_is_measured_before_calamine_allocates_it() -> None:
+    # 6 million cells in 55 KB: under the limit by references alone, over it once placed
+    # (a row at 1,000,000 instead of 2,001 makes calamine abort the process: 96 GB)
+    row = "<row>" + '<c t="inlineStr"><is><t>x</t></is></c>' * 3000 + "</row>"
+    data = samples.xlsx_with_cells((row + "<row><c><v>1</v></c></row>" * 2000).encode())
+    with pytest.raises(UnreadableDocument) as info:
+        read("wide.xlsx", data)
+    assert "spanning 2,001 rows by 3,000 columns (6,003,000 cells)" in str(info.value)
+
+
+def test_formatting_far_from_the_data_does_not_refuse_a_workbook() -> None:
+    cells = f'<row r="1">{_text("Bird", "A1")}<c r="XFD1" s="1"/></row><row r="2">'
+    cells += f'{_text("Heron", "A2")}</row><row r="1048576"><c r="XFD1048576" s="1"/></row>'
+    pages, *_ = read("styled.xlsx", samples.xlsx_with_cells(cells.encode()))
+    assert [(p.label, p.text) for p in pages] == [("Sightings rows 1–2", "Bird\nBird: Heron")]
 
 
 class Listener:

@@ -12,11 +12,15 @@ Libraries, and why:
   100,000-row, 8-column workbook in 2.0 s here where openpyxl (MIT, pure Python) took
   32.6 s in read-only mode. Cells come as typed values (dates as dates, never a formula
   evaluated: the cached result is read). What it gets wrong: it allocates the whole
-  rectangle from the first to the last cell, so a 4.8 KB file with one cell in A1 and one
-  at E200000 asked for 32 GB and aborted the process. `_check_extent` therefore scans
-  each sheet's cell references first and refuses a sheet spanning more than
+  rectangle from the first to the last cell holding a value, about 32 bytes a cell (883 MB
+  for one value at Z1048576 beside A1), and aborts the process when that fails: a 30 KB
+  sheet with a row of 3,000 cells without references and one more row at 1,000,000 asked
+  for 96 GB and killed it. `_check_extent` therefore works out each sheet's rectangle
+  first, placing cells as calamine does (`sheet_extent`), and refuses one of more than
   `MAX_SHEET_CELLS`; and since its ZIP reader inflates an entry without stopping at the
-  declared size, it is given `archive.stored_copy`, inflated here within the guard.
+  declared size, it is given `archive.stored_copy`, inflated here within the guard. A
+  100,000-row, 8-column workbook reads in about 6 s in all here: calamine 1.1 s, the
+  extent check 0.7-1.7 s, row lines the rest.
 - CSV: the standard library's `csv` (its parser is C: a 13 MB, 250,000-row file became
   15,588 pages in 1.35 s here, about 10 MB/s, row lines included), the delimiter chosen
   by `_dialect` (comma, semicolon, tab or bar; tab for .tsv), the text decoded like any
@@ -44,7 +48,17 @@ BLOCK_ROWS = 40
 BLOCK_CHARS = 1200
 MAX_SHEET_CELLS = 4_000_000  # calamine holds 32 bytes a cell: 128 MB
 _SHEET_PART = re.compile(r"^xl/worksheets/[^/]+\.xml$")
-_CELL_REF = re.compile(rb'<(?:\w+:)?(c|row)\b[^>]*?\br="([A-Z]{0,3})([0-9]{1,7})"')
+# A sheet's <row> start tags and whole <c> cells, in order (a cell holds no <c>).
+_SHEET_TOKEN = re.compile(
+    rb"<(?:\w+:)?(?:row\b(?P<row>[^>]*)>"
+    rb"|c\b(?P<cell>[^>]*?)(?:/>|>(?P<inner>.*?)</(?:\w+:)?c>))",
+    re.DOTALL,
+)
+_FULL_REF = re.compile(rb'<(?:\w+:)?c\b[^>]*?\br="([A-Z]{1,3})([0-9]{1,7})"')
+_CELL_TAG = re.compile(rb"<(?:\w+:)?c\b")
+_ROW_REF = re.compile(rb'\br="([0-9]{1,7})"')
+_CELL_REF = re.compile(rb'\br="([A-Z]{0,3})([0-9]{0,7})"')
+_VALUE = re.compile(rb"<(?:\w+:)?(?:v>[^<]|is\b|f\b)")  # a value, inline string or formula
 _SNIFF_BYTES = 64 * 1024
 _SNIFF_ROWS = 100
 _DELIMITERS = ",;\t|"  # comma first: it wins a tie
@@ -111,16 +125,12 @@ def _check_extent(name: str):  # noqa: ANN202
     def inspect(member: str, data: bytes) -> None:
         if not _SHEET_PART.match(member):
             return
-        rows: list[int] = []
-        cols: list[int] = []
-        for match in _CELL_REF.finditer(data):
-            rows.append(int(match.group(3)))
-            if match.group(1) == b"c" and match.group(2):
-                cols.append(_column_number(match.group(2)))
-        if not rows:
+        extent = _referenced_extent(data)
+        if extent is None or extent[0] * extent[1] > MAX_SHEET_CELLS:
+            extent = sheet_extent(data)  # unreferenced cells, or far blank ones: exactly
+        if extent is None:
             return
-        height = max(rows) - min(rows) + 1
-        width = max(cols) - min(cols) + 1 if cols else 1
+        height, width = extent
         if height * width > MAX_SHEET_CELLS:
             raise UnreadableDocument(
                 f"{name} has a sheet spanning {height:,} rows by {width:,} columns "
@@ -131,6 +141,49 @@ def _check_extent(name: str):  # noqa: ANN202
             )
 
     return inspect
+
+
+def _referenced_extent(xml: bytes) -> tuple[int, int] | None:
+    """An upper bound of `sheet_extent` from the cells' references alone (blank cells
+    count too), in 0.7 s for a 100,000-row, 8-column sheet where the exact walk takes
+    4.7 s; None when some cell has no full reference, and so no place of its own."""
+    refs = _FULL_REF.findall(xml)
+    if not refs or len(refs) != len(_CELL_TAG.findall(xml)):
+        return None
+    rows = [int(number) for _, number in refs]
+    cols = [_column_number(letters) for letters in set(letters for letters, _ in refs)]
+    return max(rows) - min(rows) + 1, max(cols) - min(cols) + 1
+
+
+def sheet_extent(xml: bytes) -> tuple[int, int] | None:
+    """(rows, columns) of the rectangle calamine will allocate for a sheet's XML: from
+    its first to its last cell holding a value, placed as calamine places them. A `<c>`
+    or `<row>` without its optional `r` reference follows the one before it, so a row of
+    3,000 unreferenced cells and one more row at 1,000,000 is 3 billion cells (calamine
+    asked for 96 GB and aborted the process); a cell without a value (`<c s="3"/>`, an
+    empty `<v>`, formatting only) does not count, as it does not for calamine."""
+    row, col = 0, 0
+    top = left = 1 << 62
+    bottom = right = -1
+    for match in _SHEET_TOKEN.finditer(xml):
+        if match.group("row") is not None:
+            ref = _ROW_REF.search(match.group("row"))
+            row = int(ref.group(1)) if ref else row + 1
+            col = 0
+            continue
+        ref = _CELL_REF.search(match.group("cell"))
+        if ref:
+            col = _column_number(ref.group(1)) if ref.group(1) else col + 1
+            row = int(ref.group(2)) if ref.group(2) else row
+        else:
+            col += 1
+        inner = match.group("inner")
+        if inner and _VALUE.search(inner):
+            top, bottom = min(top, row), max(bottom, row)
+            left, right = min(left, col), max(right, col)
+    if bottom < 0:
+        return None
+    return bottom - top + 1, right - left + 1
 
 
 def _column_number(letters: bytes) -> int:
