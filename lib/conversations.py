@@ -247,18 +247,20 @@ class ConversationStore(WorkspaceStore):
 
     def add_message(self, conversation_id: str, message: Message) -> Message:
         """Append a message; the first user message also titles a new conversation."""
+        # Two statements, the first also the workspace check: they run before every request.
+        title = (_title_from(message.content) or None) if message.role == "user" else None
         with self._transaction() as conn:
-            conv = self._get(conn, conversation_id)
+            touched = conn.execute(
+                "UPDATE conversations SET updated_at = ?, title = CASE "
+                "WHEN title = 'New chat' THEN coalesce(?, title) ELSE title END "
+                "WHERE id = ? AND workspace = ?",
+                (time.time(), title, conversation_id, self.workspace),
+            ).rowcount
+            if touched == 0:
+                raise NotFoundError("Conversation not found.")
             message.id = conn.execute(
                 _INSERT_MESSAGE, [conversation_id, *_message_values(message)]
             ).fetchone()[0]
-            title = conv.title
-            if message.role == "user" and conv.title == "New chat":
-                title = _title_from(message.content) or title
-            conn.execute(
-                "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ? AND workspace = ?",
-                (time.time(), title, conversation_id, self.workspace),
-            )
         return message
 
     def update_message(self, conversation_id: str, message: Message) -> None:
@@ -266,11 +268,13 @@ class ConversationStore(WorkspaceStore):
             raise ValueError("update_message needs a saved message")
         assignments = ", ".join(f"{c} = ?" for c in _MESSAGE_COLUMNS)
         with self._transaction() as conn:
-            self._get(conn, conversation_id)
-            conn.execute(
-                f"UPDATE messages SET {assignments} WHERE id = ? AND conversation_id = ?",
-                [*_message_values(message), message.id, conversation_id],
-            )
+            updated = conn.execute(
+                f"UPDATE messages SET {assignments} "
+                f"WHERE id = ? AND conversation_id = ? AND {_IN_WORKSPACE}",
+                [*_message_values(message), message.id, conversation_id, self.workspace],
+            ).rowcount
+            if not updated:
+                self._get(conn, conversation_id)  # not this workspace's: say so
 
     def update_streaming(
         self,
@@ -304,12 +308,13 @@ class ConversationStore(WorkspaceStore):
     def cache_token_counts(self, conversation_id: str, counts: list[tuple[int, int, str]]) -> None:
         """Store (message id, tokens, encoding) so the history is never counted twice."""
         with self._transaction() as conn:
-            self._get(conn, conversation_id)
-            conn.executemany(
+            updated = conn.executemany(
                 "UPDATE messages SET tokens = ?, tokens_encoding = ? "
-                "WHERE id = ? AND conversation_id = ?",
-                [(n, enc, mid, conversation_id) for mid, n, enc in counts],
-            )
+                f"WHERE id = ? AND conversation_id = ? AND {_IN_WORKSPACE}",
+                [(n, enc, mid, conversation_id, self.workspace) for mid, n, enc in counts],
+            ).rowcount
+            if not updated:
+                self._get(conn, conversation_id)  # none, or not this workspace's?
 
     def delete_messages_from(self, conversation_id: str, message_id: int) -> int:
         """Delete the message with this id and every later one (for regenerate and edit)."""
@@ -331,14 +336,15 @@ class ConversationStore(WorkspaceStore):
         self, conversation_id: str, limit: int, *, before_id: int | None = None
     ) -> list[Message]:
         """The last `limit` messages (before `before_id` if given), oldest first."""
-        sql = "SELECT * FROM messages WHERE conversation_id = ?"
-        args: list[Any] = [conversation_id]
+        sql = f"SELECT * FROM messages WHERE conversation_id = ? AND {_IN_WORKSPACE}"
+        args: list[Any] = [conversation_id, self.workspace]
         if before_id is not None:
             sql += " AND id < ?"
             args.append(before_id)
         with self._conn() as conn:
-            self._get(conn, conversation_id)
             rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+            if not rows:
+                self._get(conn, conversation_id)  # none, or not this workspace's?
         return [Message.from_row(r) for r in reversed(rows)]
 
     def all_messages(self, conversation_id: str) -> list[Message]:
@@ -351,10 +357,13 @@ class ConversationStore(WorkspaceStore):
 
     def count_messages(self, conversation_id: str) -> int:
         with self._conn() as conn:
-            self._get(conn, conversation_id)
-            return conn.execute(
-                "SELECT count(*) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            count = conn.execute(
+                f"SELECT count(*) FROM messages WHERE conversation_id = ? AND {_IN_WORKSPACE}",
+                (conversation_id, self.workspace),
             ).fetchone()[0]
+            if not count:
+                self._get(conn, conversation_id)  # none, or not this workspace's?
+            return count
 
     def totals(self, conversation_id: str) -> Totals:
         with self._conn() as conn:

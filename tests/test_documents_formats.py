@@ -689,7 +689,7 @@ def test_bad_files_of_every_format_are_reported_beside_the_good_ones(
 def test_the_documents_page_indexes_a_word_file_and_cites_its_section(
     app: Callable[..., AppTest], backend: Backend, openai_server: FakeOpenAI
 ) -> None:
-    at = app("pages/documents.py", PARLEY_PROVIDER="openai")
+    at = app("app_pages/documents.py", PARLEY_PROVIDER="openai")
     at.run()
     docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
     at.file_uploader[0].upload("birds.docx", samples.docx_file(), docx_type)

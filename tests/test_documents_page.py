@@ -17,7 +17,7 @@ from lib.store.backend import Backend
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
 
-PAGE = "pages/documents.py"
+PAGE = "app_pages/documents.py"
 INTRO = ("intro.pdf", samples.pdf_of_pages([14, 16, 17, 30, 31, 36]), "application/pdf")
 NOTES = ("notes.md", b"# Herons\n\nThe heron nests by the river in spring.\n" * 30, "text/markdown")
 
