@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from lib.conversations import ConversationStore
 from lib.documents.chunking import split_pages
 from lib.documents.extract import open_document
+from lib.documents.library import DocumentLibrary
 from lib.store.backend import Backend
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
@@ -20,6 +21,9 @@ from tests.fake_openai import FakeOpenAI
 PAGE = "app_pages/documents.py"
 INTRO = ("intro.pdf", samples.pdf_of_pages([14, 16, 17, 30, 31, 36]), "application/pdf")
 NOTES = ("notes.md", b"# Herons\n\nThe heron nests by the river in spring.\n" * 30, "text/markdown")
+# INTRO and NOTES together are some 4,300 tokens: more than rag.SMALL_WHOLE_TOKENS, so
+# they are searched for passages unless Whole documents is chosen; SHORT and NOTES are less.
+SHORT = ("short.pdf", samples.pdf_of_pages([14, 16, 17]), "application/pdf")
 
 
 @pytest.fixture
@@ -99,9 +103,22 @@ def test_the_per_file_limit_is_enforced_in_lib_too(page: AppTest) -> None:
     assert [s.split(":")[0] for s in texts(page.success)] == ["notes.md"]
 
 
+ANSWER_ICONS = (":material/description:", ":material/manage_search:")
+
+
+def answer_captions(at: AppTest) -> list[str]:
+    """The per-answer captions saying which context, why and what it cost."""
+    return [c for c in texts(at.caption) if c.startswith(ANSWER_ICONS)]
+
+
+def send_mode(at: AppTest):  # noqa: ANN201 - an AppTest Radio
+    (radio,) = [r for r in at.radio if r.label == "Send to the model"]
+    return radio
+
+
 def test_ask_and_see_cited_sources(page: AppTest, openai_server: FakeOpenAI) -> None:
-    upload(page, INTRO)
-    page.toggle[0].set_value(False).run()  # always retrieve passages
+    upload(page, INTRO, NOTES)  # too big to go whole unasked: passages
+    assert send_mode(page).value == "auto"  # "Passages, or whole when small"
     openai_server.script("Use eigen() [1]; solve() handles linear systems [2].")
     ask(page, "How do I compute the eigenvalues of a symmetric matrix?")
     sources = [e.label for e in page.expander if e.label.startswith("[")]
@@ -119,6 +136,12 @@ def test_ask_and_see_cited_sources(page: AppTest, openai_server: FakeOpenAI) -> 
     assert "Also retrieved, not cited:" in gauge
     progress = [p.proto.text for p in page.get("progress")]
     assert any(t.startswith("Retrieval: 6 passages (hybrid search)") for t in progress)
+    (line,) = answer_captions(page)
+    assert line.startswith(
+        ":material/manage_search: Retrieval: 6 passages (hybrid search) · why: the documents are 4,"
+    )
+    assert ", more than the 4,000 sent whole unasked · cost \\$0.0" in line
+    assert line.endswith(" tokens of sources")
     # It is a document conversation: in this page's list, with its id in the URL.
     conv_id = page.query_params["c"]
     conv_id = conv_id[0] if isinstance(conv_id, list) else conv_id
@@ -127,18 +150,59 @@ def test_ask_and_see_cited_sources(page: AppTest, openai_server: FakeOpenAI) -> 
     ]
 
 
-def test_small_documents_are_sent_whole_and_the_gauge_says_so(
+def test_small_documents_are_sent_whole_and_the_caption_says_why(
     page: AppTest, openai_server: FakeOpenAI
 ) -> None:
+    upload(page, SHORT, NOTES)
+    openai_server.script("A summary [3] [4].")
+    ask(page, "Summarise these documents.")
+    progress = [p.proto.text for p in page.get("progress")]
+    assert any(t.startswith("Whole documents: 4 pages sent in full") for t in progress)
+    assert [e.label.split(" · ")[0] for e in page.expander if e.label.startswith("[")] == [
+        "[3] short.pdf, page 3",
+        "[4] notes.md",
+    ]
+    (line,) = answer_captions(page)
+    assert line.startswith(
+        ":material/description: Whole documents: 4 pages sent in full · why: the documents "
+        "are small ("
+    )
+    assert " tokens, at most 4,000) · cost \\$0.0" in line
+
+
+def test_whole_documents_when_asked_and_the_setting_is_kept(
+    page: AppTest, openai_server: FakeOpenAI, backend: Backend
+) -> None:
     upload(page, INTRO, NOTES)
-    openai_server.script("A summary [3] [7].")
+    send_mode(page).set_value("whole").run()
+    openai_server.script("Vectors [2], herons [7].")
     ask(page, "Summarise these documents.")
     progress = [p.proto.text for p in page.get("progress")]
     assert any(t.startswith("Whole documents: 7 pages sent in full") for t in progress)
-    assert [e.label.split(" · ")[0] for e in page.expander if e.label.startswith("[")] == [
-        "[3] intro.pdf, page 3",
-        "[7] notes.md",
+    (line,) = answer_captions(page)
+    assert (
+        "· why: Whole documents was chosen (4," in line and " tokens of documents) · cost " in line
+    )
+    system = openai_server.requests_to("/chat/completions")[-1].json["messages"][0]["content"]
+    assert "\n[5] intro.pdf, page 5\n" in system and "\n[7] notes.md\n" in system  # page markers
+    # The conversation keeps the choice, and a mode stored by the old toggle reads as
+    # its new name: off ("retrieval") is Passages only.
+    conv_id = page.query_params["c"]
+    conv_id = conv_id[0] if isinstance(conv_id, list) else conv_id
+    library = DocumentLibrary(backend, "local")
+    assert library.chat_settings(conv_id) == ("whole", 6)
+    page.run()
+    assert send_mode(page).value == "whole"
+    library.set_chat_settings(conv_id, "retrieval", 6)
+    page.run()
+    assert send_mode(page).value == "retrieval"
+    assert send_mode(page).options == [
+        "Passages, or whole when small",
+        "Passages only",
+        "Whole documents",
     ]
+    page.slider[0].set_value(4).run()
+    assert library.chat_settings(conv_id) == ("retrieval", 4)
 
 
 def test_a_follow_up_shows_the_rewritten_question(page: AppTest, openai_server: FakeOpenAI) -> None:
@@ -167,15 +231,17 @@ def test_without_an_embeddings_endpoint_search_is_keyword_only_and_says_so(
     page: AppTest, openai_server: FakeOpenAI
 ) -> None:
     openai_server.embeddings_enabled = False
-    upload(page, INTRO)
+    upload(page, INTRO, NOTES)
     assert "searchable by keywords only" in captions(page)
     assert "keyword search only" in captions(page)
-    page.toggle[0].set_value(False).run()
     openai_server.script("See [1].")
     ask(page, "eigenvalues of a symmetric matrix")
     progress = [p.proto.text for p in page.get("progress")]
     assert any("(keyword search only)" in t for t in progress)
-    assert "Keyword search only for intro.pdf: no text-embedding-3-small vectors" in captions(page)
+    assert (
+        "Keyword search only for intro.pdf, notes.md: no text-embedding-3-small vectors"
+        in captions(page)
+    )
 
 
 def test_delete_and_reindex_from_the_library(page: AppTest, openai_server: FakeOpenAI) -> None:
