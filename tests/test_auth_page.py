@@ -79,7 +79,7 @@ def test_password_gate_hides_every_page_and_conversation_url(
     assert at.text_input[0].label == "Password"
 
     # Before the gate no page script is registered, only the gate at each page's address.
-    for page in ("pages/chat.py", "pages/documents.py", "pages/images.py"):
+    for page in ("app_pages/chat.py", "app_pages/documents.py", "app_pages/images.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(page)
 

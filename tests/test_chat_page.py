@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from lib.conversations import ConversationStore, Message
 from tests.fake_openai import FakeOpenAI
 
-CHAT = "pages/chat.py"
+CHAT = "app_pages/chat.py"
 
 
 def send(at: AppTest, text: str) -> AppTest:

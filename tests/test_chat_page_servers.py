@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from lib.conversations import ChatParams, ConversationStore, Message
 from tests.fake_openai import FakeOpenAI
 
-CHAT = "pages/chat.py"
+CHAT = "app_pages/chat.py"
 MODEL = "tiny-llama"
 PROSE = (
     "Herons wade through the shallow reeds at dawn, patient and grey, watching the water "

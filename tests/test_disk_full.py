@@ -258,7 +258,7 @@ def test_a_chat_message_on_a_full_disk_comes_back_into_the_input(
     app: Callable[..., AppTest], openai_server: FakeOpenAI, database_disk: Disk, backend: Backend
 ) -> None:
     disk = database_disk
-    at = app("pages/chat.py")
+    at = app("app_pages/chat.py")
     at.run()
     typed = "A long question I took ten minutes to write, about pelicans and their bills."
     disk.fill()
@@ -301,7 +301,7 @@ def test_a_reply_that_cannot_be_saved_is_reported_and_can_be_retried(
         return saved
 
     monkeypatch.setattr(ConversationStore, "add_message", fill_after_the_question)
-    at = app("pages/chat.py")
+    at = app("app_pages/chat.py")
     at.run()
     at.chat_input(key=INPUT_KEY).set_value("Will this fit?").run()
     assert not at.exception, at.exception
@@ -331,7 +331,7 @@ def generations(server: FakeOpenAI, prompt: str) -> int:
 def test_a_billed_image_on_a_full_disk_is_offered_and_saved_once_there_is_room(
     app: Callable[..., AppTest], openai_server: FakeOpenAI, disk: Disk, data_dir: Path
 ) -> None:
-    at = app("pages/images.py")
+    at = app("app_pages/images.py")
     at.run()
     at.text_area(key="parley.w.img.prompt").input("a red kite over the sea")
     disk.fill()
@@ -363,7 +363,7 @@ def test_a_billed_image_on_a_full_disk_is_offered_and_saved_once_there_is_room(
 def test_an_illustration_on_a_full_disk_waits_on_the_images_page(
     app: Callable[..., AppTest], openai_server: FakeOpenAI, disk: Disk, data_dir: Path
 ) -> None:
-    at = app("pages/chat.py")
+    at = app("app_pages/chat.py")
     at.run()
     at.chat_input(key=INPUT_KEY).set_value("Describe a lighthouse in a storm").run()
     openai_server.script("A white lighthouse in a violent storm, oil painting")
@@ -373,7 +373,7 @@ def test_an_illustration_on_a_full_disk_waits_on_the_images_page(
     assert not at.exception, at.exception
     assert any("disk is full" in e.value and "Images page" in e.value for e in at.error)
 
-    at.switch_page("pages/images.py").run()  # the same session
+    at.switch_page("app_pages/images.py").run()  # the same session
     assert not at.exception, at.exception
     assert "Not saved yet" in at.warning[0].value
     disk.free()

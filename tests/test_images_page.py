@@ -20,7 +20,7 @@ from lib.store.backend import Backend
 from tests.fake_images import render_png
 from tests.fake_openai import FakeOpenAI
 
-IMAGES = "pages/images.py"
+IMAGES = "app_pages/images.py"
 PROMPT = "parley.w.img.prompt"
 GO = "parley.w.img.go"
 

@@ -279,12 +279,12 @@ def upload(at: AppTest, name: str, data: bytes) -> None:
 def test_the_documents_page_rebuilds_a_damaged_index_and_says_so(
     app: Callable[..., AppTest], openai_server: FakeOpenAI, data_dir: Path
 ) -> None:
-    at = app("pages/documents.py")
+    at = app("app_pages/documents.py")
     at.run()
     upload(at, "notes.md", NOTES)
     truncate(index_file(data_dir))
     sent = embedding_requests(openai_server)
-    fresh = app("pages/documents.py")  # another visitor, or the same one after a restart
+    fresh = app("app_pages/documents.py")  # another visitor, or the same one after a restart
     fresh.run()
     assert not fresh.exception, fresh.exception
     (warning,) = [w.value for w in fresh.warning]
@@ -297,7 +297,7 @@ def test_the_documents_page_rebuilds_a_damaged_index_and_says_so(
 def test_an_upload_on_the_page_after_the_damage_succeeds_and_says_so(
     app: Callable[..., AppTest], data_dir: Path
 ) -> None:
-    at = app("pages/documents.py")
+    at = app("app_pages/documents.py")
     at.run()
     upload(at, "notes.md", NOTES)
     overwrite_in_place(index_file(data_dir))
@@ -307,7 +307,7 @@ def test_an_upload_on_the_page_after_the_damage_succeeds_and_says_so(
     assert any("rebuilt it from your stored passages" in w.value for w in at.warning)
 
 
-@pytest.mark.parametrize("page", ["pages/chat.py", "pages/documents.py", "pages/images.py"])
+@pytest.mark.parametrize("page", ["app_pages/chat.py", "app_pages/documents.py", "app_pages/images.py"])
 def test_a_corrupt_database_is_named_and_the_app_keeps_running(
     page: str, app: Callable[..., AppTest], data_dir: Path
 ) -> None:

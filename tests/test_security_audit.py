@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = sorted([REPO / "Home.py", *(REPO / "pages").glob("*.py"), *(REPO / "lib").rglob("*.py")])
+SOURCES = sorted([REPO / "Home.py", *(REPO / "app_pages").glob("*.py"), *(REPO / "lib").rglob("*.py")])
 CACHE_DECORATORS = {"cache_resource", "cache_data", "cache", "lru_cache"}
 
 
@@ -71,7 +71,7 @@ def test_no_escape_hatches_in_the_app(what: str) -> None:
     assert hits == [], f"{what} found; SECURITY.md says there is none"
 
 
-@pytest.mark.parametrize("page", sorted((REPO / "pages").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("page", sorted((REPO / "app_pages").glob("*.py")), ids=lambda p: p.name)
 def test_every_page_starts_with_the_guard(page: Path) -> None:
     """Streamlit can run a page without Home.py (see lib/ui/auth.guard): the guard must
     come before the page draws or reads anything."""

@@ -22,7 +22,7 @@ def page_text(at: AppTest) -> str:
 def test_the_images_page_says_the_server_has_no_image_generation(
     app: Callable[..., AppTest], llama_server: LlamaServer
 ) -> None:
-    at = app("pages/images.py", key=None, OPENAI_BASE_URL=llama_server.base_url)
+    at = app("app_pages/images.py", key=None, OPENAI_BASE_URL=llama_server.base_url)
     at.run()
     assert not at.exception, at.exception
     generate = [b for b in at.button if b.key == GO]
