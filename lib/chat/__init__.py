@@ -11,11 +11,14 @@ or provider's price.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import openai
 
 from lib import errors
+from lib.chat.attachments import AttachmentStore, NewAttachment
 from lib.chat.reply import MIN_SAVE_GAP_S, SAVE_EVERY_CHARS, SAVE_EVERY_S, Reply
 from lib.conversations import ConversationStore, Message
 from lib.pricing import PriceTable
@@ -52,6 +55,8 @@ class ChatContext:
     max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS  # one reply's cap, all choices together
     base_url: str | None = None  # the server's, for its own prices (`PriceTable.cost`)
     server: ServerFacts | None = None  # counter and window; None: Offline(provider)
+    # Whether a model takes image parts (`lib.server.capabilities`); None: not known.
+    accepts_images: Callable[[str], bool | None] = lambda _model: None
 
     def __post_init__(self) -> None:
         # Never resent by the SDK, however the client was built (see lib.client.send_once).
@@ -63,6 +68,11 @@ class ChatContext:
     @property
     def workspace(self) -> str:
         return self.store.workspace
+
+    @functools.cached_property
+    def attachments(self) -> AttachmentStore:
+        """Files attached to this workspace's messages (`lib.chat.attachments`)."""
+        return AttachmentStore(self.store.backend, self.store.workspace)
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         """What a chat request on this server cost, at its own server's or provider's price."""
@@ -82,13 +92,30 @@ def needs_retry(last: Message | None) -> bool:
     return last.role == "user" or last.status in RETRYABLE
 
 
-def send(ctx: ChatContext, conversation_id: str, text: str) -> Reply:
-    """Save the user's message, then return the (not yet started) reply stream."""
+def send(
+    ctx: ChatContext, conversation_id: str, text: str, files: Sequence[NewAttachment] = ()
+) -> Reply:
+    """Save the user's message (with the files attached to it, checked beforehand by
+    `lib.chat.attachments` and `lib.chat.with_documents`), then return the (not yet
+    started) reply stream. Images for a model known not to take them save nothing."""
     text = text.strip()
-    if not text:
+    if not text and not files:
         raise errors.InvalidInputError("The message is empty.")
     conv = ctx.store.get(conversation_id)
-    ctx.store.add_message(conv.id, Message(role="user", content=text))
+    if any(f.kind == "image" for f in files) and ctx.accepts_images(conv.model) is False:
+        raise errors.InvalidInputError(
+            f"{conv.model} does not accept images.",
+            hint="Choose a model that does under Model & parameters, or send the message "
+            "without the image.",
+        )
+    counter = ctx.server.counter(conv.model)  # counted now, saved with it: one statement less
+    message = Message(
+        "user", text, tokens=counter.count_message(text), tokens_encoding=counter.name
+    )
+    if files:
+        ctx.attachments.save_message(conv.id, message, files)
+    else:
+        ctx.store.add_message(conv.id, message)
     return Reply(ctx, conv)
 
 
