@@ -1,6 +1,6 @@
-"""Asking documents, on both backends: rewritten follow-ups, whole-document vs retrieval
-context, streamed answers with numbered citations, and how they are stored, searched and
-exported."""
+"""Asking documents, on both backends: rewritten follow-ups, retrieval by default and whole
+documents when small or asked (with page markers, the reason saved), streamed answers with
+numbered citations, and how they are stored, searched and exported."""
 
 from __future__ import annotations
 
@@ -108,36 +108,107 @@ def test_a_follow_up_is_rewritten_from_the_conversation_before_searching(
     assert saved.meta["rewrite"]["prompt_tokens"] > 0
 
 
-def test_documents_that_fit_are_sent_whole_and_cited_by_page(
+def tokens_of(ctx: rag.DocContext, *names: str) -> int:
+    return sum(d.tokens for d in ctx.library.list() if d.name in names)
+
+
+def test_whole_documents_when_asked_go_page_by_page_with_page_markers(
     setup, openai_server: FakeOpenAI
 ) -> None:
     ctx, conv = setup  # gpt-5-mini's window holds both documents easily
+    ctx.library.set_chat_settings(conv.id, "whole", 6)
     openai_server.script("The notes are about herons [7]; the manual covers vectors [2].")
     answer = rag.ask(ctx, conv.id, "Summarise these documents.")
     plan = answer.plan()
     assert plan.mode == "whole" and plan.search is None
+    tokens = tokens_of(ctx, "intro.pdf", "notes.md")
+    assert plan.reason == f"Whole documents was chosen ({tokens:,} tokens of documents)"
     assert [s["page"] for s in plan.sources] == [1, 2, 3, 4, 5, 6, None]
     list(answer)
     system = chat_requests(openai_server)[0]["messages"][0]["content"]
-    assert "[6] intro.pdf, page 6\n" in system and "[7] notes.md\nNote 1:" in system
+    # Every page starts with its number, file and page, in page order, so a citation
+    # names a page even when whole documents are sent.
+    assert rag.WHOLE_PAGES in system
+    markers = [system.index(f"\n[{n}] intro.pdf, page {n}\n") for n in range(1, 7)]
+    assert markers == sorted(markers)
+    assert system.index("\n[7] notes.md\nNote 1:") > markers[-1]
     assert "Note 39: the heron" in system  # the whole file, not a passage
     saved = ctx.chat.store.all_messages(conv.id)[-1]
     assert [(c["n"], c["file"], c["page"]) for c in saved.meta["citations"]] == [
         (2, "intro.pdf", 2),
         (7, "notes.md", None),
     ]
-    assert saved.meta["rag"]["mode"] == "whole"
+    assert saved.meta["rag"]["mode"] == "whole" and saved.meta["rag"]["reason"] == plan.reason
     assert saved.meta["context"]["sources"] > 3000
+
+
+@pytest.mark.parametrize(
+    ("mode", "names", "question", "expected", "reason"),
+    [
+        # No setting stored (a new conversation): passages, as the documents are not small.
+        (None, ("intro.pdf", "notes.md"), "How do I compute eigenvalues?", "retrieval",
+         "the documents are {tokens:,} tokens, more than the 4,000 sent whole unasked"),
+        (None, ("intro.pdf", "notes.md"), "Summarise these documents.", "retrieval",
+         "the documents are {tokens:,} tokens, more than the 4,000 sent whole unasked "
+         "(for a summary of everything, choose Whole documents)"),
+        ("auto", ("notes.md",), "Where do herons nest?", "whole",
+         "the documents are small ({tokens:,} tokens, at most 4,000)"),
+        ("auto", ("intro.pdf",), "How do I compute eigenvalues?", "whole",
+         "the documents are small ({tokens:,} tokens, at most 4,000)"),
+        # The old toggle turned off was stored as "retrieval": still passages only.
+        ("retrieval", ("notes.md",), "Where do herons nest?", "retrieval",
+         "this conversation always sends passages"),
+        ("whole", ("intro.pdf", "notes.md"), "How do I compute eigenvalues?", "whole",
+         "Whole documents was chosen ({tokens:,} tokens of documents)"),
+    ],
+)  # fmt: skip
+def test_retrieval_by_default_whole_documents_when_small_or_asked(
+    setup,
+    openai_server: FakeOpenAI,
+    mode: str | None,
+    names: tuple[str, ...],
+    question: str,
+    expected: str,
+    reason: str,
+) -> None:
+    ctx, conv = setup
+    chosen = [d.id for d in ctx.library.list() if d.name in names]
+    ctx.library.set_conversation_documents(conv.id, chosen)
+    if mode is not None:
+        ctx.library.set_chat_settings(conv.id, mode, 6)
+    answer = rag.ask(ctx, conv.id, question)
+    plan = answer.plan()
+    assert plan.mode == expected
+    assert plan.reason == reason.format(tokens=tokens_of(ctx, *names))
+    list(answer)
+    saved = ctx.chat.store.all_messages(conv.id)[-1]
+    assert saved.meta["rag"]["mode"] == expected and saved.meta["rag"]["reason"] == plan.reason
+
+
+def test_retrieval_costs_a_fraction_of_whole_documents(setup, openai_server: FakeOpenAI) -> None:
+    ctx, conv = setup
+    question = "How do I compute the eigenvalues of a symmetric matrix?"
+    list(rag.ask(ctx, conv.id, question))  # the default: passages
+    ctx.library.set_chat_settings(conv.id, "whole", 6)
+    list(rag.regenerate(ctx, conv.id))
+    passages, whole = (r["messages"][0]["content"] for r in chat_requests(openai_server))
+    assert len(passages) * 1.5 < len(whole)
+    saved = ctx.chat.store.all_messages(conv.id)[-1]
+    assert saved.meta["rag"]["mode"] == "whole"
 
 
 def test_documents_too_big_for_the_window_are_retrieved_instead(
     setup, openai_server: FakeOpenAI
 ) -> None:
     ctx, conv = setup
+    ctx.library.set_chat_settings(conv.id, "whole", 6)
     ctx.chat.store.update_settings(conv.id, params=ChatParams(context_window=4096))
     conv = ctx.chat.store.get(conv.id)
     answer = rag.ask(ctx, conv.id, "Summarise these documents.")
     assert answer.plan().mode == "retrieval" and len(answer.plan().sources) == 6
+    assert (
+        answer.plan().reason == "Whole documents was chosen, but they do not fit the model's window"
+    )
     list(answer)
     assert ctx.chat.store.all_messages(conv.id)[-1].meta["rag"]["mode"] == "retrieval"
 
@@ -146,10 +217,14 @@ def test_a_server_window_smaller_than_expected_falls_back_to_retrieval(
     setup, openai_server: FakeOpenAI
 ) -> None:
     ctx, conv = setup
+    ctx.library.set_chat_settings(conv.id, "whole", 6)
     openai_server.context_limit = 2500  # words; the whole documents are more
     openai_server.script("Found it [1].")
     answer = rag.ask(ctx, conv.id, "How do I compute eigenvalues?")
     assert "".join(answer) == "Found it [1]."
+    assert answer.plan().reason == (
+        "Whole documents was chosen, but the server's window was smaller than Parley expected"
+    )
     first, second = chat_requests(openai_server)
     assert len(first["messages"][0]["content"]) > len(second["messages"][0]["content"])
     saved = ctx.chat.store.all_messages(conv.id)[-1]

@@ -343,7 +343,8 @@ class DocumentLibrary(WorkspaceStore):
             )
 
     def chat_settings(self, conversation_id: str) -> tuple[str, int]:
-        """(mode, top_k) of a document conversation: mode "auto" or "retrieval"."""
+        """(mode, top_k) of a document conversation: mode "auto" (passages, or whole when
+        small), "whole" (whole when they fit) or "retrieval" (passages only); see rag."""
         with self._conn() as conn:
             row = conn.execute(
                 "SELECT s.mode, s.top_k FROM document_chats s JOIN conversations c "
@@ -353,8 +354,8 @@ class DocumentLibrary(WorkspaceStore):
         return (row["mode"], row["top_k"]) if row else ("auto", 6)
 
     def set_chat_settings(self, conversation_id: str, mode: str, top_k: int) -> None:
-        if mode not in ("auto", "retrieval") or not 1 <= top_k <= 20:
-            raise ValueError("mode must be auto or retrieval, top_k 1..20")
+        if mode not in ("auto", "whole", "retrieval") or not 1 <= top_k <= 20:
+            raise ValueError("mode must be auto, whole or retrieval, top_k 1..20")
         with self._conn() as conn:
             conn.execute(
                 "INSERT INTO document_chats (conversation_id, mode, top_k) "

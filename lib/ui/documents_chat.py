@@ -1,5 +1,6 @@
 """The Documents page's conversation widgets: streaming a cited answer, the sources panel
-under each answer, and the context gauge that says which mode was used.
+under each answer with a caption saying which context it used, why and what it cost, and
+the context gauge.
 
 Document text and model output are shown as Markdown with HTML disabled (Streamlit's
 default) or as plain text; never with `unsafe_allow_html`. Model output goes through
@@ -23,6 +24,7 @@ from lib.markup import escape
 from lib.ui import state, user_stop
 from lib.ui.chat_view import end, flash
 from lib.ui.transcript import AVATARS, stream_markdown, window_label
+from lib.usage import money
 
 PASSAGE_PREVIEW = 1_500  # characters of a whole page shown before "show the page"
 
@@ -69,6 +71,33 @@ def sources_panel(lib: DocumentLibrary, message: Message) -> None:
     if others:
         named = "; ".join(f"[{c['n']}] {escape(_short(c))}" for c in others)
         st.caption(f"Also retrieved, not cited: {named}")
+    line = mode_line(message)
+    if line:
+        icon = "description" if message.meta["rag"]["mode"] == "whole" else "manage_search"
+        st.caption(f":material/{icon}: {escape(line)}")
+
+
+def mode_line(message: Message) -> str | None:
+    """Which context an answer used, why, and what it cost, e.g. "Retrieval: 6 passages
+    (hybrid search) · why: the documents are 75,000 tokens, more than the 4,000 sent whole
+    unasked · cost $0.0014, 2,412 tokens of sources"."""
+    info = message.meta.get("rag")
+    if message.role != "assistant" or not info:
+        return None
+    parts = [_mode_label(info)]
+    if info.get("reason"):
+        parts.append(f"why: {info['reason']}")
+    sources = (message.meta.get("context") or {}).get("sources")
+    tokens = f", {sources:,} tokens of sources" if sources else ""
+    parts.append(f"cost {money(message.cost)}{tokens}")
+    return " · ".join(parts)
+
+
+def _mode_label(info: dict) -> str:
+    if info["mode"] == "whole":
+        return f"Whole documents: {info['sources']} pages sent in full"
+    kind = "hybrid search" if info.get("search") == "hybrid" else "keyword search only"
+    return f"Retrieval: {info['sources']} passages ({kind})"
 
 
 def _passage(lib: DocumentLibrary, message: Message, cite: dict) -> None:
@@ -107,11 +136,7 @@ def gauge(message: Message | None) -> None:
         return
     info = message.meta["rag"]
     context = message.meta.get("context") or {}
-    if info["mode"] == "whole":
-        mode = f"Whole documents: {info['sources']} pages sent in full"
-    else:
-        kind = "hybrid search" if info.get("search") == "hybrid" else "keyword search only"
-        mode = f"Retrieval: {info['sources']} passages ({kind})"
+    mode = _mode_label(info)
     cols = st.columns([3, 2])
     if context:
         sources = context.get("sources", 0)

@@ -17,6 +17,7 @@ import openai
 import streamlit as st
 
 from lib.conversations import Conversation, ConversationStore
+from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.extract import SUFFIXES
 from lib.documents.ingest import FileReport, Ingestor
@@ -86,6 +87,14 @@ def save_selection(lib: DocumentLibrary, conv: Conversation | None, ids: list[st
         lib.set_conversation_documents(conv.id, ids)
 
 
+# What each mode `library.chat_settings` stores (read by rag) is called in the picker.
+SEND_MODES = {
+    "auto": "Passages, or whole when small",
+    "retrieval": "Passages only",
+    "whole": "Whole documents",
+}
+
+
 def picker(lib: DocumentLibrary, conv: Conversation | None, docs: list[DocumentRecord]) -> None:
     """Which documents this conversation searches, and how."""
     ready = {d.id: d for d in docs if d.status == "ready"}
@@ -94,15 +103,14 @@ def picker(lib: DocumentLibrary, conv: Conversation | None, docs: list[DocumentR
     # Storage is the truth and the widgets only edit it: set them from it on every run
     # (an upload may have added a document) and save their changes in callbacks.
     st.session_state[key] = [d for d in selection(lib, conv) if d in ready]
-    st.session_state[f"{key}.mode"] = mode == "auto"
+    st.session_state[f"{key}.mode"] = mode if mode in SEND_MODES else "auto"
     st.session_state[f"{key}.k"] = top_k
 
     def save_picked() -> None:
         save_selection(lib, conv, st.session_state[key])
 
     def save_settings() -> None:
-        whole = st.session_state[f"{key}.mode"]
-        _save_settings(lib, conv, "auto" if whole else "retrieval", st.session_state[f"{key}.k"])
+        _save_settings(lib, conv, st.session_state[f"{key}.mode"], st.session_state[f"{key}.k"])
 
     with st.sidebar.expander("Documents to search", expanded=True, icon=":material/library_books:"):
         st.multiselect(
@@ -114,12 +122,16 @@ def picker(lib: DocumentLibrary, conv: Conversation | None, docs: list[DocumentR
             label_visibility="collapsed",
             placeholder="Choose documents…",
         )
-        st.toggle(
-            "Send whole documents when they fit",
+        st.radio(
+            "Send to the model",
+            list(SEND_MODES),
+            format_func=SEND_MODES.get,
             key=f"{key}.mode",
             on_change=save_settings,
-            help="When the chosen documents fit in the model's context window they are sent "
-            "whole, so summaries see everything. Off: always send the best passages.",
+            help="Passages are the best matches for each question; documents under "
+            f"{rag.SMALL_WHOLE_TOKENS:,} tokens in all go whole anyway. Whole documents "
+            "(when they fit the model's window) lets a summary see every page, and every "
+            "question pays for every page.",
         )
         st.slider("Passages per answer", 1, 20, key=f"{key}.k", on_change=save_settings)
 

@@ -43,7 +43,7 @@ def test_upload_ask_and_open_a_source(page: Page, browser_server: FakeOpenAI) ->
     expect(page.get_by_text(re.compile(r"113 pages · \d+ chunks"))).to_be_visible()
     # Always retrieve passages, so the answer cites a passage rather than a whole page.
     with rerun(page):
-        page.get_by_text("Send whole documents when they fit").click()
+        page.get_by_text("Passages only").click()
 
     browser_server.script(ANSWER, chunk_size=6, chunk_delay=0.03)
     box = page.get_by_test_id("stChatInputTextArea")

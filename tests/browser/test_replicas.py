@@ -110,7 +110,7 @@ def test_what_replica_a_saves_replica_b_serves(
     goto(on_b, "Documents")
     expect(on_b.get_by_text(re.compile(r"3 pages · \d+ chunks"))).to_be_visible()
     with rerun(on_b):
-        on_b.get_by_text("Send whole documents when they fit").click()
+        on_b.get_by_text("Passages only").click()
     browser_server.script(ANSWER, chunk_size=6, chunk_delay=0.03)
     box = on_b.get_by_test_id("stChatInputTextArea")
     box.fill(QUESTION)

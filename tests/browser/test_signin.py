@@ -82,7 +82,7 @@ def add_document(page: Page, path: Path) -> None:
 def ask_documents(page: Page, question: str, *, passages_only: bool = False) -> None:
     if passages_only:  # retrieve passages from the workspace's index, never whole files
         with rerun(page):
-            page.get_by_text("Send whole documents when they fit").click()
+            page.get_by_text("Passages only").click()
     chat(page, question)
 
 
