@@ -63,6 +63,14 @@ class FileTooLarge(DocumentError):
     """Bigger than the per-file upload limit."""
 
 
+class UnreadableExport(InvalidInputError):
+    """A file given to import is not a conversation export Parley reads (lib/history/)."""
+
+
+class ImportCancelled(ParleyError):
+    """The user cancelled an import; conversations already imported stay, whole."""
+
+
 class IngestCancelled(ParleyError):
     """The user stopped indexing; nothing from the unfinished file was kept."""
 
