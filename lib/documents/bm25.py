@@ -37,6 +37,7 @@ import numpy as np
 import Stemmer
 
 from lib.atomic_files import atomic_write
+from lib.documents.listings import is_listing
 
 K1 = 1.2
 B = 0.75
@@ -56,6 +57,10 @@ STOPWORDS = frozenset(
 
 class SegmentDamaged(ValueError):
     """A segment file that cannot be read back as it was written."""
+
+
+class SegmentOutdated(SegmentDamaged):
+    """A sound segment from an older Parley, rebuilt without a word to the user."""
 
 
 def _term(word: str) -> int:
@@ -89,12 +94,14 @@ class Segment:
     tf: np.ndarray  # uint16 term frequencies, aligned with `local`
     chunk_ids: np.ndarray  # int64 row id of each chunk position
     lengths: np.ndarray  # int32 words in each chunk (stop words excluded)
+    listing: np.ndarray  # bool: a table of contents or an index, never a result
 
     @classmethod
     def build(cls, chunk_ids: Sequence[int], texts: Sequence[str]) -> Segment:
         terms, local, tf, lengths = [], [], [], []
+        listing = [is_listing(text) for text in texts]
         for position, text in enumerate(texts):
-            words = analyse(text)
+            words = [] if listing[position] else analyse(text)
             lengths.append(len(words))
             for term, count in Counter(words).items():
                 terms.append(term)
@@ -111,6 +118,7 @@ class Segment:
             tf=np.array(tf, dtype=np.uint16)[order],
             chunk_ids=np.array(chunk_ids, dtype=np.int64),
             lengths=np.array(lengths, dtype=np.int32),
+            listing=np.array(listing, dtype=bool),
         )
 
     def save(self, path: Path) -> None:
@@ -122,8 +130,10 @@ class Segment:
         """Read a saved segment; FileNotFoundError if none, SegmentDamaged if broken."""
         try:
             with np.load(path, allow_pickle=False) as data:
+                if "listing" not in data.files and "terms" in data.files:
+                    raise SegmentOutdated("written before listings were flagged")
                 segment = cls(**{k: data[k] for k in cls.__dataclass_fields__})
-        except FileNotFoundError:
+        except (FileNotFoundError, SegmentOutdated):
             raise
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise SegmentDamaged(f"unreadable: {type(exc).__name__}") from exc
@@ -137,6 +147,7 @@ class Segment:
             len(self.offsets) == len(self.terms) + 1
             and len(self.tf) == postings
             and len(self.lengths) == chunks
+            and len(self.listing) == chunks
             and (not len(self.offsets) or (self.offsets[0] == 0 and self.offsets[-1] == postings))
             and bool(np.all(np.diff(self.offsets) >= 0))
             and bool(np.all(self.terms[1:] > self.terms[:-1]))
@@ -167,6 +178,7 @@ class Pack:
     tf: np.ndarray  # uint16
     chunk_ids: np.ndarray  # int64, by global position
     lengths: np.ndarray  # int32, by global position
+    listing: np.ndarray  # bool, by global position
     spans: dict[str, tuple[int, int]]  # document id -> its [first, end) chunk positions
 
     @classmethod
@@ -194,16 +206,19 @@ class Pack:
             tf=np.concatenate(tf),
             chunk_ids=np.concatenate([seg.chunk_ids for seg in segments.values()]),
             lengths=np.concatenate([seg.lengths for seg in segments.values()]),
+            listing=np.concatenate([seg.listing for seg in segments.values()]),
             spans=spans,
         )
 
-    def chunk_ids_of(self, document_ids: Sequence[str]) -> np.ndarray:
-        """The chunk ids of these documents (no database query)."""
-        parts = [self.chunk_ids[slice(*self.spans[d])] for d in document_ids if d in self.spans]
+    def searchable_ids(self, document_ids: Sequence[str]) -> np.ndarray:
+        """The chunk ids of these documents but their tables of contents and indexes (no
+        database query)."""
+        spans = [slice(*self.spans[d]) for d in document_ids if d in self.spans]
+        parts = [self.chunk_ids[span][~self.listing[span]] for span in spans]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-_PACK_TYPES = (np.uint64, np.int64, np.int64, np.int32, np.uint16, np.int64, np.int32)
+_PACK_TYPES = (np.uint64, np.int64, np.int64, np.int32, np.uint16, np.int64, np.int32, bool)
 
 
 def search(
@@ -221,9 +236,10 @@ def search(
     sizes = pack.ends[rows] - pack.starts[rows]
     term_of_row = np.repeat(np.arange(len(query)), counts)
     total = len(pack.lengths)
+    searchable = max(total - int(pack.listing.sum()), 1)  # listings have no postings
     df = np.bincount(term_of_row, weights=sizes, minlength=len(query))
-    idf = np.log(1 + (total - df + 0.5) / (df + 0.5))
-    average = max(float(pack.lengths.mean()), 1e-9)
+    idf = np.log(1 + (searchable - df + 0.5) / (df + 0.5))
+    average = max(float(pack.lengths.sum()) / searchable, 1e-9)
     picked = _ranges(pack.starts[rows], sizes)
     local = pack.local[picked]
     tf = pack.tf[picked].astype(np.float64)

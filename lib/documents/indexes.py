@@ -30,7 +30,7 @@ import numpy as np
 
 from lib import locks
 from lib.documents import bm25
-from lib.documents.bm25 import Segment, SegmentDamaged
+from lib.documents.bm25 import Segment, SegmentDamaged, SegmentOutdated
 from lib.documents.embeddings import normalise
 from lib.documents.records import DocumentRecord
 from lib.documents.search import Hits
@@ -92,8 +92,10 @@ class FileSearch:
         embedded = {doc_id for doc_id, m in self._models.items() if m == model}
         # Every vector of the index belongs to a chosen document: no id filter needed
         # (the common case, and the fastest).
-        whole = embedded <= set(document_ids)
-        allowed = None if whole else pack.chunk_ids_of(document_ids)
+        whole = embedded <= set(document_ids) and not pack.listing.any()
+        # Tables of contents and indexes keep their vectors (the index holds every
+        # chunk's) but are never results: they are left out of the ids searched.
+        allowed = None if whole else pack.searchable_ids(document_ids)
         return store.search_vector(vector, k, allowed)
 
     def vector_count(self, model: str) -> int:
@@ -127,8 +129,8 @@ class FileSearch:
             segment = Segment.load(path)
             self._check_chunks(document.id, segment)
             return segment
-        except FileNotFoundError:
-            pass  # documents indexed before keyword segments existed get one on first use
+        except (FileNotFoundError, SegmentOutdated):
+            pass  # documents indexed before keyword segments (or listings) get one on use
         except SegmentDamaged as exc:
             log.warning("keyword segment %s: %s; rebuilding it", path.name, exc)
             self.repairs.append(

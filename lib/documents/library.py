@@ -30,6 +30,7 @@ from lib.documents.chunking import Chunk
 from lib.documents.embeddings import EmbeddingCache
 from lib.documents.extract import Page
 from lib.documents.formats.kinds import READERS
+from lib.documents.listings import is_listing
 from lib.documents.records import ChunkRecord, DocumentRecord, PageRecord
 from lib.documents.search import Search, open_search
 from lib.errors import NotFoundError
@@ -190,9 +191,10 @@ class DocumentLibrary(WorkspaceStore):
             for c in chunks:  # under the write lock: the AUTOINCREMENT ids are consecutive
                 cur = conn.execute(
                     'INSERT INTO chunks (document_id, page, label, start, "end", tokens, hash, '
-                    "text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (document_id, c.page, c.label, c.start, c.end, c.tokens, c.hash, c.text),
-                )
+                    "text, listing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (document_id, c.page, c.label, c.start, c.end, c.tokens, c.hash, c.text,
+                     int(is_listing(c.text))),
+                )  # fmt: skip
                 ids.append(cur.lastrowid)
             return ids
         # PostgreSQL: the ids first, in one round trip, then the rows in one pipelined batch.
@@ -200,10 +202,10 @@ class DocumentLibrary(WorkspaceStore):
             "SELECT nextval(pg_get_serial_sequence('chunks', 'id')) FROM generate_series(1, ?)",
             (len(chunks),))] if chunks else []  # fmt: skip
         conn.executemany(
-            'INSERT INTO chunks (id, document_id, page, label, start, "end", tokens, hash, text) '
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(i, document_id, c.page, c.label, c.start, c.end, c.tokens, c.hash, c.text)
-             for i, c in zip(ids, chunks, strict=True)],
+            'INSERT INTO chunks (id, document_id, page, label, start, "end", tokens, hash, text, '
+            "listing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, document_id, c.page, c.label, c.start, c.end, c.tokens, c.hash, c.text,
+              int(is_listing(c.text))) for i, c in zip(ids, chunks, strict=True)],
         )  # fmt: skip
         return ids
 

@@ -100,7 +100,8 @@ class PostgresSearch:
         with self.library.backend.transaction() as conn:
             conn.executemany(
                 "INSERT INTO chunk_vectors (chunk_id, document_id, workspace, model, dim, "
-                "embedding) SELECT c.id, c.document_id, d.workspace, ?, ?, ? FROM chunks c "
+                "embedding, listing) SELECT c.id, c.document_id, d.workspace, ?, ?, ?, "
+                "c.listing FROM chunks c "
                 "JOIN documents d ON d.id = c.document_id "
                 "WHERE c.id = ? AND d.id = ? AND d.workspace = ? "
                 "ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, "
@@ -121,7 +122,7 @@ class PostgresSearch:
             rows = conn.execute(
                 "SELECT c.id, ts_rank_cd(c.keywords, q, 1) AS score "
                 "FROM chunks c, websearch_to_tsquery('english', ?) q "
-                "WHERE c.keywords @@ q AND c.document_id IN "
+                "WHERE c.keywords @@ q AND c.listing = 0 AND c.document_id IN "
                 "(SELECT id FROM documents WHERE workspace = ? AND id = ANY(?)) "
                 f"ORDER BY score DESC, c.id LIMIT {int(k)}",
                 (query, self.workspace, list(document_ids)),
@@ -154,7 +155,7 @@ class PostgresSearch:
                 return (
                     f"(SELECT chunk_id, embedding::{cast} <#> ?::{cast} AS distance "
                     f"FROM chunk_vectors WHERE model = {literal(model)} AND dim = {dim} "
-                    f"AND {rows} AND workspace = ? AND document_id = ANY(?) "
+                    f"AND {rows} AND listing = 0 AND workspace = ? AND document_id = ANY(?) "
                     f"ORDER BY embedding::{cast} <#> ?::{cast} LIMIT {int(k)})"
                 )
 

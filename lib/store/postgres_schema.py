@@ -273,6 +273,24 @@ def vector_upkeep(conn: psycopg.Connection) -> None:
     """)
 
 
+@migration("0011_chunk_listings")
+def chunk_listings(conn: psycopg.Connection) -> None:
+    """`chunks.listing` and `chunk_vectors.listing`, as on SQLite (`sqlite_schema` 0011): 1
+    for a table of contents or an index, kept out of both searches; existing chunks and
+    their vectors are flagged here. An integer, as on SQLite, so migrate-store copies it."""
+    from lib.documents.listings import is_listing  # the one definition, pure Python
+
+    conn.execute("""
+        ALTER TABLE chunks ADD COLUMN listing integer NOT NULL DEFAULT 0;
+        ALTER TABLE chunk_vectors ADD COLUMN listing integer NOT NULL DEFAULT 0;
+    """)
+    rows = conn.execute("SELECT id, text FROM chunks").fetchall()
+    flagged = [row[0] for row in rows if is_listing(row[1])]
+    if flagged:
+        conn.execute("UPDATE chunks SET listing = 1 WHERE id = ANY(%s)", (flagged,))
+        conn.execute("UPDATE chunk_vectors SET listing = 1 WHERE chunk_id = ANY(%s)", (flagged,))
+
+
 # Applying them
 
 

@@ -322,6 +322,19 @@ def password_failures(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration("0011_chunk_listings")
+def chunk_listings(conn: sqlite3.Connection) -> None:
+    """`chunks.listing`: 1 for a table of contents or an index (`lib/documents/listings.py`),
+    kept out of retrieval. Chunks stored before are flagged here; their keyword segments
+    are rebuilt on first use (`lib/documents/bm25.py`: a segment without flags is old)."""
+    from lib.documents.listings import is_listing  # the one definition, pure Python
+
+    conn.execute("ALTER TABLE chunks ADD COLUMN listing INTEGER NOT NULL DEFAULT 0")
+    rows = conn.execute("SELECT id, text FROM chunks").fetchall()
+    flagged = [(row[0],) for row in rows if is_listing(row[1])]
+    conn.executemany("UPDATE chunks SET listing = 1 WHERE id = ?", flagged)
+
+
 # Applying them
 
 
