@@ -234,7 +234,8 @@ class ConversationStore(WorkspaceStore):
             raise NotFoundError("Conversation not found.")
 
     def delete(self, conversation_id: str) -> None:
-        """Delete the conversation; its messages go with it (ON DELETE CASCADE)."""
+        """Delete the conversation; its messages and attachments go with it (ON DELETE
+        CASCADE), and so does the folder of its attachments' files."""
         with self._conn() as conn:
             cur = conn.execute(
                 "DELETE FROM conversations WHERE id = ? AND workspace = ?",
@@ -242,6 +243,8 @@ class ConversationStore(WorkspaceStore):
             )
         if cur.rowcount == 0:
             raise NotFoundError("Conversation not found.")
+        for key in list(self.blobs.keys(self.blob_key("attachments", conversation_id) + "/")):
+            self.blobs.delete(key)
 
     # Messages
 

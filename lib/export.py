@@ -1,8 +1,12 @@
-"""Exporting a conversation as Markdown or JSON (including any citations in its messages)."""
+"""Exporting a conversation as Markdown or JSON (including any citations in its messages,
+and the files attached to them: `AttachmentStore.export_entries`, by message id; JSON can
+carry each file's bytes as base64, Markdown names them).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -11,7 +15,11 @@ from lib.conversations import Conversation, Message
 EXPORT_VERSION = 1
 
 
-def to_json(conv: Conversation, messages: list[Message]) -> str:
+Files = Mapping[int, list[dict]]  # message id -> its attachments, as exported
+
+
+def to_json(conv: Conversation, messages: list[Message], files: Files | None = None) -> str:
+    files = files or {}
     data = {
         "parley_export": EXPORT_VERSION,
         "id": conv.id,
@@ -33,6 +41,7 @@ def to_json(conv: Conversation, messages: list[Message]) -> str:
                 "cost": m.cost,
                 **({"citations": m.meta["citations"]} if m.meta.get("citations") else {}),
                 **({"images": m.meta["images"]} if m.meta.get("images") else {}),
+                **({"attachments": files[m.id]} if files.get(m.id) else {}),
             }
             for m in messages
         ],
@@ -40,7 +49,8 @@ def to_json(conv: Conversation, messages: list[Message]) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2)
 
 
-def to_markdown(conv: Conversation, messages: list[Message]) -> str:
+def to_markdown(conv: Conversation, messages: list[Message], files: Files | None = None) -> str:
+    files = files or {}
     lines = [f"# {conv.title}", "", f"*Model: {conv.model} · exported from Parley*", ""]
     if conv.system_prompt:
         lines += ["> **System:** " + conv.system_prompt.replace("\n", "\n> "), ""]
@@ -48,6 +58,9 @@ def to_markdown(conv: Conversation, messages: list[Message]) -> str:
         label = {"user": "You", "assistant": "Assistant"}.get(m.role, m.role.title())
         suffix = f" *({m.status})*" if m.status != "ok" else ""
         lines += [f"## {label}{suffix}", "", m.content, ""]
+        attached = [_attached(f) for f in files.get(m.id) or []]
+        if attached:
+            lines += [f"Attached: {', '.join(attached)}", ""]
         cited = [
             (cite.get("n", i), cite)
             for i, cite in enumerate(m.meta.get("citations") or [], start=1)
@@ -71,6 +84,14 @@ def _where(cite: dict) -> str:
     if cite.get("label"):
         return f"{cite.get('file', '?')}, {cite['label']}"
     return str(cite.get("file", "?"))
+
+
+def _attached(entry: dict) -> str:
+    """`photo.png (image, 52 KB)`: the name in a code span, where nothing in it renders."""
+    name = str(entry.get("name", "?")).replace("`", "'")
+    size = entry.get("size") or 0
+    shown = f"{size / 1024:.0f} KB" if size < 1_048_576 else f"{size / 1_048_576:.1f} MB"
+    return f"`{name}` ({entry.get('kind', 'file')}, {shown})"
 
 
 def _iso(ts: float) -> str:

@@ -42,8 +42,9 @@ def is_record(message: Message) -> bool:
 
 def for_model(message: Message) -> bool:
     """Whether a message is part of the dialogue the model sees (records, failed replies
-    and empty ones are not)."""
-    return not is_record(message) and message.status != "failed" and bool(message.content)
+    and empty ones are not; files alone are a message)."""
+    said = bool(message.content or message.meta.get("attachments"))
+    return not is_record(message) and message.status != "failed" and said
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Limit:
 
 @dataclass(frozen=True)
 class Prompt:
-    messages: list[dict[str, str]]  # as sent
+    messages: list[dict[str, Any]]  # as sent (a content with images is a list of parts)
     trim: TrimResult
     counter: TokenCounter
     limit: Limit
@@ -99,7 +100,11 @@ def prepare(
     rounds = conv.params.memory_rounds
     recent = ctx.store.recent_messages(conv.id, 2 * rounds + 1)
     _cache_counts(ctx, conv, recent, counter)
-    *history, new = [m for m in recent if for_model(m)]
+    # Attached files count towards their message and go with it (`lib.chat.attachments`).
+    files = ctx.attachments.for_prompt(
+        recent, conv.model, ctx.accepts_images(conv.model), counter.count
+    )
+    *history, new = [files.counted(m) for m in recent if for_model(m)]
     limit = trim_limit(ctx, conv, counter, fit)
     system_tokens = counter.count_message(system_prompt) if system_prompt else 0
     trim = trim_to_budget(
@@ -118,7 +123,7 @@ def prepare(
     if shrink and trim.kept:
         trim = _halved(trim)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages += [{"role": m.role, "content": m.content} for m in [*trim.kept, new]]
+    messages += [{"role": m.role, "content": files.content(m)} for m in [*trim.kept, new]]
     return Prompt(messages, trim, counter, limit)
 
 

@@ -112,6 +112,12 @@ def upload_limit_mb(config: Path = STREAMLIT_CONFIG) -> int:
         return STREAMLIT_DEFAULT_UPLOAD_MB
 
 
+def check_size(name: str, data: bytes, limit_bytes: int) -> None:
+    """Refuse a file over the per-file limit (the Documents page's and the chat box's)."""
+    if len(data) > limit_bytes:
+        raise FileTooLarge(f"{name} is {_mb(len(data))}; the limit is {_mb(limit_bytes)} per file.")
+
+
 def _mb(size: int) -> str:
     if size < 1_048_576:
         return f"{size / 1024:.0f} KB"
@@ -157,10 +163,7 @@ class Ingestor:
         tick = progress or (lambda *_a: None)
         report = FileReport(name, "failed")
         try:
-            if len(data) > self.limit_bytes:
-                raise FileTooLarge(
-                    f"{name} is {_mb(len(data))}; the limit is {_mb(self.limit_bytes)} per file."
-                )
+            check_size(name, data, self.limit_bytes)
             sha = hashlib.sha256(data).hexdigest()
             existing = self.library.find_by_hash(sha)
             if existing is not None and existing.status == "ready":

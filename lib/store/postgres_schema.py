@@ -273,6 +273,36 @@ def vector_upkeep(conn: psycopg.Connection) -> None:
     """)
 
 
+@migration("0009_attachments")
+def attachments(conn: psycopg.Connection) -> None:
+    """Files attached to chat messages (`lib/chat/attachments.py`), as on SQLite."""
+    conn.execute("""
+        CREATE TABLE attachments (
+            id text PRIMARY KEY,
+            workspace text NOT NULL,
+            conversation_id text NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            message_id bigint REFERENCES messages (id) ON DELETE CASCADE,
+            kind text NOT NULL,
+            name text NOT NULL,
+            mime text NOT NULL,
+            size bigint NOT NULL,
+            sha256 text NOT NULL,
+            blob text NOT NULL,
+            thumb text,
+            sent text,
+            width integer,
+            height integer,
+            text text,
+            tokens integer NOT NULL DEFAULT 0,
+            document_id text REFERENCES documents (id) ON DELETE SET NULL,
+            meta text NOT NULL DEFAULT '{}',
+            created_at double precision NOT NULL
+        );
+        CREATE INDEX attachments_by_message ON attachments (message_id);
+        CREATE INDEX attachments_by_conversation ON attachments (conversation_id);
+    """)
+
+
 @migration("0011_chunk_listings")
 def chunk_listings(conn: psycopg.Connection) -> None:
     """`chunks.listing` and `chunk_vectors.listing`, as on SQLite (`sqlite_schema` 0011): 1

@@ -322,6 +322,40 @@ def password_failures(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration("0009_attachments")
+def attachments(conn: sqlite3.Connection) -> None:
+    """Files attached to chat messages (`lib/chat/attachments.py`): the row says what the
+    file is and where its blobs are; it goes with its message and its conversation."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE attachments (
+            id TEXT PRIMARY KEY,
+            workspace TEXT NOT NULL,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            message_id INTEGER REFERENCES messages (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            mime TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            blob TEXT NOT NULL,
+            thumb TEXT,
+            sent TEXT,
+            width INTEGER,
+            height INTEGER,
+            text TEXT,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            document_id TEXT REFERENCES documents (id) ON DELETE SET NULL,
+            meta TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX attachments_by_message ON attachments (message_id);
+        CREATE INDEX attachments_by_conversation ON attachments (conversation_id);
+        """,
+    )
+
+
 @migration("0011_chunk_listings")
 def chunk_listings(conn: sqlite3.Connection) -> None:
     """`chunks.listing`: 1 for a table of contents or an index (`lib/documents/listings.py`),

@@ -1,6 +1,6 @@
 """The files of a move: every file a row names, into the target's blob store by its key.
 
-Image rows store their file's and thumbnail's keys (paths relative to the data
+Image and attachment rows store their files' keys (paths relative to the data
 directory); a document row's `stored_as` is its key, or, in rows from before the store
 layer (no "/"), a name in `documents/<sha256(workspace)[:32]>/`. With PARLEY_BLOB_STORE
 =local the target reads the files where they are, so they are checked, not copied.
@@ -25,7 +25,12 @@ def file_keys(run: Run) -> list[str]:
         "SELECT file FROM images UNION SELECT thumb FROM images WHERE thumb IS NOT NULL"
     ).fetchall()
     documents = run.source.execute("SELECT workspace, stored_as FROM documents").fetchall()
-    return sorted({r[0] for r in images} | {document_key(ws, name) for ws, name in documents})
+    attached = run.source.execute(
+        "SELECT blob FROM attachments UNION SELECT thumb FROM attachments WHERE thumb IS NOT NULL "
+        "UNION SELECT sent FROM attachments WHERE sent IS NOT NULL"
+    ).fetchall()
+    named = {r[0] for r in images} | {r[0] for r in attached}
+    return sorted(named | {document_key(ws, name) for ws, name in documents})
 
 
 def copy_files(run: Run) -> Sums:
