@@ -84,9 +84,11 @@ def navigation(pages: Sequence[st.Page]) -> st.Page:
 def guard() -> None:
     """The first line of every page: no page runs for a session that has not passed the gate.
 
-    Normally a no-op, since Home.py's navigation offers no pages before the gate. But a
-    freshly started Streamlit serves its first request in the old `pages/` directory mode,
-    which runs the page script without Home.py: send such a session to Home.py, the gate.
+    A no-op while Home.py's navigation is the only way in: it offers no pages before the
+    gate. The page scripts live in `app_pages/`, not `pages/`, because a `pages/` directory
+    put a freshly started Streamlit in its old directory mode, which ran a page script
+    without Home.py; should a page script ever run that way again, this sends the session
+    to Home.py, the gate.
     """
     try:
         workspace()

@@ -45,12 +45,20 @@ def _conversation_key(kind: str) -> str:
 
 
 def conversation_id(kind: str = "chat") -> str | None:
-    """The open conversation, from the session or else from the URL."""
-    cid = get(_conversation_key(kind))
-    if cid is None:
-        cid = st.query_params.get("c")
-        if cid:
-            put(_conversation_key(kind), cid)
+    """The page's open conversation, and the URL made to name it.
+
+    The URL's `?c=` wins when it has one (a pasted link, Back and Forward); else the one
+    this session last opened on this kind of page, written back into the URL. Switching
+    pages clears Streamlit's query string, so without that write-back `/?c=…` became `/`
+    after a visit to another page, and a reload opened a blank new chat.
+    """
+    key = _conversation_key(kind)
+    cid = st.query_params.get("c") or get(key)
+    if cid != get(key):
+        put(key, cid)
+        put("window", DEFAULT_WINDOW)
+    if cid and st.query_params.get("c") != cid:
+        st.query_params["c"] = cid
     return cid
 
 

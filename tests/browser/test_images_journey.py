@@ -56,8 +56,7 @@ def tiles(page: Page):  # noqa: ANN201 - a Playwright Locator
 
 
 def goto_images(page: Page) -> None:
-    # Through the navigation, as a user would: a fresh server answers a first direct
-    # /images request in Streamlit's old pages/ mode, without Home.py.
+    # Through the navigation, as a user would.
     goto(page, "Images")
 
 

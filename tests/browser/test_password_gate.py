@@ -54,8 +54,8 @@ def test_the_gate_hides_everything_and_wrong_passwords_slow_down(
     conv = store.create(model="gpt-5-mini", title=f"Plans for {secret}")
     store.add_message(conv.id, Message("user", f"About {secret}"))
 
-    # The server's very first request is a page URL with a conversation id: Streamlit's
-    # pages/-directory mode would run that page without Home.py; it must still be gated.
+    # The server's very first request is a page URL with a conversation id: it is gated
+    # like any other (with a pages/ directory, Streamlit once ran it without Home.py).
     page = sessions.open(f"{app.url}/chat?c={conv.id}")
     assert_gated(page, secret)
     for path in ("/images", "/documents", f"/?c={conv.id}"):
