@@ -10,11 +10,12 @@ import pytest
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from lib.conversations import ConversationStore
+from lib.conversations import ConversationStore, Message
 from lib.documents.chunking import split_pages
 from lib.documents.extract import open_document
 from lib.documents.library import DocumentLibrary
 from lib.store.backend import Backend
+from lib.ui import documents_chat as answers
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
 
@@ -318,3 +319,23 @@ def test_a_server_without_embeddings_says_so_up_front_and_searches_by_keyword(
     ask(at, "Where do herons nest?")
     assert not openai_server.requests_to("/embeddings")[1:]  # only the capability probe
     assert "keyword search only" in captions(at)
+
+
+@pytest.mark.parametrize(
+    ("role", "meta", "cost", "expected"),
+    [
+        # An answer saved before answers said why: its mode and cost still show.
+        ("assistant", {"rag": {"mode": "whole", "sources": 3}}, None,
+         "Whole documents: 3 pages sent in full · cost unknown"),
+        ("assistant", {"rag": {"mode": "retrieval", "search": "keyword", "sources": 2,
+                               "reason": "this conversation always sends passages"},
+                       "context": {"sources": 812}}, 0.0014,
+         "Retrieval: 2 passages (keyword search only) · why: this conversation always sends "
+         "passages · cost $0.0014, 812 tokens of sources"),
+        ("assistant", {}, 0.001, None),  # a chat reply, not a document answer
+        ("user", {"rag": {"mode": "whole", "sources": 3}}, None, None),
+    ],
+)  # fmt: skip
+def test_the_line_under_an_answer(role: str, meta: dict, cost: float | None, expected) -> None:  # noqa: ANN001
+    message = Message(role=role, content="An answer [1].", meta=meta, cost=cost)
+    assert answers.mode_line(message) == expected

@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 KIND = "documents"
 REWRITE_HISTORY = 6  # messages of history the rewriter sees
 # Documents this small go whole: retrieval's 6 passages of up to 400 tokens are 2,400
-# tokens, so whole documents cost at most 1.7 times that and every page is seen; the
-# 75,000 tokens of three manuals cost 31 times as much (measured: $0.056 against $0.0014).
+# tokens, so whole documents cost at most 1.7 times that and every page is seen. Three
+# manuals' 75,000 tokens are 31 times as many (measured: $0.056 a question against $0.0014).
 SMALL_WHOLE_TOKENS = 4_000
 _SUMMARY = re.compile(r"\b(summar\w*|overview|outline|tl;?dr)\b", re.IGNORECASE)
 MAX_QUESTION_CHARS = 1000

@@ -89,7 +89,8 @@ def mode_line(message: Message) -> str | None:
         parts.append(f"why: {info['reason']}")
     sources = (message.meta.get("context") or {}).get("sources")
     tokens = f", {sources:,} tokens of sources" if sources else ""
-    parts.append(f"cost {money(message.cost)}{tokens}")
+    cost = money(message.cost)  # "cost unknown" when the model has no price
+    parts.append(f"{cost if message.cost is None else f'cost {cost}'}{tokens}")
     return " · ".join(parts)
 
 
