@@ -131,7 +131,7 @@ def _chatgpt_message(node_id: str, message: Any, parent: str | None) -> Imported
     if not text and not files:
         return None
     return ImportedMessage(
-        key=str(message.get("id") or node_id),
+        key=str(node_id),  # what children name as their parent (the message's id may differ)
         parent=parent,
         role=role,
         content=text,
