@@ -178,6 +178,10 @@ def test_a_split_is_told_in_the_files_report(
     assert [len(s) for s in sent(openai_server)][:3] == [8, 4, 4]
     assert any("8 chunks timed out, sending 4 at a time" in e.message for e in events)
     assert "The embeddings server timed out 1 time" in " ".join(report.notes)
+    # Re-indexed from the cache, with the same embedder: nothing timed out this time.
+    again = Ingestor(library, emb, limit_bytes=1 << 30).reindex(report.document_id)
+    assert again.status == "indexed" and again.cached == report.chunks
+    assert not [n for n in again.notes if "timed out" in n]
 
 
 def _tick(events: list[Progress]) -> Callable[[str, int, int, str, float], None]:

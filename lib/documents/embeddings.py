@@ -214,6 +214,7 @@ class Embedder:
         found = self.cache.get(self.model, hashes) if self.cache else {}
         missing = [i for i, h in enumerate(hashes) if h not in found]
         cached = self.last_cached = total - len(missing)
+        self.last_splits = 0
         report = progress or (lambda _p: None)
         report(EmbedProgress(cached, total, cached))
         if missing:
@@ -233,7 +234,7 @@ class Embedder:
         """Embed `texts[i]` for i in `missing` into `found`, batch by batch (see BatchSizer)."""
         counts = [tokens[i] if tokens else count_tokens(texts[i]) for i in missing]
         total, cached = len(texts), len(texts) - len(missing)
-        self.last_splits, in_a_row, start = 0, 0, 0
+        in_a_row, start = 0, 0
         while start < len(missing):
             if cancelled():
                 raise IngestCancelled("Indexing was cancelled.")
