@@ -16,6 +16,7 @@ from collections.abc import Callable
 import docx
 import pptx
 import xlsxwriter
+from docx.enum.style import WD_STYLE_TYPE
 from docx.opc.constants import RELATIONSHIP_TYPE as RT
 from msoffcrypto.format.ooxml import OOXMLFile
 from pptx.util import Inches
@@ -56,6 +57,24 @@ def docx_file(remote: str = "http://127.0.0.1:9/never.png", *, empty: bool = Fal
     # `remote`.
     document.part.relate_to(remote, RT.IMAGE, is_external=True)
     document.part.relate_to(remote + "?link", RT.HYPERLINK, is_external=True)
+    return _save(document)
+
+
+def docx_styled() -> bytes:
+    """Headings as Word users make them: "Title", a custom style based on "Heading 1",
+    one based on that, and a paragraph naming a style the file does not define."""
+    document = docx.Document()
+    chapter = document.styles.add_style("Chapter", WD_STYLE_TYPE.PARAGRAPH)
+    chapter.base_style = document.styles["Heading 1"]
+    part = document.styles.add_style("Part of a chapter", WD_STYLE_TYPE.PARAGRAPH)
+    part.base_style = document.styles["Heading 2"]
+    document.add_paragraph("River birds", style="Title")
+    document.add_paragraph("An introduction.")
+    document.add_paragraph("Herons", style="Chapter")
+    document.add_paragraph(HERON)
+    document.add_paragraph("Feeding", style="Part of a chapter")
+    stray = document.add_paragraph("Herons stand still in shallow water.")
+    stray._p.style = "NoSuchStyle"  # Word reads it in the default style: body text
     return _save(document)
 
 

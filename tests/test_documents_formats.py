@@ -64,6 +64,11 @@ READS: list[tuple[str, Make, str, str, list[tuple[str, list[str]]]]] = [
                                 "Bird: Little egret; Wingspan: 95 cm"]),
         ("§ Kingfishers", ["The kingfisher dives from a perch above the stream."]),
     ]),
+    ("styled.docx", samples.docx_styled, "docx", "python-docx", [
+        ("§ River birds", ["River birds\nAn introduction."]),
+        ("§ Herons", ["Herons\n" + samples.HERON]),  # based on Heading 1: a sibling of Title
+        ("§ Herons › Feeding", ["Feeding\nHerons stand still in shallow water."]),
+    ]),
     ("survey.pptx", samples.pptx_file, "pptx", "python-pptx", [
         ("slide 1", ["Spring survey\nCount the nests\nNote the weather\n"
                      "Notes: Start at the bridge."]),

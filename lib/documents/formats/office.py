@@ -4,7 +4,11 @@ Libraries, and why:
 - python-docx (MIT, maintained, 1.2 in 2025; 2.9 MB, over lxml) resolves styles, so a
   heading is a paragraph whose style is, or is based on, "Heading n" or "Title": Word
   writes those built-in names in English whatever the interface language. Its
-  `iter_inner_content` gives paragraphs and tables in reading order. What it gets wrong:
+  `iter_inner_content` gives paragraphs and tables in reading order. Its
+  `paragraph.style` looks for the default style among all of them on every unstyled
+  paragraph, 2 ms a paragraph, so heading levels are resolved once per style id here
+  (a 20 MB document.xml of 90,000 paragraphs: 186 s before, 15.5 s after, most of it
+  python-docx compiling an XPath per paragraph for its text). What it gets wrong:
   text in text boxes, footnotes, comments, headers and footers, and inside content
   controls at the top level (where Word keeps its generated table of contents, which
   retrieval is better without) is not read. docx2python reads more of those but loses
@@ -25,7 +29,10 @@ import io
 from collections.abc import Iterator
 
 import docx
+import docx.document
 import pptx
+from docx.enum.style import WD_STYLE_TYPE
+from docx.styles.style import BaseStyle
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 from pptx.enum.shapes import MSO_SHAPE_TYPE
@@ -52,23 +59,44 @@ def open_docx(name: str, data: bytes) -> Opened:
     archive.open_zip(name, data, "a Word document").close()
     try:
         document = docx.Document(io.BytesIO(data))
-        blocks = list(_docx_blocks(document.iter_inner_content()))
+        levels = _heading_levels(document)
+        blocks = list(_docx_blocks(document.iter_inner_content(), levels))
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml's, zipfile's
         raise damaged(name, "a Word document", exc) from exc
     return opened(name, "docx", "python-docx", sections(blocks), "")
 
 
-def _docx_blocks(content: Iterator[Paragraph | Table]) -> Iterator[Block]:
+def _docx_blocks(content: Iterator[Paragraph | Table], levels: _Levels) -> Iterator[Block]:
+    by_id, default = levels
     for item in content:
         if isinstance(item, Paragraph):
-            yield Block(item.text, _heading_level(item))
+            # The style id straight from <w:pStyle>: python-docx's `paragraph.style` scans
+            # every style for the default on each unstyled paragraph (2 ms a paragraph
+            # here: 186 s for a 20 MB document.xml of 90,000 paragraphs).
+            style_id = item._p.style  # noqa: SLF001 - CT_P's own pStyle value
+            yield Block(item.text, by_id.get(style_id, default) if style_id else default)
         else:
             rows = [_row_cells(row) for row in item.rows]
             yield from (Block(line) for line in table_lines(rows))
 
 
-def _heading_level(paragraph: Paragraph) -> int:
-    style = paragraph.style
+_Levels = tuple[dict[str, int], int]  # heading level by paragraph style id, and the default's
+
+
+def _heading_levels(document: docx.document.Document) -> _Levels:
+    """Each paragraph style's heading level (0: body text), resolved once per document;
+    a paragraph naming a style that is not defined gets the default style, as in Word."""
+    by_id = {
+        style.style_id: _heading_level(style)
+        for style in document.styles
+        if style.type == WD_STYLE_TYPE.PARAGRAPH
+    }
+    default = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+    return by_id, _heading_level(default) if default is not None else 0
+
+
+def _heading_level(style: BaseStyle | None) -> int:
+    """1-9 for a style that is, or is based on, "Title" or "Heading n"."""
     for _ in range(10):  # a style's base chain; Word caps it well below this
         if style is None:
             return 0
