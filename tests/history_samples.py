@@ -173,7 +173,7 @@ def librechat_export(*, tree: bool) -> dict:
     return data
 
 
-def write_big_chatgpt(path: Path, conversations: int, turns: int = 4) -> Path:
+def write_big_chatgpt(path: Path, conversations: int, turns: int = 4, words: int = 8) -> Path:
     """A ChatGPT zip of `conversations` conversations, written as it goes (bench, tests)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         with archive.open("conversations.json", "w", force_zip64=True) as f:
@@ -181,6 +181,7 @@ def write_big_chatgpt(path: Path, conversations: int, turns: int = 4) -> Path:
             for n in range(conversations):
                 if n:
                     f.write(b",")
-                f.write(json.dumps(simple_chatgpt(f"big-{n}", f"Chat {n}", turns)).encode())
+                conv = simple_chatgpt(f"big-{n}", f"Chat {n}", turns, words)
+                f.write(json.dumps(conv).encode())
             f.write(b"]")
     return path

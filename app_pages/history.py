@@ -1,0 +1,12 @@
+"""History: bring conversations in from ChatGPT, Open WebUI, LibreChat or Parley."""
+
+import streamlit as st
+
+from lib.ui import auth, clients, history_view, sidebar
+
+auth.guard()
+current = sidebar.connection()
+store = clients.store(current)
+
+st.title("History")
+history_view.importer(store)

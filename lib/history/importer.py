@@ -1,0 +1,192 @@
+"""Importing an export into a workspace: each conversation whole or not at all, and once.
+
+`Importer.run(path)` reads the export (`lib/history/archive.py`) a conversation at a time
+and, for each, in one transaction: creates the conversation with the source's title,
+model, system prompt and times, adds its messages parent before child (branches become
+Parley's branches, the source's shown path the one shown here), and records it in the
+import ledger. A conversation already in the ledger (the same app, the same id in that
+app and the same content fingerprint; the fingerprint alone where the app gives no id) is
+skipped, so a second import of the same file adds nothing; one that changed since (a chat
+continued after the last export) comes in again, as a new conversation beside the old.
+
+The report counts what was imported, skipped and failed, with each failure's reason; an
+export from which nothing could be imported says why, never a bare success. Progress is
+the share of the export's JSON read; `cancelled()` is asked between conversations, and
+what was imported before stays, each conversation whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib.conversation import Message
+from lib.conversations import ConversationStore
+from lib.errors import ImportCancelled, UnreadableExport
+from lib.history.archive import Export, Failure
+from lib.history.model import ImportedConversation
+from lib.store.base import WorkspaceStore
+
+APP_NAMES = {"chatgpt": "ChatGPT", "openwebui": "Open WebUI", "librechat": "LibreChat",
+             "parley": "Parley"}  # fmt: skip
+DEFAULT_MODEL = "imported"  # a conversation whose export names no model
+
+
+@dataclass
+class ImportReport:
+    name: str
+    imported: list[str] = field(default_factory=list)  # conversation ids, in order
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    branched: int = 0  # imported with more than one branch
+    apps: dict[str, int] = field(default_factory=dict)
+    missing_files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cancelled: bool = False
+
+    def lines(self) -> list[str]:
+        """The report as sentences, most important first."""
+        n = len(self.imported)
+        where = ", ".join(f"{APP_NAMES.get(a, a)}: {k:,}" for a, k in self.apps.items())
+        out = [f"{n:,} conversation{'s' if n != 1 else ''} imported from {self.name}"
+               + (f" ({where})" if where else "") + "."]  # fmt: skip
+        if self.skipped:
+            out.append(f"{self.skipped:,} skipped: already imported.")
+        if self.failed:
+            out.append(f"{len(self.failed):,} could not be imported:")
+            out += [f"  {where}: {reason}" for where, reason in self.failed[:20]]
+            if len(self.failed) > 20:
+                out.append(f"  …and {len(self.failed) - 20:,} more.")
+        if self.branched:
+            out.append(f"{self.branched:,} kept their branches (edited questions, regenerated "
+                       "replies); the path each app showed is the one shown.")  # fmt: skip
+        if self.missing_files:
+            names = ", ".join(self.missing_files[:10])
+            more = (
+                f" and {len(self.missing_files) - 10:,} more"
+                if len(self.missing_files) > 10
+                else ""
+            )
+            out.append(f"Files the messages refer to but the export does not hold: {names}{more}.")
+        if self.cancelled:
+            out.append("Cancelled: the conversations above were imported whole, the rest not.")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.imported or self.skipped) and not self.cancelled
+
+
+class ImportLedger(WorkspaceStore):
+    """What was imported into this workspace, from where (the `imports` table)."""
+
+    def seen(self, app: str, source_id: str, fingerprint: str) -> bool:
+        with self._conn() as conn:
+            return (
+                conn.execute(
+                    "SELECT 1 FROM imports WHERE workspace = ? AND app = ? AND source_id = ? "
+                    "AND fingerprint = ?",
+                    (self.workspace, app, source_id, fingerprint),
+                ).fetchone()
+                is not None
+            )
+
+    def record(self, app: str, source_id: str, fingerprint: str, conversation_id: str) -> None:
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO imports (workspace, app, source_id, fingerprint, conversation_id, "
+                "imported_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.workspace, app, source_id, fingerprint, conversation_id, time.time()),
+            )
+
+
+class Importer:
+    def __init__(
+        self,
+        store: ConversationStore,
+        *,
+        progress: Callable[[float, str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        self.store = store
+        self.ledger = ImportLedger(store.backend, store.workspace)
+        self.progress = progress or (lambda share, text: None)
+        self.cancelled = cancelled or (lambda: False)
+        self.report: ImportReport | None = None  # the running import's, as it goes
+
+    def run(self, path: Path, name: str | None = None) -> ImportReport:
+        """Import every conversation of the export at `path`. Raises UnreadableExport when
+        the file itself is not an export (nothing is imported then)."""
+        report = self.report = ImportReport(name or path.name)
+        started = time.monotonic()
+        try:
+            with Export(path, report.name) as export:
+                for item in export.items():
+                    if self.cancelled():
+                        raise ImportCancelled("Import cancelled.")
+                    self._one(export, item, report)
+                    share = export.done / export.total if export.total else 1.0
+                    self.progress(min(share, 1.0), f"{len(report.imported):,} imported")
+        except ImportCancelled:
+            report.cancelled = True
+        except UnreadableExport as exc:
+            if not (report.imported or report.skipped):
+                raise
+            report.failed.append((report.name, str(exc)))  # read up to a damaged part
+        report.seconds = time.monotonic() - started
+        if not (report.imported or report.skipped or report.cancelled):
+            reasons = "; ".join(reason for _, reason in report.failed[:3])
+            raise UnreadableExport(f"Nothing was imported from {report.name}: {reasons}")
+        return report
+
+    def _one(
+        self, export: Export, item: ImportedConversation | Failure, report: ImportReport
+    ) -> None:
+        if isinstance(item, Failure):
+            report.failed.append((item.where, item.reason))
+            return
+        fingerprint = item.fingerprint()
+        if self.ledger.seen(item.app, item.source_id, fingerprint):
+            report.skipped += 1
+            return
+        with self.store.backend.transaction():  # the conversation whole, or nothing
+            cid = self._write(export, item, report)
+            self.ledger.record(item.app, item.source_id, fingerprint, cid)
+        report.imported.append(cid)
+        report.apps[item.app] = report.apps.get(item.app, 0) + 1
+        report.branched += item.branched()
+
+    def _write(self, export: Export, item: ImportedConversation, report: ImportReport) -> str:
+        model = item.model or next((m.model for m in item.messages if m.model), None)
+        conv = self.store.create(
+            model=model or DEFAULT_MODEL,
+            system_prompt=item.system_prompt,
+            title=item.title,
+            created_at=item.created_at,
+        )
+        ids: dict[str, int] = {}
+        shown = {m.key for m in item.path()}
+        leaf = None
+        for m in item.messages:
+            meta = {"imported_from": item.app}
+            if m.files:
+                meta["files"] = m.files
+                missing = [f for f in m.files if export.file(f) is None]
+                report.missing_files += missing
+            message = Message(
+                m.role,
+                m.content,
+                model=m.model if m.role == "assistant" else None,
+                meta=meta,
+                created_at=m.created_at or item.created_at or time.time(),
+            )
+            parent = ids.get(m.parent) if m.parent is not None else None
+            saved = self.store.add_message(conv.id, message, parent=parent)
+            ids[m.key] = saved.id
+            if m.key in shown:
+                leaf = saved.id
+        self.store.set_leaf(conv.id, leaf)
+        self.store.restamp(conv.id, item.updated_at or item.created_at)
+        return conv.id

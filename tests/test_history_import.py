@@ -1,0 +1,200 @@
+"""Importing exports into a workspace (lib/history/importer.py), on both backends: every
+app's conversations come in with their titles, times, models and branches; a second
+import adds nothing; a conversation goes in whole or not at all; the report is honest;
+Cancel keeps what was imported whole; nothing already in the workspace is touched by a
+bad file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lib.conversations import ConversationStore
+from lib.errors import UnreadableExport
+from lib.history import importer as importer_module
+from lib.history.importer import Importer
+from lib.store.backend import Backend
+from tests import history_samples as samples
+
+
+@pytest.fixture
+def store(backend: Backend) -> ConversationStore:
+    return ConversationStore(backend, "alice")
+
+
+def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def everything(tmp_path: Path) -> list[Path]:
+    return [
+        write(tmp_path, "chatgpt.zip", samples.chatgpt_zip(
+            [samples.chatgpt_conversation(), samples.simple_chatgpt("s1", "Plain")], split=1)),
+        write(tmp_path, "openwebui.json", json.dumps(samples.openwebui_export())),
+        write(tmp_path, "librechat.json", json.dumps(samples.librechat_export(tree=True))),
+    ]  # fmt: skip
+
+
+def test_every_app_comes_in_with_titles_times_models_and_branches(store, tmp_path) -> None:
+    reports = [Importer(store).run(p) for p in everything(tmp_path)]
+    assert [len(r.imported) for r in reports] == [2, 1, 1]
+    assert reports[0].apps == {"chatgpt": 2} and reports[0].branched == 1
+    titles = {c.title: c for c in store.list()}
+    assert set(titles) == {"Herons", "Plain", "Rowing", "River birds"}
+    herons = titles["Herons"]
+    assert herons.created_at == samples.T0 and herons.updated_at == samples.T0 + 7
+    shown = store.path(herons.id)
+    assert [(m.role, m.content) for m in shown] == [
+        ("user", "Where do grey herons nest? See:"), ("assistant", "In tall trees by rivers."),
+        ("user", "And in spring?"), ("assistant", "Yes, every spring."),
+    ]  # fmt: skip
+    assert shown[-1].model == "gpt-4o-mini" and shown[0].created_at == samples.T0 + 3
+    # The edited question's first version is a sibling, one switch away.
+    siblings = store.siblings(herons.id, shown)
+    assert len(siblings[shown[0].id]) == 2 and siblings[shown[0].id].index == 1
+    rowing = titles["Rowing"]
+    assert rowing.system_prompt == "Answer briefly." and rowing.model == "llama3"
+    assert store.path(rowing.id)[-1].content == "Someone who sculls a boat."
+    assert "Files the messages refer to" not in " ".join(reports[0].lines())  # the PNG is there
+
+
+def test_importing_the_same_files_again_adds_nothing(store, tmp_path) -> None:
+    paths = everything(tmp_path)
+    for path in paths:
+        Importer(store).run(path)
+    before = sorted((c.id, c.title) for c in store.list())
+    again = [Importer(store).run(p) for p in paths]
+    assert [(len(r.imported), r.skipped) for r in again] == [(0, 2), (0, 1), (0, 1)]
+    assert "2 skipped: already imported." in again[0].lines()
+    assert sorted((c.id, c.title) for c in store.list()) == before
+
+
+def test_another_workspace_imports_its_own_copy(backend, tmp_path) -> None:
+    path = everything(tmp_path)[1]
+    alice, bob = ConversationStore(backend, "alice"), ConversationStore(backend, "bob")
+    Importer(alice).run(path)
+    assert len(Importer(bob).run(path).imported) == 1
+    assert [c.title for c in bob.list()] == ["Rowing"]
+
+
+def test_a_conversation_goes_in_whole_or_not_at_all(store, tmp_path, monkeypatch) -> None:
+    real = ConversationStore.add_message
+    calls = {"n": 0}
+
+    def flaky(self, cid, message, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 6:  # the 2nd conversation's 2nd message (the first has 4)
+            raise OSError("disk gone")
+        return real(self, cid, message, **kwargs)
+
+    monkeypatch.setattr(ConversationStore, "add_message", flaky)
+    convs = [samples.simple_chatgpt(f"s{n}", f"Chat {n}") for n in range(3)]
+    path = write(tmp_path, "c.json", json.dumps(convs))
+    with pytest.raises(OSError):
+        Importer(store).run(path)
+    assert [c.title for c in store.list()] == ["Chat 0"]  # nothing of Chat 1 is left
+    monkeypatch.setattr(ConversationStore, "add_message", real)
+    report = Importer(store).run(path)  # and the rest comes in on the next try
+    assert (len(report.imported), report.skipped) == (2, 1)
+    assert sorted(c.title for c in store.list()) == ["Chat 0", "Chat 1", "Chat 2"]
+
+
+def test_cancel_keeps_what_was_imported_whole(store, tmp_path) -> None:
+    path = write(
+        tmp_path,
+        "c.json",
+        json.dumps([samples.simple_chatgpt(f"s{n}", f"Chat {n}", words=2000) for n in range(10)]),
+    )  # fmt: skip; big enough that reading it takes several of ijson's buffers
+    seen: list[float] = []
+    report = Importer(
+        store, progress=lambda share, text: seen.append(share), cancelled=lambda: len(seen) >= 3
+    ).run(path)
+    assert report.cancelled and len(report.imported) == 3 and not report.ok
+    assert [len(store.path(cid)) for cid in report.imported] == [4, 4, 4]
+    assert seen == sorted(seen) and 0 < seen[-1] < 1
+    assert "Cancelled" in report.lines()[-1]
+
+
+def test_failures_are_counted_with_reasons_beside_what_came_in(store, tmp_path) -> None:
+    good = samples.simple_chatgpt("ok", "Fine")
+    path = write(tmp_path, "c.json", json.dumps([good, {"mapping": {}}, {"x": 1}]))
+    report = Importer(store).run(path)
+    assert len(report.imported) == 1 and len(report.failed) == 2
+    text = "\n".join(report.lines())
+    assert "1 conversation imported from c.json (ChatGPT: 1)." in text
+    assert "2 could not be imported:" in text and "c.json #2" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (json.dumps([{"x": 1}, {"mapping": {}}]), "Nothing was imported from bad.json"),
+        (samples.zip_bytes({"notes.txt": "hi"}), "holds no conversations"),
+        (b"\x00\x01 not json", "not an export"),
+    ],
+    ids=["nothing importable", "zip of other files", "binary"],
+)
+def test_a_bad_file_touches_nothing_already_there(store, tmp_path, data, message) -> None:
+    mine = store.create(model="gpt-4o", title="Mine")
+    path = write(tmp_path, "bad.json", data)
+    with pytest.raises(UnreadableExport, match=message):
+        Importer(store).run(path)
+    assert [(c.id, c.title) for c in store.list()] == [(mine.id, "Mine")]
+
+
+def test_files_the_export_lacks_are_listed_by_name(store, tmp_path) -> None:
+    conv = samples.chatgpt_conversation()
+    path = write(tmp_path, "conversations.json", json.dumps([conv]))  # no zip: no files
+    report = Importer(store).run(path)
+    assert "Files the messages refer to but the export does not hold: file-Heron1." in (
+        report.lines()
+    )
+
+
+def test_a_parley_export_round_trips(store, tmp_path) -> None:
+    from lib import export
+
+    Importer(store).run(everything(tmp_path)[0])
+    herons = next(c for c in store.list() if c.title == "Herons")
+    data = export.to_json(herons, store.path(herons.id))
+    other = ConversationStore(store.backend, "bob")
+    report = Importer(other).run(write(tmp_path, "parley.json", data))
+    assert len(report.imported) == 1
+    copy = other.list()[0]
+    assert [m.content for m in other.path(copy.id)] == [m.content for m in store.path(herons.id)]
+    assert copy.title == "Herons" and importer_module.APP_NAMES["parley"] == "Parley"
+
+
+def test_the_terminal_imports_and_reports(backend, data_dir, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.waits import WAIT
+
+    path = everything(tmp_path)[0]
+    env = {**os.environ, "PARLEY_DATA_DIR": str(data_dir), "HOME": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # fmt: skip
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lib.cli", "import", str(path)],
+            capture_output=True, text=True, env=env, timeout=WAIT,
+        )  # fmt: skip
+
+    first, second = run(), run()
+    assert first.returncode == 0, first.stderr
+    assert "2 conversations imported from chatgpt.zip (ChatGPT: 2)." in first.stdout
+    assert "0 conversations imported" in second.stdout and "2 skipped" in second.stdout
+    local = ConversationStore(backend, "local")
+    assert sorted(c.title for c in local.list()) == ["Herons", "Plain"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "lib.cli", "import", str(write(tmp_path, "x.json", "{}"))],
+        capture_output=True, text=True, env=env, timeout=WAIT,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "not an export" in (bad.stderr + bad.stdout)
+    assert "Traceback" not in bad.stderr
