@@ -1,0 +1,115 @@
+"""Everything in a workspace as one zip, which Parley's own importer reads back.
+
+    manifest.json                  what is inside, and when it was made
+    conversations/<id>.json        each conversation whole: its tree (lib/export.py's JSON)
+    markdown/<title>-<id8>.md      each conversation's path shown, to read anywhere
+    documents/<id8>-<name>         the files uploaded to the Documents page, as uploaded
+    images/<name>                  the generated images
+
+The zip is written to a temporary file beside the target and renamed into place when
+complete, so a full disk or a crash never leaves a half export under the final name. It
+is written a member at a time (a conversation, a file), so memory holds one of them.
+Names inside come from generated ids; a title or file name only follows the id, cleaned
+to letters, digits and dashes, so no member can point outside the archive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lib import export
+from lib.conversations import ConversationStore
+from lib.store.backend import Backend
+
+FORMAT = 1
+
+
+@dataclass
+class WorkspaceExport:
+    path: Path
+    conversations: int
+    documents: int
+    images: int
+    bytes: int
+    seconds: float
+
+    def line(self) -> str:
+        return (
+            f"Exported {self.conversations:,} conversations, {self.documents:,} documents and "
+            f"{self.images:,} images to {self.path.name} ({self.bytes / 1_048_576:.1f} MB)."
+        )
+
+
+def _clean(name: str, limit: int = 60) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:limit]
+    return stem or "file"
+
+
+def export_workspace(
+    backend: Backend,
+    workspace: str,
+    target: Path,
+    *,
+    progress: Callable[[float, str], None] | None = None,
+) -> WorkspaceExport:
+    from lib.documents.library import DocumentLibrary  # the documents stack: only here
+    from lib.gallery import ImageStore
+
+    started = time.monotonic()
+    tell = progress or (lambda share, text: None)
+    store = ConversationStore(backend, workspace)
+    library = DocumentLibrary(backend, workspace)
+    gallery = ImageStore(backend, workspace)
+    conversations = store.list(limit=10**9)
+    documents = library.list()
+    image_count = gallery.count()
+    total = max(1, len(conversations) + len(documents) + image_count)
+    partial = target.with_name(f".{target.name}.partial")
+    done = 0
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for conv in conversations:
+                tree = store.all_messages(conv.id)
+                archive.writestr(f"conversations/{conv.id}.json", export.to_json(conv, tree))
+                md = export.to_markdown(conv, store.path(conv.id))
+                stem = export.filename(conv, "md")[: -len(".md")]
+                archive.writestr(f"markdown/{_clean(stem)}-{conv.id[:8]}.md", md)
+                done += 1
+                tell(done / total, f"{done:,} of {total:,}")
+            for doc in documents:
+                data = library.read_file(doc)
+                archive.writestr(f"documents/{doc.id[:8]}-{_clean(doc.name)}", data)
+                done += 1
+                tell(done / total, f"{done:,} of {total:,}")
+            offset = 0
+            while True:
+                page = gallery.list(limit=100, offset=offset)
+                if not page:
+                    break
+                for image in page:
+                    if gallery.has_file(image):
+                        archive.writestr(f"images/{image.download_name()}", gallery.read(image))
+                    done += 1
+                    tell(min(done / total, 1.0), f"{done:,} of {total:,}")
+                offset += len(page)
+            archive.writestr("manifest.json", json.dumps({
+                "parley_workspace": FORMAT,
+                "exported_at": time.time(),
+                "conversations": len(conversations),
+                "documents": len(documents),
+                "images": image_count,
+            }, indent=2))  # fmt: skip
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return WorkspaceExport(
+        target, len(conversations), len(documents), image_count, target.stat().st_size,
+        time.monotonic() - started,
+    )  # fmt: skip
