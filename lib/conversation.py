@@ -81,11 +81,13 @@ class Conversation:
     kind: str = "chat"
     created_at: float = 0.0
     updated_at: float = 0.0
+    pinned: bool = False  # kept at the top of the conversation list
 
     @classmethod
     def from_row(cls, row: Any) -> Conversation:
         data = dict(row)
         data["params"] = ChatParams.from_dict(json.loads(data["params"] or "{}"))
+        data["pinned"] = bool(data.get("pinned"))  # SQLite stores 0 or 1
         return cls(**data)
 
 

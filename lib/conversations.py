@@ -38,7 +38,7 @@ SNIPPET_WORDS = 12
 
 _CONVERSATION_COLUMNS = ", ".join(
     ["id", "workspace", "kind", "title", "model", "system_prompt", "params"]
-    + ["created_at", "updated_at"]
+    + ["created_at", "updated_at", "pinned"]
 )
 _MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "id"]
 _INSERT_MESSAGE = (
@@ -115,7 +115,7 @@ class ConversationStore(WorkspaceStore):
         with self._conn() as conn:
             conn.execute(
                 f"INSERT INTO conversations ({_CONVERSATION_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     conv.id,
                     self.workspace,
@@ -126,6 +126,7 @@ class ConversationStore(WorkspaceStore):
                     json.dumps(asdict(conv.params)),
                     now,
                     now,
+                    False,
                 ),
             )
         return conv
@@ -144,13 +145,13 @@ class ConversationStore(WorkspaceStore):
         return Conversation.from_row(row)
 
     def list(self, *, kind: str | None = None, limit: int = 200) -> list[Conversation]:
-        """Newest first."""
+        """Pinned first, then newest first."""
         sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE workspace = ?"
         args: list[Any] = [self.workspace]
         if kind:
             sql += " AND kind = ?"
             args.append(kind)
-        sql += " ORDER BY updated_at DESC LIMIT ?"
+        sql += " ORDER BY pinned DESC, updated_at DESC LIMIT ?"
         with self._conn() as conn:
             rows = conn.execute(sql, [*args, limit]).fetchall()
         return [Conversation.from_row(r) for r in rows]
@@ -232,6 +233,10 @@ class ConversationStore(WorkspaceStore):
             )
         if cur.rowcount == 0:
             raise NotFoundError("Conversation not found.")
+
+    def set_pinned(self, conversation_id: str, pinned: bool) -> None:
+        """Pin to the top of the list, or unpin; not a use, so its place by date stays."""
+        self._update(conversation_id, touch=False, pinned=pinned)
 
     def delete(self, conversation_id: str) -> None:
         """Delete the conversation; its messages and attachments go with it (ON DELETE

@@ -321,6 +321,17 @@ def chunk_listings(conn: psycopg.Connection) -> None:
         conn.execute("UPDATE chunk_vectors SET listing = 1 WHERE chunk_id = ANY(%s)", (flagged,))
 
 
+@migration("0013_pinned")
+def pinned(conn: psycopg.Connection) -> None:
+    """Pinned conversations stay at the top of the list (`ConversationStore.list`); the
+    index serves its order, pinned first and then newest, one kind at a time."""
+    conn.execute("""
+        ALTER TABLE conversations ADD COLUMN pinned boolean NOT NULL DEFAULT false;
+        CREATE INDEX conversations_listed
+            ON conversations (workspace, kind, pinned DESC, updated_at DESC);
+    """)
+
+
 # Applying them
 
 

@@ -369,6 +369,20 @@ def chunk_listings(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE chunks SET listing = 1 WHERE id = ?", flagged)
 
 
+@migration("0013_pinned")
+def pinned(conn: sqlite3.Connection) -> None:
+    """Pinned conversations stay at the top of the list (`ConversationStore.list`); the
+    index serves its order, pinned first and then newest, one kind at a time."""
+    run_script(
+        conn,
+        """
+        ALTER TABLE conversations ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX conversations_listed
+            ON conversations (workspace, kind, pinned DESC, updated_at DESC);
+        """,
+    )
+
+
 # Applying them
 
 

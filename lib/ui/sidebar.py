@@ -7,12 +7,10 @@ import streamlit as st
 from lib import export
 from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
-from lib.markup import escape, escape_keeping
+from lib.markup import escape
 from lib.providers import PROVIDERS
 from lib.settings import SOURCE_LABELS, Settings
-from lib.ui import clients, state
-
-LIST_LIMIT = 50
+from lib.ui import clients, conversation_list, state
 
 
 def connection() -> Settings:
@@ -89,46 +87,10 @@ def _key_caption(current: Settings) -> str:
 
 
 def conversations(store: ConversationStore, kind: str = "chat", label: str = "chat") -> None:
-    """New, search, and the newest-first list of this workspace's conversations."""
-    sb = st.sidebar
-    if sb.button(f"New {label}", icon=":material/add:", width="stretch", key=f"new_{kind}"):
-        state.open_conversation(None, kind)
-        st.rerun()
-    query = sb.text_input(
-        "Search conversations",
-        key=f"parley.w.search.{kind}",
-        placeholder="Search messages…",
-        label_visibility="collapsed",
-        icon=":material/search:",
-    )
-    current = state.conversation_id(kind)
-    if query.strip():
-        # Only this page's kind: a document conversation never opens as a chat.
-        hits = store.search(query, kind=kind)
-        if not hits:
-            sb.caption("No matches.")
-        for hit in hits:
-            if sb.button(
-                escape(hit.title),  # a label renders Markdown, images included
-                key=f"hit_{hit.conversation_id}",
-                width="stretch",
-                help=escape_keeping(hit.snippet or "", "**") or None,  # ** marks the match
-                type="tertiary",
-            ):
-                state.open_conversation(hit.conversation_id, kind)
-                st.rerun()
-        return
-    for conv in store.list(kind=kind, limit=LIST_LIMIT):
-        selected = conv.id == current
-        if sb.button(
-            escape(conv.title),
-            key=f"conv_{conv.id}",
-            width="stretch",
-            type="secondary" if selected else "tertiary",
-            icon=":material/chat:" if selected else None,
-        ):
-            state.open_conversation(conv.id, kind)
-            st.rerun()
+    """New, search, and this workspace's conversations by date (`conversation_list`)."""
+    with st.sidebar:
+        conversation_list.show(store, kind, label)
+    conversation_list.dialogs(store, kind)
 
 
 def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat") -> None:

@@ -1,0 +1,248 @@
+"""The conversation list: New, search, then the conversations in sections by date (pinned
+first), one line each, with a menu per item (rename, pin, export, delete) and Show more.
+
+Drawn in the sidebar, and on the Chat page also in the "Chats" popover at the top, which
+is the list a phone uses: Streamlit cannot close its sidebar from Python (on a phone it
+closes only on a navigation-menu tap or a tap outside), but a popover it can, so choosing
+there closes it. Each place gets its own widget keys (`where`).
+
+A title is one line: a longer one ends in an ellipsis and shows in full on hover (a
+button that cannot wrap does both). Titles are typed or model-made text, so they are
+escaped before they reach a label, which renders Markdown.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import streamlit as st
+
+from lib import conversation_groups as groups
+from lib import export
+from lib.conversation import Conversation
+from lib.conversations import ConversationStore
+from lib.errors import ParleyError
+from lib.markup import escape, escape_keeping
+from lib.ui import state
+
+PAGE = 50  # conversations listed at first, and added by each Show more
+DIALOG = "list.dialog"  # (action, conversation id) of the open rename/export/delete dialog
+RENAME, PIN, UNPIN, EXPORT, DELETE = "rename", "pin", "unpin", "export", "delete"
+ACTION_LABELS = {
+    RENAME: ":material/edit: Rename",
+    PIN: ":material/keep: Pin",
+    UNPIN: ":material/keep_off: Unpin",
+    EXPORT: ":material/download: Export",
+    DELETE: ":material/delete: Delete",
+}
+
+
+def listed(kind: str) -> int:
+    """How many of this kind's conversations the list shows (Show more adds PAGE)."""
+    return state.get(f"listed.{kind}") or PAGE
+
+
+def show_more(kind: str) -> None:
+    state.put(f"listed.{kind}", listed(kind) + PAGE)
+
+
+def choose(cid: str | None, kind: str, popover_key: str | None = None) -> None:
+    """Open a conversation (None: a new one), closing the popover it was chosen in."""
+    state.open_conversation(cid, kind)
+    if popover_key:
+        st.session_state[popover_key] = False
+
+
+def now() -> datetime:
+    """The browser's time, so "Today" is the user's today."""
+    return datetime.now(groups.zone(st.context.timezone))
+
+
+def show(
+    store: ConversationStore,
+    kind: str = "chat",
+    label: str = "chat",
+    *,
+    where: str = "sidebar",
+    popover_key: str | None = None,
+) -> None:
+    """The whole list, into the current container (`where` names it, for the keys)."""
+    k = "" if where == "sidebar" else f"{where}."  # the sidebar's keys predate other places
+    st.button(
+        f"New {label}",
+        icon=":material/add:",
+        width="stretch",
+        key=f"{k}new_{kind}",
+        on_click=choose,
+        args=(None, kind, popover_key),
+    )
+    query = st.text_input(
+        "Search conversations",
+        key=f"parley.w.{k}search.{kind}",
+        placeholder="Search messages…",
+        label_visibility="collapsed",
+        icon=":material/search:",
+    )
+    if query.strip():
+        _search_hits(store, query, kind, k, popover_key)
+        return
+    limit = listed(kind)
+    conversations = store.list(kind=kind, limit=limit + 1)  # one more: is there more?
+    current = state.conversation_id(kind)
+    for section in groups.group(conversations[:limit], now()):
+        st.caption(section.title)
+        for conv in section.conversations:
+            _item(store, conv, conv.id == current, kind, k, popover_key)
+    if len(conversations) > limit:
+        st.button(
+            "Show more",
+            key=f"{k}more_{kind}",
+            type="tertiary",
+            icon=":material/expand_more:",
+            on_click=show_more,
+            args=(kind,),
+        )
+
+
+def _search_hits(
+    store: ConversationStore, query: str, kind: str, k: str, popover_key: str | None
+) -> None:
+    # Only this page's kind: a document conversation never opens as a chat.
+    hits = store.search(query, kind=kind)
+    if not hits:
+        st.caption("No matches.")
+    for hit in hits:
+        st.button(
+            escape(hit.title),
+            key=f"{k}hit_{hit.conversation_id}",
+            width="stretch",
+            help=escape_keeping(hit.snippet or "", "**") or None,  # ** marks the match
+            type="tertiary",
+            wrap=False,
+            on_click=choose,
+            args=(hit.conversation_id, kind, popover_key),
+        )
+
+
+def _item(
+    store: ConversationStore,
+    conv: Conversation,
+    selected: bool,
+    kind: str,
+    k: str,
+    popover_key: str | None,
+) -> None:
+    row = st.container(horizontal=True, gap="xxsmall", vertical_alignment="center")
+    row.button(
+        escape(conv.title),
+        key=f"{k}conv_{conv.id}",
+        width="stretch",
+        type="secondary" if selected else "tertiary",
+        icon=":material/keep:" if conv.pinned else None,
+        wrap=False,  # one line: an ellipsis, and the whole title on hover
+        on_click=choose,
+        args=(conv.id, kind, popover_key),
+    )
+    actions = [RENAME, UNPIN if conv.pinned else PIN, EXPORT, DELETE]
+    action = row.menu_button(
+        "",
+        actions,
+        key=f"{k}menu_{conv.id}",
+        help="Rename, pin, export or delete",
+        icon=":material/more_horiz:",
+        type="tertiary",
+        format_func=ACTION_LABELS.get,
+    )
+    if action in (PIN, UNPIN):
+        _pin(store, conv, action == PIN)
+    elif action:
+        state.put(DIALOG, (action, conv.id))  # opened by dialogs(), outside the sidebar
+
+
+def dialogs(store: ConversationStore, kind: str = "chat") -> None:
+    """The dialog an item's menu asked for, if any: called after the list, in the main area
+    (a dialog cannot open inside the sidebar), and in every run until it is done or
+    dismissed, so what was typed into it survives a rerun of the whole page."""
+    pending = state.get(DIALOG)
+    if not pending:
+        return
+    action, cid = pending
+    try:
+        conv = store.get(cid)
+    except ParleyError:
+        state.pop(DIALOG)  # deleted meanwhile, in another tab say
+        return
+    if conv.kind == kind:
+        {RENAME: _rename, EXPORT: _export, DELETE: _delete}[action](store, conv)
+
+
+def _done() -> None:
+    state.pop(DIALOG)
+    st.rerun()
+
+
+def _dismissed() -> None:
+    state.pop(DIALOG)
+
+
+def _pin(store: ConversationStore, conv: Conversation, pinned: bool) -> None:
+    try:
+        store.set_pinned(conv.id, pinned)
+    except ParleyError as exc:
+        st.error(escape(str(exc)))
+        return
+    st.rerun()
+
+
+@st.dialog("Rename conversation", on_dismiss=_dismissed)
+def _rename(store: ConversationStore, conv: Conversation) -> None:
+    with st.form(f"parley.w.rename.{conv.id}", border=False):
+        title = st.text_input("Title", value=conv.title, max_chars=200)
+        saved = st.form_submit_button("Save", type="primary")
+    if saved:
+        try:
+            store.rename(conv.id, title)
+        except ParleyError as exc:
+            st.error(escape(str(exc)))  # the dialog stays open, the typed title kept
+            return
+        _done()
+
+
+@st.dialog("Export conversation", on_dismiss=_dismissed)
+def _export(store: ConversationStore, conv: Conversation) -> None:
+    st.write(escape(conv.title))
+
+    # Built only when clicked, so a long history costs nothing until then.
+    def as_markdown() -> str:
+        return export.to_markdown(conv, store.all_messages(conv.id))
+
+    def as_json() -> str:
+        return export.to_json(conv, store.all_messages(conv.id))
+
+    row = st.container(horizontal=True)
+    for name, build, extension, mime in (
+        ("Markdown", as_markdown, "md", "text/markdown"),
+        ("JSON", as_json, "json", "application/json"),
+    ):
+        row.download_button(
+            name,
+            build,
+            file_name=export.filename(conv, extension),
+            mime=mime,
+            on_click="ignore",
+            icon=":material/download:",
+        )
+
+
+@st.dialog("Delete conversation", on_dismiss=_dismissed)
+def _delete(store: ConversationStore, conv: Conversation) -> None:
+    st.write(f"Delete **{escape(conv.title)}** and all its messages? This cannot be undone.")
+    if st.button("Delete for good", type="primary", icon=":material/delete:"):
+        try:
+            store.delete(conv.id)
+        except ParleyError as exc:
+            st.error(escape(str(exc)))
+            return
+        if state.conversation_id(conv.kind) == conv.id:
+            state.open_conversation(None, conv.kind)
+        _done()
