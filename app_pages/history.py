@@ -1,4 +1,5 @@
-"""History: bring conversations in from ChatGPT, Open WebUI, LibreChat or Parley."""
+"""History: bring conversations in from ChatGPT, Open WebUI, LibreChat or Parley, and take
+everything out as one zip."""
 
 import streamlit as st
 
@@ -10,3 +11,5 @@ store = clients.store(current)
 
 st.title("History")
 history_view.importer(store)
+st.divider()
+history_view.exporter(store)

@@ -57,3 +57,16 @@ def test_a_bad_file_says_what_is_wrong_and_touches_nothing(page: AppTest, backen
     assert [c.id for c in store.list()] == [mine.id]
     page.button(key="parley.w.import_dismiss").click().run()
     assert not page.error
+
+
+def test_everything_exports_as_one_zip_to_download(page: AppTest, backend: Backend) -> None:
+    store = ConversationStore(backend, "local")
+    conv = store.create(model="gpt-4o", title="Herons")
+    from lib.conversation import Message
+
+    store.add_message(conv.id, Message("user", "Where do herons nest?"))
+    page.button(key="parley.w.export_all").click().run()
+    assert not page.exception, page.exception
+    assert page.success[0].value.startswith("Exported 1 conversation, 0 documents and 0 images")
+    button = page.get("download_button")[0]
+    assert button.proto.label == "Download the export"

@@ -41,9 +41,13 @@ class WorkspaceExport:
     seconds: float
 
     def line(self) -> str:
+        def count(n: int, what: str) -> str:
+            return f"{n:,} {what}{'s' * (n != 1)}"
+
         return (
-            f"Exported {self.conversations:,} conversations, {self.documents:,} documents and "
-            f"{self.images:,} images to {self.path.name} ({self.bytes / 1_048_576:.1f} MB)."
+            f"Exported {count(self.conversations, 'conversation')}, "
+            f"{count(self.documents, 'document')} and {count(self.images, 'image')} to "
+            f"{self.path.name} ({self.bytes / 1_048_576:.1f} MB)."
         )
 
 

@@ -1,5 +1,5 @@
 """The History page's widgets: import conversations from another app's export, with
-progress, Cancel and an honest report.
+progress, Cancel and an honest report; and export the whole workspace as one zip.
 
 The uploaded file goes to a temporary file (the importer streams it from disk, one
 conversation at a time) that is deleted when the import ends. The report names titles
@@ -17,6 +17,7 @@ import streamlit as st
 from lib.conversations import ConversationStore
 from lib.errors import ParleyError
 from lib.history.importer import Importer
+from lib.history.workspace_export import export_workspace
 from lib.markup import escape
 from lib.ui import state
 
@@ -80,3 +81,35 @@ def _report() -> None:
     if (error or lines) and st.button("Dismiss", key="parley.w.import_dismiss"):
         state.pop("import_error"), state.pop("import_report")
         st.rerun()
+
+
+def exporter(store: ConversationStore) -> None:
+    """Every conversation (JSON and Markdown), document and image, as one zip to download;
+    made when asked, since it reads the whole workspace."""
+    st.subheader("Export everything")
+    st.caption(
+        "One zip: each conversation as JSON (with its branches) and Markdown, your documents "
+        "as uploaded, and your images. Import it here, into this or another Parley."
+    )
+    if st.button("Prepare the export", icon=":material/archive:", key="parley.w.export_all"):
+        bar = st.progress(0.0, text="Collecting…")
+        with tempfile.TemporaryDirectory(prefix="parley-export-") as tmp:
+            try:
+                summary = export_workspace(
+                    store.backend, store.workspace, Path(tmp) / "parley-export.zip",
+                    progress=lambda share, text: bar.progress(share, text=text),
+                )  # fmt: skip
+            except ParleyError as exc:
+                st.error(escape(str(exc)), icon=":material/error:")
+                return
+            data = summary.path.read_bytes()
+        bar.empty()
+        state.put("export_all", (summary.line(), data))
+    ready = state.get("export_all")
+    if ready:
+        line, data = ready
+        st.success(escape(line), icon=":material/check_circle:")
+        st.download_button(
+            "Download the export", data, file_name="parley-export.zip",
+            mime="application/zip", icon=":material/download:", key="parley.w.export_download",
+        )  # fmt: skip
