@@ -3,11 +3,15 @@
 Every ZIP-based upload is checked from its central directory before any entry is
 inflated: at most `MAX_MEMBERS` entries, at most `MAX_EXPANDED` bytes once unpacked in
 all (overlapping entries, the "better zip bomb", count once per entry, so they add up
-too), no encrypted entries. The declared sizes are enough for the Python readers:
-`zipfile` stops inflating an entry at its declared size and then fails its CRC check, so
-an entry that lies about its size yields an error, not gigabytes. calamine (Rust) trusts
-the stream instead, so `stored_copy` hands it a re-packed archive whose entries were
-inflated here, within the limits, and are stored uncompressed.
+too), no encrypted entries. An entry can still lie: declare its real part's size and
+hold far more. `zipfile` returns no more than the declared size and then fails the CRC
+check, but `read()` without a size inflates all of the entry's compressed bytes at once
+first (64 MB of padding behind a declared 1.5 KB: 141 MB at the peak, measured with
+tracemalloc; deflate packs 1,000:1, so a 50 MB upload could ask for 50 GB). So nothing
+here reads an entry in one go (`read_member` inflates 1 MB at a time, 2 MB at the peak
+for the same entry), and no library is given the original archive: `stored_copy`
+re-packs the entries inflated here, within the limits, uncompressed, for python-docx and
+python-pptx (which call `ZipFile.read`) and calamine (Rust, which trusts the stream).
 
 A 1 MB file that would unpack to 1 GB is refused with a message that says so; nothing is
 inflated to find out. 256 MB unpacked is far more than any real document's text (the R
@@ -32,6 +36,7 @@ MAX_EXPANDED = 256 * 1024 * 1024
 BOMB_RATIO = 100  # unpacked/packed above this, an oversized archive is called a zip bomb
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _SMALL_PART = 1024 * 1024  # [Content_Types].xml, mimetype, container.xml and such
+_CHUNK = 1024 * 1024  # inflated at a time: zipfile inflates no more than it is asked for
 
 _OOXML = [  # main part content types the readers take → kind (python-docx reads only
     # documents, not templates or macro-enabled .docm; python-pptx presentations, with
@@ -105,9 +110,18 @@ def open_zip(name: str, data: bytes, what: str | None) -> zipfile.ZipFile:
 
 
 def read_member(archive: zipfile.ZipFile, member: str, limit: int = MAX_EXPANDED) -> bytes:
-    """An entry's bytes, never more than `limit` (KeyError when it is missing)."""
+    """An entry's bytes, never more than `limit` nor its declared size, inflated a chunk
+    at a time (KeyError when it is missing; zipfile.BadZipFile when its CRC fails)."""
+    parts: list[bytes] = []
+    size = 0
     with archive.open(member) as stream:
-        return stream.read(limit)
+        while size < limit:
+            chunk = stream.read(min(_CHUNK, limit - size))
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+    return b"".join(parts)
 
 
 def sniff_zip(name: str, data: bytes, claimed: str | None) -> tuple[str | None, str]:

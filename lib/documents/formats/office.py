@@ -19,8 +19,9 @@ Libraries, and why:
   order in the file is their stacking order, not their reading order.
 
 Both parse XML with `resolve_entities=False` and never load an external relationship
-(a linked image or a hyperlink is a name in the package, never fetched). They inflate
-through `zipfile`, after `archive.open_zip` checked the sizes.
+(a linked image or a hyperlink is a name in the package, never fetched). They are given
+`archive.stored_copy`, the package inflated here a chunk at a time within the guard's
+limits: their own `ZipFile.read` would inflate an entry lying about its size in one go.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ _HEADING_STYLES = {"title": 1, **{f"heading {n}": n for n in range(1, 10)}}
 
 
 def open_docx(name: str, data: bytes) -> Opened:
-    archive.open_zip(name, data, "a Word document").close()
+    zipped = archive.open_zip(name, data, "a Word document")
     try:
-        document = docx.Document(io.BytesIO(data))
+        document = docx.Document(io.BytesIO(archive.stored_copy(zipped)))
         levels = _heading_levels(document)
         blocks = list(_docx_blocks(document.iter_inner_content(), levels))
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml's, zipfile's
@@ -121,9 +122,9 @@ def _row_cells(row) -> list[str]:  # noqa: ANN001 - docx.table._Row
 
 
 def open_pptx(name: str, data: bytes) -> Opened:
-    archive.open_zip(name, data, "a PowerPoint presentation").close()
+    zipped = archive.open_zip(name, data, "a PowerPoint presentation")
     try:
-        deck = pptx.Presentation(io.BytesIO(data))
+        deck = pptx.Presentation(io.BytesIO(archive.stored_copy(zipped)))
         pages = [
             Page(None, f"slide {number}", "\n".join(_slide_lines(slide)))
             for number, slide in enumerate(deck.slides, start=1)
