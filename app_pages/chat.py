@@ -5,6 +5,7 @@ import streamlit as st
 from lib.errors import MissingKeyError
 from lib.markup import escape
 from lib.ui import auth, chat_view, clients, illustrate, sidebar, transcript
+from lib.ui.chat_header import suggestions, top_bar
 
 auth.guard()
 current = sidebar.connection()
@@ -14,6 +15,7 @@ conv = chat_view.open_conversation(store)
 if conv:
     sidebar.conversation_actions(store, conv.id)
 
+model_slot = top_bar(store)  # Chats, the model picker, New chat: in view on a phone
 st.title(escape(conv.title) if conv else "New chat")
 chat_view.show_flash()
 shown = transcript.render_window(store, conv.id) if conv else []
@@ -27,7 +29,9 @@ except MissingKeyError as exc:
 ctx = clients.chat_context(current, api)
 models, note = clients.models(current, api)
 settings_of = conv or chat_view.draft(current, models)
-chat_view.parameters(store, settings_of, models, note, current)
+chat_view.parameters(store, settings_of, models, note, current, model_slot)
+if conv is None:
+    suggestions()
 ctx.server.prefetch(settings_of.model)
 if conv:
     chat_view.last_actions(ctx, conv, shown)

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from lib import conversation_groups as groups
 from lib.conversation import Conversation
 from lib.conversations import ConversationStore
-from lib.ui import conversation_list
+from lib.ui import chat_header, conversation_list
 
 CHAT = "app_pages/chat.py"
 MONTH = re.compile(r"[A-Z][a-z]+ \d{4}")
@@ -176,3 +176,39 @@ def test_a_title_that_cannot_be_saved_keeps_the_dialog_and_says_why(
     next(b for b in page.button if b.label == "Save").click().run()
     assert [e.value for e in page.error] == ["A conversation needs a title."]
     assert store.get(conv_.id).title == "Keep me"
+
+
+def top_model(at: AppTest):  # noqa: ANN201 - AppTest's Selectbox
+    """The model picker at the top of the Chat page (in the main area, not the sidebar)."""
+    (box,) = [s for s in at.main.selectbox if s.key and s.key.endswith(".model")]
+    return box
+
+
+def test_the_first_screen_offers_the_model_and_suggestions(page: AppTest) -> None:
+    page.run()
+    assert not page.exception
+    assert top_model(page).value  # the model a new chat starts with, in view
+    assert not [s for s in page.sidebar.selectbox if s.label == "Model"]  # one picker only
+    starter = next(b for b in page.main.button if b.key == "parley.w.suggest.0")
+    starter.click().run()
+    assert page.chat_input[0].value == chat_header.SUGGESTIONS[starter.label]
+
+
+def test_new_chat_keeps_the_model_and_system_prompt_last_used(
+    page: AppTest, store: ConversationStore
+) -> None:
+    conv_ = store.create(model="gpt-5-mini", title="Earlier")
+    page.query_params["c"] = conv_.id
+    page.run()
+    other = next(m for m in top_model(page).options if m != "gpt-5-mini")
+    top_model(page).set_value(other).run()
+    system = next(t for t in page.sidebar.text_area if t.label == "System prompt")
+    system.input("Answer in French.").run()
+    assert store.get(conv_.id).model == other
+    page.button(key="parley.w.top.new").click().run()
+    assert not page.exception
+    assert page.title[0].value == "New chat" and "c" not in page.query_params
+    assert top_model(page).value == other
+    assert next(t for t in page.sidebar.text_area if t.label == "System prompt").value == (
+        "Answer in French."
+    )

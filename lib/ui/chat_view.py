@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from lib import chat
 from lib.conversations import ChatParams, Conversation, ConversationStore, Message
@@ -107,9 +108,11 @@ def parameters(
     models: list[str],
     note: str | None,
     current: Settings | None = None,
+    model_slot: DeltaGenerator | None = None,
 ) -> None:
     """Model, system prompt and sampling parameters for this conversation; a changed
-    model or system prompt is also remembered for this server's next new chat."""
+    model or system prompt is also remembered for this server's next new chat. The model
+    picker goes into `model_slot` when given (the Chat page's top row), else with the rest."""
     k = f"parley.w.{conv.id}."
     p = conv.params
     before = (conv.model, conv.system_prompt, dataclasses.replace(p))
@@ -117,12 +120,13 @@ def parameters(
         st.sidebar.caption(f":material/info: {escape(note)}")  # model names are typed text
     with st.sidebar.expander("Model & parameters", icon=":material/settings:"):
         options = models if conv.model in models else [conv.model, *models]
-        conv.model = st.selectbox(
+        conv.model = (model_slot or st).selectbox(
             "Model",
             options,
             index=options.index(conv.model),
             key=k + "model",
             accept_new_options=True,
+            label_visibility="collapsed" if model_slot else "visible",
         )
         preset = st.selectbox(
             "System prompt preset",
@@ -296,9 +300,11 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
                     chat.choose_alternative(ctx, conv.id, last.id, i)
                     st.rerun()
     users = [m for m in shown if m.role == "user"]
-    cols = st.columns(3)
+    # One row of short labels, at every width: columns stacked into four full-width rows on
+    # a phone (half of a 390 x 844 screen), and cut longer labels short at 1280 px.
+    row = st.container(horizontal=True, gap="xsmall", key="parley-actions")
     retry = chat.needs_retry(last)
-    cols[0].button(
+    row.button(
         "Retry" if retry else "Regenerate",
         disabled=chat.is_record(last),
         help="The last message is an illustration." if chat.is_record(last) else None,
@@ -309,7 +315,12 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
         type="primary" if retry else "tertiary",
     )
     if users:
-        with cols[1].popover("Edit last message", icon=":material/edit:", type="tertiary"):
+        with row.popover(
+            "Edit",
+            icon=":material/edit:",
+            type="tertiary",
+            help="Edit your last message and resend it",
+        ):
             key = f"parley.w.edit.{users[-1].id}"
             st.text_area("Your message", users[-1].content, key=key)
             st.button(
@@ -319,7 +330,7 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
                 on_click=resend_edit,
                 args=(conv.id, key),
             )
-    with cols[2].popover("Reset", icon=":material/restart_alt:", type="tertiary"):
+    with row.popover("Reset", icon=":material/restart_alt:", type="tertiary"):
         st.write("Clear every message in this conversation? Its settings are kept.")
         if st.button("Clear messages", key="parley.w.reset", type="primary"):
             ctx.store.clear_messages(conv.id)

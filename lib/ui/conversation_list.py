@@ -65,8 +65,10 @@ def show(
     *,
     where: str = "sidebar",
     popover_key: str | None = None,
+    menus: bool = True,
 ) -> None:
-    """The whole list, into the current container (`where` names it, for the keys)."""
+    """The whole list, into the current container (`where` names it, for the keys);
+    `menus` adds each item's menu, whose dialogs `dialogs()` opens later in the run."""
     k = "" if where == "sidebar" else f"{where}."  # the sidebar's keys predate other places
     st.button(
         f"New {label}",
@@ -92,7 +94,7 @@ def show(
     for section in groups.group(conversations[:limit], now()):
         st.caption(section.title)
         for conv in section.conversations:
-            _item(store, conv, conv.id == current, kind, k, popover_key)
+            _item(store, conv, conv.id == current, kind, k, popover_key, menus)
     if len(conversations) > limit:
         st.button(
             "Show more",
@@ -131,6 +133,7 @@ def _item(
     kind: str,
     k: str,
     popover_key: str | None,
+    menus: bool,
 ) -> None:
     row = st.container(horizontal=True, gap="xxsmall", vertical_alignment="center")
     row.button(
@@ -143,6 +146,8 @@ def _item(
         on_click=choose,
         args=(conv.id, kind, popover_key),
     )
+    if not menus:
+        return
     actions = [RENAME, UNPIN if conv.pinned else PIN, EXPORT, DELETE]
     action = row.menu_button(
         "",
