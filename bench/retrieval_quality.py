@@ -39,6 +39,7 @@ def backend_for(kind: str, data_dir: Path):  # noqa: ANN201 - a Backend
     from lib.store.postgres import PostgresBackend
     from tests import postgres
 
+    (data_dir / "pg").mkdir()
     server = postgres.TestPostgres(data_dir / "pg").start()
     return PostgresBackend(data_dir, server.fresh_database())
 

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib.documents import phrases
 from lib.documents.library import ChunkRecord, DocumentLibrary
 
 log = logging.getLogger(__name__)
 
 RRF_K = 60  # the constant from the RRF paper; robust across collections
-CANDIDATES = 30  # taken from each list before fusing
+CANDIDATES = 60  # taken from each list before fusing
 TOP_K = 6
 
 
@@ -82,22 +83,27 @@ def retrieve(
     rankings = [[i for i, _ in dense]] if dense_on else []
     rankings.append([i for i, _ in keyword])
     fused = rrf(rankings)
-    sources = _sources(library, set(document_ids), fused, dense, keyword, len(rankings), k)
+    chunks = library.chunks([i for i, _ in fused])
+    # A chunk deleted since the search, or of a document still being indexed, is skipped.
+    chosen = set(document_ids)
+    fused = [(i, s) for i, s in fused if i in chunks and chunks[i].document_id in chosen]
+    named = phrases.naming(question, [(i, chunks[i].text) for i, _ in fused])
+    if named:  # a third list: the candidates with a heading that is the question's phrase
+        rankings.append(named)
+        fused = [
+            (i, s) for i, s in rrf(rankings) if i in chunks and chunks[i].document_id in chosen
+        ]
+    sources = _sources(chunks, fused[:k], dense, keyword, len(rankings))
     return Retrieval(sources, "hybrid" if dense_on else "keyword", note)
 
 
 def _sources(
-    library: DocumentLibrary,
-    chosen: set[str],
+    chunks: dict[int, ChunkRecord],
     fused: list[tuple[int, float]],
     dense: list[tuple[int, float]],
     keyword: list[tuple[int, float]],
     lists: int,
-    k: int,
 ) -> list[Source]:
-    chunks = library.chunks([i for i, _ in fused[: k * 2]])
-    # A chunk deleted since the search, or of a document still being indexed, is skipped.
-    fused = [(i, s) for i, s in fused if i in chunks and chunks[i].document_id in chosen][:k]
     similarity = dict(dense)
     dense_rank = {i: r for r, (i, _) in enumerate(dense, start=1)}
     keyword_rank = {i: r for r, (i, _) in enumerate(keyword, start=1)}
