@@ -4,7 +4,16 @@ import streamlit as st
 
 from lib.errors import MissingKeyError
 from lib.markup import escape
-from lib.ui import auth, chat_view, clients, illustrate, sidebar, transcript
+from lib.ui import (
+    attachments_view,
+    auth,
+    chat_view,
+    clients,
+    documents_chat,
+    illustrate,
+    sidebar,
+    transcript,
+)
 from lib.ui.chat_header import suggestions, top_bar
 
 auth.guard()
@@ -18,7 +27,16 @@ if conv:
 model_slot = top_bar(store)  # Chats, the model picker, New chat: in view on a phone
 st.title(escape(conv.title) if conv else "New chat")
 chat_view.show_flash()
-shown = transcript.render_window(store, conv.id) if conv else []
+shown = (
+    transcript.render_window(
+        store,
+        conv.id,
+        extra=attachments_view.in_transcript(current, store, documents_chat.sources_panel),
+        display=documents_chat.with_locations,  # cited attachments: "[1 · manual.pdf p. 3]"
+    )
+    if conv
+    else []
+)
 
 try:
     api = clients.client(current)
@@ -39,6 +57,6 @@ if conv:
     last_reply = next((m for m in reversed(shown) if m.role == "assistant"), None)
     totals = store.totals(conv.id)
     transcript.gauge(last_reply, totals, current.provider, current.base_url)
-    chat_view.run_pending(ctx)
+    chat_view.run_pending(ctx, current)
 
 chat_view.message_box(ctx, conv, current, models)

@@ -101,9 +101,7 @@ def prepare(
     recent = ctx.store.recent_messages(conv.id, 2 * rounds + 1)
     _cache_counts(ctx, conv, recent, counter)
     # Attached files count towards their message and go with it (`lib.chat.attachments`).
-    files = ctx.attachments.for_prompt(
-        recent, conv.model, ctx.accepts_images(conv.model), counter.count
-    )
+    files = ctx.attachments.for_prompt(recent, conv.model, ctx.accepts_images, counter.count)
     *history, new = [files.counted(m) for m in recent if for_model(m)]
     limit = trim_limit(ctx, conv, counter, fit)
     system_tokens = counter.count_message(system_prompt) if system_prompt else 0

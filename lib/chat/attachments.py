@@ -183,11 +183,16 @@ class AttachmentStore(WorkspaceStore):
     """One workspace's attachments: rows in `attachments`, files in the blob store."""
 
     def save_message(
-        self, conversation_id: str, message: Message, files: Sequence[NewAttachment]
+        self,
+        conversation_id: str,
+        message: Message,
+        files: Sequence[NewAttachment],
+        **placement: Any,
     ) -> Message:
-        """Save `message` with `files`: the blobs first, then the message and the rows in
-        one transaction; on any failure the blobs written are removed again, so there is
-        never a row without its file, nor a message missing an attachment."""
+        """Save `message` with `files`: the blobs first, then the message (where
+        `placement` says, as `ConversationStore.add_message` takes it) and the rows in one
+        transaction; on any failure the blobs written are removed again, so there is never
+        a row without its file, nor a message missing an attachment."""
         conversations = ConversationStore(self.backend, self.workspace)
         now, written, rows = time.time(), [], []
         try:
@@ -209,7 +214,7 @@ class AttachmentStore(WorkspaceStore):
                 rows.append(_row(self, att_id, conversation_id, new, keys, now))
             message.meta["attachments"] = [r["id"] for r in rows]
             with self._transaction() as conn:
-                conversations.add_message(conversation_id, message)  # checks the workspace
+                conversations.add_message(conversation_id, message, **placement)
                 for r in rows:
                     r["message_id"] = message.id
                 conn.executemany(
@@ -279,10 +284,12 @@ class AttachmentStore(WorkspaceStore):
         self,
         messages: Sequence[Message],
         model: str,
-        accepts_images: bool | None,
+        accepts_images: Callable[[str], bool | None],
         count: Callable[[str], int],
     ) -> PromptFiles:
-        """The attachments of `messages` as one request sends them (`lib.prompt.prepare`)."""
+        """The attachments of `messages` as one request sends them (`lib.prompt.prepare`).
+        `accepts_images` is asked only if an image is among them: a chat without one never
+        waits on a capability probe before its first token."""
         return PromptFiles(self, messages, model, accepts_images, count)
 
     def _forget(self, key: str) -> None:
@@ -338,14 +345,14 @@ class PromptFiles:
         store: AttachmentStore,
         messages: Sequence[Message],
         model: str,
-        accepts_images: bool | None,
+        accepts_images: Callable[[str], bool | None],
         count: Callable[[str], int],
     ) -> None:
-        self.store, self.model, self.accepts_images, self.count = (
-            store, model, accepts_images, count,
-        )  # fmt: skip
+        self.store, self.model, self.count = store, model, count
         has_any = any(m.meta.get("attachments") for m in messages)
         self.attached = store.of(messages) if has_any else {}
+        images = any(a.kind == "image" for atts in self.attached.values() for a in atts)
+        self.accepts_images = accepts_images(model) if images else None
 
     def counted(self, message: Message) -> Message:
         """`message` with its attachments' tokens added to its count (a copy; the stored

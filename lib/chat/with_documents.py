@@ -138,5 +138,10 @@ def answer_for(docs: rag.DocContext, reply: chat.Reply) -> chat.Reply:
     if isinstance(reply, rag.Answer) or not has_documents(docs, reply.conv.id):
         return reply
     answer = AttachedAnswer(docs, reply.conv)
-    answer.earlier_versions = reply.earlier_versions
+    # The same turn: what `reply` was made to answer (Reply's `after`, the message it
+    # follows; `earlier_versions` before conversations were trees).
+    answer.__dict__.update({k: v for k, v in vars(reply).items() if k in _TURN})
     return answer
+
+
+_TURN = ("after", "earlier_versions")

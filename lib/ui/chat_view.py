@@ -13,7 +13,7 @@ from lib.errors import DiskFull, NotFoundError, ParleyError, StreamInterrupted
 from lib.markup import escape, neutralise
 from lib.presets import SYSTEM_PRESETS
 from lib.settings import Settings
-from lib.ui import clients, state, user_stop
+from lib.ui import attachments_view, clients, state, user_stop
 from lib.ui.transcript import AVATARS, stream_markdown
 
 
@@ -237,23 +237,32 @@ def message_box(
     comes back into the input on the next run, to send again."""
     if unsent := state.pop(UNSENT):
         st.session_state[INPUT_KEY] = unsent  # before the widget: Streamlit fills it in
-    prompt = st.chat_input("Message Parley", key=INPUT_KEY, submit_mode="stop")
+    prompt = st.chat_input(
+        "Message Parley",
+        key=INPUT_KEY,
+        submit_mode="stop",
+        accept_file="multiple",
+        file_type=attachments_view.TYPES,
+    )
     if not prompt:
         return
     try:
+        files = attachments_view.read(ctx, current, prompt.files)  # refused: nothing saved
         if conv is None:
             new = draft(current, models)
             conv = ctx.store.create(
                 model=new.model, system_prompt=new.system_prompt, params=new.params
             )
             state.open_conversation(conv.id)
-        reply = chat.send(ctx, conv.id, prompt)
+        reply = attachments_view.send(ctx, current, conv.id, prompt.text, files)
     except ParleyError as exc:
-        state.put(UNSENT, prompt)
-        flash("error", f"{exc} Your message was not sent: it is back in the box below.")
+        state.put(UNSENT, prompt.text)
+        again = " Attach the files again to send them." if prompt.files else ""
+        flash("error", f"{exc} Your message was not sent: it is back in the box below.{again}")
         st.rerun()
     with st.chat_message("user", avatar=AVATARS["user"]):
-        st.markdown(neutralise(prompt))
+        st.markdown(neutralise(prompt.text))
+        attachments_view.draw_new(files)
     stream(reply)
 
 
@@ -266,13 +275,15 @@ def resend_edit(cid: str, key: str) -> None:
     start(chat.edit_last_user_message, cid, st.session_state[key])
 
 
-def run_pending(ctx: chat.ChatContext) -> None:
+def run_pending(ctx: chat.ChatContext, current: Settings | None = None) -> None:
     pending = state.pop("pending")
     if not pending:
         return
     action, args = pending
     try:
         reply = action(ctx, *args)
+        if current is not None:  # a conversation with documents attached answers from them
+            reply = attachments_view.answer(ctx, current, reply)
     except ParleyError as exc:
         st.error(escape(str(exc)))
         return

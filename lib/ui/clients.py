@@ -236,6 +236,7 @@ def chat_context(current: Settings, api: openai.OpenAI) -> chat.ChatContext:
         current.max_reply_chars,
         base_url=current.base_url,
         server=SessionFacts(current, api),
+        accepts_images=lambda model: capabilities(current, api, model).vision,
     )
 
 

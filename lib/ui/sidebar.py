@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lib import export
+from lib.chat.attachments import AttachmentStore
 from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
 from lib.markup import escape
@@ -109,11 +110,15 @@ def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat")
                 st.error(escape(str(exc)))
 
         # Built only when clicked, so a long history costs nothing on every rerun.
+        files = AttachmentStore(store.backend, store.workspace)
+
         def as_markdown() -> str:
-            return export.to_markdown(conv, store.all_messages(cid))
+            messages = store.all_messages(cid)
+            return export.to_markdown(conv, messages, files.export_entries(messages, data=False))
 
         def as_json() -> str:
-            return export.to_json(conv, store.all_messages(cid))
+            messages = store.all_messages(cid)  # with the files' bytes
+            return export.to_json(conv, messages, files.export_entries(messages, data=True))
 
         left, right = st.columns(2)
         left.download_button(
