@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 
 from lib.conversations import Conversation, Message
 
-EXPORT_VERSION = 1
+# 2: a conversation is a tree. JSON holds every message with its `id` and `parent_id`, and
+# `leaf_id` the end of the path shown; Markdown holds that path only (pass `store.path`).
+EXPORT_VERSION = 2
 
 
 Files = Mapping[int, list[dict]]  # message id -> its attachments, as exported
@@ -29,8 +31,11 @@ def to_json(conv: Conversation, messages: list[Message], files: Files | None = N
         "system_prompt": conv.system_prompt,
         "params": asdict(conv.params),
         "created_at": _iso(conv.created_at),
+        "leaf_id": conv.leaf_id,
         "messages": [
             {
+                "id": m.id,
+                "parent_id": m.parent_id,
                 "role": m.role,
                 "content": m.content,
                 "status": m.status,

@@ -1,6 +1,8 @@
 """The prompt for the next reply: which messages are sent, and with which options.
 
-The history is the conversation's recent window, without records (illustrations) or
+The history is the recent window of the conversation's path that ends at the message
+being answered (`ConversationStore.recent_messages`: a branch's other versions are never
+sent), without records (illustrations) or
 failed replies, trimmed to the memory setting and the model's context (`lib.memory`);
 token counts are cached on the messages, so no message is counted twice.
 
@@ -68,6 +70,7 @@ class Prompt:
     trim: TrimResult
     counter: TokenCounter
     limit: Limit
+    end: int | None = None  # the id of the path's last message: what the reply follows
 
 
 def trim_limit(
@@ -90,15 +93,17 @@ def prepare(
     shrink: bool = False,
     system: str | None = None,
     fit: Fit | None = None,
+    end: int | None = None,
 ) -> Prompt:
     """The API messages for the next reply, and how the history was trimmed.
 
+    `end` is the message the reply follows (by default the end of the path shown).
     `system` replaces the conversation's system prompt (a document answer's sources);
     `shrink` halves the history that fits; `fit` is what an overflow error taught."""
     system_prompt = conv.system_prompt if system is None else system
     counter = ctx.server.counter(conv.model)
     rounds = conv.params.memory_rounds
-    recent = ctx.store.recent_messages(conv.id, 2 * rounds + 1)
+    recent = ctx.store.recent_messages(conv.id, 2 * rounds + 1, end=end)
     _cache_counts(ctx, conv, recent, counter)
     # Attached files count towards their message and go with it (`lib.chat.attachments`).
     files = ctx.attachments.for_prompt(recent, conv.model, ctx.accepts_images, counter.count)
@@ -115,14 +120,16 @@ def prepare(
             limit.tokens, conv.params.max_tokens, system_tokens + (new.tokens or 0)
         ),
     )
-    # Count what was left out of the whole conversation, not just of the loaded window.
-    earlier = ctx.store.count_messages(conv.id) - len(recent)
+    # Count what was left out of the whole path, not just of the loaded window (a path
+    # shorter than the window was loaded whole: no count needed).
+    loaded = len(recent) < 2 * rounds + 1
+    earlier = 0 if loaded else ctx.store.path_length(conv.id, end=end) - len(recent)
     trim = dataclasses.replace(trim, dropped=trim.dropped + earlier)
     if shrink and trim.kept:
         trim = _halved(trim)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages += [{"role": m.role, "content": files.content(m)} for m in [*trim.kept, new]]
-    return Prompt(messages, trim, counter, limit)
+    return Prompt(messages, trim, counter, limit, recent[-1].id if recent else end)
 
 
 def _reserve(window: int, max_tokens: int | None, prompt: int) -> int:

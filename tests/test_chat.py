@@ -110,15 +110,18 @@ def test_history_is_trimmed_to_the_memory_window(
 def test_n_alternatives_and_choosing(ctx: chat.ChatContext, openai_server: FakeOpenAI) -> None:
     cid = new_conv(ctx, n=3)
     openai_server.script(["First answer", "Second answer", "Third answer"])
-    assert "".join(chat.send(ctx, cid, "options?")) == "First answer"
-    answer = ctx.store.all_messages(cid)[-1]
-    assert answer.meta["alternatives"] == ["First answer", "Second answer", "Third answer"]
-    chat.choose_alternative(ctx, cid, answer.id, 2)
+    reply = chat.send(ctx, cid, "options?")
+    assert "".join(reply) == "First answer"
+    # Choices 1.. are sibling versions of choice 0, which the path takes.
+    assert [m.content for m in ctx.store.path(cid)] == ["options?", "First answer"]
+    versions = ctx.store.siblings(cid, ctx.store.path(cid))[reply.message.id]
+    assert len(versions) == 3 and versions.index == 0
+    assert [m.content for m in reply.alternatives] == ["Second answer", "Third answer"]
+    chat.switch(ctx.store, cid, reply.alternatives[1].id)
     list(chat.send(ctx, cid, "continue"))
     sent = openai_server.requests_to("/chat/completions")[-1].json["messages"]
     assert {"role": "assistant", "content": "Third answer"} in sent
-    with pytest.raises(errors.InvalidInputError):
-        chat.choose_alternative(ctx, cid, answer.id, 7)
+    assert {"role": "assistant", "content": "First answer"} not in sent
 
 
 @pytest.mark.parametrize(("end", "status"), [("stop", "stopped"), ("close", "interrupted")])
@@ -146,19 +149,17 @@ def test_regenerate_keeps_the_earlier_version(
     list(chat.send(ctx, cid, "q"))
     openai_server.script("second take")
     list(chat.regenerate(ctx, cid))
-    msgs = ctx.store.all_messages(cid)
-    assert [m.content for m in msgs] == ["q", "second take"]
-    assert msgs[-1].meta["alternatives"] == ["first take", "second take"]
+    assert [m.content for m in ctx.store.path(cid)] == ["q", "second take"]
+    # The first take is kept as the earlier version, beside the second.
+    assert [m.content for m in ctx.store.all_messages(cid)] == ["q", "first take", "second take"]
 
 
 def test_edit_last_message_and_resend(ctx: chat.ChatContext, openai_server: FakeOpenAI) -> None:
     cid = new_conv(ctx)
     list(chat.send(ctx, cid, "teh question"))
-    list(chat.edit_last_user_message(ctx, cid, "the question"))
-    assert [m.content for m in ctx.store.all_messages(cid)] == [
-        "the question",
-        "Echo: the question",
-    ]
+    first = ctx.store.path(cid)[0]
+    list(chat.edit(ctx, cid, first.id, "the question"))
+    assert [m.content for m in ctx.store.path(cid)] == ["the question", "Echo: the question"]
 
 
 def test_empty_message_is_refused(ctx: chat.ChatContext) -> None:
@@ -371,7 +372,7 @@ def test_odd_answers_are_clear_failures_saved_as_failed_and_retried(
         ("hello?", "ok"),
         ("Echo: hello?", "ok"),
     ]
-    assert "alternatives" not in retry.message.meta  # a failed reply is no version to keep
+    assert len(ctx.store.all_messages(cid)) == 2  # a failed reply is no version to keep
     assert [m["content"] for m in openai_server.requests_to("/chat/completions")[-1].json[
         "messages"] if m["role"] != "system"] == ["hello?"]  # fmt: skip
 

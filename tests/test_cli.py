@@ -293,8 +293,11 @@ def test_n_alternatives_are_shown_and_the_pick_continues(
     assert term.finish() == 0
 
     [conv] = store.list()
-    first_reply = store.all_messages(conv.id)[1]
-    assert first_reply.content == "Echo #2: hi" and first_reply.meta["chosen"] == 1
+    first_reply = store.path(conv.id)[1]  # the choices are sibling versions; the path takes #2
+    assert first_reply.content == "Echo #2: hi"
+    assert [m.content for m in store.all_messages(conv.id)][:4] == [
+        "hi", "Echo: hi", "Echo #2: hi", "Echo #3: hi"
+    ]  # fmt: skip
     history = [m["content"] for m in last_chat_request(openai_server)["messages"]]
     assert history == ["hi", "Echo #2: hi", "next"]
 
@@ -561,15 +564,17 @@ def test_passing_errors_mid_chat_keep_the_session(
     term.prompt()
     term.say("/retry")
     term.expect("Echo: tell me")
-    term.expect("Continue from which reply? [1-2, Enter keeps 2]")  # the cut one is kept too
-    term.say("")
     term.prompt()
     term.say("exit")
     assert term.finish() == 0
     [conv] = store.list()
-    [_, reply] = store.all_messages(conv.id)
+    [_, reply] = store.path(conv.id)
     assert reply.content == "Echo: tell me"
-    assert reply.meta["alternatives"] == ["partial wo", "Echo: tell me"]
+    # The cut reply is kept as the earlier version of the answer.
+    assert [(m.content, m.parent_id) for m in store.all_messages(conv.id)[1:]] == [
+        ("partial wo", reply.parent_id),
+        ("Echo: tell me", reply.parent_id),
+    ]
 
 
 def test_bad_secrets_file_is_reported(

@@ -55,7 +55,9 @@ def blob_keys(store: ImageStore, workspace: str | None = None) -> list[str]:
 def add_conversation(backend: Backend, workspace: str, conv_id: str) -> None:
     with backend.connection() as conn:
         conn.execute(
-            "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO conversations "
+            "(id, workspace, kind, title, model, system_prompt, params, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (conv_id, workspace, "chat", "t", "gpt-5-mini", "", "{}", 1.0, 2.0),
         )
 

@@ -477,7 +477,9 @@ def test_thread_connections_are_reused_per_thread_and_never_shared(data_dir: Pat
     assert other[0] is not first
     first.execute("BEGIN")
     first.execute(
-        "INSERT INTO conversations VALUES ('half', 'local', 'chat', 't', 'm', '', '{}', 1, 1)"
+        "INSERT INTO conversations "
+        "(id, workspace, kind, title, model, system_prompt, params, created_at, updated_at) "
+        "VALUES ('half', 'local', 'chat', 't', 'm', '', '{}', 1, 1)"
     )
     # A caller that failed mid-transaction must not leave its writes to the next caller.
     again = db.thread_connection(path)

@@ -14,7 +14,9 @@ from lib.store.base import WorkspaceStore
 
 def _add(conn, title: str, conv_id: str = "c1") -> None:  # noqa: ANN001
     conn.execute(
-        "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO conversations "
+        "(id, workspace, kind, title, model, system_prompt, params, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (conv_id, "ws", "chat", title, "m", "", "{}", 1.0, 2.0),
     )
 

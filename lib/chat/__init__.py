@@ -3,9 +3,11 @@
 `send` saves the user's message first (so no failure can lose it), then returns a
 `Reply` (`lib.chat.reply`), which builds the request from the trimmed history, streams
 text chunks for `st.write_stream` or a terminal, and saves the assistant message as it
-arrives. `regenerate`, `edit_last_user_message` and `choose_alternative` are the other
-turns. `ChatContext.server` (`lib.server.facts`) says how this server counts tokens and
-how large the model's window is; `ChatContext.cost` prices a request at its own server's
+arrives. `regenerate` (any reply), `edit` (any user message) and `switch` (between a
+message's versions) are the other turns: a conversation is a tree (`lib.conversations`),
+and each reply follows the one path that ends at the message it answers.
+`ChatContext.server` (`lib.server.facts`) says how this server counts tokens and how
+large the model's window is; `ChatContext.cost` prices a request at its own server's
 or provider's price.
 """
 
@@ -33,12 +35,14 @@ __all__ = [
     "SAVE_EVERY_S",
     "ChatContext",
     "Reply",
-    "choose_alternative",
-    "edit_last_user_message",
+    "branch_edit",
+    "edit",
     "is_record",
     "needs_retry",
     "regenerate",
+    "rewind",
     "send",
+    "switch",
 ]
 RETRYABLE = {"failed", "interrupted"}  # statuses whose turn the page offers to retry
 
@@ -116,48 +120,64 @@ def send(
         ctx.attachments.save_message(conv.id, message, files)
     else:
         ctx.store.add_message(conv.id, message)
-    return Reply(ctx, conv)
+    return Reply(ctx, conv, after=message.id)
 
 
-def regenerate(ctx: ChatContext, conversation_id: str) -> Reply:
-    """Drop the last reply (keeping it as an alternative) and answer the last question again."""
-    conv = ctx.store.get(conversation_id)
-    last = ctx.store.recent_messages(conv.id, 1)
-    previous: list[str] = []
-    if last and is_record(last[0]):
+def rewind(store: ConversationStore, conversation_id: str, message_id: int | None = None) -> int:
+    """Make the path shown end at the question to answer again, and return its id: the
+    question `message_id` answers (a reply, kept as a version unless it failed at the end
+    of the path), or `message_id` itself (a question); with no id, the end of the path."""
+    if message_id is None:
+        last = store.recent_messages(conversation_id, 1)
+        target = last[0] if last else None
+    else:
+        target = store.get_message(conversation_id, message_id)
+    if target is not None and is_record(target):
         raise errors.InvalidInputError(
-            "The last message is an illustration, not a reply: send a new message instead."
+            "That message is an illustration, not a reply: send a new message instead."
         )
-    if last and last[0].role == "assistant":
-        if for_model(last[0]):  # a failed reply is no version worth keeping
-            previous = [*last[0].meta.get("alternatives", [last[0].content])]
-        ctx.store.delete_messages_from(conv.id, last[0].id)
-    if not ctx.store.recent_messages(conv.id, 1):
+    question = target.parent_id if target is not None and target.role == "assistant" else None
+    if target is not None and target.role == "user":
+        question = target.id
+    if question is None:
         raise errors.InvalidInputError("There is no message to answer yet.")
-    return Reply(ctx, conv, earlier_versions=previous)
+    failed = target.role == "assistant" and not for_model(target)
+    if failed and target.id == store.get(conversation_id).leaf_id:
+        store.delete_messages_from(conversation_id, target.id)  # no version worth keeping
+    store.set_leaf(conversation_id, question)
+    return question
 
 
-def edit_last_user_message(ctx: ChatContext, conversation_id: str, text: str) -> Reply:
-    """Replace the last user message (and what followed it) with `text`, and resend."""
-    conv = ctx.store.get(conversation_id)
-    recent = ctx.store.recent_messages(conv.id, 2)
-    users = [m for m in recent if m.role == "user"]
-    if not users:
-        raise errors.InvalidInputError("There is no message to edit.")
-    ctx.store.delete_messages_from(conv.id, users[-1].id)
-    return send(ctx, conv.id, text)
+def regenerate(ctx: ChatContext, conversation_id: str, message_id: int | None = None) -> Reply:
+    """Answer a question again as a new version beside the earlier ones (`rewind`)."""
+    after = rewind(ctx.store, conversation_id, message_id)
+    return Reply(ctx, ctx.store.get(conversation_id), after=after)
 
 
-def choose_alternative(ctx: ChatContext, conversation_id: str, message_id: int, index: int) -> None:
-    """Make alternative `index` of an n > 1 reply the one the conversation continues from."""
-    for message in ctx.store.recent_messages(conversation_id, 2):
-        if message.id == message_id:
-            alternatives = message.meta.get("alternatives") or []
-            if not 0 <= index < len(alternatives):
-                raise errors.InvalidInputError("There is no such alternative.")
-            message.content = alternatives[index]
-            message.meta["chosen"] = index
-            message.tokens = None
-            ctx.store.update_message(conversation_id, message)
-            return
-    raise errors.InvalidInputError("Only the latest reply's alternatives can be chosen.")
+def branch_edit(
+    store: ConversationStore, conversation_id: str, message_id: int, text: str
+) -> Message:
+    """Save `text` as a new version of user message `message_id` (its sibling: the earlier
+    version and what followed it stay, one "‹ ›" away) and show the path ending there."""
+    text = text.strip()
+    if not text:
+        raise errors.InvalidInputError("The message is empty.")
+    original = store.get_message(conversation_id, message_id)
+    if original.role != "user":
+        raise errors.InvalidInputError("Only your own messages can be edited.")
+    meta = {k: v for k, v in original.meta.items() if k == "attachments"}  # files stay on
+    return store.add_message(
+        conversation_id, Message("user", text, meta=meta), parent=original.parent_id
+    )
+
+
+def edit(ctx: ChatContext, conversation_id: str, message_id: int, text: str) -> Reply:
+    """Edit a user message as a new version (`branch_edit`) and answer it."""
+    question = branch_edit(ctx.store, conversation_id, message_id, text)
+    return Reply(ctx, ctx.store.get(conversation_id), after=question.id)
+
+
+def switch(store: ConversationStore, conversation_id: str, message_id: int) -> None:
+    """Show the branch through `message_id` (a sibling version of a message on the path);
+    the model is sent this path from the next message on."""
+    store.show_branch(conversation_id, message_id)

@@ -61,12 +61,14 @@ class Reply:
     the rest: the one request path, the streaming saves, the size cap and the faults.
     """
 
-    def __init__(
-        self, ctx: ChatContext, conv: Conversation, earlier_versions: list[str] | None = None
-    ) -> None:
+    def __init__(self, ctx: ChatContext, conv: Conversation, after: int | None = None) -> None:
         self.ctx = ctx
         self.conv = conv
-        self.earlier_versions = earlier_versions or []
+        # The message answered: the reply is sent the path ending there and saved after it,
+        # wherever the conversation's shown path goes meanwhile. None: the end of the path
+        # shown when the request is built.
+        self.after = after
+        self.alternatives: list[Message] = []  # choices 1.. of an n > 1 reply, its siblings
         self.prompt: Prompt | None = None  # the request as last sent
         self.message: Message | None = None
         self.started_at = time.perf_counter()
@@ -204,8 +206,14 @@ class Reply:
     def _open(self) -> None:
         try:
             self.prompt = prepare(
-                self.ctx, self.conv, shrink=self._shrink, system=self._system, fit=self._fit
+                self.ctx,
+                self.conv,
+                shrink=self._shrink,
+                system=self._system,
+                fit=self._fit,
+                end=self.after,
             )
+            self.after = self.prompt.end
         except errors.ContextTooLong as exc:
             if not self._overflows:
                 raise
@@ -328,7 +336,7 @@ class Reply:
                 self._owner = self._owner or inflight.register()
                 row = Message("assistant", self.text, "streaming", self.conv.model)
                 row.meta["owner"] = self._owner
-                self._row = store.add_message(cid, row)
+                self._row = store.add_message(cid, row, parent=self.after)
                 inflight.track(self._owner, store, cid, self._row.id)
             else:
                 store.update_streaming(cid, self._row.id, content=self.text)
@@ -344,12 +352,6 @@ class Reply:
         self._done = True
         texts = [self._texts.get(i, "") for i in range(max(self._texts, default=0) + 1)]
         meta: dict[str, Any] = {"finish_reason": self._finish.get(0), **extra}
-        alternatives = (
-            self.earlier_versions + texts if len(texts) > 1 or self.earlier_versions else []
-        )
-        if alternatives:
-            meta["alternatives"] = alternatives
-            meta["chosen"] = len(self.earlier_versions)
         if self.first_token_at is not None:
             meta["first_token_s"] = round(self.first_token_at - self.started_at, 3)
         message = Message(
@@ -360,13 +362,31 @@ class Reply:
         store, cid = self.ctx.store, self.conv.id
         try:
             if self._row is None:
-                self.message = store.add_message(cid, message)
+                self.message = store.add_message(cid, message, parent=self.after)
             else:
                 message.id, message.created_at = self._row.id, self._row.created_at
+                message.parent_id = self._row.parent_id
                 store.update_message(cid, message)
                 self.message = message
+            if status != "failed":
+                self._save_alternatives(texts[1:], status)
         finally:
             inflight.release(self._owner)
+
+    def _save_alternatives(self, texts: list[str], status: str) -> None:
+        """Choices 1.. of an n > 1 reply, as siblings of choice 0 (which the path takes and
+        which carries the request's usage and cost)."""
+        for i, text in enumerate(texts, start=1):
+            sibling = Message(
+                "assistant",
+                text,
+                status,
+                self.conv.model,
+                meta={"finish_reason": self._finish.get(i), "choice": i},
+            )
+            self.alternatives.append(
+                self.ctx.store.add_message(self.conv.id, sibling, parent=self.after, current=False)
+            )
 
     def _account(self, message: Message, texts: list[str]) -> None:
         prompt = self.prompt

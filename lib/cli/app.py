@@ -239,7 +239,7 @@ def show(conversation_id: ConversationRef, workspace: Workspace = None) -> None:
     store = open_store(load_settings(), workspace)
     conv = find_conversation(store, conversation_id)
     terminal = Terminal()
-    terminal.markdown(export.to_markdown(conv, store.all_messages(conv.id)))
+    terminal.markdown(export.to_markdown(conv, store.path(conv.id)))
     totals = store.totals(conv.id)
     if terminal.rich and totals.replies:
         terminal.note(
@@ -266,11 +266,10 @@ def export_command(
     """Export a conversation as Markdown or JSON, as the web app's download does."""
     store = open_store(load_settings(), workspace)
     conv = find_conversation(store, conversation_id)
-    messages = store.all_messages(conv.id)
-    if fmt is ExportFormat.json:
-        text = export.to_json(conv, messages) + "\n"
+    if fmt is ExportFormat.json:  # the whole tree; Markdown, the path shown
+        text = export.to_json(conv, store.all_messages(conv.id)) + "\n"
     else:
-        text = export.to_markdown(conv, messages)
+        text = export.to_markdown(conv, store.path(conv.id))
     if output is None:
         Terminal().write(text)
         return

@@ -18,7 +18,7 @@ from lib import chat, errors, inflight
 from lib.cli.hints import RETRY, describe
 from lib.cli.lookup import Draft
 from lib.cli.output import Terminal
-from lib.conversations import Conversation
+from lib.conversations import Conversation, Message
 from lib.errors import ParleyError
 from lib.usage import usage_line
 
@@ -129,9 +129,8 @@ class ChatSession:
     # One reply
 
     def _answer(self, reply: chat.Reply) -> None:
-        total = len(reply.earlier_versions) + reply.conv.params.n
-        if total > 1:
-            self.out.label(f"Reply {len(reply.earlier_versions) + 1} of {total}")
+        if reply.conv.params.n > 1:
+            self.out.label(f"Reply 1 of {reply.conv.params.n}")
         stopped = self._stream(reply)
         message = reply.message
         if message is None:
@@ -149,9 +148,8 @@ class ChatSession:
             )
         if self.interactive:
             self.out.note(usage_line(message))
-        alternatives = message.meta.get("alternatives") or []
-        if len(alternatives) > 1:
-            self._choose(message.id, alternatives, message.meta.get("chosen", 0))
+        if reply.alternatives:
+            self._choose([message, *reply.alternatives])
 
     def _stream(self, reply: chat.Reply) -> bool:
         """Stream the reply; True when Ctrl-C stopped it. A second Ctrl-C leaves."""
@@ -169,17 +167,17 @@ class ChatSession:
             reply.close()  # a no-op after a complete reply; ends the stream after an error
         return False
 
-    def _choose(self, message_id: int | None, alternatives: list[str], chosen: int) -> None:
-        """Show the other versions and let the user pick which one the chat continues from."""
-        for index, text in enumerate(alternatives):
-            if index != chosen:
-                self.out.label(f"Reply {index + 1} of {len(alternatives)}")
-                self.out.markdown(text)
-        if not self.interactive or message_id is None:
+    def _choose(self, versions: list[Message]) -> None:
+        """Show an n > 1 reply's other choices (saved as its sibling versions) and let the
+        user pick which one the chat continues from."""
+        for index, version in enumerate(versions[1:], start=2):
+            self.out.label(f"Reply {index} of {len(versions)}")
+            self.out.markdown(version.content)
+        if not self.interactive:
             return  # piped input holds messages, not choices: keep the streamed reply
-        pick = self._ask_choice(len(alternatives), chosen)
-        if pick != chosen:
-            chat.choose_alternative(self.ctx, self._saved().id, message_id, pick)
+        pick = self._ask_choice(len(versions), 0)
+        if pick != 0:
+            chat.switch(self.ctx.store, self._saved().id, versions[pick].id)
             self.out.note(f"Continuing from reply {pick + 1}.")
 
     def _ask_choice(self, count: int, chosen: int) -> int:
