@@ -12,6 +12,9 @@ that the 60 lines below do not: container.xml → OPF → spine → chapters. Re
 here also keeps it behind `archive.open_zip`. The XML is parsed with entities and DTDs
 off and no network.
 
+`bench/formats.py`: 3.4 MB of text a second (2 MB in 34 chapters: 0.6 s, 10 MB peak RSS
+growth), each chapter parsed and dropped in turn.
+
 A book whose chapters are encrypted (DRM: META-INF/encryption.xml naming content files)
 is refused as protected; font obfuscation, which only scrambles embedded fonts, is not.
 """
