@@ -6,7 +6,7 @@ embedder with `--embedding-delay`: SECONDS_PER_CHUNK per input, one request at a
 still working on a request its client gave up on (as llama.cpp does). Seen in the issue:
 about 0.25 s a chunk against a 60 s timeout, so one 244-chunk request (61 s) could never
 finish. `--scale` shrinks both alike (the default, 0.1, is 0.025 s a chunk against 6 s;
-`--scale 1` runs the real figures, about 5 minutes).
+`--scale 1` runs the real figures, about 16 minutes; the default takes under 2).
 
 Strategies, each on 244 chunks of R-intro.pdf (Debian's r-doc-pdf):
 - fixed, as before this change: every chunk in one request (MAX_INPUTS is 256), a timeout
