@@ -60,6 +60,12 @@ def test_every_app_comes_in_with_titles_times_models_and_branches(store, tmp_pat
     assert rowing.system_prompt == "Answer briefly." and rowing.model == "llama3"
     assert store.path(rowing.id)[-1].content == "Someone who sculls a boat."
     assert "Files the messages refer to" not in " ".join(reports[0].lines())  # the PNG is there
+    from lib.chat.attachments import AttachmentStore
+
+    attached = AttachmentStore(store.backend, store.workspace).of(shown)
+    (image,) = attached[shown[0].id]
+    assert image.kind == "image" and image.name == "file-Heron1-heron.png"
+    assert AttachmentStore(store.backend, store.workspace).read(image) == samples.PNG
 
 
 def test_importing_the_same_files_again_adds_nothing(store, tmp_path) -> None:

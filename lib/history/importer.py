@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lib.chat.attachments import AttachmentStore, checked_image, is_image_name
 from lib.conversation import Message
 from lib.conversations import ConversationStore
-from lib.errors import ImportCancelled, UnreadableExport
+from lib.errors import ImportCancelled, InvalidInputError, UnreadableExport
 from lib.history.archive import Export, Failure
 from lib.history.model import ImportedConversation
 from lib.store.base import WorkspaceStore
@@ -43,6 +44,7 @@ class ImportReport:
     branched: int = 0  # imported with more than one branch
     apps: dict[str, int] = field(default_factory=dict)
     missing_files: list[str] = field(default_factory=list)
+    not_imported: list[str] = field(default_factory=list)  # held, but not images
     seconds: float = 0.0
     cancelled: bool = False
 
@@ -70,6 +72,9 @@ class ImportReport:
                 else ""
             )
             out.append(f"Files the messages refer to but the export does not hold: {names}{more}.")
+        if self.not_imported:
+            names = ", ".join(self.not_imported[:10])
+            out.append(f"Files named in the messages but not imported (only images are): {names}.")
         if self.cancelled:
             out.append("Cancelled: the conversations above were imported whole, the rest not.")
         return out
@@ -112,6 +117,7 @@ class Importer:
     ) -> None:
         self.store = store
         self.ledger = ImportLedger(store.backend, store.workspace)
+        self.attachments = AttachmentStore(store.backend, store.workspace)
         self.progress = progress or (lambda share, text: None)
         self.cancelled = cancelled or (lambda: False)
         self.report: ImportReport | None = None  # the running import's, as it goes
@@ -170,11 +176,10 @@ class Importer:
         shown = {m.key for m in item.path()}
         leaf = None
         for m in item.messages:
-            meta = {"imported_from": item.app}
+            meta: dict = {"imported_from": item.app}
+            images = self._images(export, m.files, report)
             if m.files:
                 meta["files"] = m.files
-                missing = [f for f in m.files if export.file(f) is None]
-                report.missing_files += missing
             message = Message(
                 m.role,
                 m.content,
@@ -183,10 +188,32 @@ class Importer:
                 created_at=m.created_at or item.created_at or time.time(),
             )
             parent = ids.get(m.parent) if m.parent is not None else None
-            saved = self.store.add_message(conv.id, message, parent=parent)
+            if images:
+                saved = self.attachments.save_message(conv.id, message, images, parent=parent)
+            else:
+                saved = self.store.add_message(conv.id, message, parent=parent)
             ids[m.key] = saved.id
             if m.key in shown:
                 leaf = saved.id
         self.store.set_leaf(conv.id, leaf)
         self.store.restamp(conv.id, item.updated_at or item.created_at)
         return conv.id
+
+    def _images(self, export: Export, files: list[str], report: ImportReport) -> list:
+        """The images a message refers to, as attachments, where the export holds them;
+        the rest are named in the report (other files are named, not imported)."""
+        found = []
+        for reference in files:
+            held = export.file(reference)
+            if held is None:
+                report.missing_files.append(reference)
+                continue
+            name, data = held
+            if not is_image_name(name):
+                report.not_imported.append(name)
+                continue
+            try:
+                found.append(checked_image(name, data))
+            except InvalidInputError as exc:
+                report.not_imported.append(f"{name} ({exc})")
+        return found
