@@ -193,6 +193,17 @@ HTML_CASES: list[tuple[str, str, list[str], list[str]]] = [
         ["Back to top", "Decoration", "Enable scripts"],
     ),
     (
+        "a table laying out the page is read as text, with its headings",
+        "<table><tr><td><h1>River birds</h1><p>An old site.</p></td><td><h2>Herons</h2>"
+        "<p>Grey herons nest high.</p></td></tr></table><table><tr><th>Bird</th>"
+        "<th>Nests</th></tr><tr><td>Heron<br>(grey)</td><td>14</td></tr></table>",
+        [
+            "River birds\nAn old site.",
+            "Herons\nGrey herons nest high.\nBird | Nests\nBird: Heron (grey); Nests: 14",
+        ],
+        ["birdsAn"],
+    ),
+    (
         "code keeps its lines and indentation",
         "<h2>Example</h2><pre>if heron:\n    wade()\n</pre>",
         ["if heron:\n    wade()"],

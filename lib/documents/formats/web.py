@@ -1,7 +1,8 @@
 """HTML pages: the main text, cut into sections at its headings; no scripts, no navigation.
 
 The main text is the page's `<main>` (or `role="main"`), else its only `<article>`, else
-its body; from it are dropped scripts, styles, embedded objects, forms, `<nav>`,
+its body (a table that lays the page out is read as text, any other as rows that keep
+their headers); from it are dropped scripts, styles, embedded objects, forms, `<nav>`,
 `<aside>`, the page's own `<header>`/`<footer>` (not an article's), anything hidden or
 with a navigation role, and link lists: a list or box with three or more links whose
 text is at least 80% link text is a menu, even without semantic markup. A page that is
@@ -46,6 +47,10 @@ _BLOCKS = {"p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt
            "blockquote", "figure", "figcaption", "caption", "address", "details", "summary",
            "hr", "header", "footer", "body", "center", "tr"}  # fmt: skip
 _HEADING = re.compile(r"^h([1-6])$")
+# A table whose cells hold paragraphs, headings, lists or tables lays out a page (old
+# sites, mail): it is read as text, not as rows ("River birdsAn old site.Herons...").
+_LAYOUT = " | ".join(f".//{t}" for t in ("p", "div", "table", "ul", "ol", "pre", "blockquote",
+                                         "h1", "h2", "h3", "h4", "h5", "h6"))  # fmt: skip
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 _WHITESPACE = re.compile(r"\s+")
@@ -165,7 +170,7 @@ def _blocks(container: lxml_html.HtmlElement) -> list[Block]:
         tag = element.tag.lower() if isinstance(element.tag, str) else ""
         heading = _HEADING.match(tag)
         if event == "start":
-            if tag == "table":
+            if tag == "table" and not element.xpath(_LAYOUT):
                 flush()
                 out.extend(Block(line) for line in table_lines(_table_rows(element)))
                 walk.skip_subtree()
@@ -191,6 +196,8 @@ def _blocks(container: lxml_html.HtmlElement) -> list[Block]:
 
 
 def _table_rows(table: lxml_html.HtmlElement) -> list[list[str]]:
+    for br in table.iter("br"):  # "Heron<br>(grey)" is two words, not "Heron(grey)"
+        br.tail = "\n" + (br.tail or "")
     return [
         [cell.text_content() for cell in row.xpath("./td | ./th")]
         for row in table.iter("tr")
