@@ -1,6 +1,7 @@
-"""The conversation's domain objects: parameters, messages, conversations, search hits and
-totals. Plain dataclasses with no storage in them; `lib/conversations.py` persists them,
-and `from_row` reads a row of either backend (anything `dict(row)` turns into columns).
+"""The conversation's domain objects: parameters, messages, conversations, search hits,
+sibling versions and totals. Plain dataclasses with no storage in them;
+`lib/conversations.py` persists them, and `from_row` reads a row of either backend
+(anything `dict(row)` turns into columns).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class Message:
     meta: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     id: int | None = None
+    # The message before this one on its path (None for a first message). Set by the store
+    # when the message is added; a conversation is a tree of these (`lib/conversations.py`).
+    parent_id: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Message:
@@ -82,6 +86,7 @@ class Conversation:
     created_at: float = 0.0
     updated_at: float = 0.0
     pinned: bool = False  # kept at the top of the conversation list
+    leaf_id: int | None = None  # the last message of the path shown and sent (None: empty)
 
     @classmethod
     def from_row(cls, row: Any) -> Conversation:
@@ -97,6 +102,24 @@ class SearchHit:
     title: str
     snippet: str
     updated_at: float
+    message_id: int | None = None  # the message matched (maybe on a branch not shown)
+
+
+@dataclass(frozen=True)
+class Siblings:
+    """The versions of one message on the path: the ids of every message with the same
+    parent, oldest first, and which of them the path takes ("‹ 2/3 ›" is index 1 of 3)."""
+
+    ids: tuple[int, ...]
+    index: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def step(self, by: int) -> int | None:
+        """The sibling `by` places away (-1 the one before), or None past either end."""
+        at = self.index + by
+        return self.ids[at] if 0 <= at < len(self.ids) else None
 
 
 @dataclass(frozen=True)

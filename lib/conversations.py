@@ -28,7 +28,7 @@ import uuid
 from dataclasses import asdict, fields
 from typing import Any
 
-from lib.conversation import ChatParams, Conversation, Message, SearchHit, Totals
+from lib.conversation import ChatParams, Conversation, Message, SearchHit, Siblings, Totals
 from lib.errors import InvalidInputError, NotFoundError
 from lib.store.backend import Connection
 from lib.store.base import WorkspaceStore
@@ -40,12 +40,32 @@ _CONVERSATION_COLUMNS = ", ".join(
     ["id", "workspace", "kind", "title", "model", "system_prompt", "params"]
     + ["created_at", "updated_at", "pinned"]
 )
-_MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name != "id"]
+_CONVERSATION_FIELDS = _CONVERSATION_COLUMNS + ", leaf_id"
+# parent_id is set once, when a message is added, never by an update of its other columns.
+_MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name not in ("id", "parent_id")]
 _INSERT_MESSAGE = (
-    f"INSERT INTO messages (conversation_id, {', '.join(_MESSAGE_COLUMNS)}) "
-    f"VALUES (?, {', '.join('?' * len(_MESSAGE_COLUMNS))}) RETURNING id"
+    f"INSERT INTO messages (conversation_id, parent_id, {', '.join(_MESSAGE_COLUMNS)}) "
+    f"VALUES (?, ?, {', '.join('?' * len(_MESSAGE_COLUMNS))}) RETURNING id"
 )
+AT_LEAF: Any = object()  # add_message's default parent: the last message of the path shown
 _IN_WORKSPACE = "conversation_id IN (SELECT id FROM conversations WHERE workspace = ?)"
+# The path ending at a message (by default the conversation's leaf), walked up one parent
+# at a time; `n` counts from the end, and stops the walk at a limit. Parameters:
+# conversation, workspace, end (or NULL), limit.
+_PATH = """path(id, parent_id, n) AS (
+    SELECT m.id, m.parent_id, 1 FROM conversations c JOIN messages m ON m.conversation_id = c.id
+    WHERE c.id = ? AND c.workspace = ? AND m.id = coalesce(?, c.leaf_id)
+    UNION ALL
+    SELECT m.id, m.parent_id, p.n + 1 FROM path p JOIN messages m ON m.id = p.parent_id
+    WHERE p.n < ?
+)"""
+# A message and every message after it on any branch. Parameters: message, conversation twice.
+_SUBTREE = """sub(id) AS (
+    SELECT id FROM messages WHERE id = ? AND conversation_id = ?
+    UNION ALL
+    SELECT m.id FROM sub JOIN messages m ON m.parent_id = sub.id AND m.conversation_id = ?
+)"""
+_NO_LIMIT = 2**31 - 1
 _WORD = re.compile(r"[^\W_]")  # a term with no letter or digit matches nothing on either side
 # ts_headline's match markers: characters no message contains, so the snippet can be told
 # apart from text that itself holds "**" before the markers become "**".
@@ -57,7 +77,8 @@ _SEARCH_SQLITE = """
                snippet(messages_fts, 0, '**', '**', '…', {words}) AS snippet
         FROM messages_fts WHERE messages_fts MATCH ?
     )
-    SELECT c.id, c.title, c.updated_at, h.snippet, NULL AS content, min(h.score) AS score
+    SELECT c.id, c.title, c.updated_at, h.snippet, NULL AS content, min(h.score) AS score,
+           h.mid AS message_id
     FROM hits h
     JOIN messages m ON m.id = h.mid
     JOIN conversations c ON c.id = m.conversation_id
@@ -69,13 +90,13 @@ _SEARCH_SQLITE = """
 _SEARCH_POSTGRESQL = """
     WITH q AS (SELECT to_tsquery('simple', ?) AS query),
     best AS (
-        SELECT DISTINCT ON (m.conversation_id) m.conversation_id, m.content,
+        SELECT DISTINCT ON (m.conversation_id) m.conversation_id, m.content, m.id,
                ts_rank(to_tsvector('simple', m.content), q.query) AS score
         FROM q, messages m JOIN conversations c ON c.id = m.conversation_id
         WHERE c.workspace = ? {kind} AND to_tsvector('simple', m.content) @@ q.query
         ORDER BY m.conversation_id, score DESC, m.id
     )
-    SELECT c.id, c.title, c.updated_at, b.content, b.score,
+    SELECT c.id, c.title, c.updated_at, b.content, b.score, b.id AS message_id,
            ts_headline('simple', b.content, q.query, ?) AS snippet
     FROM q, best b JOIN conversations c ON c.id = b.conversation_id
     ORDER BY b.score DESC, c.updated_at DESC LIMIT ?
@@ -137,7 +158,7 @@ class ConversationStore(WorkspaceStore):
 
     def _get(self, conn: Connection, conversation_id: str) -> Conversation:
         row = conn.execute(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND workspace = ?",
+            f"SELECT {_CONVERSATION_FIELDS} FROM conversations WHERE id = ? AND workspace = ?",
             (conversation_id, self.workspace),
         ).fetchone()
         if row is None:
@@ -146,7 +167,7 @@ class ConversationStore(WorkspaceStore):
 
     def list(self, *, kind: str | None = None, limit: int = 200) -> list[Conversation]:
         """Pinned first, then newest first."""
-        sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE workspace = ?"
+        sql = f"SELECT {_CONVERSATION_FIELDS} FROM conversations WHERE workspace = ?"
         args: list[Any] = [self.workspace]
         if kind:
             sql += " AND kind = ?"
@@ -180,7 +201,11 @@ class ConversationStore(WorkspaceStore):
                 ).fetchall()
             hits = [
                 SearchHit(
-                    r["id"], r["title"], _snippet(r["snippet"], r["content"]), r["updated_at"]
+                    r["id"],
+                    r["title"],
+                    _snippet(r["snippet"], r["content"]),
+                    r["updated_at"],
+                    r["message_id"],
                 )
                 for r in rows
             ]
@@ -253,22 +278,40 @@ class ConversationStore(WorkspaceStore):
 
     # Messages
 
-    def add_message(self, conversation_id: str, message: Message) -> Message:
-        """Append a message; the first user message also titles a new conversation."""
-        # Two statements, the first also the workspace check: they run before every request.
+    def add_message(
+        self,
+        conversation_id: str,
+        message: Message,
+        *,
+        parent: int | None = AT_LEAF,
+        current: bool = True,
+    ) -> Message:
+        """Add a message after `parent` (by default the last message of the path shown;
+        None starts a new first message) and, if `current`, make it the path's end. The
+        first user message also titles a new conversation."""
+        # Three statements, the first also the workspace check and the leaf's read.
         title = (_title_from(message.content) or None) if message.role == "user" else None
         with self._transaction() as conn:
-            touched = conn.execute(
+            row = conn.execute(
                 "UPDATE conversations SET updated_at = ?, title = CASE "
                 "WHEN title = 'New chat' THEN coalesce(?, title) ELSE title END "
-                "WHERE id = ? AND workspace = ?",
+                "WHERE id = ? AND workspace = ? RETURNING leaf_id",
                 (time.time(), title, conversation_id, self.workspace),
-            ).rowcount
-            if touched == 0:
+            ).fetchone()
+            if row is None:
                 raise NotFoundError("Conversation not found.")
+            after = row[0] if parent is AT_LEAF else parent
+            if parent is not AT_LEAF and parent is not None:
+                _check_message(conn, conversation_id, parent)  # never another conversation's
             message.id = conn.execute(
-                _INSERT_MESSAGE, [conversation_id, *_message_values(message)]
+                _INSERT_MESSAGE, [conversation_id, after, *_message_values(message)]
             ).fetchone()[0]
+            message.parent_id = after
+            if current:
+                conn.execute(
+                    "UPDATE conversations SET leaf_id = ? WHERE id = ?",
+                    (message.id, conversation_id),
+                )
         return message
 
     def update_message(self, conversation_id: str, message: Message) -> None:
@@ -325,35 +368,147 @@ class ConversationStore(WorkspaceStore):
                 self._get(conn, conversation_id)  # none, or not this workspace's?
 
     def delete_messages_from(self, conversation_id: str, message_id: int) -> int:
-        """Delete the message with this id and every later one (for regenerate and edit)."""
+        """Delete the message with this id and every message after it on any branch (its
+        subtree); a path that ran through it ends at its parent instead."""
         with self._transaction() as conn:
             self._get(conn, conversation_id)
-            return conn.execute(
-                "DELETE FROM messages WHERE conversation_id = ? AND id >= ?",
-                (conversation_id, message_id),
+            row = conn.execute(
+                "SELECT parent_id FROM messages WHERE id = ? AND conversation_id = ?",
+                (message_id, conversation_id),
+            ).fetchone()
+            if row is None:
+                return 0
+            deleted = conn.execute(
+                # The CTE inside: sqlite3 counts no rows for a statement opening with WITH.
+                f"DELETE FROM messages WHERE id IN (WITH RECURSIVE {_SUBTREE} SELECT id FROM sub)",
+                (message_id, conversation_id, conversation_id),
             ).rowcount
+            conn.execute(
+                "UPDATE conversations SET leaf_id = ? WHERE id = ? AND leaf_id IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = conversations.leaf_id)",
+                (row[0], conversation_id),
+            )
+            return deleted
 
     def clear_messages(self, conversation_id: str) -> int:
         with self._transaction() as conn:
             self._get(conn, conversation_id)
+            conn.execute("UPDATE conversations SET leaf_id = NULL WHERE id = ?", (conversation_id,))
             return conn.execute(
                 "DELETE FROM messages WHERE conversation_id = ?", (conversation_id,)
             ).rowcount
 
+    # The path shown, and its branches
+
     def recent_messages(
-        self, conversation_id: str, limit: int, *, before_id: int | None = None
+        self,
+        conversation_id: str,
+        limit: int,
+        *,
+        before_id: int | None = None,
+        end: int | None = None,
     ) -> list[Message]:
-        """The last `limit` messages (before `before_id` if given), oldest first."""
-        sql = f"SELECT * FROM messages WHERE conversation_id = ? AND {_IN_WORKSPACE}"
-        args: list[Any] = [conversation_id, self.workspace]
-        if before_id is not None:
-            sql += " AND id < ?"
-            args.append(before_id)
+        """The last `limit` messages of the path that ends at `end` (by default the path
+        shown; with `before_id`, the one ending just before that message), oldest first.
+        This is what the transcript shows and what the model is sent."""
         with self._conn() as conn:
-            rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+            if before_id is not None:
+                row = conn.execute(
+                    "SELECT parent_id FROM messages WHERE id = ? AND conversation_id = ?",
+                    (before_id, conversation_id),
+                ).fetchone()
+                if row is None or row[0] is None:
+                    self._get(conn, conversation_id)
+                    return []
+                end = row[0]
+            rows = conn.execute(
+                f"WITH RECURSIVE {_PATH} SELECT m.* FROM path JOIN messages m ON m.id = path.id "
+                "ORDER BY path.n DESC",
+                (conversation_id, self.workspace, end, limit),
+            ).fetchall()
             if not rows:
                 self._get(conn, conversation_id)  # none, or not this workspace's?
-        return [Message.from_row(r) for r in reversed(rows)]
+        return [Message.from_row(r) for r in rows]
+
+    def get_message(self, conversation_id: str, message_id: int) -> Message:
+        with self._conn() as conn:
+            row = conn.execute(
+                f"SELECT * FROM messages WHERE id = ? AND conversation_id = ? AND {_IN_WORKSPACE}",
+                (message_id, conversation_id, self.workspace),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError("Message not found.")
+        return Message.from_row(row)
+
+    def path(self, conversation_id: str) -> list[Message]:
+        """The whole path shown, oldest first (what a Markdown export holds)."""
+        return self.recent_messages(conversation_id, _NO_LIMIT)
+
+    def path_length(self, conversation_id: str, *, end: int | None = None) -> int:
+        """How many messages the path ending at `end` (by default, the one shown) holds:
+        one primary-key step per message (10,000 in 9 ms on SQLite, see bench/branches.py)."""
+        with self._conn() as conn:
+            count = conn.execute(
+                f"WITH RECURSIVE {_PATH} SELECT count(*) FROM path",
+                (conversation_id, self.workspace, end, _NO_LIMIT),
+            ).fetchone()[0]
+            if not count:
+                self._get(conn, conversation_id)
+        return count
+
+    def siblings(self, conversation_id: str, messages: list[Message]) -> dict[int, Siblings]:
+        """For each message of `messages` (a stretch of one path) that has other versions,
+        its `Siblings`: one statement for the whole stretch."""
+        parents = {m.parent_id for m in messages if m.parent_id is not None}
+        roots = any(m.parent_id is None for m in messages)
+        if not messages or (not parents and not roots):
+            return {}
+        match = [f"parent_id IN ({', '.join('?' * len(parents))})"] if parents else []
+        match += ["parent_id IS NULL"] if roots else []
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT id, parent_id FROM messages WHERE conversation_id = ? AND "
+                f"{_IN_WORKSPACE} AND ({' OR '.join(match)}) ORDER BY created_at, id",
+                [conversation_id, self.workspace, *parents],
+            ).fetchall()
+        groups: dict[int | None, list[int]] = {}
+        for r in rows:
+            groups.setdefault(r["parent_id"], []).append(r["id"])
+        found = {}
+        for m in messages:
+            ids = groups.get(m.parent_id, [])
+            if len(ids) > 1 and m.id in ids:
+                found[m.id] = Siblings(tuple(ids), ids.index(m.id))
+        return found
+
+    def show_branch(self, conversation_id: str, message_id: int) -> int:
+        """Show the path through `message_id`: it ends at the newest message after it (the
+        branch last added to), which is returned."""
+        with self._transaction() as conn:
+            leaf = conn.execute(
+                f"WITH RECURSIVE {_SUBTREE} SELECT max(id) FROM sub",
+                (message_id, conversation_id, conversation_id),
+            ).fetchone()[0]
+            if leaf is None:
+                self._get(conn, conversation_id)
+                raise NotFoundError("Message not found.")
+            self._set_leaf(conn, conversation_id, leaf)
+        return leaf
+
+    def set_leaf(self, conversation_id: str, message_id: int | None) -> None:
+        """End the path shown at `message_id` (None: show no message), e.g. at the question
+        a reply is about to answer again."""
+        with self._transaction() as conn:
+            if message_id is not None:
+                _check_message(conn, conversation_id, message_id)
+            self._set_leaf(conn, conversation_id, message_id)
+
+    def _set_leaf(self, conn: Connection, conversation_id: str, leaf: int | None) -> None:
+        if not conn.execute(
+            "UPDATE conversations SET leaf_id = ? WHERE id = ? AND workspace = ?",
+            (leaf, conversation_id, self.workspace),
+        ).rowcount:
+            raise NotFoundError("Conversation not found.")
 
     def all_messages(self, conversation_id: str) -> list[Message]:
         with self._conn() as conn:
@@ -383,6 +538,14 @@ class ConversationStore(WorkspaceStore):
                 (conversation_id,),
             ).fetchone()
         return Totals(*row)
+
+
+def _check_message(conn: Connection, conversation_id: str, message_id: int) -> None:
+    if not conn.execute(
+        "SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?",
+        (message_id, conversation_id),
+    ).fetchone():
+        raise NotFoundError("Message not found.")
 
 
 def _message_values(message: Message) -> list[Any]:

@@ -16,6 +16,7 @@ migration recorded.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -301,6 +302,42 @@ def attachments(conn: psycopg.Connection) -> None:
         CREATE INDEX attachments_by_message ON attachments (message_id);
         CREATE INDEX attachments_by_conversation ON attachments (conversation_id);
     """)
+
+
+@migration("0010_branches")
+def branches(conn: psycopg.Connection) -> None:
+    """Conversations become trees, as on SQLite (`sqlite_schema` 0010): `messages.parent_id`,
+    `conversations.leaf_id`, each existing conversation one path, and a reply's
+    `meta["alternatives"]` its siblings."""
+    conn.execute("""
+        ALTER TABLE messages ADD COLUMN parent_id bigint;
+        ALTER TABLE conversations ADD COLUMN leaf_id bigint;
+        UPDATE messages m SET parent_id = p.previous FROM (
+            SELECT id, lag(id) OVER (PARTITION BY conversation_id ORDER BY id) AS previous
+            FROM messages
+        ) p WHERE p.id = m.id AND p.previous IS NOT NULL;
+        UPDATE conversations c SET leaf_id = (
+            SELECT max(m.id) FROM messages m WHERE m.conversation_id = c.id
+        );
+        CREATE INDEX messages_by_parent ON messages (conversation_id, parent_id, created_at);
+    """)
+    legacy = conn.execute(
+        "SELECT id, conversation_id, parent_id, model, meta, created_at FROM messages "
+        "WHERE role = 'assistant' AND meta LIKE '%\"alternatives\"%'"
+    ).fetchall()
+    for mid, cid, parent, model, meta_text, created in legacy:
+        meta = json.loads(meta_text or "{}")
+        versions, chosen = meta.pop("alternatives", None), meta.pop("chosen", 0)
+        if not isinstance(versions, list):
+            continue
+        conn.execute("UPDATE messages SET meta = %s WHERE id = %s", (json.dumps(meta), mid))
+        for i, text in enumerate(versions):
+            if i != chosen and isinstance(text, str):
+                conn.execute(
+                    "INSERT INTO messages (conversation_id, parent_id, role, content, model, "
+                    "created_at) VALUES (%s, %s, 'assistant', %s, %s, %s)",
+                    (cid, parent, text, model, created + (i - chosen) * 1e-3),
+                )
 
 
 @migration("0011_chunk_listings")

@@ -15,6 +15,7 @@ each, and the others find it recorded. How connections are opened and reused is
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -354,6 +355,47 @@ def attachments(conn: sqlite3.Connection) -> None:
         CREATE INDEX attachments_by_conversation ON attachments (conversation_id);
         """,
     )
+
+
+@migration("0010_branches")
+def branches(conn: sqlite3.Connection) -> None:
+    """Conversations become trees (`lib/conversations.py`): a message's `parent_id` is the
+    one before it on its path, `conversations.leaf_id` the last message of the path shown.
+    Each existing conversation becomes one path, in id order, ending at its newest message;
+    a reply's earlier versions and n > 1 choices (`meta["alternatives"]`, until now) become
+    its siblings, in their old order around the one chosen."""
+    run_script(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN parent_id INTEGER;
+        ALTER TABLE conversations ADD COLUMN leaf_id INTEGER;
+        UPDATE messages SET parent_id = (
+            SELECT max(p.id) FROM messages p
+            WHERE p.conversation_id = messages.conversation_id AND p.id < messages.id
+        );
+        UPDATE conversations SET leaf_id = (
+            SELECT max(m.id) FROM messages m WHERE m.conversation_id = conversations.id
+        );
+        CREATE INDEX messages_by_parent ON messages (conversation_id, parent_id, created_at);
+        """,
+    )
+    legacy = conn.execute(
+        "SELECT id, conversation_id, parent_id, model, meta, created_at FROM messages "
+        "WHERE role = 'assistant' AND meta LIKE '%\"alternatives\"%'"
+    ).fetchall()
+    for mid, cid, parent, model, meta_text, created in legacy:
+        meta = json.loads(meta_text or "{}")
+        versions, chosen = meta.pop("alternatives", None), meta.pop("chosen", 0)
+        if not isinstance(versions, list):
+            continue
+        conn.execute("UPDATE messages SET meta = ? WHERE id = ?", (json.dumps(meta), mid))
+        for i, text in enumerate(versions):
+            if i != chosen and isinstance(text, str):
+                conn.execute(
+                    "INSERT INTO messages (conversation_id, parent_id, role, content, model, "
+                    "created_at) VALUES (?, ?, 'assistant', ?, ?, ?)",
+                    (cid, parent, text, model, created + (i - chosen) * 1e-3),
+                )
 
 
 @migration("0011_chunk_listings")

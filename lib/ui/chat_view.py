@@ -270,9 +270,9 @@ def start(action, *args) -> None:  # noqa: ANN001 - any chat.* starter
     state.put("pending", (action, args))
 
 
-def resend_edit(cid: str, key: str) -> None:
+def resend_edit(cid: str, message_id: int, key: str) -> None:
     # Read the text when clicked: arguments bound at render time would be stale.
-    start(chat.edit_last_user_message, cid, st.session_state[key])
+    start(chat.edit, cid, message_id, st.session_state[key])
 
 
 def run_pending(ctx: chat.ChatContext, current: Settings | None = None) -> None:
@@ -291,25 +291,10 @@ def run_pending(ctx: chat.ChatContext, current: Settings | None = None) -> None:
 
 
 def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]) -> None:
-    """Regenerate, edit-and-resend, alternatives and reset, under the transcript."""
+    """Regenerate, edit-and-resend and reset, under the transcript."""
     if not shown:
         return
     last = shown[-1]
-    alternatives = last.meta.get("alternatives") if last.role == "assistant" else None
-    if alternatives:
-        st.caption(f"{len(alternatives)} alternatives: pick the one to continue from.")
-        tabs = st.tabs([f"Option {i + 1}" for i in range(len(alternatives))])
-        for i, (tab, text) in enumerate(zip(tabs, alternatives, strict=True)):
-            with tab:
-                st.markdown(neutralise(text))
-                chosen = last.meta.get("chosen") == i
-                if st.button(
-                    "Continuing from this one" if chosen else "Continue with this one",
-                    key=f"alt_{last.id}_{i}",
-                    disabled=chosen,
-                ):
-                    chat.choose_alternative(ctx, conv.id, last.id, i)
-                    st.rerun()
     users = [m for m in shown if m.role == "user"]
     # One row of short labels, at every width: columns stacked into four full-width rows on
     # a phone (half of a 390 x 844 screen), and cut longer labels short at 1280 px.
@@ -339,7 +324,7 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
                 key="parley.w.resend",
                 type="primary",
                 on_click=resend_edit,
-                args=(conv.id, key),
+                args=(conv.id, users[-1].id, key),
             )
     with row.popover("Reset", icon=":material/restart_alt:", type="tertiary"):
         st.write("Clear every message in this conversation? Its settings are kept.")
