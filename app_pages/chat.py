@@ -33,10 +33,12 @@ shown = (
         conv.id,
         extra=attachments_view.in_transcript(current, store, documents_chat.sources_panel),
         display=documents_chat.with_locations,  # cited attachments: "[1 · manual.pdf p. 3]"
+        actions=chat_view.retry_in_place(store, conv.id),
     )
     if conv
     else []
 )
+slot = chat_view.Slot()  # the next turn streams here, above the last reply's controls
 
 try:
     api = clients.client(current)
@@ -52,11 +54,12 @@ if conv is None:
     suggestions()
 ctx.server.prefetch(settings_of.model)
 if conv:
-    chat_view.last_actions(ctx, conv, shown)
-    illustrate.action(ctx, conv, current)
-    last_reply = next((m for m in reversed(shown) if m.role == "assistant"), None)
-    totals = store.totals(conv.id)
-    transcript.gauge(last_reply, totals, current.provider, current.base_url)
-    chat_view.run_pending(ctx, current)
+    with slot.controls():
+        chat_view.last_actions(ctx, conv, shown)
+        illustrate.action(ctx, conv, current)
+        last_reply = next((m for m in reversed(shown) if m.role == "assistant"), None)
+        totals = store.totals(conv.id)
+        transcript.gauge(last_reply, totals, current.provider, current.base_url)
+    chat_view.run_pending(ctx, current, slot)
 
-chat_view.message_box(ctx, conv, current, models)
+chat_view.message_box(ctx, conv, current, models, slot)

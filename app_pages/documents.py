@@ -57,9 +57,13 @@ if conv:
         conv.id,
         extra=lambda m: answers.sources_panel(library, m),
         display=answers.with_locations,
+        actions=answers.retry_in_place(store, conv.id),
     )
-    answers.gauge(next((m for m in reversed(shown) if m.role == "assistant"), None))
-    answers.actions(ctx, conv.id, shown)
+slot = chat_view.Slot()  # the next answer streams here, above the last one's controls
+if conv:
+    with slot.controls():
+        answers.gauge(next((m for m in reversed(shown) if m.role == "assistant"), None))
+        answers.actions(ctx, conv.id, shown, slot)
 if embedder:
     docs.coverage_note(documents, chosen, embedder.model)
 if not chosen:
@@ -70,9 +74,10 @@ if prompt := st.chat_input("Ask about your documents", submit_mode="stop", disab
         conv = store.create(model=model, kind=rag.KIND)
         docs.start_conversation(library, conv)
         state.open_conversation(conv.id, rag.KIND)
-    with st.chat_message("user", avatar=transcript.AVATARS["user"]):
-        st.markdown(neutralise(prompt))
-    try:
-        answers.stream(rag.ask(ctx, conv.id, prompt))
-    except ParleyError as exc:
-        st.error(escape(str(exc)))
+    with slot.turn:
+        with st.chat_message("user", avatar=transcript.AVATARS["user"]):
+            st.markdown(neutralise(prompt))
+        try:
+            answers.stream(rag.ask(ctx, conv.id, prompt), slot)
+        except ParleyError as exc:
+            st.error(escape(str(exc)))

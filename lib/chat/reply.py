@@ -118,6 +118,9 @@ class Reply:
         except KeyboardInterrupt:
             self.stop()  # Ctrl-C in a terminal is the user's Stop
             raise
+        except errors.ProviderError as exc:
+            self.fail(exc)  # a no-op when the stream already saved how it ended
+            raise
         except BaseException:
             self.close()  # a no-op after the end or a saved failure
             raise
@@ -287,6 +290,18 @@ class Reply:
         close the HTTP stream and keep what arrived, marked interrupted. A no-op once saved."""
         self._end("interrupted", error="The reply was cut off before it finished.")
 
+    def fail(self, error: BaseException) -> None:
+        """Save the turn as failed with `error`'s message when no reply came: the server
+        could not be reached or refused the request, or the question could not be fitted.
+        The error then stands where the reply would be, and a reload still shows it with
+        Retry, instead of a question left unanswered with nothing to say why. A no-op once
+        saved (a stream that failed or was cut saved its own ending)."""
+        if self._done:
+            return
+        if self._stream is not None:
+            self._stream.close()
+        self._save("failed", error=str(error))
+
     def _end(self, status: str, **meta: Any) -> None:
         if self._stream is not None:
             self._stream.close()
@@ -389,6 +404,10 @@ class Reply:
             )
 
     def _account(self, message: Message, texts: list[str]) -> None:
+        if self._stream is None:  # never reached the server: nothing was used or billed
+            message.tokens, message.prompt_tokens, message.completion_tokens = 0, 0, 0
+            message.cost = 0.0
+            return
         prompt = self.prompt
         counter = prompt.counter if prompt else self.ctx.server.counter(self.conv.model)
         message.tokens = counter.count_message(message.content)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from lib import chat
 from lib.conversations import ChatParams, Conversation, ConversationStore, Message
-from lib.errors import DiskFull, NotFoundError, ParleyError, StreamInterrupted
+from lib.errors import DiskFull, NotFoundError, ParleyError
 from lib.markup import escape, neutralise
 from lib.presets import SYSTEM_PRESETS
 from lib.settings import Settings
 from lib.ui import attachments_view, clients, state, user_stop
 from lib.ui.transcript import AVATARS, stream_markdown
+
+log = logging.getLogger(__name__)
 
 
 def flash(kind: str, text: str) -> None:
@@ -189,18 +192,34 @@ def parameters(
         st.sidebar.error(escape(str(exc)))
 
 
-def stream(reply: chat.Reply) -> None:
+class Slot:
+    """Where a new turn is drawn: under the transcript and above the controls that follow
+    the last reply (its action row, the context gauge), which are cleared while a reply
+    streams. Drawn in page order instead, the old reply's controls sat between it and the
+    new turn while it streamed, then jumped below the new reply on the rerun."""
+
+    def __init__(self) -> None:
+        self.turn = st.container()
+        self._controls = st.empty()
+
+    def controls(self):  # noqa: ANN201 - a Streamlit container
+        return self._controls.container()
+
+    def streaming(self) -> None:
+        """A reply starts: the controls of the one before go until the rerun redraws them."""
+        self._controls.empty()
+
+
+def stream(reply: chat.Reply, slot: Slot | None = None) -> None:
     """Stream a reply into an assistant bubble, then rerun to show it with its footer."""
+    if slot is not None:
+        slot.streaming()
     with st.chat_message("assistant", avatar=AVATARS["assistant"]):
         user_stop.forget()
         try:
             stream_markdown(reply)
-        except StreamInterrupted as exc:
-            flash("warning", str(exc))
-        except DiskFull as exc:
-            flash("error", f"{exc} {REPLY_NOT_SAVED}")
         except ParleyError as exc:
-            flash("error", str(exc))
+            report(reply, exc)
         finally:
             try:
                 end(reply)
@@ -213,11 +232,26 @@ def stream(reply: chat.Reply) -> None:
 REPLY_NOT_SAVED = "The reply could not be saved; use Retry once there is room."
 
 
+def report(reply: chat.Reply, error: ParleyError) -> None:
+    """An error ends the turn where its reply would be: saved as the failed turn (or the
+    cut-off one, with its partial text), which the rerun draws with the reason and Retry,
+    and a reload still shows. Only an error that could not be saved is flashed on top."""
+    try:
+        reply.fail(error)  # a no-op when the stream saved its own ending
+    except ParleyError as unsaved:  # DiskFull, the database gone
+        log.warning("could not save the failed turn: %s", unsaved)
+    if reply.message is None:
+        flash("error", f"{error} {REPLY_NOT_SAVED}")
+
+
 def end(reply: chat.Reply) -> None:
     """Close the HTTP stream and save the partial reply: "stopped" only after the user's
-    Stop; a rerun, a closed tab or a shutdown leaves it "interrupted". A no-op once saved."""
+    Stop, which also has the page drawn again once this run ends (`user_stop.redraw`), so
+    the stopped reply gets its caption, actions and gauge at once; a rerun, a closed tab
+    or a shutdown leaves it "interrupted". A no-op once saved."""
     if user_stop.requested():
         reply.stop()
+        user_stop.redraw()
     else:
         reply.close()
 
@@ -231,10 +265,11 @@ def message_box(
     conv: Conversation | None,
     current: Settings,
     models: list[str] | None = None,
+    slot: Slot | None = None,
 ) -> None:
     """The chat input, and sending what is typed into it (starting the conversation if
-    this is its first message). A message that could not be saved is never lost: it
-    comes back into the input on the next run, to send again."""
+    this is its first message) into `slot`. A message that could not be saved is never
+    lost: it comes back into the input on the next run, to send again."""
     if unsent := state.pop(UNSENT):
         st.session_state[INPUT_KEY] = unsent  # before the widget: Streamlit fills it in
     prompt = st.chat_input(
@@ -260,10 +295,11 @@ def message_box(
         again = " Attach the files again to send them." if prompt.files else ""
         flash("error", f"{exc} Your message was not sent: it is back in the box below.{again}")
         st.rerun()
-    with st.chat_message("user", avatar=AVATARS["user"]):
-        st.markdown(neutralise(prompt.text))
-        attachments_view.draw_new(files)
-    stream(reply)
+    with slot.turn if slot else st.container():
+        with st.chat_message("user", avatar=AVATARS["user"]):
+            st.markdown(neutralise(prompt.text))
+            attachments_view.draw_new(files)
+        stream(reply, slot)
 
 
 def start(action, *args) -> None:  # noqa: ANN001 - any chat.* starter
@@ -275,7 +311,46 @@ def resend_edit(cid: str, message_id: int, key: str) -> None:
     start(chat.edit, cid, message_id, st.session_state[key])
 
 
-def run_pending(ctx: chat.ChatContext, current: Settings | None = None) -> None:
+def retry_in_place(store: ConversationStore, cid: str):  # noqa: ANN201 - a bubble part
+    """For `transcript.render_window(extra=...)`: a Retry button inside a reply that
+    failed or was cut off, where its error is shown."""
+
+    def part(message: Message) -> None:
+        if message.role == "assistant" and chat.needs_retry(message):
+            st.button(
+                "Retry",
+                icon=":material/replay:",
+                key=f"parley.w.retry.{message.id}",
+                type="primary",
+                on_click=retry_turn,
+                args=(store, cid, message.id),
+            )
+
+    return part
+
+
+def retry_turn(store: ConversationStore, cid: str, message_id: int) -> None:
+    """Answer a failed or cut-off reply's question again. The path is rewound here, in
+    the click's callback, so the run that streams the new reply no longer draws the
+    failed one above it (a failed reply at the path's end is dropped, an earlier one
+    kept as a version)."""
+    last = store.recent_messages(cid, 1)
+    at_end = bool(last) and last[0].id == message_id
+    try:
+        question = chat.rewind(store, cid, None if at_end else message_id)
+    except ParleyError as exc:
+        flash("error", str(exc))
+        return
+    start(_answer, cid, question)
+
+
+def _answer(ctx: chat.ChatContext, cid: str, question: int) -> chat.Reply:
+    return chat.Reply(ctx, ctx.store.get(cid), after=question)
+
+
+def run_pending(
+    ctx: chat.ChatContext, current: Settings | None = None, slot: Slot | None = None
+) -> None:
     pending = state.pop("pending")
     if not pending:
         return
@@ -287,7 +362,8 @@ def run_pending(ctx: chat.ChatContext, current: Settings | None = None) -> None:
     except ParleyError as exc:
         st.error(escape(str(exc)))
         return
-    stream(reply)
+    with slot.turn if slot else st.container():
+        stream(reply, slot)
 
 
 def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]) -> None:
@@ -300,16 +376,18 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
     # a phone (half of a 390 x 844 screen), and cut longer labels short at 1280 px.
     row = st.container(horizontal=True, gap="xsmall", key="parley-actions")
     retry = chat.needs_retry(last)
-    row.button(
-        "Retry" if retry else "Regenerate",
-        disabled=chat.is_record(last),
-        help="The last message is an illustration." if chat.is_record(last) else None,
-        icon=":material/replay:" if retry else ":material/refresh:",
-        key="parley.w.regen",
-        on_click=start,
-        args=(chat.regenerate, conv.id),
-        type="primary" if retry else "tertiary",
-    )
+    # A failed or cut-off reply has its Retry in its bubble, by the error (`retry_in_place`).
+    if not (retry and last.role == "assistant"):
+        row.button(
+            "Retry" if retry else "Regenerate",
+            disabled=chat.is_record(last),
+            help="The last message is an illustration." if chat.is_record(last) else None,
+            icon=":material/replay:" if retry else ":material/refresh:",
+            key="parley.w.regen",
+            on_click=start,
+            args=(chat.regenerate, conv.id),
+            type="primary" if retry else "tertiary",
+        )
     if users:
         with row.popover(
             "Edit",

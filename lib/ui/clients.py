@@ -21,12 +21,13 @@ import streamlit as st
 from lib import chat
 from lib.client import build_client
 from lib.conversations import ConversationStore
-from lib.errors import ConfigError, DatabaseCorrupt, DatabaseUnavailable, ParleyError
-from lib.models import choose_models, list_server_models
+from lib.errors import ConfigError, DatabaseCorrupt, DatabaseUnavailable
+from lib.models import choose_models
 from lib.preferences import Preferences
 from lib.pricing import PriceTable
 from lib.server import capabilities as server_capabilities
 from lib.server import probe, tokenizer, window
+from lib.server import status as server_status
 from lib.settings import Settings, resolve_settings
 from lib.store.backend import Backend, backend_for
 from lib.ui import state
@@ -104,18 +105,46 @@ def prices(current: Settings) -> PriceTable:
     return _prices(str(current.data_dir))
 
 
-def server_models(current: Settings, api: openai.OpenAI) -> list[str] | None:
-    """Every model the server lists (/v1/models), cached per session; None if it can't say."""
-    cache_key = f"models:{current.base_url}"
+def connection_status(current: Settings, api: openai.OpenAI) -> server_status.Status:
+    """Whether the server answers, how many models it lists and whether it took the key
+    (`lib.server.status`). An answer with a model list is kept for MODELS_TTL; a failure
+    is asked again on the next run, so a server that comes back is seen at once (a kept
+    failure held the SDK's fallback model list for 5 minutes). When the server answers
+    after a failure, what this session learnt of it while it was down (no flavour, an
+    estimated counter, an unknown window) is forgotten and asked again."""
+    cache_key = f"status:{current.base_url}"
     cached = state.get(cache_key)
-    if cached and time.monotonic() - cached[0] < MODELS_TTL:
-        return cached[1]
-    try:
-        names = list_server_models(api)
-    except ParleyError:
-        names = None
-    state.put(cache_key, (time.monotonic(), names))
-    return names
+    if cached and cached[1] is api and time.monotonic() - cached[0] < MODELS_TTL:
+        return cached[2]
+    found = server_status.check(api)
+    if found.ok:
+        if cached and not cached[2].ok:
+            forget_server(current)
+        state.put(cache_key, (time.monotonic(), api, found))
+    else:
+        state.put(cache_key, (float("-inf"), api, found))  # shown, but asked again next run
+    return found
+
+
+def forget_server(current: Settings) -> None:
+    """Drop what this session asked of the server at `current.base_url` (its status,
+    flavour, capabilities, windows and counters), so the next run asks again. What an
+    overflow error taught (`learn_context_window`) is kept: it came from a real refusal."""
+    url = current.base_url
+    kinds = ("status", "server", "capabilities", "window", "counter")
+    for key in [k for k in st.session_state if isinstance(k, str)]:
+        name = key.removeprefix(state.PREFIX)
+        if key.startswith(state.PREFIX) and any(
+            name == f"{kind}:{url}" or name.startswith(f"{kind}:{url}:") for kind in kinds
+        ):
+            del st.session_state[key]
+
+
+def server_models(current: Settings, api: openai.OpenAI) -> list[str] | None:
+    """Every model the server lists (/v1/models), as `connection_status` last saw them;
+    None if it can't say."""
+    listed = connection_status(current, api).models
+    return list(listed) if listed is not None else None
 
 
 def models(current: Settings, api: openai.OpenAI) -> tuple[list[str], str | None]:

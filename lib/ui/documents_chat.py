@@ -15,14 +15,14 @@ import re
 import streamlit as st
 
 from lib import chat
-from lib.conversations import Message
+from lib.conversations import ConversationStore, Message
 from lib.documents import rag
 from lib.documents.extract import render_pdf_page
 from lib.documents.library import DocumentLibrary
-from lib.errors import NotFoundError, ParleyError, StreamInterrupted
+from lib.errors import NotFoundError, ParleyError
 from lib.markup import escape
 from lib.ui import state, user_stop
-from lib.ui.chat_view import end, flash
+from lib.ui.chat_view import Slot, end, report
 from lib.ui.transcript import AVATARS, stream_markdown, window_label
 from lib.usage import money
 
@@ -156,19 +156,25 @@ def gauge(message: Message | None) -> None:
         cols[1].caption(f":material/info: {escape(note)}")
 
 
-def stream(answer: rag.Answer) -> None:
-    """Search, then stream the answer into a bubble; rerun to show it with its sources."""
+def stream(answer: rag.Answer, slot: Slot | None = None) -> None:
+    """Search, then stream the answer into a bubble; rerun to show it with its sources.
+    An error (say, the server down while the question is rewritten) is saved as the
+    failed turn and shown in the answer's place, with Retry (`chat_view.report`)."""
+    if slot is not None:
+        slot.streaming()
     with st.chat_message("assistant", avatar=AVATARS["assistant"]):
         user_stop.forget()
         try:
             with st.status("Searching your documents…") as status:
-                plan = answer.plan()
+                try:
+                    plan = answer.plan()
+                except ParleyError:
+                    status.update(label="The search could not run", state="error")
+                    raise
                 status.update(label=_planned(plan), state="complete")
             stream_markdown(answer)
-        except StreamInterrupted as exc:
-            flash("warning", str(exc))
         except ParleyError as exc:
-            flash("error", str(exc))
+            report(answer, exc)
         finally:
             end(answer)  # also on Stop: closes the stream and keeps the partial answer
     st.rerun()
@@ -181,21 +187,53 @@ def _planned(plan: rag.Plan) -> str:
     return f"Found {len(plan.sources)} passages{kind}"
 
 
-def actions(ctx: rag.DocContext, conv_id: str, shown: list[Message]) -> None:
+def retry_in_place(store: ConversationStore, conv_id: str):  # noqa: ANN201 - a bubble part
+    """For `transcript.render_window(actions=...)`: Retry inside the last answer when it
+    failed or was cut off, under its error."""
+
+    def part(message: Message) -> None:
+        if message.role != "assistant" or not chat.needs_retry(message):
+            return
+        last = store.recent_messages(conv_id, 1)
+        if last and last[0].id == message.id:
+            st.button(
+                "Retry",
+                icon=":material/replay:",
+                key=f"parley.w.doc_retry.{message.id}",
+                type="primary",
+                on_click=_retry,
+                args=(store, conv_id, message.id),
+            )
+
+    return part
+
+
+def _retry(store: ConversationStore, conv_id: str, message_id: int) -> None:
+    # Dropped in the click's callback, so the run that answers again does not draw the
+    # failed answer above the new one.
+    store.delete_messages_from(conv_id, message_id)
+    state.put("doc_regenerate", conv_id)
+
+
+def actions(
+    ctx: rag.DocContext, conv_id: str, shown: list[Message], slot: Slot | None = None
+) -> None:
     """Regenerate the last answer, or clear the conversation."""
     if not shown:
         return
-    cols = st.columns(2)
+    row = st.container(horizontal=True, gap="xsmall")  # one row on a phone too
     retry = chat.needs_retry(shown[-1])
-    cols[0].button(
-        "Retry" if retry else "Regenerate",
-        icon=":material/replay:" if retry else ":material/refresh:",
-        key="parley.w.doc_regen",
-        on_click=state.put,
-        args=("doc_regenerate", conv_id),
-        type="primary" if retry else "tertiary",
-    )
-    with cols[1].popover("Reset", icon=":material/restart_alt:", type="tertiary"):
+    # A failed or cut-off answer has its Retry in its bubble, by the error.
+    if not (retry and shown[-1].role == "assistant"):
+        row.button(
+            "Retry" if retry else "Regenerate",
+            icon=":material/replay:" if retry else ":material/refresh:",
+            key="parley.w.doc_regen",
+            on_click=state.put,
+            args=("doc_regenerate", conv_id),
+            type="primary" if retry else "tertiary",
+        )
+    with row.popover("Reset", icon=":material/restart_alt:", type="tertiary"):
         st.write("Clear every message in this conversation? Its documents are kept.")
         if st.button("Clear messages", key="parley.w.doc_reset", type="primary"):
             ctx.chat.store.clear_messages(conv_id)
@@ -206,4 +244,5 @@ def actions(ctx: rag.DocContext, conv_id: str, shown: list[Message]) -> None:
         except ParleyError as exc:
             st.error(escape(str(exc)))
             return
-        stream(answer)
+        with slot.turn if slot else st.container():
+            stream(answer, slot)

@@ -10,6 +10,7 @@ from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
 from lib.markup import escape
 from lib.providers import PROVIDERS
+from lib.server import status as server_status
 from lib.settings import SOURCE_LABELS, Settings
 from lib.ui import clients, conversation_list, state
 
@@ -22,12 +23,17 @@ def connection() -> Settings:
         st.error(f"**This app is misconfigured.** {exc}", icon=":material/settings:")
         st.stop()
     policy = current.policy
-    with st.sidebar.expander("Connection", expanded=False, icon=":material/hub:"):
+    found = _status(current)
+    down = found is not None and not found.ok
+    icon = ":material/cloud_off:" if down else ":material/hub:"
+    with st.sidebar.expander("Connection", expanded=down, icon=icon):
         if policy.allow_custom_server:
             _server_choice(current)
         else:
             st.markdown(f"**Server:** {PROVIDERS[current.provider].label}")
             st.caption("Set by this app's operator, who has not enabled choosing another server.")
+        if found is not None:
+            _status_line(current, found)
         if offers := clients.offered(current):
             st.caption(escape(offers))
         if policy.allow_visitor_key or not current.api_key:
@@ -36,6 +42,31 @@ def connection() -> Settings:
         if policy.notice:
             st.warning(policy.notice, icon=":material/block:")
     return current
+
+
+def _status(current: Settings) -> server_status.Status | None:
+    """The server's status for these settings; None without a key (nothing is asked)."""
+    try:
+        api = clients.client(current)
+    except ParleyError:
+        return None
+    return clients.connection_status(current, api)
+
+
+def _status_line(current: Settings, found: server_status.Status) -> None:
+    """Whether the server answers, its model count and the key's fate, with Test (which
+    asks again now and forgets what was learnt of the server)."""
+    icon = ":material/check_circle:" if found.ok else ":material/error:"
+    st.caption(f"{icon} {escape(found.summary())}")
+    st.button(
+        "Test connection",
+        key="parley.w.test_connection",
+        icon=":material/network_check:",
+        help="Ask the server again now.",
+        on_click=clients.forget_server,
+        args=(current,),
+        type="tertiary",
+    )
 
 
 def _server_choice(current: Settings) -> None:

@@ -76,11 +76,16 @@ def render_message(
     message: Message,
     extra: Callable[[Message], None] | None = None,
     display: Callable[[Message], str] | None = None,
+    actions: Callable[[Message], None] | None = None,
 ) -> None:
     """One bubble. Pages may pass `display` (the Markdown to show for a message, e.g. with
-    citations spelled out) and `extra` (parts drawn inside it, e.g. a sources panel)."""
+    citations spelled out), `extra` (parts drawn inside it, e.g. a sources panel) and
+    `actions` (drawn last, e.g. Retry under a failed reply's error). A failed reply shows
+    its error where its text would be; one that never reached the server has no footer."""
+    failed = message.status == "failed"
     with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
-        st.markdown(markdown_of(message, display))
+        if message.content or not failed:
+            st.markdown(markdown_of(message, display))
         if extra is not None:
             extra(message)
         if message.meta.get("images"):
@@ -90,8 +95,10 @@ def render_message(
             message_images(message.meta["images"])
         note = status_note(message)
         if note:
-            st.caption(note)
-        if message.role == "assistant":
+            (st.error if failed else st.caption)(note)
+        if actions is not None:
+            actions(message)
+        if message.role == "assistant" and (message.content or not failed):
             st.caption(footer(message))
 
 
@@ -100,6 +107,7 @@ def render_window(
     cid: str,
     extra: Callable[[Message], None] | None = None,
     display: Callable[[Message], str] | None = None,
+    actions: Callable[[Message], None] | None = None,
 ) -> list[Message]:
     """Draw the most recent messages, with a control to load earlier ones."""
     window = state.transcript_window()
@@ -115,7 +123,7 @@ def render_window(
             key="parley.w.more",
         )
     for message in messages:
-        render_message(message, extra, display)
+        render_message(message, extra, display, actions)
     return messages
 
 
