@@ -120,8 +120,9 @@ class ConversationStore(WorkspaceStore):
         params: ChatParams | None = None,
         title: str = "New chat",
         kind: str = "chat",
+        created_at: float | None = None,
     ) -> Conversation:
-        now = time.time()
+        now = created_at or time.time()
         conv = Conversation(
             id=uuid.uuid4().hex,
             workspace=self.workspace,
@@ -221,6 +222,16 @@ class ConversationStore(WorkspaceStore):
                 if r["id"] not in seen:
                     hits.append(SearchHit(r["id"], r["title"], "", r["updated_at"]))
         return hits[:limit]
+
+    def restamp(self, conversation_id: str, updated_at: float | None) -> None:
+        """Date a conversation by its source's last change (an import), not by now."""
+        if updated_at is None:
+            return
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ? AND workspace = ?",
+                (updated_at, conversation_id, self.workspace),
+            )
 
     def rename(self, conversation_id: str, title: str) -> None:
         title = " ".join(title.split())[:TITLE_LENGTH]

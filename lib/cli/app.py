@@ -1,4 +1,5 @@
 """Parley's command line: `python -m lib.cli` chats; `list`, `show`, `export` read the store;
+`import` brings conversations in from ChatGPT, Open WebUI, LibreChat or Parley exports;
 `backup` and `restore` copy the whole data directory out and back; `migrate-store` moves
 it into PostgreSQL.
 
@@ -275,6 +276,39 @@ def export_command(
         return
     output.write_text(text, encoding="utf-8")
     Terminal().note(f"Wrote {output}")
+
+
+@app.command("import")
+@reports_errors
+def import_command(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="An export: ChatGPT's data export zip (or its conversations.json), Open "
+            "WebUI's or LibreChat's chat export JSON, or Parley's own.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    workspace: Workspace = None,
+) -> None:
+    """Import conversations from another app's export; importing the same file again adds
+    nothing, and a conversation goes in whole or not at all."""
+    from lib.history.importer import Importer
+
+    store = open_store(load_settings(), workspace)
+    terminal = Terminal()
+    shown = {"tenth": -1}
+
+    def progress(share: float, text: str) -> None:
+        if int(share * 10) > shown["tenth"]:
+            shown["tenth"] = int(share * 10)
+            terminal.note(f"{share:4.0%}  {text}")
+
+    report = Importer(store, progress=progress).run(path)
+    terminal.write("\n".join(report.lines()) + "\n")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 # Backups

@@ -358,6 +358,22 @@ def chunk_listings(conn: psycopg.Connection) -> None:
         conn.execute("UPDATE chunk_vectors SET listing = 1 WHERE chunk_id = ANY(%s)", (flagged,))
 
 
+@migration("0012_imports")
+def imports(conn: psycopg.Connection) -> None:
+    """What was imported from other apps' exports (`lib/history/importer.py`)."""
+    conn.execute("""
+        CREATE TABLE imports (
+            workspace text NOT NULL,
+            app text NOT NULL,
+            source_id text NOT NULL,
+            fingerprint text NOT NULL,
+            conversation_id text NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            imported_at double precision NOT NULL,
+            PRIMARY KEY (workspace, app, source_id, fingerprint)
+        );
+    """)
+
+
 @migration("0013_pinned")
 def pinned(conn: psycopg.Connection) -> None:
     """Pinned conversations stay at the top of the list (`ConversationStore.list`); the

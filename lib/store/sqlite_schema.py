@@ -411,6 +411,27 @@ def chunk_listings(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE chunks SET listing = 1 WHERE id = ?", flagged)
 
 
+@migration("0012_imports")
+def imports(conn: sqlite3.Connection) -> None:
+    """What was imported from other apps' exports (`lib/history/importer.py`), so the same
+    conversation is never imported twice into a workspace; deleting the conversation
+    forgets it, so importing the export again brings it back."""
+    run_script(
+        conn,
+        """
+        CREATE TABLE imports (
+            workspace TEXT NOT NULL,
+            app TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            imported_at REAL NOT NULL,
+            PRIMARY KEY (workspace, app, source_id, fingerprint)
+        );
+        """,
+    )
+
+
 @migration("0013_pinned")
 def pinned(conn: sqlite3.Connection) -> None:
     """Pinned conversations stay at the top of the list (`ConversationStore.list`); the
