@@ -71,6 +71,7 @@ def detect(
     if data.startswith(archive.OLE_MAGIC):
         archive.refuse_ole(name, data)
     if claimed in ZIP_KINDS:
+        looks_like = looks_like or ("plain text" if _text_like(data) else None)
         detail = f": it looks like {looks_like}" if looks_like else ""
         raise UnreadableDocument(f"{name} is not {expected}{detail}.", hint="Check the file.")
     if claimed is None:
@@ -78,6 +79,17 @@ def detect(
     if looks_like and not (claimed == "html" and looks_like == "an HTML page"):
         raise UnreadableDocument(f"{name} is not {expected}: it looks like {looks_like}.")
     return claimed, []
+
+
+def _text_like(data: bytes) -> bool:
+    """Whether the file starts as UTF-8 text (a character cut at 4 KB allowed)."""
+    head = data[:4096]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return False
+    return b"\x00" not in head
 
 
 def open_format(name: str, data: bytes, kind: str) -> Opened:
