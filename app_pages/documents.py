@@ -35,8 +35,8 @@ documents = library.list()
 label = f"Library · {len(documents)} document{'s' * (len(documents) != 1)}"
 with st.expander(label, expanded=not documents or not conv, icon=":material/folder_open:"):
     if api:
-        docs.uploader(library, embedder, conv)
-    docs.library_list(library, documents, embedder)
+        docs.uploader(library, embedder, conv, ocr=current.ocr)
+    docs.library_list(library, documents, embedder, ocr=current.ocr)
 if api is None:
     st.stop()
 

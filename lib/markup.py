@@ -62,7 +62,15 @@ def escape(text: str) -> str:
     text = _NORMALISE.sub("\n", text)
     escaped = "".join("\\" + c if c in ALWAYS_ESCAPED else c for c in text)
     escaped = escaped.replace("::", "\\:\\:")
-    return _LINE_START.sub(_escape_line_start, escaped)
+    return _AUTOLINK.sub(WORD_JOINER, _LINE_START.sub(_escape_line_start, escaped))
+
+
+# GFM's autolink literals (remark-gfm: "https://", "www.", "a@b.c") become links in the
+# text itself, after every escape is resolved, so no backslash stops them: a file named
+# "see [the docs](https://evil.example/login).txt", escaped, still showed a live link.
+# An invisible WORD JOINER (U+2060) before "//", "." or "@" leaves nothing to match.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(?<=https:)(?=//)|(?<=http:)(?=//)|(?<=\bwww)(?=\.)|(?<=[-.\w+])(?=@)")
 
 
 def _escape_line_start(match: re.Match[str]) -> str:

@@ -47,6 +47,7 @@ KEYS = {
     "outbound_allow": "PARLEY_OUTBOUND_ALLOW",
     "trusted_proxies": "PARLEY_TRUSTED_PROXIES",
     "workspace": "PARLEY_WORKSPACE",
+    "ocr": "PARLEY_OCR",
     "app_password": "APP_PASSWORD",
 }
 # What a visitor may type into the Connection panel; nothing else is read from them.
@@ -89,6 +90,7 @@ class Settings:
     server_trusted: bool = True
     outbound_allow: tuple[str, ...] = ()  # hosts or networks the operator lets through
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed
+    ocr: bool = True  # scanned pages and images are OCR'd where tesseract is installed
     policy: ConnectionPolicy = field(
         default_factory=lambda: ConnectionPolicy(False, True, True), compare=False
     )
@@ -276,6 +278,7 @@ def resolve_settings(
         max_reply_chars=max_reply,
         outbound_allow=outbound,
         trusted_proxies=trusted_proxies(secrets, environ),
+        ocr=_flag("ocr", get("ocr"), True),
     )
 
 

@@ -54,6 +54,14 @@ def image_only_pdf(pages: int = 2) -> bytes:
     return out.getvalue()
 
 
+def blank_pdf(pages: int = 3) -> bytes:
+    """Pages with nothing on them (no text layer and nothing drawn)."""
+    writer = pypdf.PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(612, 792)
+    return _write(writer)
+
+
 def mixed_pdf() -> bytes:
     """Text page, picture page, text page: page 2 has no text."""
     writer = pypdf.PdfWriter()

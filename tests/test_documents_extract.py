@@ -10,12 +10,13 @@ import pypdf
 import pytest
 
 from lib.documents.extract import Page, clean_text, open_document
+from lib.documents.ocr import Ocr
 from lib.errors import EncryptedDocument, NoTextFound, UnreadableDocument
 from tests import doc_samples as samples
 
 
-def read(name: str, data: bytes) -> tuple[list[Page], list[str], str]:
-    opened = open_document(name, data)
+def read(name: str, data: bytes, ocr: Ocr | None = None) -> tuple[list[Page], list[str], str]:
+    opened = open_document(name, data, ocr)
     try:
         return list(opened.pages()), opened.notes, opened.extractor
     finally:
@@ -71,9 +72,14 @@ def test_a_pdf_named_txt_is_read_as_a_pdf_and_says_so() -> None:
     assert notes == ["Named .txt but it is a PDF, so it was read as a PDF."]
 
 
-def test_scanned_pages_come_back_empty_rather_than_failing() -> None:
-    pages, _, _ = read("mixed.pdf", samples.mixed_pdf())
+def test_scanned_pages_come_back_empty_rather_than_failing_when_ocr_is_off() -> None:
+    pages, _, _ = read("mixed.pdf", samples.mixed_pdf(), Ocr(False, "OCR is off"))
     assert [bool(p.text.strip()) for p in pages] == [True, False, True]
+    assert [(p.source, p.problem) for p in pages] == [
+        ("text", ""),
+        ("scan", "OCR is off"),
+        ("text", ""),
+    ]
 
 
 BAD_FILES: list[tuple[str, Callable[[], bytes], type[Exception], str]] = [

@@ -32,9 +32,11 @@ def client(openai_server: FakeOpenAI) -> openai.OpenAI:
     return openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test")
 
 
-def ingestor(library: DocumentLibrary, client: openai.OpenAI | None, **kw) -> Ingestor:
+def ingestor(
+    library: DocumentLibrary, client: openai.OpenAI | None, *, ocr: bool = True, **kw
+) -> Ingestor:
     embedder = Embedder(client, MODEL, cache=library.cache, **kw) if client else None
-    return Ingestor(library, embedder, limit_bytes=upload_limit_mb() * 1_048_576)
+    return Ingestor(library, embedder, limit_bytes=upload_limit_mb() * 1_048_576, ocr=ocr)
 
 
 def rows(library: DocumentLibrary, sql: str) -> int:
@@ -94,7 +96,8 @@ def test_bad_files_are_reported_and_the_good_ones_still_indexed(
         ("notes.md", NOTES),
         ("photo.txt", samples.png_bytes()),
     ]
-    reports = {r.name: r for r in ingestor(library, client).ingest_many(upload)}
+    # OCR off (PARLEY_OCR): the scan is refused as one (tests/test_documents_ocr.py reads it)
+    reports = {r.name: r for r in ingestor(library, client, ocr=False).ingest_many(upload)}
     assert {n for n, r in reports.items() if r.status == "indexed"} == {
         "intro-p14.pdf",
         "notes.md",
@@ -113,7 +116,7 @@ def test_bad_files_are_reported_and_the_good_ones_still_indexed(
 def test_pages_without_text_are_counted_but_the_rest_is_indexed(
     library: DocumentLibrary, client: openai.OpenAI
 ) -> None:
-    report = ingestor(library, client).ingest("mixed.pdf", samples.mixed_pdf())
+    report = ingestor(library, client, ocr=False).ingest("mixed.pdf", samples.mixed_pdf())
     assert report.status == "indexed"
     assert report.pages == 3 and report.empty_pages == [2]
     assert "1 without text" in report.message

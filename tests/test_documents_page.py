@@ -70,13 +70,15 @@ def captions(at: AppTest) -> str:
     return "\n".join(texts(at.caption))
 
 
-def test_upload_index_and_report_each_file(page: AppTest) -> None:
+def test_upload_index_and_report_each_file(app: Callable[..., AppTest], backend: Backend) -> None:
+    page = app(PAGE, PARLEY_PROVIDER="openai", PARLEY_OCR="false")  # the scan stays unread
+    page.run()
     assert "Your library is empty" in captions(page)
     upload(page, INTRO, NOTES, ("scan.pdf", samples.image_only_pdf(), "application/pdf"))
     assert texts(page.success) == [expected_report(*INTRO[:2]), expected_report(*NOTES[:2])]
     (error,) = texts(page.error)
     assert error.startswith("scan.pdf has 2 pages but no text that can be extracted")
-    assert "OCR" in error
+    assert "OCR is turned off on this server (PARLEY\\_OCR)" in error
     library = captions(page)
     assert "6 pages · 12 chunks · " in library and "1 page · 2 chunks · " in library
     # Both new documents are chosen for the next conversation, the scan is nowhere.

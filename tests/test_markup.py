@@ -9,6 +9,7 @@ through Streamlit's own renderer.
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 from markdown_it import MarkdownIt
@@ -177,7 +178,8 @@ PLAIN = [
 @pytest.mark.parametrize("text", PLAIN)
 def test_escaped_text_renders_as_typed(text: str) -> None:
     typed = html.escape(text.replace("\r", "\n"), quote=False).replace('"', "&quot;")
-    assert REFERENCE.render(markup.escape(text)) == f"<p>{typed}</p>\n"
+    shown = REFERENCE.render(markup.escape(text)).replace(markup.WORD_JOINER, "")  # invisible
+    assert shown == f"<p>{typed}</p>\n"
     assert images(markup.escape(text)) == []
 
 
@@ -191,4 +193,27 @@ def test_a_snippet_keeps_its_match_marks_and_nothing_else() -> None:
     snippet = f"…the **kite** flew ![x]({BEACON}) over…"
     shown = REFERENCE.renderInline(markup.escape_keeping(snippet, "**"))
     assert "<strong>kite</strong>" in shown and "<img" not in shown
-    assert f"![x]({BEACON})" in html.unescape(shown)
+    assert f"![x]({BEACON})" in html.unescape(shown).replace(markup.WORD_JOINER, "")
+
+
+# remark-gfm's autolink literals, as in Streamlit's bundle (mdast-util-gfm-autolink-literal):
+# they run on the text after escapes are resolved, so escaping alone cannot stop them.
+GFM_URL = re.compile(r"(https?://|www(?=\.))([-.\w]+)([^ \t\r\n]*)", re.IGNORECASE)
+GFM_EMAIL = re.compile(r"(?:^|(?<=[\s\W]))([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see [the docs](https://evil.example/login) **now**.txt",
+        "report (http://evil.example).pdf",
+        "WWW.evil.example notes.md",
+        "mail bob@evil.example.txt",
+        "HTTPS://EVIL.EXAMPLE",
+    ],
+)
+def test_escaped_text_leaves_no_autolink_literal(text: str) -> None:
+    rendered = html.unescape(re.sub(r"<[^>]+>", "", REFERENCE.render(markup.escape(text)))).strip()
+    assert rendered.replace(markup.WORD_JOINER, "") == text  # reads as typed
+    assert not GFM_URL.search(rendered) and not GFM_EMAIL.search(rendered), rendered
+    assert "<a " not in REFERENCE.render(markup.escape(text))

@@ -17,21 +17,27 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 
 import charset_normalizer
 import pypdf
 import pypdfium2 as pdfium
 
+from lib.documents import ocr as ocr_engine
+from lib.documents import pdfguard
 from lib.documents.formats import kinds as formats
 from lib.errors import EncryptedDocument, NoTextFound, UnreadableDocument
 
 log = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
-SUFFIXES = {".pdf": "pdf", **TEXT_SUFFIXES, **formats.FORMAT_SUFFIXES}  # DOCX, XLSX, HTML...
+IMAGE_SUFFIXES = {s: "image" for s in (".png", ".jpg", ".jpeg", ".tif", ".tiff")}  # OCR'd
+SUFFIXES = {".pdf": "pdf", **TEXT_SUFFIXES, **formats.FORMAT_SUFFIXES, **IMAGE_SUFFIXES}
+_IMAGES = ("a PNG image", "a JPEG image", "a TIFF image")
 # Some generators put junk (mail or HTTP headers) before "%PDF-". PDFium accepts 1 KB of
 # it and pypdf more, so a header found within 4 KB means "a PDF", read by pypdf if need be.
 PDF_HEADER_WINDOW = 4096
@@ -56,6 +62,10 @@ class Page:
     number: int | None  # 1-based page of a PDF; None for a text file
     label: str | None  # the printed page label, when the PDF has one that differs
     text: str
+    # How the text was had: "text" (a text layer), "ocr", or why there is none:
+    # "blank", "scan" (a picture of a page, OCR off), "error" (see `problem`).
+    source: str = "text"
+    problem: str = ""
 
 
 @dataclass
@@ -96,8 +106,14 @@ def detect_kind(name: str, data: bytes) -> tuple[str, list[str]]:
     if suffix and suffix not in SUFFIXES:
         raise UnreadableDocument(
             f"{name}: Parley reads PDF, Word, PowerPoint, Excel, CSV, HTML, EPUB, "
-            f"OpenDocument text, TXT and Markdown files, not {suffix} files."
+            f"OpenDocument text, TXT, Markdown, PNG, JPEG and TIFF files, not {suffix} files."
         )
+    if suffix in IMAGE_SUFFIXES or (not suffix and looks_like in _IMAGES):
+        if looks_like in _IMAGES:
+            return "image", []
+        if looks_like != "a PDF":
+            detail = f": it looks like {looks_like}" if looks_like else ""
+            raise UnreadableDocument(f"{name} is not a PNG, JPEG or TIFF image{detail}.")
     if looks_like == "a PDF":
         if suffix and suffix != ".pdf":
             return "pdf", [f"Named {suffix} but it is a PDF, so it was read as a PDF."]
@@ -113,13 +129,20 @@ def detect_kind(name: str, data: bytes) -> tuple[str, list[str]]:
     return TEXT_SUFFIXES.get(suffix, "text"), []
 
 
-def open_document(name: str, data: bytes) -> Opened:
-    """Open `data` (the bytes of the file called `name`) for page-by-page reading."""
+def open_document(name: str, data: bytes, ocr: ocr_engine.Ocr | None = None) -> Opened:
+    """Open `data` (the bytes of the file called `name`) for page-by-page reading.
+
+    `ocr` says whether pages that are pictures are OCR'd (by default: where installed)."""
     kind, notes = detect_kind(name, data)
+    ocr = ocr or ocr_engine.configured(True)
     if kind in formats.READERS:
         opened = formats.open_format(name, data, kind)
+    elif kind == "pdf":
+        opened = _open_pdf(name, data, ocr)
+    elif kind == "image":
+        opened = _open_image(name, data, ocr)
     else:
-        opened = _open_pdf(name, data) if kind == "pdf" else _open_text(name, data, kind)
+        opened = _open_text(name, data, kind)
     opened.notes[:0] = notes
     return opened
 
@@ -127,7 +150,14 @@ def open_document(name: str, data: bytes) -> Opened:
 # PDFs
 
 
-def _open_pdf(name: str, data: bytes) -> Opened:
+def _open_pdf(name: str, data: bytes, ocr: ocr_engine.Ocr) -> Opened:
+    try:
+        pdfguard.check_streams(data)
+    except pdfguard.StreamTooLarge as exc:
+        raise UnreadableDocument(
+            f"{name} was refused: {exc}, which is how a decompression bomb is built.",
+            hint="If it is a real document, print it to a new PDF and upload that.",
+        ) from exc
     try:
         doc = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -135,27 +165,116 @@ def _open_pdf(name: str, data: bytes) -> Opened:
             raise EncryptedDocument(f"{name} is protected by a password.") from exc
         log.info("PDFium could not open %s (%s); trying pypdf", name, exc)
         return _open_with_pypdf(name, data)
+    pool = ocr_engine.Pool(ocr.workers) if ocr.on else None
+
+    def close() -> None:
+        if pool is not None:
+            pool.close()  # first: kills OCR still running (Cancel)
+        doc.close()
+
     return Opened(
         kind="pdf",
         page_count=len(doc),
         extractor="pypdfium2",
-        read_pages=lambda: _pdfium_pages(doc),
-        close=doc.close,
+        read_pages=lambda: _pdfium_pages(doc, pool, ocr.why_off),
+        close=close,
     )
 
 
-def _pdfium_pages(doc: pdfium.PdfDocument) -> Iterator[Page]:
+def _pdfium_pages(
+    doc: pdfium.PdfDocument, pool: ocr_engine.Pool | None, why_off: str
+) -> Iterator[Page]:
+    """Pages in order; pages to OCR go to `pool` while the next ones are read, up to
+    two per worker ahead, so every core is busy and memory stays a few pages."""
+    ahead: deque[Page | tuple[Page, Future[str]]] = deque()
+    depth = 2 * pool.workers if pool else 0
     for index in range(len(doc)):
+        ahead.append(_pdfium_page(doc, index, pool, why_off))
+        while ahead and (len(ahead) > depth or _ready(ahead[0])):
+            yield _finished(ahead.popleft())
+    while ahead:
+        yield _finished(ahead.popleft())
+
+
+def _pdfium_page(
+    doc: pdfium.PdfDocument, index: int, pool: ocr_engine.Pool | None, why_off: str
+) -> Page | tuple[Page, Future[str]]:
+    page_label = _label(doc.get_page_label(index), index + 1)
+    try:
+        page = doc[index]
+    except pdfium.PdfiumError as exc:
+        log.warning("page %d could not be read: %s", index + 1, exc)
+        return Page(index + 1, page_label, "", "error", f"PDFium could not load it ({exc})")
+    try:
+        textpage = page.get_textpage()
+        text = clean_text(textpage.get_text_range())
+        textpage.close()
+        if text.strip():
+            return Page(index + 1, page_label, text)
+        if not any(True for _ in page.get_objects(max_depth=1)):
+            return Page(index + 1, page_label, "", "blank")
+        image = page.render(scale=ocr_engine.SCALE, grayscale=True).to_pil()
+    except pdfium.PdfiumError as exc:
+        log.warning("page %d could not be read: %s", index + 1, exc)
+        return Page(index + 1, page_label, "", "error", f"PDFium could not read it ({exc})")
+    finally:
+        page.close()
+    if ocr_engine.looks_blank(image):
+        return Page(index + 1, page_label, "", "blank")
+    if pool is None:
+        return Page(index + 1, page_label, "", "scan", why_off)
+    return Page(index + 1, page_label, "", "ocr"), pool.submit(ocr_engine.png(image))
+
+
+def _ready(item: Page | tuple[Page, Future[str]]) -> bool:
+    return isinstance(item, Page) or item[1].done()
+
+
+def _finished(item: Page | tuple[Page, Future[str]]) -> Page:
+    if isinstance(item, Page):
+        return item
+    page, future = item
+    try:
+        text = clean_text(future.result())
+    except ocr_engine.OcrFailed as exc:
+        return replace(page, source="error", problem=f"OCR failed: {exc}")
+    if not text.strip():
+        return replace(page, source="blank", problem="OCR found no text")
+    return replace(page, text=text)
+
+
+def _open_image(name: str, data: bytes, ocr: ocr_engine.Ocr) -> Opened:
+    """A PNG, JPEG or TIFF: one page a frame, OCR'd (a TIFF's pages side by side)."""
+    if not ocr.on:
+        raise NoTextFound(
+            f"{name} is an image, and {ocr.why_off}, so it was not indexed.",
+            hint="Upload a PDF with a text layer instead, or ask the operator to turn OCR on.",
+        )
+    try:
+        kind, frames, images = ocr_engine.image_frames(name, data)
+    except ValueError as exc:
+        raise UnreadableDocument(str(exc)) from exc
+    pool = ocr_engine.Pool(ocr.workers)
+
+    def pages() -> Iterator[Page]:
+        ahead: deque[Page | tuple[Page, Future[str]]] = deque()
         try:
-            page = doc[index]
-            textpage = page.get_textpage()
-            text = textpage.get_text_range()
-            textpage.close()
-            page.close()
-        except pdfium.PdfiumError as exc:
-            log.warning("page %d could not be read: %s", index + 1, exc)
-            text = ""
-        yield Page(index + 1, _label(doc.get_page_label(index), index + 1), clean_text(text))
+            for index, image in enumerate(images):
+                label = f"page {index + 1}" if frames > 1 else None
+                if ocr_engine.looks_blank(image):
+                    ahead.append(Page(None, label, "", "blank"))
+                else:
+                    ahead.append((Page(None, label, "", "ocr"), pool.submit(ocr_engine.png(image))))
+                while ahead and (len(ahead) > 2 * pool.workers or _ready(ahead[0])):
+                    yield _finished(ahead.popleft())
+        except ValueError as exc:
+            raise UnreadableDocument(str(exc)) from exc
+        while ahead:
+            yield _finished(ahead.popleft())
+
+    return Opened(
+        kind=kind, page_count=frames, extractor="tesseract", read_pages=pages, close=pool.close
+    )
 
 
 def _open_with_pypdf(name: str, data: bytes) -> Opened:
@@ -188,13 +307,30 @@ def _pypdf_pages(reader: pypdf.PdfReader) -> Iterator[Page]:
     except Exception:  # broken label trees are common and harmless: fall back to numbers
         labels = []
     for index, page in enumerate(reader.pages):
+        label = _label(labels[index] if index < len(labels) else None, index + 1)
         try:
-            text = page.extract_text() or ""
+            text = clean_text(page.extract_text() or "")
         except Exception as exc:  # one bad page must not lose the rest of the document
             log.warning("page %d could not be read: %s", index + 1, exc)
-            text = ""
-        label = labels[index] if index < len(labels) else None
-        yield Page(index + 1, _label(label, index + 1), clean_text(text))
+            yield Page(index + 1, label, "", "error", f"pypdf could not read it ({exc})")
+            continue
+        # pypdf cannot render: a page without text is told blank only when it draws nothing.
+        if text.strip():
+            yield Page(index + 1, label, text)
+        elif _draws_nothing(page):
+            yield Page(index + 1, label, "", "blank")
+        else:
+            yield Page(index + 1, label, "", "scan", _NO_RENDER)
+
+
+_NO_RENDER = "PDFium could not open the file, and pypdf, which did, cannot render pages for OCR"
+
+
+def _draws_nothing(page: pypdf.PageObject) -> bool:
+    try:
+        return not page.get_contents() or not page.get_contents().get_data().strip()
+    except Exception:  # an unreadable content stream draws nothing pypdf can see
+        return False
 
 
 def _label(label: str | None, number: int) -> str | None:

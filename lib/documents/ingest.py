@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lib.documents import chunking
+from lib.documents import chunking, ocr
 from lib.documents.embeddings import Embedder, EmbedProgress
 from lib.documents.extract import Page, open_document
 from lib.documents.library import AlreadyStored, DocumentLibrary, DocumentRecord
@@ -36,7 +36,6 @@ from lib.errors import (
     FileTooLarge,
     IngestCancelled,
     ModelRejected,
-    NoTextFound,
     ParleyError,
 )
 from lib.settings import REPO_ROOT
@@ -70,6 +69,7 @@ class FileReport:
     pages: int = 0
     chars: int = 0
     empty_pages: list[int] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)  # read by OCR (scans, images)
     chunks: int = 0
     tokens: int = 0
     cached: int = 0  # chunks whose vectors came from the cache
@@ -128,11 +128,17 @@ class Ingestor:
     """Ingests files into a workspace's library, embedding with `embedder` if given."""
 
     def __init__(
-        self, library: DocumentLibrary, embedder: Embedder | None, *, limit_bytes: int
+        self,
+        library: DocumentLibrary,
+        embedder: Embedder | None,
+        *,
+        limit_bytes: int,
+        ocr: bool = True,  # the operator's PARLEY_OCR (Settings.ocr); needs tesseract too
     ) -> None:
         self.library = library
         self.embedder = embedder
         self.limit_bytes = limit_bytes
+        self.ocr = ocr
 
     def ingest_many(
         self,
@@ -227,7 +233,7 @@ class Ingestor:
         tick: Callable[..., None],
         cancelled: CancelFn,
     ) -> _Prepared:
-        opened = open_document(name, data)
+        opened = open_document(name, data, ocr.configured(self.ocr))
         report.notes += opened.notes
         pages: list[Page] = []
         try:
@@ -236,19 +242,19 @@ class Ingestor:
                     raise IngestCancelled("Indexing was cancelled.")
                 pages.append(page)
                 n = len(pages)
+                how = " (OCR)" if page.source == "ocr" else ""
                 tick("reading", n, opened.page_count,
-                     f"{name}: reading page {n} of {opened.page_count}",
+                     f"{name}: reading page {n} of {opened.page_count}{how}",
                      READ_SHARE * (1 - CHUNK_SHARE) * n / opened.page_count)  # fmt: skip
         finally:
             opened.close()
         report.pages = len(pages)
         report.chars = sum(len(p.text) for p in pages)
         report.empty_pages = [p.number or i for i, p in enumerate(pages, 1) if not p.text.strip()]
+        report.ocr_pages = [p.number or i for i, p in enumerate(pages, 1) if p.source == "ocr"]
         if len(report.empty_pages) == len(pages):
-            raise NoTextFound(
-                f"{name} has {len(pages)} page{'s' * (len(pages) != 1)} but no text that can "
-                "be extracted, so it was not indexed."
-            )
+            raise ocr.no_text(name, pages)
+        report.notes += ocr.page_notes(pages)
         if opened.encoding:
             report.notes.append(f"Read as {opened.encoding} text.")
         chunks = chunking.split_pages(
@@ -388,6 +394,7 @@ def _duplicate(name: str, existing: DocumentRecord, seconds: float) -> FileRepor
         pages=stored.get("pages", 0),
         chars=stored.get("chars", 0),
         empty_pages=stored.get("empty_pages", []),
+        ocr_pages=stored.get("ocr_pages", []),
         chunks=stored.get("chunks", 0),
         tokens=stored.get("tokens", 0),
         keyword_only=existing.embedding_model is None,
@@ -400,6 +407,8 @@ def _summary(report: FileReport) -> str:
         f"{report.name}: {report.pages:,} page{'s' * (report.pages != 1)}, "
         f"{report.chars:,} characters, {report.chunks:,} chunks"
     )
+    if report.ocr_pages:
+        text += f", {len(report.ocr_pages)} read by OCR"
     if report.empty_pages:
         text += f", {len(report.empty_pages)} without text"
     if report.keyword_only:

@@ -38,6 +38,7 @@ from lib.store.backend import Backend, Connection
 from lib.store.base import WorkspaceStore
 
 EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md", **{k: k for k in READERS}}  # docx...
+EXTENSIONS.update(png="png", jpeg="jpg", tiff="tif")  # scans, OCR'd (lib/documents/ocr.py)
 _UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 _CHUNK_COLUMNS = 'c.id, c.document_id, c.page, c.label, c.start, c."end", c.tokens, c.text'
 

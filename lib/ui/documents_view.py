@@ -158,12 +158,16 @@ def start_conversation(lib: DocumentLibrary, conv: Conversation) -> None:
 # Uploading
 
 
-def uploader(lib: DocumentLibrary, emb: Embedder | None, conv: Conversation | None) -> None:
-    """Upload, index with a progress bar per page and per batch, and report per file."""
+def uploader(
+    lib: DocumentLibrary, emb: Embedder | None, conv: Conversation | None, *, ocr: bool = True
+) -> None:
+    """Upload, index with a progress bar per page and per batch, and report per file;
+    `ocr` is the operator's PARLEY_OCR (`Settings.ocr`)."""
     limit = upload_limit_mb()
     generation = state.get("upload_generation") or 0
     files = st.file_uploader(
-        "Add files: PDF, Word, PowerPoint, Excel, CSV, HTML, EPUB, ODT, text or Markdown",
+        "Add files: PDF, Word, PowerPoint, Excel, CSV, HTML, EPUB, ODT, text, Markdown or "
+        "scans (PNG, JPEG, TIFF)",
         type=TYPES,
         accept_multiple_files=True,
         key=f"parley.w.upload.{generation}",
@@ -181,7 +185,7 @@ def uploader(lib: DocumentLibrary, emb: Embedder | None, conv: Conversation | No
         # update; the file being indexed is rolled back, the ones before it are kept.
         right.button("Cancel", icon=":material/cancel:", key="parley.w.cancel_index")
         if go:
-            _index(lib, emb, conv, [(f.name, f.getvalue()) for f in files], limit)
+            _index(lib, emb, conv, [(f.name, f.getvalue()) for f in files], limit, ocr)
     show_reports()
 
 
@@ -191,9 +195,10 @@ def _index(
     conv: Conversation | None,
     files: list[tuple[str, bytes]],
     limit_mb: int,
+    ocr: bool,
 ) -> None:
     bar = st.progress(0.0, text="Starting…")
-    ingestor = Ingestor(lib, emb, limit_bytes=limit_mb * 1_048_576)
+    ingestor = Ingestor(lib, emb, limit_bytes=limit_mb * 1_048_576, ocr=ocr)
     names = [name for name, _ in files]
     reports: list[dict] = []
     # Saved after every file: if Cancel interrupts this run, the next one still reports
@@ -265,7 +270,9 @@ def _details(r: FileReport) -> str:
 # The library
 
 
-def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder | None) -> None:
+def library_list(
+    lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder | None, *, ocr: bool = True
+) -> None:
     """Each document with its report, and re-index and delete."""
     if not docs:
         st.caption("Your library is empty: add a document above.")
@@ -292,12 +299,12 @@ def library_list(lib: DocumentLibrary, docs: list[DocumentRecord], emb: Embedder
                     st.rerun()
             if state.get("reindex") == doc.id:
                 state.pop("reindex")
-                _reindex(lib, emb, doc)
+                _reindex(lib, emb, doc, ocr)
 
 
-def _reindex(lib: DocumentLibrary, emb: Embedder | None, doc: DocumentRecord) -> None:
+def _reindex(lib: DocumentLibrary, emb: Embedder | None, doc: DocumentRecord, ocr: bool) -> None:
     bar = st.progress(0.0, text=escape(f"Re-indexing {doc.name}…"))
-    ingestor = Ingestor(lib, emb, limit_bytes=1 << 62)
+    ingestor = Ingestor(lib, emb, limit_bytes=1 << 62, ocr=ocr)
     try:
         report = ingestor.reindex(
             doc.id, lambda _s, _d, _t, message, f: bar.progress(min(f, 1.0), text=escape(message))
@@ -319,6 +326,8 @@ def summary(doc: DocumentRecord, model: str | None) -> str:
     ]
     if r.get("empty_pages"):
         parts.append(f"{len(r['empty_pages'])} pages without text")
+    if r.get("ocr_pages"):
+        parts.append(f"{len(r['ocr_pages'])} read by OCR")
     if doc.status != "ready":
         parts.append("indexing did not finish: re-index it")
     elif doc.embedding_model is None:
