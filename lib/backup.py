@@ -204,9 +204,16 @@ def _missing_files(staging: Path) -> list[str]:
         ]
     except sqlite3.OperationalError:  # a database from before these tables: nothing named
         images, documents = [], []
+    try:
+        attached = [r[0] for r in conn.execute(
+            "SELECT blob FROM attachments UNION ALL SELECT thumb FROM attachments "
+            "WHERE thumb IS NOT NULL UNION ALL SELECT sent FROM attachments WHERE sent IS NOT NULL"
+        )]  # fmt: skip
+    except sqlite3.OperationalError:  # from before attachments (migration 0009)
+        attached = []
     finally:
         conn.close()
-    return sorted(n for n in images + documents if not (staging / n).is_file())
+    return sorted(n for n in images + documents + attached if not (staging / n).is_file())
 
 
 def document_folder(workspace: str) -> str:

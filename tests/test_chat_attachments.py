@@ -7,20 +7,21 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import openai
 import pytest
 from PIL import Image
 
-from lib import chat, export
+from lib import backup, chat, export
 from lib.chat import attachments, with_documents
 from lib.chat.attachments import AttachmentStore, image_tokens
 from lib.conversations import ConversationStore, Message
 from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.library import DocumentLibrary
-from lib.errors import DocumentError, InvalidInputError, NotFoundError
-from lib.store.backend import Backend
+from lib.errors import DocumentError, InvalidInputError, NotFoundError, ProviderError
+from lib.store.backend import Backend, open_backend
 from lib.store.base import workspace_dir_name
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
@@ -273,3 +274,32 @@ def test_too_many_pixels_are_refused_from_the_header() -> None:
     Image.new("1", (5000, 5000)).save(huge, format="PNG")  # 25 MP, a few KB
     with pytest.raises(InvalidInputError, match="5000 x 5000 pixels"):
         attachments.checked_image("huge.png", huge.getvalue())
+
+
+def test_a_server_that_refuses_the_image_says_so_and_the_message_waits_for_retry(
+    ctx: chat.ChatContext, openai_server: FakeOpenAI
+) -> None:
+    conv = ctx.store.create(model="gpt-5-mini")
+    reply = chat.send(ctx, conv.id, "What is it?", read([("a.png", png())]))
+    openai_server.fail(400, message="Image input is not supported by this model.")
+    with pytest.raises(ProviderError, match="Image input is not supported by this model"):
+        list(reply)
+    (question,) = [m for m in ctx.store.all_messages(conv.id) if m.role == "user"]
+    assert chat.needs_retry(question) and ctx.attachments.of([question])[question.id]
+
+
+def test_a_backup_copies_attachment_files_and_names_a_missing_one(
+    data_dir: Path, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    # A file backup is of the SQLite data directory (PostgreSQL has its own tools).
+    backend = open_backend(data_dir)
+    client = openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test")
+    ctx = chat.ChatContext(ConversationStore(backend, WS), client)
+    conv = ctx.store.create(model="gpt-5-mini")
+    list(chat.send(ctx, conv.id, "See.", read([("a.png", png()), ("b.png", png(8, 8))])))
+    message = ctx.store.all_messages(conv.id)[0]
+    first, second = ctx.attachments.of([message])[message.id]
+    backend.blobs.delete(second.blob)
+    report = backup.backup(data_dir, tmp_path / "backup")
+    assert (tmp_path / "backup" / first.blob).read_bytes() == ctx.attachments.read(first)
+    assert report.missing == [second.blob]
