@@ -6,8 +6,13 @@ took 15-75 ms per query; the target for the whole hybrid retrieval is 10 ms. Her
 document has a small postings segment; a query binary-searches its terms in each searched
 document and scores only their postings with numpy, in about a millisecond at 100k.
 
-Words are `\\w+`, lower-cased, English stop words dropped and Snowball-stemmed (PyStemmer),
-so "eigenvalues" finds "eigenvalue". Each term is kept as a 64-bit hash, so segments need
+Words are `\\w+`, lower-cased and Snowball-stemmed (PyStemmer), so "eigenvalues" finds
+"eigenvalue". A question's English stop words are dropped ("How do I install packages?"
+searches for "install packages"), unless it has no other word ("Who is he?"): removing
+them must never leave a query empty, so they are indexed too, though a passage's length
+counts only its other words. Tables of contents and indexes (`lib/documents/listings.py`)
+get no postings: they list every section's name, and ranked first for a quarter of the
+questions of tests/retrieval_set.py. Each term is kept as a 64-bit hash, so segments need
 no shared vocabulary and two terms of one document collide with odds of about 1e-12.
 
 A segment is written once, when its document is indexed, as `<document id>.bm25.npz`
@@ -68,14 +73,17 @@ def _term(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(stem.encode(), digest_size=8).digest(), "little")
 
 
-def analyse(text: str) -> list[int]:
-    """The term hashes of `text`, in order, stop words left out."""
+_STOP_TERMS = frozenset(_term(word) for word in STOPWORDS)
+
+
+def analyse(text: str, *, keep_stopwords: bool = False) -> list[int]:
+    """The term hashes of `text`, in order, stop words left out (unless told to keep them)."""
     # A memo per call, not per process: words from one user's documents must not sit in
     # a cache every session shares (measured: as fast as the global cache on R-intro).
     memo: dict[str, int] = {}
     terms = []
     for word in _WORD.findall(text.lower()):
-        if word in STOPWORDS:
+        if word in STOPWORDS and not keep_stopwords:
             continue
         term = memo.get(word)
         if term is None:
@@ -93,7 +101,7 @@ class Segment:
     local: np.ndarray  # int32 chunk positions, grouped by term
     tf: np.ndarray  # uint16 term frequencies, aligned with `local`
     chunk_ids: np.ndarray  # int64 row id of each chunk position
-    lengths: np.ndarray  # int32 words in each chunk (stop words excluded)
+    lengths: np.ndarray  # int32 words in each chunk (stop words excluded, though indexed)
     listing: np.ndarray  # bool: a table of contents or an index, never a result
 
     @classmethod
@@ -101,8 +109,9 @@ class Segment:
         terms, local, tf, lengths = [], [], [], []
         listing = [is_listing(text) for text in texts]
         for position, text in enumerate(texts):
-            words = [] if listing[position] else analyse(text)
-            lengths.append(len(words))
+            # Stop words are indexed too, for the question that has nothing else.
+            words = [] if listing[position] else analyse(text, keep_stopwords=True)
+            lengths.append(sum(term not in _STOP_TERMS for term in words))
             for term, count in Counter(words).items():
                 terms.append(term)
                 local.append(position)
@@ -225,7 +234,7 @@ def search(
     pack: Pack, question: str, k: int, documents: Sequence[str] | None = None
 ) -> list[tuple[int, float]]:
     """The k best (chunk id, BM25 score), best first, among `documents` if given."""
-    query = np.array(list(dict.fromkeys(analyse(question))), dtype=np.uint64)
+    query = np.array(list(dict.fromkeys(query_terms(question))), dtype=np.uint64)
     if not len(query) or not len(pack.terms):
         return []
     low = np.searchsorted(pack.terms, query, "left")
@@ -255,6 +264,13 @@ def search(
         scores[~allowed] = 0
     top = _top(scores, k)
     return [(int(pack.chunk_ids[i]), float(scores[i])) for i in top]
+
+
+def query_terms(question: str) -> list[int]:
+    """A question's terms: its words but the stop words, or, when it has nothing else
+    ("Who is he?", "What is this?"), all of them, so a question never searches for nothing.
+    (Passages keep no stop words, so only those written out as other words can match.)"""
+    return analyse(question) or analyse(question, keep_stopwords=True)
 
 
 def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:

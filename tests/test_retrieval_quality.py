@@ -1,0 +1,151 @@
+"""The right passage first: retrieval quality over three real R manuals, on both backends.
+
+The question set is tests/retrieval_set.py's (every section heading of R-admin, R-data
+and R-exts, as written and asked as a question, 642 queries; the gold is the section's
+pages, the three manuals searched together). The manuals go through Parley's own ingest
+path; the test server embeds them (tests/fake_images.embed: feature-hashed words and
+character bigrams, 256 dimensions, so dense search is lexical and knows no synonyms).
+
+The floors are issue 13's targets: hit@1 at least 0.75 keyword-only and 0.85 hybrid, the
+gold page in the top 5 for 98% keyword-only. Hybrid's hit@5 floor is below the 0.98
+target, at what it reaches with this embedder: measured (hit@1 / hit@5) keyword 0.941 /
+0.984 and hybrid 0.930 / 0.975 on SQLite, keyword 0.947 / 0.984 and hybrid 0.924 / 0.969
+on PostgreSQL. Before this work, on SQLite: keyword 0.474 / 0.863, hybrid 0.396 / 0.762.
+"""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from lib.documents import bm25, phrases
+from lib.documents.embeddings import Embedder
+from lib.documents.library import DocumentLibrary
+from lib.documents.listings import is_listing
+from lib.documents.retrieval import retrieve
+from lib.store.backend import Backend
+from lib.store.postgres import PostgresBackend
+from lib.store.sqlite import SQLiteBackend
+from tests import postgres, retrieval_set
+from tests.fake_openai import FakeOpenAI
+
+MODEL = "text-embedding-3-small"
+FLOORS = {"keyword": (0.75, 0.98), "hybrid": (0.85, 0.96)}  # (hit@1, hit@5)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
+    data_dir = tmp_path_factory.mktemp("quality")
+    if request.param == "sqlite":
+        made: Backend = SQLiteBackend(data_dir)
+    else:
+        server: postgres.TestPostgres = request.getfixturevalue("postgres")
+        made = PostgresBackend(data_dir, server.fresh_database())
+    request.addfinalizer(made.close)
+    return made
+
+
+@pytest.fixture(scope="module")
+def manuals(_server: FakeOpenAI, module_backend: Backend):  # noqa: ANN201
+    _server.reset()
+    library = DocumentLibrary(module_backend, "w")
+    client = openai.OpenAI(base_url=_server.base_url, api_key="sk-test")
+    embedder = Embedder(client, MODEL, cache=library.cache)
+    return library, retrieval_set.index_manuals(library, embedder), embedder
+
+
+def test_the_right_page_comes_first(manuals) -> None:  # noqa: ANN001
+    library, ids, embedder = manuals
+    items = retrieval_set.queries()
+    assert len(items) == 642 and {q.form for q in items} == {"heading", "question"}
+    scores = retrieval_set.measure(library, ids, embedder, items)
+    print(f"\nR manuals ({library.dialect}, {len(items)} queries):")
+    for mode, s in scores.items():
+        print(f"  {mode:7} hit@1 {s.hit1:.3f}  hit@5 {s.hit5:.3f}  MRR {s.mrr:.3f}")
+    for mode, (hit1, hit5) in FLOORS.items():
+        got = scores[mode]
+        assert got.hit1 >= hit1 and got.hit5 >= hit5, (mode, got.hit1, got.hit5, got.misses)
+        assert got.mrr > got.hit1 - 1e-9
+
+
+def test_no_table_of_contents_or_index_is_ever_a_source(manuals) -> None:  # noqa: ANN001
+    library, ids, embedder = manuals
+    # Words every table of contents of these manuals is full of.
+    for question in ["Installing packages", "Concept index", "Function and variable index"]:
+        vector = embedder.embed_query(question)
+        for dense in (False, True):
+            found = retrieve(
+                library, question, ids, model=MODEL if dense else None,
+                query_vector=vector if dense else None, k=20,
+            )  # fmt: skip
+            assert found.sources and not any(is_listing(s.chunk.text) for s in found.sources)
+    with library.backend.connection() as conn:
+        listed = conn.execute("SELECT count(*) FROM chunks WHERE listing = 1").fetchone()[0]
+        total = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    assert 0.05 * total < listed < 0.4 * total  # their contents and indexes, not the text
+
+
+def test_a_question_of_stop_words_still_searches(manuals) -> None:  # noqa: ANN001
+    library, ids, _ = manuals
+    found = retrieve(library, "What is it?", ids)
+    assert found.sources, "stop-word removal emptied the query"
+    assert bm25.query_terms("What is it?") and bm25.query_terms("What is R?") == bm25.analyse("r")
+
+
+TOC = """Table of Contents
+1 Obtaining R . . . . . . . . . . . . . . . . . . . . . . . . . . 1
+1.1 Getting and unpacking the sources . . . . . . . . . . . . . . 1
+1.2 Getting patched and development versions . . . . . . . . . . . 1
+2 Installing R under Unix-alikes . . . . . . . . . . . . . . . . . 3"""
+INDEX = """Concept index
+B
+BLAS library. . . . . . . . . . . . . . . . . . . 47, 71
+C
+Cairo . . . . . . . . . . . . . . . . . . . . . . 20, 43, 61, 69"""
+PLAIN_TOC = """Contents
+Introduction 1
+Getting started 3
+Installing the tools 7
+Configuration 12
+Troubleshooting 19
+Further reading 24"""
+PROSE = """R will configure and build under most common Unix and Unix-alike platforms
+including cpu-*-linux-gnu for the alpha, arm64 and ix86 architectures, and the sequence
+1, 2, . . ., n of page numbers is given in Section 2.3 on page 14."""
+CODE = """x <- seq(1, 10)
+for (i in 1:10) print(i)
+y <- x[2:5]
+z <- c(1, 2, 3, 4, 5, 6)
+m <- matrix(1:6, 2, 3)
+w <- m %*% t(m)"""
+TABLE = """Distribution R name additional arguments
+beta beta shape1, shape2, ncp
+binomial binom size, prob
+Cauchy cauchy location, scale"""
+
+
+@pytest.mark.parametrize(
+    ("text", "listing"),
+    [(TOC, True), (INDEX, True), (PLAIN_TOC, True), (PROSE, False), (CODE, False),
+     (TABLE, False), ("", False), ("Chapter 2: Installing R under Unix-alikes 9", False)],
+)  # fmt: skip
+def test_listings_are_told_from_text(text: str, listing: bool) -> None:
+    assert is_listing(text) is listing
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "named"),
+    [
+        ("How do I install packages?", "intro\n6.3 Installing packages\nbody", True),
+        ("How do I make the manuals?", "2.3 Making the manuals", True),
+        ("What is Multilib?", "## Multilib", True),
+        ("What is Multilib?", "Appendix A Multilib", True),
+        ("Installing R under Unix-alikes", "Chapter 2: Installing R under Unix-alikes 9", False),
+        ("How do I install packages?", "when installing packages from source, run", False),
+        ("What is it?", "it", False),  # no key phrase left
+    ],
+)
+def test_a_heading_names_the_key_phrase(question: str, text: str, named: bool) -> None:
+    assert (phrases.naming(question, [(1, text)]) == [1]) is named
