@@ -279,10 +279,12 @@ def library_list(
         return
     for doc in docs:
         with st.container(border=True):
-            top = st.columns([6, 1, 1], vertical_alignment="center")
-            top[0].markdown(f"**{escape(doc.name)}**")
-            top[0].caption(escape(summary(doc, emb.model if emb else None)))
-            top[1].button(
+            # A row, not 6:1:1 columns, whose narrow ones cut "Delete" to "De…".
+            top = st.container(horizontal=True, vertical_alignment="center", gap="xsmall")
+            about = top.container(width="stretch")
+            about.markdown(f"**{escape(doc.name)}**")
+            about.caption(escape(summary(doc, emb.model if emb else None)))
+            top.button(
                 "Re-index",
                 key=f"parley.w.reindex.{doc.id}",
                 icon=":material/refresh:",
@@ -291,7 +293,7 @@ def library_list(
                 args=("reindex", doc.id),
                 type="tertiary",
             )
-            with top[2].popover("Delete", icon=":material/delete:", type="tertiary"):
+            with top.popover("Delete", icon=":material/delete:", type="tertiary"):
                 st.write(f"Delete {escape(doc.name)}, its passages, vectors and cached embeddings?")
                 if st.button("Delete for good", type="primary", key=f"parley.w.deldoc.{doc.id}"):
                     lib.delete(doc.id)

@@ -72,8 +72,9 @@ def tile(store: ImageStore, image: StoredImage) -> None:
         st.caption(escape(_clip(image.prompt, 180)))
         when = datetime.fromtimestamp(image.created_at).strftime("%Y-%m-%d %H:%M")
         st.caption(escape(f"{image.model} · {image.width}×{image.height} · {when}"))
-        left, middle, right = st.columns(3)
-        left.download_button(
+        # A row that wraps, not three columns: a 4-across tile cut "Download" to "Dow…".
+        row = st.container(horizontal=True, gap="xxsmall")
+        row.download_button(
             "Download",
             data=lambda: store.read(image),  # read only when the user asks for it
             file_name=image.download_name(),
@@ -85,7 +86,7 @@ def tile(store: ImageStore, image: StoredImage) -> None:
             disabled=not store.has_file(image),
             help="Download the full-size image",
         )
-        middle.button(
+        row.button(
             "Reuse",
             key=f"img_reuse_{image.id}",
             icon=":material/replay:",
@@ -94,7 +95,7 @@ def tile(store: ImageStore, image: StoredImage) -> None:
             args=(image.prompt, image.model),
             help="Use this prompt again",
         )
-        with right.popover("Delete", icon=":material/delete:", type="tertiary"):
+        with row.popover("Delete", icon=":material/delete:", type="tertiary"):
             st.write("Delete this image and its file for good?")
             st.button(
                 "Delete image",

@@ -151,8 +151,9 @@ def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat")
             messages = store.all_messages(cid)  # with the files' bytes
             return export.to_json(conv, messages, files.export_entries(messages, data=True))
 
-        left, right = st.columns(2)
-        left.download_button(
+        # A row, not two columns: at 1280 px a column cut "Markdown" to "Mark…".
+        row = st.container(horizontal=True, gap="xsmall")
+        row.download_button(
             "Markdown",
             as_markdown,
             file_name=export.filename(conv, "md"),
@@ -160,7 +161,7 @@ def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat")
             on_click="ignore",
             icon=":material/download:",
         )
-        right.download_button(
+        row.download_button(
             "JSON",
             as_json,
             file_name=export.filename(conv, "json"),

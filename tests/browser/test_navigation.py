@@ -8,16 +8,21 @@ at what the assertions measured.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from lib.conversation import Message
 from lib.conversations import ConversationStore
 from lib.documents import rag
+from lib.gallery import ImageStore
+from lib.image_models import default_request
+from lib.images import GenerationResult, Usage, checked_image
 from lib.store.backend import open_backend
 from tests.browser.conftest import StreamlitServer, rerun, wait_for_idle
 from tests.browser.session import goto, sidebar
@@ -63,7 +68,8 @@ def test_the_address_keeps_each_pages_conversation(
     # navigation answers it (its menu, its wide layout), not Streamlit's pages/ mode.
     page = open_page(f"{app.url}/documents?c={doc_id}")
     expect(heading(page)).to_have_text("Questions on the manual")
-    assert nav_links(page) == ["Chat", "Documents", "Images"]
+    links = nav_links(page)  # pages/ mode listed "Home" and the scripts' file names
+    assert links[:3] == ["Chat", "Documents", "Images"] and "Home" not in links, links
     main = page.get_by_test_id("stMainBlockContainer").bounding_box()
     assert main and main["width"] > 900, main  # "centered" is at most 736 px wide
 
@@ -102,3 +108,168 @@ def save_screenshot(page: Page, tmp_path: Path, name: str) -> Path:
     page.screenshot(path=str(path), full_page=False)
     print(f"screenshot: {path}")
     return path
+
+
+PHONE = {"width": 390, "height": 844}
+LONG_TITLE = "A very long conversation title about herons, egrets and the bitterns of the marsh"
+
+# Labels cut short: any element inside a button (or a link styled as one) whose text is
+# wider than its box. Conversation titles are cut on purpose (one line, whole on hover).
+TRUNCATED = """(titlesToo) => {
+  const cut = [];
+  const buttons = document.querySelectorAll('[data-testid^="stBaseButton"], '
+    + '[data-testid="stPopoverButton"], [data-testid="stDownloadButton"] button');
+  for (const button of buttons) {
+    const keyed = button.closest('[class*="st-key-"]');
+    if (!titlesToo && keyed && /st-key-(top_)?(conv|hit)_/.test(keyed.className)) continue;
+    const at = button.getBoundingClientRect();
+    if (!button.offsetParent || at.right <= 0 || at.left >= innerWidth) continue;  // not shown
+    const label = button.querySelector('[data-testid="stMarkdownContainer"]');
+    if (!label) continue;  // an icon alone
+    for (const el of [label, ...label.querySelectorAll('*')]) {
+      if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) {
+        cut.push(label.innerText.trim());
+        break;
+      }
+    }
+  }
+  return cut;
+}"""
+
+
+def seed_many(app: StreamlitServer) -> list[str]:
+    store = ConversationStore(open_backend(app.data_dir), WORKSPACE)
+    ids = []
+    for title in ("Pelican facts", "Storks in winter", LONG_TITLE):
+        conv = store.create(model="gpt-5-mini", title=title)
+        store.add_message(conv.id, Message("user", f"Tell me about {title.lower()}"))
+        store.add_message(conv.id, Message("assistant", f"Echo: about {title.lower()}"))
+        ids.append(conv.id)
+    return ids
+
+
+def seed_image(app: StreamlitServer) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(png, format="PNG")
+    request = default_request("a red square", "gpt-image-2")
+    made = GenerationResult(request, [checked_image(png.getvalue())], Usage(5, 272), 0.02, 1.5)
+    ImageStore(open_backend(app.data_dir), WORKSPACE).save(made)
+
+
+def add_document(page: Page, tmp_path: Path) -> None:
+    """Upload and index a small Markdown file on the Documents page."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Herons\n\nThe heron nests by the river in spring.\n" * 20)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(notes))
+    with rerun(page):
+        page.get_by_role("button", name=re.compile(r"Index 1 file")).click()
+    expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("notes.md")
+    wait_for_idle(page)
+
+
+def phone_page(browser, url: str) -> Page:  # noqa: ANN001 - a Playwright Browser
+    from tests.browser.conftest import new_context
+
+    context = new_context(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(url)
+    wait_for_idle(page)
+    return page
+
+
+def box(page: Page, key: str) -> dict:
+    found = page.locator(f".st-key-{key}").first.bounding_box()
+    assert found, f"{key} is not shown"
+    return found
+
+
+def test_on_a_phone_the_controls_fit_and_choosing_a_chat_closes_the_list(
+    streamlit_app: Callable[..., StreamlitServer],
+    browser,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    app = streamlit_app()
+    ids = seed_many(app)
+    page = phone_page(browser, app.url)
+    try:
+        # The first screen: the top row (Chats, model, New chat) on one line, in view.
+        top = box(page, "parley-top-bar")
+        assert top["y"] < 200 and top["height"] < 60, top
+        new_chat = page.locator(".st-key-parley-top-bar").get_by_role("button").last
+        assert new_chat.is_visible()
+        expect(page.locator(".st-key-parley-suggestions").get_by_role("button")).to_have_count(4)
+        save_screenshot(page, tmp_path, "phone-first-screen")
+        assert page.evaluate(TRUNCATED, False) == []
+
+        # Chats opens the list; choosing a conversation opens it and closes the list.
+        chats = page.locator(".st-key-parley-top-bar").get_by_role("button").first
+        with rerun(page):
+            chats.click()
+        choice = page.locator(f".st-key-top_conv_{ids[0]}").get_by_role("button")
+        expect(choice).to_be_visible()
+        save_screenshot(page, tmp_path, "phone-chats-open")
+        with rerun(page):
+            choice.click()
+        expect(heading(page)).to_have_text("Pelican facts")
+        expect(choice).to_be_hidden()
+        assert_at(page, "/", ids[0])
+
+        # The action row under the last reply is one compact row, not four stacked ones.
+        actions = box(page, "parley-actions")
+        assert actions["height"] < 60, actions  # the three stacked columns were ~190 px
+        assert actions["width"] <= PHONE["width"]
+        save_screenshot(page, tmp_path, "phone-conversation")
+        assert page.evaluate(TRUNCATED, False) == []
+
+        # New chat, from the top row, without opening anything.
+        with rerun(page):
+            new_chat.click()
+        expect(heading(page)).to_have_text("New chat")
+        assert_at(page, "/", None)
+    finally:
+        page.context.close()
+
+
+def test_every_label_fits_at_1280_and_on_a_phone_and_a_long_title_shows_on_hover(
+    streamlit_app: Callable[..., StreamlitServer],
+    open_page: Callable[[str], Page],
+    browser,  # noqa: ANN001 - a Playwright Browser
+    tmp_path: Path,
+) -> None:
+    app = streamlit_app()
+    ids = seed_many(app)
+    page = open_page(f"{app.url}/?c={ids[0]}")
+    expect(heading(page)).to_have_text("Pelican facts")
+    sidebar(page).get_by_text("This conversation").click()
+    wait_for_idle(page)
+    assert page.evaluate(TRUNCATED, False) == []
+
+    # The long title is one line, cut with an ellipsis (which the check above sees), whole
+    # on hover.
+    assert page.evaluate(TRUNCATED, True) == [LONG_TITLE]
+    item = sidebar(page).locator(f".st-key-conv_{ids[2]}").get_by_role("button")
+    assert item.bounding_box()["height"] < 50
+    item.hover()
+    expect(page.get_by_test_id("stTooltipContent")).to_contain_text(LONG_TITLE)
+
+    # The library's and the gallery's rows (their columns cut "De…" and "Dow…").
+    seed_image(app)
+    goto(page, "Documents")
+    add_document(page, tmp_path)
+    assert page.evaluate(TRUNCATED, False) == [], "Documents"
+    goto(page, "Images")
+    expect(page.get_by_role("button", name="Reuse")).to_be_visible()
+    assert page.evaluate(TRUNCATED, False) == [], "Images"
+
+    # And at phone size.
+    phone = phone_page(browser, f"{app.url}/documents")
+    try:
+        expect(phone.get_by_text("notes.md").first).to_be_visible()
+        assert phone.evaluate(TRUNCATED, False) == [], "Documents on a phone"
+        phone.goto(f"{app.url}/images")
+        wait_for_idle(phone)
+        expect(phone.get_by_role("button", name="Reuse")).to_be_visible()
+        save_screenshot(phone, tmp_path, "phone-images")
+        assert phone.evaluate(TRUNCATED, False) == [], "Images on a phone"
+    finally:
+        phone.context.close()
