@@ -11,6 +11,7 @@ File names, reports and notes are shown with `lib.markup.escape`: a name like
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 import openai
@@ -116,7 +117,7 @@ def picker(lib: DocumentLibrary, conv: Conversation | None, docs: list[DocumentR
         st.multiselect(
             "Documents to search",
             list(ready),
-            format_func=lambda d: ready[d].name,
+            format_func=display_names(docs).get,
             key=key,
             on_change=save_picked,
             label_visibility="collapsed",
@@ -277,12 +278,13 @@ def library_list(
     if not docs:
         st.caption("Your library is empty: add a document above.")
         return
+    names = display_names(docs)
     for doc in docs:
         with st.container(border=True):
             # A row, not 6:1:1 columns, whose narrow ones cut "Delete" to "De…".
             top = st.container(horizontal=True, vertical_alignment="center", gap="xsmall")
             about = top.container(width="stretch")
-            about.markdown(f"**{escape(doc.name)}**")
+            about.markdown(f"**{escape(names[doc.id])}**")
             about.caption(escape(summary(doc, emb.model if emb else None)))
             top.button(
                 "Re-index",
@@ -294,7 +296,9 @@ def library_list(
                 type="tertiary",
             )
             with top.popover("Delete", icon=":material/delete:", type="tertiary"):
-                st.write(f"Delete {escape(doc.name)}, its passages, vectors and cached embeddings?")
+                st.write(
+                    f"Delete {escape(names[doc.id])}, its passages, vectors and cached embeddings?"
+                )
                 if st.button("Delete for good", type="primary", key=f"parley.w.deldoc.{doc.id}"):
                     lib.delete(doc.id)
                     state.put("doc_reports", [])
@@ -316,6 +320,23 @@ def _reindex(lib: DocumentLibrary, emb: Embedder | None, doc: DocumentRecord, oc
         return
     state.put("doc_reports", [report.to_dict()])
     st.rerun()
+
+
+def display_names(docs: list[DocumentRecord]) -> dict[str, str]:
+    """Each document's name, told apart where documents share one (two uploads of
+    "notes.md" looked the same in the library and the picker): size and upload time,
+    then "(2)", "(3)" in upload order if even those agree."""
+    counts = Counter(d.name for d in docs)
+    names = {}
+    for doc in sorted(docs, key=lambda d: d.created_at):
+        if counts[doc.name] == 1:
+            names[doc.id] = doc.name
+            continue
+        added = datetime.fromtimestamp(doc.created_at).strftime("%Y-%m-%d %H:%M")
+        label = f"{doc.name} ({_size(doc.size)}, added {added})"
+        taken = sum(1 for other in names.values() if other.startswith(label))
+        names[doc.id] = f"{label} ({taken + 1})" if taken else label
+    return names
 
 
 def summary(doc: DocumentRecord, model: str | None) -> str:
