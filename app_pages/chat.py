@@ -11,6 +11,7 @@ from lib.ui import (
     clients,
     documents_chat,
     illustrate,
+    message_actions,
     sidebar,
     transcript,
 )
@@ -27,13 +28,16 @@ if conv:
 model_slot = top_bar(store)  # Chats, the model picker, New chat: in view on a phone
 st.title(escape(conv.title) if conv else "New chat")
 chat_view.show_flash()
+if conv:  # Retry and the edit form in a bubble; copy, edit, regenerate, time under it
+    actions, tools = message_actions.for_chat(store, conv.id)
 shown = (
     transcript.render_window(
         store,
         conv.id,
         extra=attachments_view.in_transcript(current, store, documents_chat.sources_panel),
         display=documents_chat.with_locations,  # cited attachments: "[1 · manual.pdf p. 3]"
-        actions=chat_view.retry_in_place(store, conv.id),
+        actions=actions,
+        tools=tools,
     )
     if conv
     else []

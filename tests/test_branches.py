@@ -344,3 +344,83 @@ def check_upgraded(store: ConversationStore) -> None:
     ]  # fmt: skip
     assert versions.index == 1
     assert "alternatives" not in path[1].meta and path[1].meta["finish_reason"] == "stop"
+
+
+# The Chat page (AppTest)
+
+
+def bubbles(at) -> list[tuple[str, str]]:  # noqa: ANN001 - an AppTest
+    return [(m.name, m.markdown[0].value) for m in at.chat_message]
+
+
+def test_page_edits_an_earlier_question_regenerates_an_earlier_reply_and_switches(
+    app,
+    openai_server: FakeOpenAI,
+    store: ConversationStore,  # noqa: ANN001 - a factory
+) -> None:
+    at = app()
+    at.run()
+    for text in ("first", "second"):
+        at.chat_input[0].set_value(text).run()
+    cid = store.list()[0].id
+    q1, a1, _, _ = store.path(cid)
+    assert all(at.button(key=f"parley.w.regen.{m.id}") for m in (a1,))
+
+    # Edit the first question: a new version, answered; the old one a "‹" away.
+    at.button(key=f"parley.w.edit.open.{q1.id}").click().run()
+    at.text_area(key=f"parley.w.edit.{q1.id}").set_value("first, edited")
+    at.button(key=f"parley.w.edit.send.{q1.id}").click().run()
+    assert not at.exception, at.exception
+    assert bubbles(at) == [("user", "first, edited"), ("assistant", "Echo: first, edited")]
+    assert sent_history(openai_server) == ["first, edited"]
+    edited = store.path(cid)[0]
+    assert "2/2" in [c.value for c in at.caption]
+    assert at.button(key=f"parley.w.version.{edited.id}.1").disabled
+
+    # Back to the first version: its whole branch returns, and is what is sent next.
+    at.button(key=f"parley.w.version.{edited.id}.-1").click().run()
+    assert [text for _, text in bubbles(at)] == ["first", "Echo: first", "second", "Echo: second"]
+    at.chat_input[0].set_value("third").run()
+    assert sent_history(openai_server) == [
+        "first",
+        "Echo: first",
+        "second",
+        "Echo: second",
+        "third",
+    ]
+
+    # Regenerate the first reply: a new version of it, answered from "first" alone.
+    openai_server.script("first, again")
+    at.button(key=f"parley.w.regen.{a1.id}").click().run()
+    assert not at.exception, at.exception
+    assert bubbles(at) == [("user", "first"), ("assistant", "first, again")]
+    assert sent_history(openai_server) == ["first"]
+    again = store.path(cid)[1]
+    assert store.siblings(cid, store.path(cid))[again.id].ids == (a1.id, again.id)
+
+
+def test_page_a_refused_edit_keeps_the_form_and_the_text(
+    app,
+    store: ConversationStore,  # noqa: ANN001 - a factory
+) -> None:
+    at = app()
+    at.run()
+    at.chat_input[0].set_value("hello").run()
+    [q, _] = store.path(store.list()[0].id)
+    at.button(key=f"parley.w.edit.open.{q.id}").click().run()
+    at.text_area(key=f"parley.w.edit.{q.id}").set_value("   ")
+    at.button(key=f"parley.w.edit.send.{q.id}").click().run()
+    assert any("empty" in e.value for e in at.error)
+    assert at.text_area(key=f"parley.w.edit.{q.id}")  # still open
+    assert len(store.all_messages(store.list()[0].id)) == 2  # nothing saved
+
+
+def test_message_times_read_like_a_chat_app() -> None:
+    from datetime import UTC, datetime
+
+    from lib.ui.message_actions import when
+
+    now = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+    assert when(datetime(2026, 12, 2, 9, 5, tzinfo=UTC).timestamp(), UTC, now) == "09:05"
+    assert when(datetime(2026, 3, 1, 9, 5, tzinfo=UTC).timestamp(), UTC, now) == "1 Mar, 09:05"
+    assert when(datetime(2025, 3, 1, 9, 5, tzinfo=UTC).timestamp(), UTC, now) == "1 Mar 2025"

@@ -188,14 +188,15 @@ def test_alternatives_regenerate_and_reset(
     at.sidebar.number_input(key=f"parley.w.{cid}.n").set_value(2).run()
     openai_server.script(["Option A", "Option B"])
     send(at, "two ways please")
-    assert len(at.tabs) == 2
-    last = store.all_messages(cid)[-1]
-    at.button(key=f"alt_{last.id}_1").click().run()
-    assert store.all_messages(cid)[-1].content == "Option B"
+    assert not at.tabs  # the choices are versions of the reply, behind its "‹ 1/2 ›"
+    last = store.path(cid)[-1]
+    at.button(key=f"parley.w.version.{last.id}.1").click().run()
+    assert store.path(cid)[-1].content == "Option B"
+    assert bubbles(at)[-1] == ("assistant", "Option B")
 
     openai_server.script(["Regenerated", "Other"])
     at.button(key="parley.w.regen").click().run()
-    assert store.all_messages(cid)[-1].content == "Regenerated"
+    assert store.path(cid)[-1].content == "Regenerated"
 
     at.button(key="parley.w.reset").click().run()
     assert store.all_messages(cid) == []
@@ -209,8 +210,9 @@ def test_edit_and_resend(
     at.run()
     send(at, "whats teh capital of France")
     users = [m for m in store.all_messages(store.list()[0].id) if m.role == "user"]
+    at.button(key=f"parley.w.edit.open.{users[-1].id}").click().run()
     at.text_area(key=f"parley.w.edit.{users[-1].id}").set_value("What is the capital of France?")
-    at.button(key="parley.w.resend").click().run()
+    at.button(key=f"parley.w.edit.send.{users[-1].id}").click().run()
     assert bubbles(at) == [
         ("user", "What is the capital of France?"),
         ("assistant", "Echo: What is the capital of France?"),

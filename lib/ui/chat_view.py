@@ -306,11 +306,6 @@ def start(action, *args) -> None:  # noqa: ANN001 - any chat.* starter
     state.put("pending", (action, args))
 
 
-def resend_edit(cid: str, message_id: int, key: str) -> None:
-    # Read the text when clicked: arguments bound at render time would be stale.
-    start(chat.edit, cid, message_id, st.session_state[key])
-
-
 def retry_in_place(store: ConversationStore, cid: str):  # noqa: ANN201 - a bubble part
     """For `transcript.render_window(extra=...)`: a Retry button inside a reply that
     failed or was cut off, where its error is shown."""
@@ -341,10 +336,11 @@ def retry_turn(store: ConversationStore, cid: str, message_id: int) -> None:
     except ParleyError as exc:
         flash("error", str(exc))
         return
-    start(_answer, cid, question)
+    start(answer, cid, question)
 
 
-def _answer(ctx: chat.ChatContext, cid: str, question: int) -> chat.Reply:
+def answer(ctx: chat.ChatContext, cid: str, question: int) -> chat.Reply:
+    """A pending action (`start`): the reply to message `question`, after it."""
     return chat.Reply(ctx, ctx.store.get(cid), after=question)
 
 
@@ -367,11 +363,11 @@ def run_pending(
 
 
 def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]) -> None:
-    """Regenerate, edit-and-resend and reset, under the transcript."""
+    """Regenerate (or Retry) and reset, under the transcript; each message has its own
+    edit and regenerate (`lib.ui.message_actions`)."""
     if not shown:
         return
     last = shown[-1]
-    users = [m for m in shown if m.role == "user"]
     # One row of short labels, at every width: columns stacked into four full-width rows on
     # a phone (half of a 390 x 844 screen), and cut longer labels short at 1280 px.
     row = st.container(horizontal=True, gap="xsmall", key="parley-actions")
@@ -388,22 +384,6 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
             args=(chat.regenerate, conv.id),
             type="primary" if retry else "tertiary",
         )
-    if users:
-        with row.popover(
-            "Edit",
-            icon=":material/edit:",
-            type="tertiary",
-            help="Edit your last message and resend it",
-        ):
-            key = f"parley.w.edit.{users[-1].id}"
-            st.text_area("Your message", users[-1].content, key=key)
-            st.button(
-                "Resend",
-                key="parley.w.resend",
-                type="primary",
-                on_click=resend_edit,
-                args=(conv.id, users[-1].id, key),
-            )
     with row.popover("Reset", icon=":material/restart_alt:", type="tertiary"):
         st.write("Clear every message in this conversation? Its settings are kept.")
         if st.button("Clear messages", key="parley.w.reset", type="primary"):

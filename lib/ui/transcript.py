@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 
 import streamlit as st
 
-from lib import inflight
-from lib.conversations import ConversationStore, Message, Totals
+from lib import chat, inflight
+from lib.conversations import ConversationStore, Message, Siblings, Totals
 from lib.illustrate import ILLUSTRATION
 from lib.markup import escape, neutralise
 from lib.pricing import BILLED_PROVIDERS
@@ -77,11 +77,13 @@ def render_message(
     extra: Callable[[Message], None] | None = None,
     display: Callable[[Message], str] | None = None,
     actions: Callable[[Message], None] | None = None,
+    row: Callable[[Message], None] | None = None,
 ) -> None:
     """One bubble. Pages may pass `display` (the Markdown to show for a message, e.g. with
-    citations spelled out), `extra` (parts drawn inside it, e.g. a sources panel) and
-    `actions` (drawn last, e.g. Retry under a failed reply's error). A failed reply shows
-    its error where its text would be; one that never reached the server has no footer."""
+    citations spelled out), `extra` (parts drawn inside it, e.g. a sources panel),
+    `actions` (e.g. Retry under a failed reply's error) and `row` (its versions and
+    tools, drawn last). A failed reply shows its error where its text would be; one that
+    never reached the server has no footer."""
     failed = message.status == "failed"
     with st.chat_message(message.role, avatar=AVATARS.get(message.role)):
         if message.content or not failed:
@@ -100,6 +102,8 @@ def render_message(
             actions(message)
         if message.role == "assistant" and (message.content or not failed):
             st.caption(footer(message))
+        if row is not None:
+            row(message)
 
 
 def render_window(
@@ -108,8 +112,10 @@ def render_window(
     extra: Callable[[Message], None] | None = None,
     display: Callable[[Message], str] | None = None,
     actions: Callable[[Message], None] | None = None,
+    tools: Callable[[Message], None] | None = None,
 ) -> list[Message]:
-    """Draw the most recent messages, with a control to load earlier ones."""
+    """Draw the most recent messages of the path shown, with a control to load earlier
+    ones; under each, its versions control where it has other versions, and `tools`."""
     window = state.transcript_window()
     # A reply left "streaming" by a process that died reads (and is saved) as interrupted.
     messages = inflight.settle(store, cid, store.recent_messages(cid, window + 1))
@@ -122,9 +128,74 @@ def render_window(
             type="tertiary",
             key="parley.w.more",
         )
+    versions = store.siblings(cid, messages)  # one statement for the whole window
+
+    def row(message: Message) -> None:
+        message_row(store, cid, message, versions.get(message.id), tools)
+
     for message in messages:
-        render_message(message, extra, display, actions)
+        render_message(message, extra, display, actions, row)
     return messages
+
+
+def message_row(
+    store: ConversationStore,
+    cid: str,
+    message: Message,
+    versions: Siblings | None,
+    tools: Callable[[Message], None] | None,
+) -> None:
+    """A message's row: "‹ 2/3 ›" when it has other versions (always shown), then
+    `tools` (shown on hover or focus, see `lib.ui.message_actions.ROW_CSS`)."""
+    if message.id is None or (versions is None and tools is None):
+        return
+    row = st.container(
+        horizontal=True, gap="xsmall", vertical_alignment="center", key=f"parley-row-{message.id}"
+    )
+    with row:
+        if versions is not None:
+            versions_control(store, cid, message.id, versions)
+        if tools is not None:
+            with st.container(
+                horizontal=True,
+                gap="xsmall",
+                vertical_alignment="center",
+                width="content",
+                key=f"parley-tools-{message.id}",
+            ):
+                tools(message)
+
+
+def versions_control(
+    store: ConversationStore, cid: str, message_id: int, versions: Siblings
+) -> None:
+    """ "‹ 2/3 ›": step between a message's versions (edits of a question, answers to it,
+    an n > 1 reply's choices); the path shown, and sent from then on, follows the step."""
+    with st.container(
+        horizontal=True,
+        gap=None,
+        vertical_alignment="center",
+        width="content",
+        key=f"parley-versions-{message_id}",
+    ):
+        for label, by, what in (("‹", -1, "Previous version"), ("›", 1, "Next version")):
+            target = versions.step(by)
+            if by == 1:
+                st.caption(f"{versions.index + 1}/{len(versions)}")
+            st.button(
+                label,
+                key=f"parley.w.version.{message_id}.{by}",
+                type="tertiary",
+                help=what,
+                disabled=target is None,
+                on_click=_switch,
+                args=(store, cid, target),
+            )
+
+
+def _switch(store: ConversationStore, cid: str, message_id: int | None) -> None:
+    if message_id is not None:
+        chat.switch(store, cid, message_id)
 
 
 def window_label(context: dict, used: int) -> str:
