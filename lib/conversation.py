@@ -87,6 +87,7 @@ class Conversation:
     updated_at: float = 0.0
     pinned: bool = False  # kept at the top of the conversation list
     leaf_id: int | None = None  # the last message of the path shown and sent (None: empty)
+    folder: str | None = None  # the one folder it is in, by name (None: no folder)
 
     @classmethod
     def from_row(cls, row: Any) -> Conversation:
@@ -94,6 +95,12 @@ class Conversation:
         data["params"] = ChatParams.from_dict(json.loads(data["params"] or "{}"))
         data["pinned"] = bool(data.get("pinned"))  # SQLite stores 0 or 1
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class Folder:
+    name: str
+    count: int  # conversations in it
 
 
 @dataclass(frozen=True)

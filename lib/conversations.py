@@ -28,19 +28,28 @@ import uuid
 from dataclasses import asdict, fields
 from typing import Any
 
-from lib.conversation import ChatParams, Conversation, Message, SearchHit, Siblings, Totals
+from lib.conversation import (
+    ChatParams,
+    Conversation,
+    Folder,
+    Message,
+    SearchHit,
+    Siblings,
+    Totals,
+)
 from lib.errors import InvalidInputError, NotFoundError
 from lib.store.backend import Connection
 from lib.store.base import WorkspaceStore
 
 TITLE_LENGTH = 60
+FOLDER_LENGTH = 40
 SNIPPET_WORDS = 12
 
 _CONVERSATION_COLUMNS = ", ".join(
     ["id", "workspace", "kind", "title", "model", "system_prompt", "params"]
     + ["created_at", "updated_at", "pinned"]
 )
-_CONVERSATION_FIELDS = _CONVERSATION_COLUMNS + ", leaf_id"
+_CONVERSATION_FIELDS = _CONVERSATION_COLUMNS + ", leaf_id, folder"
 # parent_id is set once, when a message is added, never by an update of its other columns.
 _MESSAGE_COLUMNS = [f.name for f in fields(Message) if f.name not in ("id", "parent_id")]
 _INSERT_MESSAGE = (
@@ -82,7 +91,7 @@ _SEARCH_SQLITE = """
     FROM hits h
     JOIN messages m ON m.id = h.mid
     JOIN conversations c ON c.id = m.conversation_id
-    WHERE c.workspace = ? {kind}
+    WHERE c.workspace = ? {scope}
     GROUP BY c.id ORDER BY score LIMIT ?
 """
 # The best-ranked message of each conversation, then a headline for that one only
@@ -93,7 +102,7 @@ _SEARCH_POSTGRESQL = """
         SELECT DISTINCT ON (m.conversation_id) m.conversation_id, m.content, m.id,
                ts_rank(to_tsvector('simple', m.content), q.query) AS score
         FROM q, messages m JOIN conversations c ON c.id = m.conversation_id
-        WHERE c.workspace = ? {kind} AND to_tsvector('simple', m.content) @@ q.query
+        WHERE c.workspace = ? {scope} AND to_tsvector('simple', m.content) @@ q.query
         ORDER BY m.conversation_id, score DESC, m.id
     )
     SELECT c.id, c.title, c.updated_at, b.content, b.score, b.id AS message_id,
@@ -166,39 +175,47 @@ class ConversationStore(WorkspaceStore):
             raise NotFoundError("Conversation not found.")
         return Conversation.from_row(row)
 
-    def list(self, *, kind: str | None = None, limit: int = 200) -> list[Conversation]:
-        """Pinned first, then newest first."""
+    def list(
+        self, *, kind: str | None = None, folder: str | None = None, limit: int = 200
+    ) -> list[Conversation]:
+        """Pinned first, then newest first; with `folder`, only that folder's."""
         sql = f"SELECT {_CONVERSATION_FIELDS} FROM conversations WHERE workspace = ?"
         args: list[Any] = [self.workspace]
         if kind:
             sql += " AND kind = ?"
             args.append(kind)
+        if folder is not None:
+            sql += " AND folder = ?"
+            args.append(folder)
         sql += " ORDER BY pinned DESC, updated_at DESC LIMIT ?"
         with self._conn() as conn:
             rows = conn.execute(sql, [*args, limit]).fetchall()
         return [Conversation.from_row(r) for r in rows]
 
-    def search(self, query: str, *, kind: str | None = None, limit: int = 50) -> list[SearchHit]:
+    def search(
+        self, query: str, *, kind: str | None = None, folder: str | None = None, limit: int = 50
+    ) -> list[SearchHit]:
         """Conversations whose messages hold every word of `query` (each as a word prefix),
-        best matches first, then those whose title holds it. The query is text, never
-        syntax: each word is quoted, so no operator in it reaches FTS5 or tsquery."""
+        best matches first, then those whose title holds it; with `folder`, only that
+        folder's. The query is text, never syntax: each word is quoted, so no operator in
+        it reaches FTS5 or tsquery."""
         terms = query.split()
         if not terms:
             return []
         words = [t for t in terms if _WORD.search(t)]
-        kind_sql = "AND c.kind = ?" if kind else ""
-        kind_args = [kind] if kind else []
+        scope_sql = ("AND c.kind = ? " if kind else "") + ("AND c.folder = ?" if folder else "")
+        scope_args = ([kind] if kind else []) + ([folder] if folder else [])
         with self._conn() as conn:
             rows = []
             if words and self.dialect == "postgresql":
                 rows = conn.execute(
-                    _SEARCH_POSTGRESQL.format(kind=kind_sql),
-                    [_tsquery(words), self.workspace, *kind_args, _HEADLINE_OPTIONS, limit],
+                    _SEARCH_POSTGRESQL.format(scope=scope_sql),
+                    [_tsquery(words), self.workspace, *scope_args, _HEADLINE_OPTIONS, limit],
                 ).fetchall()
             elif words:
                 rows = conn.execute(
-                    _SEARCH_SQLITE.format(kind=kind_sql, words=SNIPPET_WORDS),
-                    [_fts5_query(words), self.workspace, *kind_args, limit],
+                    _SEARCH_SQLITE.format(scope=scope_sql, words=SNIPPET_WORDS),
+                    [_fts5_query(words), self.workspace, *scope_args, limit],
                 ).fetchall()
             hits = [
                 SearchHit(
@@ -215,9 +232,9 @@ class ConversationStore(WorkspaceStore):
             title_like = "title ILIKE ?" if self.dialect == "postgresql" else "title LIKE ?"
             for r in conn.execute(
                 f"SELECT id, title, updated_at FROM conversations c "
-                f"WHERE workspace = ? {kind_sql} AND {title_like} ESCAPE '\\' "
+                f"WHERE workspace = ? {scope_sql} AND {title_like} ESCAPE '\\' "
                 "ORDER BY updated_at DESC LIMIT ?",
-                [self.workspace, *kind_args, like, limit],
+                [self.workspace, *scope_args, like, limit],
             ):
                 if r["id"] not in seen:
                     hits.append(SearchHit(r["id"], r["title"], "", r["updated_at"]))
@@ -273,6 +290,25 @@ class ConversationStore(WorkspaceStore):
     def set_pinned(self, conversation_id: str, pinned: bool) -> None:
         """Pin to the top of the list, or unpin; not a use, so its place by date stays."""
         self._update(conversation_id, touch=False, pinned=pinned)
+
+    def set_folder(self, conversation_id: str, folder: str | None) -> None:
+        """Move into the folder called `folder` (made by the first conversation put in it,
+        gone with the last taken out), or out of any (None or blank). A move is not a use:
+        its place by date stays."""
+        name = " ".join((folder or "").split())[:FOLDER_LENGTH] or None
+        self._update(conversation_id, touch=False, folder=name)
+
+    def folders(self, *, kind: str | None = None) -> list[Folder]:
+        """The folders in use, by name, each with how many conversations it holds."""
+        sql = "SELECT folder, count(*) FROM conversations WHERE workspace = ? "
+        sql += "AND folder IS NOT NULL"
+        args: list[Any] = [self.workspace]
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        with self._conn() as conn:
+            rows = conn.execute(sql + " GROUP BY folder", args).fetchall()
+        return sorted((Folder(r[0], r[1]) for r in rows), key=lambda f: (f.name.casefold(), f.name))
 
     def delete(self, conversation_id: str) -> None:
         """Delete the conversation; its messages and attachments go with it (ON DELETE

@@ -385,6 +385,18 @@ def pinned(conn: psycopg.Connection) -> None:
     """)
 
 
+@migration("0014_folders")
+def folders(conn: psycopg.Connection) -> None:
+    """A conversation may be in one folder, by name (`ConversationStore.set_folder`); NULL
+    is no folder. The index serves a folder's list, pinned first and then newest."""
+    conn.execute("""
+        ALTER TABLE conversations ADD COLUMN folder text;
+        CREATE INDEX conversations_foldered
+            ON conversations (workspace, folder, pinned DESC, updated_at DESC)
+            WHERE folder IS NOT NULL;
+    """)
+
+
 # Applying them
 
 

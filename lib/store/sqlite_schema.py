@@ -446,6 +446,21 @@ def pinned(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration("0014_folders")
+def folders(conn: sqlite3.Connection) -> None:
+    """A conversation may be in one folder, by name (`ConversationStore.set_folder`); NULL
+    is no folder. The index serves a folder's list, pinned first and then newest."""
+    run_script(
+        conn,
+        """
+        ALTER TABLE conversations ADD COLUMN folder TEXT;
+        CREATE INDEX conversations_foldered
+            ON conversations (workspace, folder, pinned DESC, updated_at DESC)
+            WHERE folder IS NOT NULL;
+        """,
+    )
+
+
 # Applying them
 
 

@@ -1,5 +1,6 @@
-"""The conversation list: New, search, then the conversations in sections by date (pinned
-first), one line each, with a menu per item (rename, pin, export, delete) and Show more.
+"""The conversation list: New, a folder filter (once a folder exists), search (within the
+folder chosen), then the conversations in sections by date (pinned first), one line each,
+with a menu per item (rename, pin, move to a folder, export, delete) and Show more.
 
 Drawn in the sidebar, and on the Chat page also in the "Chats" popover at the top, which
 is the list a phone uses: Streamlit cannot close its sidebar from Python (on a phone it
@@ -21,7 +22,7 @@ from lib import conversation_groups as groups
 from lib import export
 from lib.chat.attachments import AttachmentStore
 from lib.conversation import Conversation
-from lib.conversations import ConversationStore
+from lib.conversations import FOLDER_LENGTH, ConversationStore
 from lib.errors import ParleyError
 from lib.markup import escape, escape_keeping
 from lib.ui import state
@@ -29,13 +30,17 @@ from lib.ui import state
 PAGE = 50  # conversations listed at first, and added by each Show more
 DIALOG = "list.dialog"  # (action, conversation id) of the open rename/export/delete dialog
 RENAME, PIN, UNPIN, EXPORT, DELETE = "rename", "pin", "unpin", "export", "delete"
+MOVE = "move"
 ACTION_LABELS = {
     RENAME: ":material/edit: Rename",
     PIN: ":material/keep: Pin",
     UNPIN: ":material/keep_off: Unpin",
+    MOVE: ":material/drive_file_move: Move to folder",
     EXPORT: ":material/download: Export",
     DELETE: ":material/delete: Delete",
 }
+ALL_FOLDERS = "All conversations"  # the folder filter's first choice
+NO_FOLDER, NO_FOLDER_LABEL = "", "— No folder —"  # the Move dialog's way out of any
 
 
 def listed(kind: str) -> int:
@@ -86,11 +91,13 @@ def show(
         label_visibility="collapsed",
         icon=":material/search:",
     )
+    folder = _folder_filter(store, kind, k)
     if query.strip():
-        _search_hits(store, query, kind, k, popover_key)
+        _search_hits(store, query, kind, folder, k, popover_key)
         return
     limit = listed(kind)
-    conversations = store.list(kind=kind, limit=limit + 1)  # one more: is there more?
+    # One more than shown: is there more?
+    conversations = store.list(kind=kind, folder=folder, limit=limit + 1)
     current = state.conversation_id(kind)
     for section in groups.group(conversations[:limit], now()):
         st.caption(section.title)
@@ -107,11 +114,36 @@ def show(
         )
 
 
+def _folder_filter(store: ConversationStore, kind: str, k: str) -> str | None:
+    """The folder whose conversations the list shows (None: all), chosen above it once a
+    folder exists. One emptied since (its last conversation moved out in another tab)
+    falls back to all. A selectbox shows its options as plain text, never Markdown, so
+    the names go in as typed."""
+    counts = {f.name: f.count for f in store.folders(kind=kind)}
+    key = f"parley.w.{k}folder.{kind}"
+    if st.session_state.get(key) not in counts:
+        st.session_state[key] = None
+    if not counts:
+        return None
+    return st.selectbox(
+        "Show folder",
+        [None, *counts],
+        key=key,
+        format_func=lambda name: ALL_FOLDERS if name is None else f"{name} ({counts[name]})",
+        label_visibility="collapsed",
+    )
+
+
 def _search_hits(
-    store: ConversationStore, query: str, kind: str, k: str, popover_key: str | None
+    store: ConversationStore,
+    query: str,
+    kind: str,
+    folder: str | None,
+    k: str,
+    popover_key: str | None,
 ) -> None:
     # Only this page's kind: a document conversation never opens as a chat.
-    hits = store.search(query, kind=kind)
+    hits = store.search(query, kind=kind, folder=folder)
     if not hits:
         st.caption("No matches.")
     for hit in hits:
@@ -150,12 +182,12 @@ def _item(
     )
     if not menus:
         return
-    actions = [RENAME, UNPIN if conv.pinned else PIN, EXPORT, DELETE]
+    actions = [RENAME, UNPIN if conv.pinned else PIN, MOVE, EXPORT, DELETE]
     action = row.menu_button(
         "",
         actions,
         key=f"{k}menu_{conv.id}",
-        help="Rename, pin, export or delete",
+        help="Rename, pin, move to a folder, export or delete",
         icon=":material/more_horiz:",
         type="tertiary",
         format_func=ACTION_LABELS.get,
@@ -180,7 +212,7 @@ def dialogs(store: ConversationStore, kind: str = "chat") -> None:
         state.pop(DIALOG)  # deleted meanwhile, in another tab say
         return
     if conv.kind == kind:
-        {RENAME: _rename, EXPORT: _export, DELETE: _delete}[action](store, conv)
+        {RENAME: _rename, MOVE: _move, EXPORT: _export, DELETE: _delete}[action](store, conv)
 
 
 def _done() -> None:
@@ -211,6 +243,28 @@ def _rename(store: ConversationStore, conv: Conversation) -> None:
             store.rename(conv.id, title)
         except ParleyError as exc:
             st.error(escape(str(exc)))  # the dialog stays open, the typed title kept
+            return
+        _done()
+
+
+@st.dialog("Move to folder", on_dismiss=_dismissed)
+def _move(store: ConversationStore, conv: Conversation) -> None:
+    st.write(escape(conv.title))
+    names = [f.name for f in store.folders(kind=conv.kind)]
+    with st.form(f"parley.w.move.{conv.id}", border=False):
+        chosen = st.selectbox(
+            "Folder",
+            [NO_FOLDER, *names],
+            index=names.index(conv.folder) + 1 if conv.folder in names else 0,
+            format_func=lambda name: name or NO_FOLDER_LABEL,  # plain text, as typed
+        )
+        typed = st.text_input("Or a new folder", max_chars=FOLDER_LENGTH)
+        moved = st.form_submit_button("Move", type="primary")
+    if moved:
+        try:
+            store.set_folder(conv.id, typed.strip() or chosen or None)
+        except ParleyError as exc:
+            st.error(escape(str(exc)))
             return
         _done()
 
