@@ -248,6 +248,21 @@ def test_csv_dialects_and_encodings(
     assert [f for f in fragments if f not in page.text] == [], page.text
 
 
+@pytest.mark.parametrize("name", ["big.html", "big.odt", "big.epub"])
+def test_a_text_over_libxml2s_10_mb_node_limit_is_read_whole(name: str) -> None:
+    words = "heron " * 2_000_000  # 12 MB in one text node
+    data = {
+        "big.html": lambda: f"<h1>Big</h1><pre>{words}</pre>".encode(),
+        "big.odt": lambda: samples.odt_file(body=f"<text:p>{words}</text:p>"),
+        "big.epub": lambda: samples.rewritten(
+            samples.epub_file(), "OEBPS/text/chapter2.xhtml",
+            lambda x: x.replace(b"</body>", f"<p>{words}</p></body>".encode()),
+        ),
+    }[name]()  # fmt: skip
+    pages, *_ = read(name, data)
+    assert text_of(pages).count("heron") >= 2_000_000
+
+
 def test_a_long_sheet_is_cut_into_blocks_small_enough_for_one_chunk() -> None:
     rows = "".join(f"item {i},{i * 3},note number {i}\n" for i in range(1, 1001))
     pages, *_ = read("stock.csv", f"Item,Stock,Note\n{rows}".encode())

@@ -99,7 +99,11 @@ def _binary(name: str) -> UnreadableDocument:
 def _main_blocks(text: str, *, drop_link_lists: bool) -> list[Block]:
     if not text.strip():
         return []
-    parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+    # huge_tree: without it libxml2 drops a text node over 10 MB and says nothing (a page
+    # of a heading and a 12 MB <pre> was read as its 3-letter heading).
+    parser = lxml_html.HTMLParser(
+        remove_comments=True, remove_pis=True, no_network=True, huge_tree=True
+    )
     try:
         root = lxml_html.document_fromstring(text, parser=parser)
     except (etree.ParserError, ValueError):  # "Document is empty" and the like
