@@ -61,6 +61,7 @@ def test_the_server_down_leaves_a_failed_turn_in_place_that_survives_a_reload_an
     assert UNREACHABLE in failed.error[0].value and "Retry" in failed.error[0].value
     retry_button(at)
     assert [e.value for e in at.error].count(failed.error[0].value) == 1  # not again on top
+    assert "No answer" in panel(at)  # the failed request had the panel look again
     cid = store.list()[0].id
     saved = store.all_messages(cid)
     assert [(m.role, m.status) for m in saved] == [

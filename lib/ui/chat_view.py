@@ -10,7 +10,14 @@ from streamlit.delta_generator import DeltaGenerator
 
 from lib import chat
 from lib.conversations import ChatParams, Conversation, ConversationStore, Message
-from lib.errors import DiskFull, NotFoundError, ParleyError
+from lib.errors import (
+    AuthenticationFailed,
+    DiskFull,
+    NotFoundError,
+    ParleyError,
+    RequestTimedOut,
+    ServerUnreachable,
+)
 from lib.markup import escape, neutralise
 from lib.presets import SYSTEM_PRESETS
 from lib.settings import Settings
@@ -236,6 +243,8 @@ def report(reply: chat.Reply, error: ParleyError) -> None:
     """An error ends the turn where its reply would be: saved as the failed turn (or the
     cut-off one, with its partial text), which the rerun draws with the reason and Retry,
     and a reload still shows. Only an error that could not be saved is flashed on top."""
+    if isinstance(error, ServerUnreachable | RequestTimedOut | AuthenticationFailed):
+        clients.forget_status(reply.ctx.base_url)  # the Connection panel looks again
     try:
         reply.fail(error)  # a no-op when the stream saved its own ending
     except ParleyError as unsaved:  # DiskFull, the database gone

@@ -126,6 +126,11 @@ def connection_status(current: Settings, api: openai.OpenAI) -> server_status.St
     return found
 
 
+def forget_status(base_url: str | None) -> None:
+    """After a request found the server down or refusing the key: look again next run."""
+    state.pop(f"status:{base_url}")
+
+
 def forget_server(current: Settings) -> None:
     """Drop what this session asked of the server at `current.base_url` (its status,
     flavour, capabilities, windows and counters), so the next run asks again. What an
