@@ -1,0 +1,118 @@
+"""Per-message actions and branches in a real browser: the row that appears on hover,
+Copy putting the raw Markdown on the clipboard, editing an earlier message, and "‹ ›"
+switching back, with what the model server was sent checked at each step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from lib.conversations import ConversationStore
+from lib.store.backend import open_backend
+from tests.browser.conftest import StreamlitServer, rerun, wait_for_idle
+from tests.browser.session import bubbles, send
+from tests.fake_openai import FakeOpenAI
+
+pytestmark = pytest.mark.browser
+
+MARKDOWN_REPLY = "Herons are **wading birds**; see `Ardeidae`."
+
+
+def sent(server: FakeOpenAI) -> list[str]:
+    request = server.requests_to("/chat/completions")[-1].json
+    return [m["content"] for m in request["messages"] if m["role"] != "system"]
+
+
+def texts(page: Page) -> list[str]:
+    """Each bubble's message text (its first Markdown block)."""
+    count = bubbles(page).count()
+    return [
+        bubbles(page).nth(i).get_by_test_id("stMarkdownContainer").first.inner_text()
+        for i in range(count)
+    ]
+
+
+def answered(page: Page, count: int, last: str) -> None:
+    """Wait for `count` bubbles, the last one showing `last` with its footer drawn."""
+    expect(bubbles(page)).to_have_count(count)
+    expect(bubbles(page).nth(count - 1)).to_contain_text(last)
+    expect(bubbles(page).nth(count - 1)).to_contain_text("out tokens")
+    wait_for_idle(page)
+
+
+def opacity(page: Page, message_id: int) -> str:
+    return page.locator(f".st-key-parley-tools-{message_id}").evaluate(
+        "element => getComputedStyle(element).opacity"
+    )
+
+
+def test_hover_actions_edit_an_earlier_message_and_switch_back(
+    streamlit_app: Callable[..., StreamlitServer],
+    browser_server: FakeOpenAI,
+    open_page: Callable[[str], Page],
+) -> None:
+    app = streamlit_app(PARLEY_CHAT_MODEL="gpt-5-mini")
+    page = open_page(app.url)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    browser_server.script(MARKDOWN_REPLY)
+    send(page, "Tell me about herons")
+    answered(page, 2, "wading birds")
+    send(page, "And egrets?")
+    answered(page, 4, "Echo: And egrets?")
+    store = ConversationStore(open_backend(app.data_dir), "local")
+    cid = store.list()[0].id
+    question, reply, _, _ = store.path(cid)
+
+    # The row is there but transparent until the pointer is over its bubble.
+    page.mouse.move(0, 0)
+    expect(page.locator(f".st-key-parley-tools-{reply.id}")).to_have_css("opacity", "0")
+    bubbles(page).nth(1).hover()
+    expect(page.locator(f".st-key-parley-tools-{reply.id}")).to_have_css("opacity", "1")
+    assert opacity(page, question.id) == "0"  # only the bubble under the pointer
+    row = page.locator(f".st-key-parley-tools-{reply.id}")
+    expect(row.get_by_role("button", name="Regenerate")).to_be_visible()
+
+    # Copy puts the raw Markdown on the clipboard, not the rendered text.
+    row.get_by_role("button", name="Copy as Markdown").click()
+    expect(row.get_by_role("button", name="Copy as Markdown")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == MARKDOWN_REPLY
+
+    # Edit the first question: the conversation goes on from the new version alone.
+    bubbles(page).nth(0).hover()
+    with rerun(page):
+        page.locator(f".st-key-parley-tools-{question.id}").get_by_role(
+            "button", name="Edit"
+        ).click()
+    box = bubbles(page).nth(0).get_by_role("textbox", name="Edit your message")
+    box.fill("Tell me about storks")
+    with rerun(page):
+        bubbles(page).nth(0).get_by_role("button", name="Send").click()
+    answered(page, 2, "Echo: Tell me about storks")
+    assert texts(page) == ["Tell me about storks", "Echo: Tell me about storks"]
+    assert sent(browser_server) == ["Tell me about storks"]
+    first = bubbles(page).nth(0)
+    expect(first.get_by_test_id("stCaptionContainer").filter(has_text="2/2")).to_be_visible()
+    expect(first.get_by_role("button", name="›")).to_be_disabled()
+
+    # "‹" goes back to the first version with everything that followed it.
+    with rerun(page):
+        first.get_by_role("button", name="‹").click()
+    expect(bubbles(page)).to_have_count(4)
+    assert texts(page) == [
+        "Tell me about herons",
+        "Herons are wading birds; see Ardeidae.",
+        "And egrets?",
+        "Echo: And egrets?",
+    ]
+    expect(bubbles(page).nth(0).get_by_text("1/2")).to_be_visible()
+    send(page, "And cranes?")
+    answered(page, 6, "Echo: And cranes?")
+    assert sent(browser_server) == [
+        "Tell me about herons",
+        MARKDOWN_REPLY,
+        "And egrets?",
+        "Echo: And egrets?",
+        "And cranes?",
+    ]
