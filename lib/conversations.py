@@ -25,6 +25,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -360,6 +361,27 @@ class ConversationStore(WorkspaceStore):
                     (message.id, conversation_id),
                 )
         return message
+
+    def add_tree(
+        self, conversation_id: str, messages: Sequence[tuple[Message, int | None]]
+    ) -> list[Message]:
+        """Add many messages at once (an import): each with the index, in `messages`, of
+        its parent (None for a first message), parents before children. One workspace
+        check, then one INSERT a message: a tenth of `add_message`'s statements for a
+        long conversation. The path shown is left as it was (see `set_leaf`)."""
+        with self._transaction() as conn:
+            self._get(conn, conversation_id)
+            for message, parent in messages:
+                if parent is not None and not 0 <= parent < len(messages):
+                    raise ValueError(f"parent index {parent} is outside the messages")
+                after = None if parent is None else messages[parent][0].id
+                if parent is not None and after is None:
+                    raise ValueError("a parent must come before its children")
+                message.id = conn.execute(
+                    _INSERT_MESSAGE, [conversation_id, after, *_message_values(message)]
+                ).fetchone()[0]
+                message.parent_id = after
+        return [m for m, _ in messages]
 
     def update_message(self, conversation_id: str, message: Message) -> None:
         if message.id is None:

@@ -88,22 +88,23 @@ def test_another_workspace_imports_its_own_copy(backend, tmp_path) -> None:
 
 
 def test_a_conversation_goes_in_whole_or_not_at_all(store, tmp_path, monkeypatch) -> None:
-    real = ConversationStore.add_message
+    real = ConversationStore.add_tree
     calls = {"n": 0}
 
-    def flaky(self, cid, message, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def flaky(self, cid, messages):  # noqa: ANN001, ANN202
         calls["n"] += 1
-        if calls["n"] == 6:  # the 2nd conversation's 2nd message (the first has 4)
+        if calls["n"] == 2:  # the 2nd conversation, after its row and first messages
+            real(self, cid, messages[:2])
             raise OSError("disk gone")
-        return real(self, cid, message, **kwargs)
+        return real(self, cid, messages)
 
-    monkeypatch.setattr(ConversationStore, "add_message", flaky)
+    monkeypatch.setattr(ConversationStore, "add_tree", flaky)
     convs = [samples.simple_chatgpt(f"s{n}", f"Chat {n}") for n in range(3)]
     path = write(tmp_path, "c.json", json.dumps(convs))
     with pytest.raises(OSError):
         Importer(store).run(path)
     assert [c.title for c in store.list()] == ["Chat 0"]  # nothing of Chat 1 is left
-    monkeypatch.setattr(ConversationStore, "add_message", real)
+    monkeypatch.setattr(ConversationStore, "add_tree", real)
     report = Importer(store).run(path)  # and the rest comes in on the next try
     assert (len(report.imported), report.skipped) == (2, 1)
     assert sorted(c.title for c in store.list()) == ["Chat 0", "Chat 1", "Chat 2"]
@@ -204,3 +205,21 @@ def test_the_terminal_imports_and_reports(backend, data_dir, tmp_path) -> None:
     )  # fmt: skip
     assert bad.returncode != 0 and "not an export" in (bad.stderr + bad.stdout)
     assert "Traceback" not in bad.stderr
+
+
+def test_add_tree_links_parents_and_refuses_what_it_cannot_place(store) -> None:
+    from lib.conversation import Message
+    from lib.errors import NotFoundError
+
+    conv = store.create(model="gpt-4o", title="Tree")
+    q, a1, a2 = Message("user", "q"), Message("assistant", "a1"), Message("assistant", "a2")
+    store.add_tree(conv.id, [(q, None), (a1, 0), (a2, 0)])
+    assert (a1.parent_id, a2.parent_id) == (q.id, q.id)
+    store.set_leaf(conv.id, a2.id)
+    assert [m.content for m in store.path(conv.id)] == ["q", "a2"]
+    with pytest.raises(ValueError, match="before its children"):
+        store.add_tree(conv.id, [(Message("assistant", "x"), 1), (Message("user", "y"), None)])
+    other = ConversationStore(store.backend, "bob")
+    with pytest.raises(NotFoundError):
+        other.add_tree(conv.id, [(Message("user", "intruder"), None)])
+    assert len(store.all_messages(conv.id)) == 3

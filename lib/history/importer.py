@@ -8,6 +8,8 @@ import ledger. A conversation already in the ledger (the same app, the same id i
 app and the same content fingerprint; the fingerprint alone where the app gives no id) is
 skipped, so a second import of the same file adds nothing; one that changed since (a chat
 continued after the last export) comes in again, as a new conversation beside the old.
+Its folder and pin come with it where the export holds them (Parley's has both, Open
+WebUI's the pin).
 
 The report counts what was imported, skipped and failed, with each failure's reason; an
 export from which nothing could be imported says why, never a bare success. Progress is
@@ -172,30 +174,35 @@ class Importer:
             title=item.title,
             created_at=item.created_at,
         )
-        ids: dict[str, int] = {}
         shown = {m.key for m in item.path()}
-        leaf = None
+        messages, images = [], []
         for m in item.messages:
             meta: dict = {"imported_from": item.app}
-            images = self._images(export, m.files, report)
             if m.files:
                 meta["files"] = m.files
-            message = Message(
-                m.role,
-                m.content,
-                model=m.model if m.role == "assistant" else None,
-                meta=meta,
-                created_at=m.created_at or item.created_at or time.time(),
-            )
-            parent = ids.get(m.parent) if m.parent is not None else None
-            if images:
-                saved = self.attachments.save_message(conv.id, message, images, parent=parent)
-            else:
-                saved = self.store.add_message(conv.id, message, parent=parent)
-            ids[m.key] = saved.id
-            if m.key in shown:
-                leaf = saved.id
+            images.append(self._images(export, m.files, report))
+            messages.append(Message(
+                m.role, m.content, model=m.model if m.role == "assistant" else None,
+                meta=meta, created_at=m.created_at or item.created_at or time.time(),
+            ))  # fmt: skip
+        index = {m.key: i for i, m in enumerate(item.messages)}
+        parents = [index.get(m.parent) if m.parent is not None else None for m in item.messages]
+        if not any(images):  # most conversations: all their messages in one go
+            self.store.add_tree(conv.id, list(zip(messages, parents, strict=True)))
+        else:
+            for message, parent, files in zip(messages, parents, images, strict=True):
+                after = None if parent is None else messages[parent].id
+                if files:
+                    self.attachments.save_message(conv.id, message, files, parent=after)
+                else:
+                    self.store.add_message(conv.id, message, parent=after)
+        on_path = [msg.id for m, msg in zip(item.messages, messages, strict=True) if m.key in shown]
+        leaf = on_path[-1] if on_path else None
         self.store.set_leaf(conv.id, leaf)
+        if item.folder:
+            self.store.set_folder(conv.id, item.folder)
+        if item.pinned:
+            self.store.set_pinned(conv.id, True)
         self.store.restamp(conv.id, item.updated_at or item.created_at)
         return conv.id
 
