@@ -2,9 +2,11 @@
 
 With the model server down, the turn ends as a failed reply saved in the conversation: the
 error is drawn in the assistant's bubble with Retry (on the Chat and Documents pages), a
-reload still shows it, and Retry answers once the server is back. The Connection panel
-says whether the server answers, how many models it lists and whether it took the key,
-and a failed look is not kept: the run after the server comes back knows it.
+reload still shows it, and Retry answers once the server is back. On the Images page a
+failed generation's error stays where its pictures would be, with Retry, for the session.
+The Connection panel says whether the server answers, how many models it lists and
+whether it took the key, and a failed look is not kept: the run after the server comes
+back knows it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib.conversations import ConversationStore
+from lib.gallery import ImageStore
+from lib.store.backend import Backend
 from tests.fake_openai import FakeOpenAI
 from tests.test_chat_page import bubbles, retry_button, send
 from tests.test_documents_page import INTRO, PAGE, ask, upload
+from tests.test_images_page import PROMPT, generate, generations, images_page
 
 UNREACHABLE = "Could not connect to the model server"
 
@@ -166,3 +171,21 @@ def test_on_the_documents_page_a_failed_answer_is_in_place_with_retry(
     assert len(at.chat_message) == 2
     assert at.chat_message[1].markdown[0].value.startswith("Echo:")
     assert [m.status for m in store.all_messages(cid)] == ["ok", "ok"]
+
+
+def test_on_the_images_page_a_failed_generation_stays_in_place_with_retry(
+    app: Callable[..., AppTest], openai_server: FakeOpenAI, backend: Backend
+) -> None:
+    at = images_page(app)
+    openai_server.fail(503, route="/images")
+    generate(at, "a heron at dawn")
+    assert "server failed" in at.error[0].value
+    at.run()  # any other click: the error stays where the pictures would be
+    assert "server failed" in at.error[0].value
+    at.text_area(key=PROMPT).input("something else entirely").run()
+
+    at.button(key="parley.w.img.retry").click().run()
+    assert not at.exception and not at.error
+    (saved,) = ImageStore(backend, "local").list()
+    assert saved.prompt == "a heron at dawn"  # the failed request, not the edited form
+    assert len(generations(openai_server)) == 2

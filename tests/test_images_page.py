@@ -221,7 +221,7 @@ def test_a_server_without_image_generation_says_so_before_any_request(
     openai_server.flavour("llama-server")  # 404 at /v1/images/generations
     at = images_page(app, PARLEY_PROVIDER="custom")
     assert "This server has no image generation" in at.info[0].value
-    assert not at.button  # no Generate button, so no request that would only fail
+    assert not at.main.button  # no Generate button, so no request that would only fail
     assert "Choose another model" not in at.info[0].value
     # The one request was the capability probe, which has no prompt and so cannot generate.
     (probe,) = generations(openai_server)

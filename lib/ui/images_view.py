@@ -32,6 +32,9 @@ from lib.ui.transcript import money
 PROMPT_KEY = "parley.w.img.prompt"
 MODEL_KEY = "parley.w.img.model"
 JOB, LAST = "image_job", "image_last"
+# The last generation's request, and its error when it failed: shown where its pictures
+# would be, with Retry, on every run until the user retries or generates anew.
+REQUEST, FAILED, RETRY = "image_request", "image_failed", "image_retry"
 CUSTOM_SIZE = "Custom…"
 # Image calls routinely take a minute, several times a chat reply's wait: the configured
 # timeout (60 s by default) would cut them off.
@@ -201,7 +204,7 @@ def finish(store: ImageStore) -> None:
             raise
         if isinstance(exc, DiskFull):
             unsaved_images.keep(exc)
-        st.error(escape(str(exc)), icon=":material/error:")
+        state.put(FAILED, str(exc))
         return
     state.pop(JOB)
     state.put(LAST, [image.id for image in saved])
@@ -238,14 +241,46 @@ def generator(current: Settings, api: openai.OpenAI, store: ImageStore) -> None:
         key="parley.w.img.go",
         disabled=running(),
     ):
+        state.pop(FAILED)
         if request is None:
             st.error("Choose an image model first.", icon=":material/error:")
-        elif started := start(current, api, store, request):
-            state.put(JOB, started)
+        else:
+            _start(current, api, store, request)
+    if state.pop(RETRY) and (kept := state.get(REQUEST)) is not None:
+        _start(current, api, store, kept)
     finish(store)
+    failure()
     if saved := unsaved_images.offer(store):
         state.put(LAST, [image.id for image in saved])
         st.rerun()
+
+
+def _start(current: Settings, api: openai.OpenAI, store: ImageStore, request: ImageRequest) -> None:
+    if started := start(current, api, store, request):
+        state.put(JOB, started)
+        state.put(REQUEST, request)
+
+
+def failure() -> None:
+    """The last generation's error where its pictures would be, with Retry (the same
+    request again, whatever the form now holds), until retried or replaced."""
+    error = state.get(FAILED)
+    if error is None:
+        return
+    st.error(escape(error), icon=":material/error:")
+    st.button(
+        "Retry",
+        icon=":material/replay:",
+        key="parley.w.img.retry",
+        type="primary",
+        disabled=running() or state.get(REQUEST) is None,
+        on_click=_retry,
+    )
+
+
+def _retry() -> None:
+    state.pop(FAILED)
+    state.put(RETRY, True)
 
 
 def latest(store: ImageStore) -> None:
