@@ -168,7 +168,8 @@ def _item(
     popover_key: str | None,
     menus: bool,
 ) -> None:
-    row = st.container(horizontal=True, gap="xxsmall", vertical_alignment="center")
+    # One row that never wraps: wrapping put the menu under a long title.
+    row = st.container(horizontal=True, wrap=False, gap="xxsmall", vertical_alignment="center")
     row.button(
         escape(conv.title),
         key=f"{k}conv_{conv.id}",

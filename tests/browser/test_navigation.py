@@ -248,7 +248,13 @@ def test_every_label_fits_at_1280_and_on_a_phone_and_a_long_title_shows_on_hover
     # on hover.
     assert page.evaluate(TRUNCATED, True) == [LONG_TITLE]
     item = sidebar(page).locator(f".st-key-conv_{ids[2]}").get_by_role("button")
-    assert item.bounding_box()["height"] < 50
+    title, menu = (
+        item.bounding_box(),
+        sidebar(page).locator(f".st-key-menu_{ids[2]}").bounding_box(),
+    )
+    assert title["height"] < 50, title
+    assert abs((menu["y"] + menu["height"] / 2) - (title["y"] + title["height"] / 2)) < 5, menu
+    assert menu["x"] + menu["width"] <= sidebar(page).bounding_box()["width"], menu  # in view
     item.hover()
     expect(page.get_by_test_id("stTooltipContent")).to_contain_text(LONG_TITLE)
 
