@@ -5,9 +5,11 @@ Show more past 50, and the per-item menu (pin, rename, delete)."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +18,8 @@ from streamlit.testing.v1 import AppTest
 from lib import conversation_groups as groups
 from lib.conversation import Conversation
 from lib.conversations import ConversationStore
+from lib.store import sqlite_schema as db
+from lib.store.backend import open_backend
 from lib.ui import chat_header, conversation_list
 
 CHAT = "app_pages/chat.py"
@@ -212,3 +216,20 @@ def test_new_chat_keeps_the_model_and_system_prompt_last_used(
     assert next(t for t in page.sidebar.text_area if t.label == "System prompt").value == (
         "Answer in French."
     )
+
+
+def test_a_database_from_before_pinning_lists_its_conversations_unpinned(tmp_path: Path) -> None:
+    path = tmp_path / "old" / "parley.db"
+    path.parent.mkdir()
+    conn = sqlite3.connect(path, isolation_level=None)
+    db.migrate(conn, [m for m in db.MIGRATIONS if m.name < "0013"])
+    conn.execute(
+        "INSERT INTO conversations (id, workspace, kind, title, model, system_prompt, params, "
+        "created_at, updated_at) VALUES ('c1', 'local', 'chat', 'Old', 'm', '', '{}', 1, 1)"
+    )
+    conn.close()
+    store = ConversationStore(open_backend(path.parent), "local")
+    assert [(c.title, c.pinned) for c in store.list()] == [("Old", False)]
+    store.set_pinned("c1", True)
+    assert store.get("c1").pinned
+    assert db.migrate(db.connect(path)) == []  # safe to run twice
