@@ -483,6 +483,8 @@ class _Handler(BaseHTTPRequestHandler):
             # on a request whose client has given up.
             with fake._embedding_slot:
                 fake._sleep(fake.embedding_delay * len(texts))
+        if fake.embedding_window is not None:
+            texts = [" ".join(t.split()[: fake.embedding_window]) for t in texts]
         dim = int(req.get("dimensions") or fake.embedding_dimensions)
         as_b64 = req.get("encoding_format") == "base64"
         data = embedding_items(texts, dim, as_b64)
@@ -569,6 +571,9 @@ class FakeOpenAI:
             self.embeddings_enabled = True
             self.embedding_dimensions = 256
             self.embedding_delay = 0.0  # seconds per input, one request at a time
+            # When set, each input is cut to its first N words, without a word, as a
+            # MiniLM-class server truncates past its window (256 word pieces).
+            self.embedding_window: int | None = None
             self.image_shape = "b64_json"
             self.revise_prompts = False
             self.corrupt_images = False

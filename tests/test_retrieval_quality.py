@@ -18,7 +18,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from lib.documents import bm25, phrases
+from lib.documents import bm25, phrases, windows
+from lib.documents.chunking import count_tokens
 from lib.documents.embeddings import Embedder
 from lib.documents.library import DocumentLibrary
 from lib.documents.listings import is_listing
@@ -149,3 +150,43 @@ def test_listings_are_told_from_text(text: str, listing: bool) -> None:
 )
 def test_a_heading_names_the_key_phrase(question: str, text: str, named: bool) -> None:
     assert (phrases.naming(question, [(1, text)]) == [1]) is named
+
+
+def long_passage() -> tuple[str, str]:
+    """A 600-word passage whose last sentence is about something nothing before mentions."""
+    filler = " ".join(f"gardening{i % 7} compost mulch seedlings" for i in range(140))
+    tail = "The heron colony nests beside the estuary reeds every spring."
+    return f"{filler} {tail}", tail
+
+
+def test_a_chunk_longer_than_the_window_is_embedded_in_parts_not_cut_short(
+    openai_server: FakeOpenAI,
+) -> None:
+    openai_server.embedding_window = 256  # words: the server drops the rest silently
+    client = openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test")
+    text, tail = long_passage()
+    query = Embedder(client, MODEL).embed_query(tail)
+    truncated = Embedder(client, MODEL).embed([text])[0]
+    windowed_embedder = Embedder(client, MODEL, window=256)
+    windowed = windowed_embedder.embed([text])[0]
+    # Cut at 256 words, the vector knows nothing of the herons; in parts, it does.
+    cut, whole = float(truncated @ query), float(windowed @ query)
+    print(f"\nthe tail's similarity: cut short {cut:.3f}, embedded in parts {whole:.3f}")
+    assert whole > 1.5 * cut
+    assert windowed_embedder.last_windowed == 1
+    assert "embedded in parts" in windowed_embedder.last_notes()[0]
+    # Parts that fit are sent as they are: a short text is one input, as before.
+    sent = len(openai_server.requests_to("/v1/embeddings"))
+    windowed_embedder.embed(["a short text"])
+    assert len(openai_server.requests_to("/v1/embeddings")) == sent + 1
+    assert windowed_embedder.last_windowed == 0
+
+
+def test_the_window_is_a_setting_or_the_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(windows.SETTING, "256")
+    assert windows.configured_window() == 256
+    for bad in ("", "lots", "3"):
+        monkeypatch.setenv(windows.SETTING, bad)
+        assert windows.configured_window() is None
+    pieces = windows.parts(long_passage()[0], 100)
+    assert len(pieces) > 5 and all(count_tokens(p) <= 101 for p in pieces)

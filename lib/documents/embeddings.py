@@ -40,6 +40,7 @@ import numpy as np
 import openai
 
 from lib.client import provider_errors, resendable
+from lib.documents import windows
 from lib.documents.chunking import ENCODING, count_tokens, text_hash
 from lib.errors import IngestCancelled, ParleyError, ProviderError, RateLimited, RequestTimedOut
 from lib.store.base import WorkspaceStore
@@ -182,6 +183,7 @@ class Embedder:
         sleep: Callable[[float], None] = time.sleep,
         target_seconds: float = TARGET_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        window: int | None = None,
     ) -> None:
         self.client = client.with_options(max_retries=0)
         self.model = model
@@ -196,6 +198,8 @@ class Embedder:
         self.requests = 0  # embedding requests sent, for reports and tests
         self.last_cached = 0  # how many texts of the last `embed` came from the cache
         self.last_splits = 0  # how many batches of the last `embed` timed out and were split
+        self.window = window  # the server's input window in its tokens (lib/documents/windows.py)
+        self.last_windowed = 0  # chunks of the last `embed` longer than it, embedded in parts
 
     def embed(
         self,
@@ -206,7 +210,27 @@ class Embedder:
         progress: ProgressFn | None = None,
         cancelled: CancelFn = _never,
     ) -> np.ndarray:
-        """Unit vectors for `texts`, shape (len(texts), dim), cached ones not re-sent."""
+        """Unit vectors for `texts`, shape (len(texts), dim), cached ones not re-sent; a text
+        longer than the server's window is embedded in parts (`lib/documents/windows.py`)."""
+        self.last_windowed = 0
+        if self.window is not None and len(texts):
+            done = windows.embed_in_windows(
+                self, self.window, texts, hashes, tokens,
+                lambda t, h: self._embed_fitting(t, h, None, progress, cancelled),
+            )  # fmt: skip
+            if done is not None:
+                vectors, self.last_windowed = done
+                return vectors
+        return self._embed_fitting(texts, hashes, tokens, progress, cancelled)
+
+    def _embed_fitting(
+        self,
+        texts: Sequence[str],
+        hashes: Sequence[str] | None,
+        tokens: Sequence[int] | None,
+        progress: ProgressFn | None,
+        cancelled: CancelFn,
+    ) -> np.ndarray:
         total = len(texts)
         if total == 0:
             return np.zeros((0, 0), dtype=np.float32)
@@ -278,11 +302,17 @@ class Embedder:
         self.sizer.timed_out(inputs)
 
     def last_notes(self) -> list[str]:
-        """What a file's report should say about the last `embed` (its timeouts)."""
+        """What a file's report should say about the last `embed` (windows, timeouts)."""
+        notes = []
+        if self.last_windowed:
+            notes.append(
+                f"{self.last_windowed} chunks are longer than {self.model} reads at once "
+                f"({self.window} tokens), so each was embedded in parts."
+            )
         if not self.last_splits:
-            return []
+            return notes
         times = f"{self.last_splits} time{'s' * (self.last_splits != 1)}"
-        return [
+        return notes + [
             f"The embeddings server timed out {times}; each batch that did was split and sent "
             f"again in smaller parts ({self.sizer.size} chunks a request at the end)."
         ]

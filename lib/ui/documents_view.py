@@ -18,7 +18,7 @@ import openai
 import streamlit as st
 
 from lib.conversations import Conversation, ConversationStore
-from lib.documents import rag
+from lib.documents import rag, windows
 from lib.documents.embeddings import Embedder
 from lib.documents.extract import SUFFIXES
 from lib.documents.ingest import FileReport, Ingestor
@@ -61,7 +61,12 @@ def repairs(lib: DocumentLibrary, model: str) -> None:
 
 
 def embedder(current: Settings, api: openai.OpenAI, lib: DocumentLibrary) -> Embedder:
-    return Embedder(api, current.embedding_model, cache=lib.cache)
+    # What the embedder reads at once, so no chunk is cut short (lib/documents/windows.py).
+    window = (
+        windows.configured_window()
+        or clients.context_window(current, api, current.embedding_model).tokens
+    )
+    return Embedder(api, current.embedding_model, cache=lib.cache, window=window)
 
 
 def upload_limit_mb() -> int:
