@@ -424,3 +424,15 @@ def test_message_times_read_like_a_chat_app() -> None:
     assert when(datetime(2026, 12, 2, 9, 5, tzinfo=UTC).timestamp(), UTC, now) == "09:05"
     assert when(datetime(2026, 3, 1, 9, 5, tzinfo=UTC).timestamp(), UTC, now) == "1 Mar, 09:05"
     assert when(datetime(2025, 3, 1, 9, 5, tzinfo=UTC).timestamp(), UTC, now) == "1 Mar 2025"
+
+
+def test_opening_a_search_hit_shows_the_branch_holding_it(store: ConversationStore) -> None:
+    conv = store.create(model="m")
+    q, a = add(store, conv.id, "tell me about herons", "Herons wade.")
+    hidden = store.add_message(conv.id, Message("assistant", "Egrets too."), parent=q.id)
+    store.show_branch(conv.id, a.id)
+    chat.reveal(store, conv.id, q.id)  # on the path already: the path stays
+    assert contents(store.path(conv.id)) == ["tell me about herons", "Herons wade."]
+    [hit] = store.search("egrets")
+    chat.reveal(store, conv.id, hit.message_id)
+    assert store.path(conv.id)[-1].id == hidden.id

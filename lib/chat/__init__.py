@@ -40,6 +40,7 @@ __all__ = [
     "is_record",
     "needs_retry",
     "regenerate",
+    "reveal",
     "rewind",
     "send",
     "switch",
@@ -181,3 +182,10 @@ def switch(store: ConversationStore, conversation_id: str, message_id: int) -> N
     """Show the branch through `message_id` (a sibling version of a message on the path);
     the model is sent this path from the next message on."""
     store.show_branch(conversation_id, message_id)
+
+
+def reveal(store: ConversationStore, conversation_id: str, message_id: int) -> None:
+    """Show a message found by search: the path stays if it holds the message, else it
+    switches to the branch through it."""
+    if all(m.id != message_id for m in store.path(conversation_id)):
+        store.show_branch(conversation_id, message_id)

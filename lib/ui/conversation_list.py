@@ -14,18 +14,21 @@ escaped before they reach a label, which renders Markdown.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import streamlit as st
 
+from lib import chat, export
 from lib import conversation_groups as groups
-from lib import export
 from lib.chat.attachments import AttachmentStore
-from lib.conversation import Conversation
+from lib.conversation import Conversation, SearchHit
 from lib.conversations import FOLDER_LENGTH, ConversationStore
 from lib.errors import ParleyError
 from lib.markup import escape, escape_keeping
 from lib.ui import state
+
+log = logging.getLogger(__name__)
 
 PAGE = 50  # conversations listed at first, and added by each Show more
 DIALOG = "list.dialog"  # (action, conversation id) of the open rename/export/delete dialog
@@ -154,9 +157,19 @@ def _search_hits(
             help=escape_keeping(hit.snippet or "", "**") or None,  # ** marks the match
             type="tertiary",
             wrap=False,
-            on_click=choose,
-            args=(hit.conversation_id, kind, popover_key),
+            on_click=_open_hit,
+            args=(store, hit, kind, popover_key),
         )
+
+
+def _open_hit(store: ConversationStore, hit: SearchHit, kind: str, popover_key: str | None) -> None:
+    """Open a search hit's conversation on the branch holding the message found."""
+    if hit.message_id is not None:
+        try:
+            chat.reveal(store, hit.conversation_id, hit.message_id)
+        except ParleyError as exc:  # deleted meanwhile: the conversation opens as it is
+            log.info("search hit not revealed: %s", exc)
+    choose(hit.conversation_id, kind, popover_key)
 
 
 def _item(

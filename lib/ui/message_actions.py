@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
 from lib import chat
+from lib import conversation_groups as groups
 from lib.conversations import ConversationStore, Message
 from lib.errors import ParleyError
 from lib.ui import chat_view, state
@@ -132,7 +132,7 @@ def tools(store: ConversationStore, cid: str) -> Part:
                 on_click=chat_view.retry_turn,
                 args=(store, cid, message.id),
             )
-        st.caption(when(message.created_at, _timezone()))
+        st.caption(when(message.created_at, groups.zone(st.context.timezone)))
 
     return part
 
@@ -180,11 +180,3 @@ def when(timestamp: float, zone: tzinfo | None, now: datetime | None = None) -> 
     if at.year == now.year:
         return f"{at.day} {at:%b}, {at:%H:%M}"
     return f"{at.day} {at:%b %Y}"
-
-
-def _timezone() -> tzinfo | None:
-    name = st.context.timezone
-    try:
-        return ZoneInfo(name) if name else None
-    except (ZoneInfoNotFoundError, ValueError):
-        return None  # a name this machine's tz database lacks: the server's own zone

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
 from lib.store.backend import open_backend
-from tests.browser.conftest import StreamlitServer, rerun, wait_for_idle
+from tests.browser.conftest import ARTIFACTS, StreamlitServer, rerun, wait_for_idle
 from tests.browser.session import bubbles, send
 from tests.fake_openai import FakeOpenAI
 
@@ -107,6 +107,9 @@ def test_hover_actions_edit_an_earlier_message_and_switch_back(
         "Echo: And egrets?",
     ]
     expect(bubbles(page).nth(0).get_by_text("1/2")).to_be_visible()
+    bubbles(page).nth(1).hover()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "branches.png", full_page=True)  # for a person to look at
     send(page, "And cranes?")
     answered(page, 6, "Echo: And cranes?")
     assert sent(browser_server) == [
