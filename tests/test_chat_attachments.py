@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import openai
@@ -21,6 +22,7 @@ from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.library import DocumentLibrary
 from lib.errors import DocumentError, InvalidInputError, NotFoundError, ProviderError
+from lib.history.workspace_export import export_workspace
 from lib.store.backend import Backend, open_backend
 from lib.store.base import workspace_dir_name
 from tests import doc_samples as samples
@@ -303,3 +305,17 @@ def test_a_backup_copies_attachment_files_and_names_a_missing_one(
     report = backup.backup(data_dir, tmp_path / "backup")
     assert (tmp_path / "backup" / first.blob).read_bytes() == ctx.attachments.read(first)
     assert report.missing == [second.blob]
+
+
+def test_the_workspace_export_carries_attachments(ctx: chat.ChatContext, tmp_path: Path) -> None:
+    conv = ctx.store.create(model="gpt-5-mini")
+    image = png()
+    list(chat.send(ctx, conv.id, "See.", read([("a.png", image)])))
+    target = tmp_path / "everything.zip"
+    export_workspace(ctx.store.backend, WS, target)
+    with zipfile.ZipFile(target) as archive:
+        data = json.loads(archive.read(f"conversations/{conv.id}.json"))
+        (md,) = [n for n in archive.namelist() if n.startswith("markdown/")]
+        assert "Attached: `a.png` (image, 0 KB)" in archive.read(md).decode()
+    (entry,) = data["messages"][0]["attachments"]
+    assert base64.b64decode(entry["data_base64"]) == image

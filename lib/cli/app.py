@@ -24,6 +24,7 @@ import typer
 
 from lib import export
 from lib.access import LOCAL_WORKSPACE, valid_workspace
+from lib.chat.attachments import AttachmentStore
 from lib.cli.hints import describe
 from lib.cli.lookup import PROG, ChatOptions, find_conversation, open_chat
 from lib.cli.output import Terminal
@@ -267,10 +268,13 @@ def export_command(
     """Export a conversation as Markdown or JSON, as the web app's download does."""
     store = open_store(load_settings(), workspace)
     conv = find_conversation(store, conversation_id)
+    files = AttachmentStore(store.backend, store.workspace)  # attached files go too
     if fmt is ExportFormat.json:  # the whole tree; Markdown, the path shown
-        text = export.to_json(conv, store.all_messages(conv.id)) + "\n"
+        tree = store.all_messages(conv.id)
+        text = export.to_json(conv, tree, files.export_entries(tree, data=True)) + "\n"
     else:
-        text = export.to_markdown(conv, store.path(conv.id))
+        shown = store.path(conv.id)
+        text = export.to_markdown(conv, shown, files.export_entries(shown, data=False))
     if output is None:
         Terminal().write(text)
         return

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib import export
+from lib.chat.attachments import AttachmentStore
 from lib.conversations import ConversationStore
 from lib.store.backend import Backend
 
@@ -69,6 +70,7 @@ def export_workspace(
     started = time.monotonic()
     tell = progress or (lambda share, text: None)
     store = ConversationStore(backend, workspace)
+    attached = AttachmentStore(backend, workspace)
     library = DocumentLibrary(backend, workspace)
     gallery = ImageStore(backend, workspace)
     conversations = store.list(limit=10**9)
@@ -80,9 +82,10 @@ def export_workspace(
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
             for conv in conversations:
-                tree = store.all_messages(conv.id)
-                archive.writestr(f"conversations/{conv.id}.json", export.to_json(conv, tree))
-                md = export.to_markdown(conv, store.path(conv.id))
+                tree, shown = store.all_messages(conv.id), store.path(conv.id)
+                files = attached.export_entries(tree, data=True)  # attachments in base64
+                archive.writestr(f"conversations/{conv.id}.json", export.to_json(conv, tree, files))
+                md = export.to_markdown(conv, shown, attached.export_entries(shown, data=False))
                 stem = export.filename(conv, "md")[: -len(".md")]
                 archive.writestr(f"markdown/{_clean(stem)}-{conv.id[:8]}.md", md)
                 done += 1
