@@ -265,3 +265,20 @@ def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def test_the_documents_page_takes_a_scan_and_says_which_pages_ocr_read(
+    app,
+    backend: Backend,  # noqa: ANN001 - the AppTest factory
+) -> None:
+    at = app("app_pages/documents.py", PARLEY_PROVIDER="openai")
+    at.run()
+    assert "png" in at.file_uploader[0].proto.type or ".png" in at.file_uploader[0].proto.type
+    at.file_uploader[0].upload("page.png", image_file("PNG", 14), "image/png")
+    at.run()
+    at.button(key="parley.w.index").click().run()
+    assert not at.exception, at.exception
+    (report,) = [s.value for s in at.success]
+    assert report.startswith("page.png: 1 page, ") and report.endswith(", 1 read by OCR.")
+    assert any("Read by OCR: page 1." in c.value for c in at.caption)
+    assert any("1 read by OCR" in c.value for c in at.caption)  # the library's line

@@ -1,0 +1,140 @@
+"""Peak memory growth while Parley ingests hostile files, each in a process of its own.
+
+Three files, made here in a temporary folder:
+- bomb.pdf: a 1.2 MB PDF whose one content stream inflates to 1.2 GB (a line of text,
+  then spaces), the issue's bomb, which was once indexed as a success for +2.17 GB;
+- big.txt: 48 MB of the R manuals' text (Debian's r-doc-pdf) repeated;
+- one-line.txt: 20 MB on a single line with no whitespace (base64 of random bytes).
+
+Each goes through `Ingestor.ingest` (keyword search only: no embeddings server) in a new
+Python process on a fresh SQLite data directory. The child reads the file, notes its
+peak RSS (ru_maxrss), ingests, and prints the peak's growth and the report's status and
+message; the figure is the growth past what the process held with the file in memory.
+
+    .venv/bin/python bench/hostile_files.py [--bomb-mb 1200] [--text-mb 48] [--line-mb 20]
+
+Target: under 500 MB of growth for each file; the bomb refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+MANUALS = Path("/usr/share/R/doc/manual")
+TARGET_MB = 500
+HELLO = b"BT /F1 12 Tf 72 712 Td (A page that looks harmless) Tj ET\n"
+
+
+def bomb_pdf(inflated_mb: int) -> bytes:
+    packer = zlib.compressobj(9)
+    spaces = b" " * (1 << 20)
+    body = packer.compress(HELLO) + b"".join(packer.compress(spaces) for _ in range(inflated_mb))
+    body += packer.flush()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(body), body),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, obj in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, obj)
+    xref = len(out)
+    out += b"xref\n0 6\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref
+    return bytes(out)
+
+
+def manual_text(megabytes: int) -> bytes:
+    import pypdfium2 as pdfium
+
+    parts = []
+    for name in ("R-exts.pdf", "R-intro.pdf", "R-data.pdf", "R-admin.pdf"):
+        doc = pdfium.PdfDocument(MANUALS / name)
+        parts += [doc[i].get_textpage().get_text_range() for i in range(len(doc))]
+        doc.close()
+    text = "\n".join(parts).encode()
+    size = megabytes * 1_000_000
+    return (text * (size // len(text) + 1))[:size]
+
+
+def one_line(megabytes: int) -> bytes:
+    return base64.b64encode(os.urandom(megabytes * 750_000))[: megabytes * 1_000_000]
+
+
+def child(path: str) -> None:
+    """In the child: ingest `path` and print a JSON line with the peak RSS growth."""
+    import resource
+
+    from lib.documents.ingest import Ingestor
+    from lib.documents.library import DocumentLibrary
+    from lib.store.sqlite import SQLiteBackend
+
+    data = Path(path).read_bytes()
+    with tempfile.TemporaryDirectory() as tmp:
+        library = DocumentLibrary(SQLiteBackend(Path(tmp)), "bench")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        report = Ingestor(library, None, limit_bytes=1 << 30).ingest(Path(path).name, data)
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"growth_mb": (peak - before) / 1024, "seconds": seconds,
+                      "status": report.status, "message": report.message}))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bomb-mb", type=int, default=1200)
+    parser.add_argument("--text-mb", type=int, default=48)
+    parser.add_argument("--line-mb", type=int, default=20)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    cases = [
+        ("bomb.pdf", lambda: bomb_pdf(args.bomb_mb), f"inflates to {args.bomb_mb:,} MB"),
+        ("big.txt", lambda: manual_text(args.text_mb), "the R manuals' text"),
+        ("one-line.txt", lambda: one_line(args.line_mb), "base64, no whitespace"),
+    ]
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make, what in cases:
+            path = Path(tmp) / name
+            path.write_bytes(make())
+            size = path.stat().st_size / 1e6
+            run = subprocess.run(
+                [sys.executable, __file__, "--child", str(path)],
+                capture_output=True, text=True, check=False, cwd=REPO,
+            )  # fmt: skip
+            if run.returncode != 0:
+                print(f"{name}: the child failed ({run.returncode}):\n{run.stderr[-2000:]}")
+                worst = float("inf")
+                continue
+            result = json.loads(run.stdout.strip().splitlines()[-1])
+            worst = max(worst, result["growth_mb"])
+            print(f"{name:13} {size:7.1f} MB ({what}): peak RSS +{result['growth_mb']:6.0f} MB, "
+                  f"{result['seconds']:6.1f} s, {result['status']}: "
+                  f"{result['message'][:140]}")  # fmt: skip
+    verdict = "meets" if worst < TARGET_MB else "MISSES"
+    print(f"worst peak growth {worst:.0f} MB: {verdict} the target of under {TARGET_MB} MB a file")
+
+
+if __name__ == "__main__":
+    main()
