@@ -436,3 +436,15 @@ def test_opening_a_search_hit_shows_the_branch_holding_it(store: ConversationSto
     [hit] = store.search("egrets")
     chat.reveal(store, conv.id, hit.message_id)
     assert store.path(conv.id)[-1].id == hidden.id
+
+
+def test_the_copy_script_never_puts_text_into_the_page() -> None:
+    """The only script of Parley's own in the page (SECURITY.md): the text it is given goes
+    to the clipboard, and nothing of it into markup."""
+    from lib.ui import message_actions
+
+    script = message_actions._COPY_JS
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script
+    assert "clipboard.writeText(text)" in script and "area.value = text" in script
+    assert "<" not in message_actions.ROW_CSS  # CSS alone, nothing that could be markup

@@ -4,10 +4,10 @@ message), regenerate (any reply) and its time, beside the versions control ("‹
 
 They show when the pointer is over a bubble or the keyboard is in it, and always, as one
 compact row, on a touch screen (`ROW_CSS`: Parley's own constant CSS, never text from a
-message). Edit and regenerate make branches (`lib.chat`): the click's callback saves the
-edit or rewinds the path to the question, so the run that follows draws the path up to
-that question and streams the answer below it (`chat_view.run_pending`); the earlier
-version stays one "‹" away.
+message, added by a component that holds nothing else). Edit and regenerate make
+branches (`lib.chat`): the click's callback saves the edit or rewinds the path to the
+question, so the run that follows draws the path up to that question and streams the
+answer below it (`chat_view.run_pending`); the earlier version stays one "‹" away.
 
 Copy puts the message's raw text on the clipboard through a small component whose script
 is the constant below: the text reaches it as data and goes to `clipboard.writeText`
@@ -29,13 +29,13 @@ from lib.ui import chat_view, state
 
 # The row (`parley-tools-<id>`) fades in over the bubble it belongs to; always there where
 # nothing hovers (phones, tablets). Opacity, not display: a hidden button still takes Tab.
-ROW_CSS = """<style>
+ROW_CSS = """
 [class*="st-key-parley-tools-"] { opacity: 0; transition: opacity 120ms; }
 [data-testid="stChatMessage"]:hover [class*="st-key-parley-tools-"],
 [data-testid="stChatMessage"]:focus-within [class*="st-key-parley-tools-"] { opacity: 1; }
 @media (hover: none) { [class*="st-key-parley-tools-"] { opacity: 1; } }
 [class*="st-key-parley-row-"] button { min-height: 1.8rem; padding: 0 0.4rem; }
-</style>"""
+"""
 
 _COPY_JS = """
 export default function (component) {
@@ -75,6 +75,11 @@ _copy = st.components.v2.component(
     css=_COPY_CSS,
     js=_COPY_JS,
 )
+# Not isolated, so the rules reach the page's own elements; CSS only: it has no markup or
+# script, and nothing from a message goes into it.
+_row_style = st.components.v2.component(
+    "parley_message_rows", html="", css=ROW_CSS, isolate_styles=False
+)
 EDITING = "chat.editing"  # the message whose edit form is open: lasts until sent or cancelled
 
 
@@ -96,7 +101,7 @@ Part = Callable[[Message], None]
 def for_chat(store: ConversationStore, cid: str) -> tuple[Part, Part]:
     """The Chat transcript's `actions` (Retry by a failed reply's error, the open edit
     form) and `tools` (the row) for `transcript.render_window`; adds the row's CSS."""
-    st.html(ROW_CSS)
+    _row_style(key="parley-message-rows", width="content", height="content")
     retry, form = chat_view.retry_in_place(store, cid), edit_form(store, cid)
 
     def actions(message: Message) -> None:

@@ -17,7 +17,11 @@ from tests.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.browser
 
-MARKDOWN_REPLY = "Herons are **wading birds**; see `Ardeidae`."
+# Markdown to copy as it is, and markup that must stay text: copied, it never runs.
+MARKDOWN_REPLY = (
+    "Herons are **wading birds**; see `Ardeidae`. "
+    '<img src="http://127.0.0.1:9/x.png" onerror="window.parleyRan = 1">'
+)
 
 
 def sent(server: FakeOpenAI) -> list[str]:
@@ -78,6 +82,8 @@ def test_hover_actions_edit_an_earlier_message_and_switch_back(
     row.get_by_role("button", name="Copy as Markdown").click()
     expect(row.get_by_role("button", name="Copy as Markdown")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == MARKDOWN_REPLY
+    assert page.evaluate("window.parleyRan") is None
+    assert bubbles(page).nth(1).locator("img").count() == 0
 
     # Edit the first question: the conversation goes on from the new version alone.
     bubbles(page).nth(0).hover()
@@ -102,7 +108,8 @@ def test_hover_actions_edit_an_earlier_message_and_switch_back(
     expect(bubbles(page)).to_have_count(4)
     assert texts(page) == [
         "Tell me about herons",
-        "Herons are wading birds; see Ardeidae.",
+        'Herons are wading birds; see Ardeidae. <img src="http://127.0.0.1:9/x.png" '
+        'onerror="window.parleyRan = 1">',
         "And egrets?",
         "Echo: And egrets?",
     ]
