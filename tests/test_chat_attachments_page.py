@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from lib.chat.attachments import AttachmentStore
 from lib.conversations import ConversationStore
 from lib.documents.library import DocumentLibrary
+from lib.markup import escape
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
 
@@ -50,13 +51,14 @@ def test_an_attached_image_is_shown_sent_as_an_image_part_and_kept(
     at.run()
     assert at.chat_input[0].proto.file_type  # the box offers files
     image = png()
-    submit(at, "What is in it?", ("garden ![x](http://evil.example/p.png).png", image, "image/png"))
+    name = "garden ![x](http://evil.example/p.png).png"
+    submit(at, "What is in it?", (name, image, "image/png"))
     user = chat_requests(openai_server)[-1]["messages"][-1]["content"]
     assert user[0] == {"type": "text", "text": "What is in it?"}
     assert base64.b64decode(user[1]["image_url"]["url"].split(",", 1)[1]) == image
     assert at.chat_message[0].markdown[0].value == "What is in it?"
-    (label,) = captions(at, 0)
-    assert "garden \\!\\[x\\](http://evil.example/p.png).png · 64 × 48" in label  # plain text
+    (label,) = [c for c in captions(at, 0) if "garden" in c]
+    assert f"{escape(name)} · 64 × 48" in label and "![x]" not in label  # plain text
     assert len(at.chat_message[0].get("image")) == 1  # the thumbnail
 
     # Saved with the conversation: a fresh session shows it again.
@@ -64,7 +66,7 @@ def test_an_attached_image_is_shown_sent_as_an_image_part_and_kept(
     fresh = app()
     fresh.query_params["c"] = cid
     fresh.run()
-    assert captions(fresh, 0) == [label] and len(fresh.chat_message[0].get("image")) == 1
+    assert label in captions(fresh, 0) and len(fresh.chat_message[0].get("image")) == 1
     message = store.all_messages(cid)[0]
     assert AttachmentStore(store.backend, "local").of([message])[message.id][0].size == len(image)
 
@@ -101,7 +103,7 @@ def test_a_short_text_file_goes_whole_and_a_long_pdf_is_cited_from_the_library(
     submit(at, "Summarise", ("notes.txt", b"Herons nest in colonies.", "text/plain"))
     sent = chat_requests(openai_server)[-1]["messages"][-1]["content"]
     assert sent == 'Summarise\n\n<file name="notes.txt">\nHerons nest in colonies.\n</file>'
-    assert "notes.txt · 0 KB · sent in full" in captions(at, 0)[0]
+    assert any("notes.txt · 0 KB · sent in full" in c for c in captions(at, 0))
 
     manual = samples.pdf_of_pages(list(range(14, 26)))  # 12 pages of R-intro, 6,724 tokens
     openai_server.script("How are eigenvalues computed in R?")  # the follow-up, rewritten
@@ -109,7 +111,7 @@ def test_a_short_text_file_goes_whole_and_a_long_pdf_is_cited_from_the_library(
     submit(at, "How are eigenvalues computed?", ("R-intro part.pdf", manual, "application/pdf"))
     system = chat_requests(openai_server)[-1]["messages"][0]
     assert system["role"] == "system" and "[1] R-intro part.pdf, page " in system["content"]
-    assert "in your library" in captions(at, 2)[0]
+    assert any("in your library" in c for c in captions(at, 2))
     answer = at.chat_message[3]
     assert answer.markdown[0].value.startswith("Use eigen() \\[1 · R-intro part.pdf p. ")
     assert answer.expander[0].label.startswith("[1] R-intro part.pdf, page ")

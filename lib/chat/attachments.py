@@ -27,6 +27,7 @@ folder (`ConversationStore.delete`). The message itself lists its attachments' i
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -147,6 +148,7 @@ def checked_image(name: str, data: bytes) -> NewAttachment:
             sent = _encoded(img, MAX_SIDE) if max(width, height) > MAX_SIDE else None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:  # fmt: skip
+        # Only here: the documents stack (PDFium, pypdf) is not loaded for every chat.
         from lib.documents.extract import describe_content
 
         looks = describe_content(data)
@@ -306,8 +308,6 @@ def _ext(data: bytes | None) -> str:
 def _row(
     store: AttachmentStore, att_id: str, cid: str, new: NewAttachment, keys: dict, now: float
 ) -> dict[str, Any]:
-    import hashlib
-
     return {
         "id": att_id, "workspace": store.workspace, "conversation_id": cid, "message_id": None,
         "kind": new.kind, "name": new.name, "mime": new.mime, "size": len(new.data),
