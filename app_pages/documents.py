@@ -50,7 +50,7 @@ chat_ctx = clients.chat_context(current, api)
 chat_ctx.server.prefetch(model)
 if embedder:
     docs.repairs(library, embedder.model)
-ctx = rag.DocContext(chat_ctx, library, embedder)
+ctx = rag.DocContext(chat_ctx, library, embedder, docs.reranker(current, api))
 if conv:
     shown = transcript.render_window(
         store,

@@ -48,6 +48,8 @@ KEYS = {
     "trusted_proxies": "PARLEY_TRUSTED_PROXIES",
     "workspace": "PARLEY_WORKSPACE",
     "ocr": "PARLEY_OCR",
+    "embed_window": "PARLEY_EMBED_WINDOW",
+    "rerank_model": "PARLEY_RERANK_MODEL",
     "app_password": "APP_PASSWORD",
 }
 # What a visitor may type into the Connection panel; nothing else is read from them.
@@ -91,6 +93,10 @@ class Settings:
     outbound_allow: tuple[str, ...] = ()  # hosts or networks the operator lets through
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed
     ocr: bool = True  # scanned pages and images are OCR'd where tesseract is installed
+    # Tokens the embedding model reads at once, when the server does not say (None: ask
+    # it; lib/documents/windows.py), and the server's reranking model (lib/documents/rerank.py).
+    embed_window: int | None = None
+    rerank_model: str | None = None
     policy: ConnectionPolicy = field(
         default_factory=lambda: ConnectionPolicy(False, True, True), compare=False
     )
@@ -279,6 +285,8 @@ def resolve_settings(
         outbound_allow=outbound,
         trusted_proxies=trusted_proxies(secrets, environ),
         ocr=_flag("ocr", get("ocr"), True),
+        embed_window=_number("embed_window", get("embed_window"), None, _int),
+        rerank_model=get("rerank_model") or None,
     )
 
 

@@ -37,6 +37,7 @@ from tests import fake_flavours
 from tests.fake_images import (
     chat_usage,
     count_words,
+    embed,
     embedding_items,
     error_body,
     finish_text,
@@ -326,6 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._chat(body)
         if method == "POST" and path == "/v1/embeddings" and fake.embeddings_enabled:
             return self._embeddings(body)
+        if method == "POST" and path == "/v1/rerank" and fake.rerank_enabled:
+            return self._rerank(body)
         if method == "POST" and path == "/v1/images/generations":
             return self._images(body)
         raise _ApiError(404, f"Invalid URL ({method} {path})", code="")
@@ -499,6 +502,19 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _rerank(self, req: dict[str, Any]) -> None:
+        query, documents = req.get("query"), req.get("documents")
+        if not isinstance(query, str) or not isinstance(documents, list) or not documents:
+            raise _ApiError(400, "'query' and 'documents' are required.", param="documents")
+        dim = self.server.fake.embedding_dimensions
+        asked = embed(query, dim)
+        scores = [sum(a * b for a, b in zip(asked, embed(str(d), dim), strict=True))
+                  for d in documents]  # fmt: skip
+        ranked = sorted(range(len(documents)), key=lambda i: -scores[i])
+        top = int(req.get("top_n") or len(documents))
+        results = [{"index": i, "relevance_score": scores[i]} for i in ranked[:top]]
+        self._send_json(200, {"model": req.get("model", ""), "results": results})
+
     def _images(self, req: dict[str, Any]) -> None:
         fake, prompt = self.server.fake, req.get("prompt")
         if not prompt:
@@ -574,6 +590,9 @@ class FakeOpenAI:
             # When set, each input is cut to its first N words, without a word, as a
             # MiniLM-class server truncates past its window (256 word pieces).
             self.embedding_window: int | None = None
+            # When True, POST /v1/rerank answers as llama-server --reranking and vLLM do,
+            # scoring each document by its embedding's cosine with the query's.
+            self.rerank_enabled = False
             self.image_shape = "b64_json"
             self.revise_prompts = False
             self.corrupt_images = False

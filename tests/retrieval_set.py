@@ -25,10 +25,9 @@ import pypdf
 from lib.documents.embeddings import Embedder
 from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
+from lib.documents.rerank import Reranker
 from lib.documents.retrieval import retrieve
 from tests import doc_samples as samples
-
-Reranker = object  # until lib/documents has one
 
 MANUALS = ("R-admin.pdf", "R-data.pdf", "R-exts.pdf")
 # The gerunds the headings start with, and the verb a question asks with ("How do I ...?").
@@ -172,7 +171,7 @@ def measure(
                 model=embedder.model if dense else None,
                 query_vector=vectors[query.text] if dense else None,
                 k=10,
-                **({"reranker": reranker} if reranker is not None else {}),
+                reranker=reranker,
             )
             return [(s.chunk.file, s.chunk.page) for s in result.sources]
 

@@ -15,6 +15,7 @@ on PostgreSQL. Before this work, on SQLite: keyword 0.474 / 0.863, hybrid 0.396 
 
 from __future__ import annotations
 
+import numpy as np
 import openai
 import pytest
 
@@ -23,11 +24,15 @@ from lib.documents.chunking import count_tokens
 from lib.documents.embeddings import Embedder
 from lib.documents.library import DocumentLibrary
 from lib.documents.listings import is_listing
+from lib.documents.rerank import RERANK_POOL, Reranker
 from lib.documents.retrieval import retrieve
+from lib.errors import ConfigError
+from lib.settings import resolve_settings
 from lib.store.backend import Backend
 from lib.store.postgres import PostgresBackend
 from lib.store.sqlite import SQLiteBackend
 from tests import postgres, retrieval_set
+from tests.fake_images import embed
 from tests.fake_openai import FakeOpenAI
 
 MODEL = "text-embedding-3-small"
@@ -182,11 +187,35 @@ def test_a_chunk_longer_than_the_window_is_embedded_in_parts_not_cut_short(
     assert windowed_embedder.last_windowed == 0
 
 
-def test_the_window_is_a_setting_or_the_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(windows.SETTING, "256")
-    assert windows.configured_window() == 256
-    for bad in ("", "lots", "3"):
-        monkeypatch.setenv(windows.SETTING, bad)
-        assert windows.configured_window() is None
+def test_the_window_and_the_reranker_are_settings() -> None:
+    env = {"PARLEY_EMBED_WINDOW": "256", "PARLEY_RERANK_MODEL": "bge-reranker-v2-m3"}
+    current = resolve_settings(environ=env)
+    assert (current.embed_window, current.rerank_model) == (256, "bge-reranker-v2-m3")
+    unset = resolve_settings(environ={})
+    assert (unset.embed_window, unset.rerank_model) == (None, None)
+    with pytest.raises(ConfigError, match="PARLEY_EMBED_WINDOW must be a positive number"):
+        resolve_settings(environ={"PARLEY_EMBED_WINDOW": "lots"})
     pieces = windows.parts(long_passage()[0], 100)
     assert len(pieces) > 5 and all(count_tokens(p) <= 101 for p in pieces)
+
+
+def test_a_server_with_rerank_orders_the_candidates(manuals, openai_server: FakeOpenAI) -> None:  # noqa: ANN001
+    library, ids, _ = manuals
+    client = openai.OpenAI(base_url=openai_server.base_url, api_key="sk-test")
+    reranker = Reranker(client, "bge-reranker-v2-m3")
+    question = "How do I install packages?"
+    plain = retrieve(library, question, ids, k=20)
+    openai_server.rerank_enabled = True
+    found = retrieve(library, question, ids, k=20, reranker=reranker)
+    assert found.reranked and found.note is None
+    (sent,) = [r.json for r in openai_server.requests_to("/v1/rerank")]
+    assert sent["query"] == question and len(sent["documents"]) == RERANK_POOL
+    # The server's order, its scores being the fake's cosine of query and passage.
+    scores = [float(np.dot(embed(question), embed(s.chunk.text))) for s in found.sources]
+    assert scores[:RERANK_POOL] == sorted(scores[:RERANK_POOL], reverse=True)
+    assert {s.chunk.id for s in found.sources} == {s.chunk.id for s in plain.sources}
+    # A server without the endpoint (OpenAI's): the search order, and a word why.
+    openai_server.rerank_enabled = False
+    fallback = retrieve(library, question, ids, k=20, reranker=reranker)
+    assert not fallback.reranked and "Reranking is unavailable" in (fallback.note or "")
+    assert [s.chunk.id for s in fallback.sources] == [s.chunk.id for s in plain.sources]

@@ -34,6 +34,7 @@ from lib.client import send_once
 from lib.conversations import Conversation, Message
 from lib.documents.embeddings import Embedder
 from lib.documents.library import DocumentLibrary, DocumentRecord, PageRecord
+from lib.documents.rerank import Reranker
 from lib.documents.retrieval import Retrieval, Source, retrieve
 from lib.errors import InvalidInputError, ParleyError
 from lib.memory import output_reserve
@@ -76,6 +77,7 @@ class DocContext:
     chat: chat.ChatContext
     library: DocumentLibrary  # bound to the chat's workspace; searches through its `search`
     embedder: Embedder | None = None  # None: keyword search only
+    reranker: Reranker | None = None  # the server's reranking model, if the operator named one
 
 
 @dataclass
@@ -267,7 +269,10 @@ class Answer(chat.Reply):
             query_vector=vector,
             dense_document_ids=dense_ids,
             k=top_k,
+            reranker=self.docs.reranker,
         )
+        if found.note:  # the reranker failed, say
+            notes.append(found.note)
         sources = [_chunk_source(n, s) for n, s in enumerate(found.sources, start=1)]
         block = _sources_block(sources)
         return Plan(question, "retrieval", sources, block, search=found.mode, notes=notes)

@@ -22,6 +22,8 @@ import numpy as np
 
 from lib.documents import phrases
 from lib.documents.library import ChunkRecord, DocumentLibrary
+from lib.documents.rerank import RERANK_POOL, Reranker
+from lib.errors import ParleyError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class Retrieval:
     sources: list[Source]
     mode: str  # "hybrid" | "keyword"
     note: str | None = None
+    reranked: bool = False  # ordered by the server's reranking model
 
 
 def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> list[tuple[int, float]]:
@@ -65,11 +68,13 @@ def retrieve(
     dense_document_ids: Sequence[str] | None = None,
     k: int = TOP_K,
     note: str | None = None,
+    reranker: Reranker | None = None,
 ) -> Retrieval:
     """The k best passages of `document_ids` for `question`.
 
     `model` and `query_vector` enable dense search over `dense_document_ids` (by default
-    all of `document_ids`: those with vectors from `model`).
+    all of `document_ids`: those with vectors from `model`). A `reranker` reorders the
+    first RERANK_POOL fused candidates (`lib/documents/rerank.py`).
     """
     if not document_ids:
         return Retrieval([], "keyword", "No documents are selected.")
@@ -83,18 +88,28 @@ def retrieve(
     rankings = [[i for i, _ in dense]] if dense_on else []
     rankings.append([i for i, _ in keyword])
     fused = rrf(rankings)
-    chunks = library.chunks([i for i, _ in fused])
-    # A chunk deleted since the search, or of a document still being indexed, is skipped.
     chosen = set(document_ids)
-    fused = [(i, s) for i, s in fused if i in chunks and chunks[i].document_id in chosen]
-    named = phrases.naming(question, [(i, chunks[i].text) for i, _ in fused])
+    # A chunk deleted since the search, or of a document still being indexed, is skipped.
+    found = library.chunks([i for i, _ in fused]).items()
+    chunks = {i: chunk for i, chunk in found if chunk.document_id in chosen}
+    named = phrases.naming(question, [(i, chunks[i].text) for i, _ in fused if i in chunks])
     if named:  # a third list: the candidates with a heading that is the question's phrase
         rankings.append(named)
-        fused = [
-            (i, s) for i, s in rrf(rankings) if i in chunks and chunks[i].document_id in chosen
-        ]
+        fused = rrf(rankings)
+    fused = [(i, score) for i, score in fused if i in chunks]
+    reranked = False
+    if reranker is not None and fused:
+        pool = fused[:RERANK_POOL]
+        try:
+            order = reranker.order(question, [chunks[i].text for i, _ in pool])
+        except ParleyError as exc:
+            log.info("rerank failed: %s", type(exc).__name__)
+            why = f"Reranking is unavailable ({exc.message}): passages in search order."
+            note = f"{note} {why}" if note else why
+        else:
+            fused, reranked = [pool[j] for j in order] + fused[RERANK_POOL:], True
     sources = _sources(chunks, fused[:k], dense, keyword, len(rankings))
-    return Retrieval(sources, "hybrid" if dense_on else "keyword", note)
+    return Retrieval(sources, "hybrid" if dense_on else "keyword", note, reranked)
 
 
 def _sources(

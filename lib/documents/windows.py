@@ -4,10 +4,10 @@ in parts, never cut short.
 An embedding server reads at most its window of tokens per input and drops the rest
 without a word: a MiniLM-class model (256 word pieces) silently truncated three quarters
 of Parley's 400-token chunks (issue 13), so the end of most passages could never be
-found by meaning. The window comes from `PARLEY_EMBED_WINDOW` (tokens of the model's
-own tokenizer) or, unset, from the server as for a chat model (`lib/server/window.py`:
-vLLM's `max_model_len`, llama-server's `/props`, Ollama's, LM Studio's, Parley's table);
-when nothing says, an input is trusted up to MAX_INPUT_TOKENS
+found by meaning. The window comes from `PARLEY_EMBED_WINDOW` (`Settings.embed_window`,
+tokens of the model's own tokenizer) or, unset, from the server as for a chat model
+(`lib/server/window.py`: vLLM's `max_model_len`, llama-server's `/props`, Ollama's, LM
+Studio's, Parley's table); when nothing says, an input is trusted up to MAX_INPUT_TOKENS
 (`lib/documents/embeddings.py`).
 
 A chunk over the window is split into consecutive parts of at most WINDOW_SHARE of it,
@@ -19,8 +19,6 @@ the chunk, so a rebuilt index finds it as before.
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -32,23 +30,8 @@ from lib.tokens import get_encoding
 if TYPE_CHECKING:
     from lib.documents.embeddings import Embedder
 
-log = logging.getLogger(__name__)
 WINDOW_SHARE = 0.75  # of the server's window, in cl100k tokens
 MIN_WINDOW = 16
-SETTING = "PARLEY_EMBED_WINDOW"
-
-
-def configured_window() -> int | None:
-    """The window set by the operator, in the model's tokens, or None."""
-    raw = os.environ.get(SETTING, "").strip()
-    if not raw:
-        return None
-    try:
-        window = int(raw)
-    except ValueError:
-        log.warning("%s=%r is not a number of tokens; ignored", SETTING, raw)
-        return None
-    return window if window >= MIN_WINDOW else None
 
 
 def parts(text: str, budget: int) -> list[str]:

@@ -18,11 +18,12 @@ import openai
 import streamlit as st
 
 from lib.conversations import Conversation, ConversationStore
-from lib.documents import rag, windows
+from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.extract import SUFFIXES
 from lib.documents.ingest import FileReport, Ingestor
 from lib.documents.library import DocumentLibrary, DocumentRecord
+from lib.documents.rerank import Reranker
 from lib.errors import ParleyError
 from lib.markup import escape
 from lib.settings import Settings
@@ -63,10 +64,14 @@ def repairs(lib: DocumentLibrary, model: str) -> None:
 def embedder(current: Settings, api: openai.OpenAI, lib: DocumentLibrary) -> Embedder:
     # What the embedder reads at once, so no chunk is cut short (lib/documents/windows.py).
     window = (
-        windows.configured_window()
-        or clients.context_window(current, api, current.embedding_model).tokens
+        current.embed_window or clients.context_window(current, api, current.embedding_model).tokens
     )
     return Embedder(api, current.embedding_model, cache=lib.cache, window=window)
+
+
+def reranker(current: Settings, api: openai.OpenAI) -> Reranker | None:
+    """The server's reranking model, when the operator names one (PARLEY_RERANK_MODEL)."""
+    return Reranker(api, current.rerank_model) if current.rerank_model else None
 
 
 def upload_limit_mb() -> int:
