@@ -14,6 +14,8 @@ from lib.conversations import Conversation, Message
 
 # 2: a conversation is a tree. JSON holds every message with its `id` and `parent_id`, and
 # `leaf_id` the end of the path shown; Markdown holds that path only (pass `store.path`).
+# Since folders, JSON also holds `folder` (a name, or null), `pinned` and `updated_at`, which
+# Parley's importer puts back (lib/history/apps.py); older readers ignore them.
 EXPORT_VERSION = 2
 
 
@@ -31,6 +33,9 @@ def to_json(conv: Conversation, messages: list[Message], files: Files | None = N
         "system_prompt": conv.system_prompt,
         "params": asdict(conv.params),
         "created_at": _iso(conv.created_at),
+        "updated_at": _iso(conv.updated_at),
+        "folder": conv.folder,
+        "pinned": conv.pinned,
         "leaf_id": conv.leaf_id,
         "messages": [
             {
@@ -100,4 +105,6 @@ def _attached(entry: dict) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    """To the millisecond: a re-import keeps the list's order (to the second, chats made a
+    moment apart would tie)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")

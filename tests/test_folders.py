@@ -5,16 +5,20 @@ folder" and folder filter under AppTest, names shown as plain text."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lib import export
 from lib.conversation import Folder, Message
 from lib.conversations import FOLDER_LENGTH, ConversationStore
 from lib.errors import NotFoundError
+from lib.history.importer import Importer
 from lib.ui import conversation_list
+from tests import history_samples as samples
 
 CHAT = "app_pages/chat.py"
 
@@ -151,3 +155,38 @@ def test_a_filter_on_a_folder_that_emptied_falls_back_to_all(page, store) -> Non
     page.run()
     assert not page.exception
     assert folder_filter(page).value is None and titles(page) == ["Another", "Only one"]
+
+
+# Export and import
+
+
+def test_folder_and_pin_survive_a_json_export_and_import(backend, tmp_path) -> None:
+    alice, bob = ConversationStore(backend, "alice"), ConversationStore(backend, "bob")
+    ids = chats(alice, "Filed and pinned", "Filed", "Loose")
+    alice.set_folder(ids["Filed and pinned"], "Birds")
+    alice.set_folder(ids["Filed"], "Birds")
+    alice.set_pinned(ids["Filed and pinned"], True)
+    for title, cid in ids.items():
+        conv = alice.get(cid)
+        data = json.loads(export.to_json(conv, alice.all_messages(cid)))
+        assert (data["folder"], data["pinned"]) == (conv.folder, conv.pinned)
+        (tmp_path / f"{cid}.json").write_text(json.dumps(data), encoding="utf-8")
+        assert len(Importer(bob).run(tmp_path / f"{cid}.json").imported) == 1, title
+
+    def kept(store: ConversationStore) -> list:
+        return [(c.title, c.folder, c.pinned) for c in store.list()]
+
+    assert kept(bob) == kept(alice)  # in the same order: times kept to the millisecond
+    times = [c.updated_at for c in alice.list()]
+    assert [c.updated_at for c in bob.list()] == pytest.approx(times, abs=1e-3)
+    assert bob.folders() == [Folder("Birds", 2)]
+
+
+def test_open_webui_pins_come_in_and_its_folder_ids_do_not(store, tmp_path) -> None:
+    item = samples.openwebui_export()
+    item[0]["folder_id"] = "9f1c2d3e-opaque"  # an id; the export holds no folder names
+    path = tmp_path / "openwebui.json"
+    path.write_text(json.dumps(item), encoding="utf-8")
+    (cid,) = Importer(store).run(path).imported
+    conv = store.get(cid)
+    assert conv.pinned and conv.folder is None and store.folders() == []

@@ -192,7 +192,7 @@ def _openwebui(item: dict) -> ImportedConversation:
         updated_at=_seconds(item.get("updated_at")),
         model=models[0] if models and isinstance(models[0], str) else None,
         system_prompt=str((chat.get("params") or {}).get("system") or chat.get("system") or ""),
-        folder=str(item["folder_id"]) if item.get("folder_id") else None,
+        # folder_id is an opaque id: the chat export holds no folder names to put back.
         pinned=bool(item.get("pinned")),
     )
 
@@ -286,6 +286,7 @@ def _parley(item: dict) -> ImportedConversation:
         messages=_reparented(messages),
         current=None if leaf is None else str(leaf),
         created_at=_seconds(item.get("created_at")),
+        updated_at=_seconds(item.get("updated_at")),
         model=item.get("model") or None,
         system_prompt=str(item.get("system_prompt") or ""),
         folder=item.get("folder") if isinstance(item.get("folder"), str) else None,

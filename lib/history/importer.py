@@ -10,6 +10,8 @@ skipped, so a second import of the same file adds nothing; one that changed sinc
 continued after the last export) comes in again, as a new conversation beside the old.
 Its folder and pin come with it where the export holds them (Parley's has both, Open
 WebUI's the pin).
+Its folder and pin come with it where the export holds them (Parley's has both, Open
+WebUI's the pin).
 
 The report counts what was imported, skipped and failed, with each failure's reason; an
 export from which nothing could be imported says why, never a bare success. Progress is
@@ -199,6 +201,10 @@ class Importer:
         on_path = [msg.id for m, msg in zip(item.messages, messages, strict=True) if m.key in shown]
         leaf = on_path[-1] if on_path else None
         self.store.set_leaf(conv.id, leaf)
+        if item.folder:
+            self.store.set_folder(conv.id, item.folder)
+        if item.pinned:
+            self.store.set_pinned(conv.id, True)
         if item.folder:
             self.store.set_folder(conv.id, item.folder)
         if item.pinned:
