@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from lib.conversations import ConversationStore
 from lib.store.backend import open_backend
-from tests.browser.conftest import ARTIFACTS, StreamlitServer, rerun, wait_for_idle
+from tests.browser.conftest import ARTIFACTS, StreamlitServer, new_context, rerun, wait_for_idle
 from tests.browser.session import bubbles, send
 from tests.fake_openai import FakeOpenAI
 
@@ -126,3 +126,35 @@ def test_hover_actions_edit_an_earlier_message_and_switch_back(
         "Echo: And egrets?",
         "And cranes?",
     ]
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_on_a_phone_the_row_is_always_shown_and_compact(
+    streamlit_app: Callable[..., StreamlitServer],
+    browser,  # noqa: ANN001 - a playwright Browser
+) -> None:
+    app = streamlit_app(PARLEY_CHAT_MODEL="gpt-5-mini")
+    context = new_context(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(app.url)
+        wait_for_idle(page)
+        send(page, "Hello from a phone")
+        answered(page, 2, "Echo: Hello from a phone")
+        store = ConversationStore(open_backend(app.data_dir), "local")
+        question, reply = store.path(store.list()[0].id)
+        for message in (question, reply):  # nothing hovers on a touch screen: always shown
+            expect(page.locator(f".st-key-parley-tools-{message.id}")).to_have_css("opacity", "1")
+        row = page.locator(f".st-key-parley-tools-{reply.id}").bounding_box()
+        assert row is not None and row["height"] < 48, row  # one line, not stacked rows
+        expect(
+            page.locator(f".st-key-parley-tools-{reply.id}").get_by_role(
+                "button", name="Regenerate"
+            )
+        ).to_be_visible()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "branches-phone.png", full_page=True)
+    finally:
+        context.close()
