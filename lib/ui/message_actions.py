@@ -128,7 +128,10 @@ def tools(store: ConversationStore, cid: str) -> Part:
                 on_click=start_editing,
                 args=(message.id,),
             )
-        elif message.role == "assistant" and not chat.is_record(message):
+        # A failed or cut-off reply has Retry by its error instead (chat_view.retry_in_place).
+        elif message.role == "assistant" and not (
+            chat.is_record(message) or chat.needs_retry(message)
+        ):
             st.button(
                 "Regenerate",
                 key=f"parley.w.regen.{message.id}",
