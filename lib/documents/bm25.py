@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zipfile
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,7 +107,9 @@ class Segment:
 
     @classmethod
     def build(cls, chunk_ids: Sequence[int], texts: Sequence[str]) -> Segment:
-        terms, local, tf, lengths = [], [], [], []
+        # Typed arrays, not lists: a 48 MB text has 5.7 million postings, which as lists
+        # of Python ints peaked at +640 MB; as arrays they take 14 bytes each.
+        terms, local, tf, lengths = array("Q"), array("i"), array("H"), array("i")
         listing = [is_listing(text) for text in texts]
         for position, text in enumerate(texts):
             # Stop words are indexed too, for the question that has nothing else.
