@@ -292,8 +292,8 @@ def _export(store: ConversationStore, conv: Conversation) -> None:
     # Built only when clicked, so a long history costs nothing until then. As the sidebar's
     # "This conversation" export: attachments named in Markdown, with their bytes in JSON.
     def as_markdown() -> str:
-        messages = store.all_messages(conv.id)
-        return export.to_markdown(conv, messages, files.export_entries(messages, data=False))
+        shown = store.path(conv.id)  # the path shown; JSON keeps every branch
+        return export.to_markdown(conv, shown, files.export_entries(shown, data=False))
 
     def as_json() -> str:
         messages = store.all_messages(conv.id)
