@@ -15,6 +15,7 @@ deletes another's images, even through a forged `StoredImage`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -27,7 +28,8 @@ from typing import Any
 from PIL import Image
 
 from lib.errors import NotFoundError, ProviderError
-from lib.images import GenerationResult, check_pixels
+from lib.image_models import ImageRequest
+from lib.images import GenerationResult, check_pixels, checked_image
 from lib.store.base import WorkspaceStore, workspace_dir_name
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,11 @@ class ImageStore(WorkspaceStore):
     # Writing
 
     def save(
-        self, result: GenerationResult, *, conversation_id: str | None = None
+        self,
+        result: GenerationResult,
+        *,
+        conversation_id: str | None = None,
+        created_at: float | None = None,
     ) -> list[StoredImage]:
         """Store every image of `result` and record it; returns them in order.
 
@@ -97,7 +103,7 @@ class ImageStore(WorkspaceStore):
         never a row without its file nor a file without its row, and `result` can be
         saved again later.
         """
-        batch, now = uuid.uuid4().hex, time.time()
+        batch, now = uuid.uuid4().hex, created_at or time.time()
         saved: list[StoredImage] = []
         written: list[str] = []
         try:
@@ -144,6 +150,41 @@ class ImageStore(WorkspaceStore):
                 if found is None:
                     raise NotFoundError("Conversation not found.")
             conn.executemany(f"INSERT INTO images ({', '.join(_COLUMNS)}) VALUES ({marks})", rows)
+
+    def restore(
+        self,
+        data: bytes,
+        *,
+        prompt: str,
+        model: str,
+        created_at: float | None = None,
+        revised_prompt: str | None = None,
+        size: str = "auto",
+    ) -> StoredImage:
+        """Save an image file made elsewhere (a workspace export's) with the prompt and
+        model it was made with: checked as a generated image is (ProviderError if it is
+        not a usable one), dated by `created_at`."""
+        image = checked_image(data, revised_prompt)
+        request = ImageRequest(prompt=prompt, model=model, size=size)
+        (saved,) = self.save(GenerationResult(request, [image], None, None, 0.0),
+                             created_at=created_at)  # fmt: skip
+        return saved
+
+    def content_hashes(self) -> set[str]:
+        """The sha256 of every image's bytes, to tell an image already here (an import run
+        twice). Images saved since 2026-12 carry it in `meta`; older ones are read and
+        hashed, once per call."""
+        with self._conn() as conn:
+            rows = conn.execute(f"{_SELECT} WHERE workspace = ?", (self.workspace,)).fetchall()
+        hashes = set()
+        for row in rows:
+            image = StoredImage.from_row(row)
+            digest = image.meta.get("sha256")
+            if not digest and self.has_file(image):
+                digest = hashlib.sha256(self.read(image)).hexdigest()
+            if digest:
+                hashes.add(digest)
+        return hashes
 
     def delete(self, image_id: str) -> None:
         """Delete the row, then the blobs (a missing blob is not an error)."""
@@ -248,7 +289,11 @@ class ImageStore(WorkspaceStore):
             input_tokens=usage.input_tokens if usage else None,
             output_tokens=usage.output_tokens if usage else None,
             cost=result.cost / len(result.images) if result.cost is not None else None,
-            meta={"n": request.n, "seconds": round(result.seconds, 2)},
+            meta={
+                "n": request.n,
+                "seconds": round(result.seconds, 2),
+                "sha256": hashlib.sha256(image.data).hexdigest(),  # see content_hashes
+            },
             created_at=created_at,  # a batch's images keep their order
         )
 

@@ -258,15 +258,39 @@ class ExportFormat(StrEnum):
 @app.command("export")
 @reports_errors
 def export_command(
-    conversation_id: ConversationRef,
+    conversation_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[ID]",
+            help="A conversation id, or a unique prefix of one (not with --all).",
+            show_default=False,
+        ),
+    ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="The whole workspace as one zip: every conversation (JSON and Markdown), "
+            "the documents and the images, which `import` reads back.",
+        ),
+    ] = False,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.md,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
     ] = None,
     workspace: Workspace = None,
 ) -> None:
-    """Export a conversation as Markdown or JSON, as the web app's download does."""
+    """Export a conversation as Markdown or JSON, as the web app's download does; with
+    --all, the whole workspace as a zip."""
+    if everything == (conversation_id is not None):
+        raise typer.BadParameter(
+            "give a conversation's ID, or --all for the whole workspace (not both).",
+            param_hint="ID / --all",
+        )
     store = open_store(load_settings(), workspace)
+    if everything:
+        _export_workspace(store, output)
+        return
     conv = find_conversation(store, conversation_id)
     files = AttachmentStore(store.backend, store.workspace)  # attached files go too
     if fmt is ExportFormat.json:  # the whole tree; Markdown, the path shown
@@ -280,6 +304,26 @@ def export_command(
         return
     output.write_text(text, encoding="utf-8")
     Terminal().note(f"Wrote {output}")
+
+
+def _export_workspace(store: ConversationStore, output: Path | None) -> None:
+    from datetime import datetime
+
+    from lib.history.workspace_export import export_workspace
+
+    target = output or Path(f"parley-{store.workspace}-{datetime.now():%Y-%m-%d}.zip")
+    if target.is_dir():
+        raise typer.BadParameter(f"{target} is a directory; name the zip to write.")
+    terminal = Terminal()
+    shown = {"tenth": -1}
+
+    def progress(share: float, text: str) -> None:
+        if int(share * 10) > shown["tenth"]:
+            shown["tenth"] = int(share * 10)
+            terminal.note(f"{share:4.0%}  {text}")
+
+    summary = export_workspace(store.backend, store.workspace, target, progress=progress)
+    terminal.write(summary.line() + "\n")
 
 
 @app.command("import")

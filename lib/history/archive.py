@@ -99,6 +99,8 @@ class Export:
                 yield from self._json(self.name, f)
             return
         members = self._json_members()
+        if not members and self.workspace_manifest() is not None:
+            return  # a Parley workspace with documents or images only
         if not members:
             raise UnreadableExport(
                 f"{self.name} is a zip, but holds no conversations: no conversations.json "
@@ -124,6 +126,33 @@ class Export:
                 with self._zip.open(info) as f:
                     return base, f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
         return None
+
+    def workspace_manifest(self) -> dict | None:
+        """manifest.json of a Parley workspace export (lib/history/workspace_export.py), or
+        None for any other file."""
+        info = self._files.get("manifest.json")
+        if self._zip is None or info is None or info.file_size > MAX_OBJECT_BYTES:
+            return None
+        try:
+            data = json.loads(self._zip.read(info))
+        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError):
+            return None
+        return data if isinstance(data, dict) and "parley_workspace" in data else None
+
+    def member_names(self, prefix: str) -> list[str]:
+        return sorted(n for n in self._files if n.startswith(prefix))
+
+    def member(self, name: str, limit: int) -> bytes | None:
+        """The bytes of the zip's member called exactly `name`, if it holds one of at most
+        `limit` bytes (a lying size fails its CRC: UnreadableExport)."""
+        info = self._files.get(name)
+        if self._zip is None or info is None or info.file_size > limit:
+            return None
+        try:
+            with self._zip.open(info) as f:
+                return f.read(limit + 1)[:limit]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise UnreadableExport(f"{name} in {self.name} is damaged ({exc}).") from exc
 
     # Inside
 

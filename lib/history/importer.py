@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lib.chat.attachments import AttachmentStore, checked_image, is_image_name
 from lib.conversation import Message
@@ -32,6 +33,7 @@ from lib.conversations import ConversationStore
 from lib.errors import ImportCancelled, InvalidInputError, UnreadableExport
 from lib.history.archive import Export, Failure
 from lib.history.model import ImportedConversation
+from lib.history.workspace_import import FilesReport, restore_files
 from lib.store.base import WorkspaceStore
 
 APP_NAMES = {"chatgpt": "ChatGPT", "openwebui": "Open WebUI", "librechat": "LibreChat",
@@ -51,6 +53,7 @@ class ImportReport:
     not_imported: list[str] = field(default_factory=list)  # held, but not images
     seconds: float = 0.0
     cancelled: bool = False
+    files: FilesReport | None = None  # a Parley workspace export's documents and images
 
     def lines(self) -> list[str]:
         """The report as sentences, most important first."""
@@ -79,13 +82,19 @@ class ImportReport:
         if self.not_imported:
             names = ", ".join(self.not_imported[:10])
             out.append(f"Files named in the messages but not imported (only images are): {names}.")
+        if self.files is not None:
+            out += self.files.lines()
         if self.cancelled:
             out.append("Cancelled: the conversations above were imported whole, the rest not.")
         return out
 
     @property
     def ok(self) -> bool:
-        return bool(self.imported or self.skipped) and not self.cancelled
+        return bool(self.imported or self.skipped or self.restored) and not self.cancelled
+
+    @property
+    def restored(self) -> bool:
+        return self.files is not None and self.files.any
 
 
 class ImportLedger(WorkspaceStore):
@@ -118,8 +127,10 @@ class Importer:
         *,
         progress: Callable[[float, str], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        embedder: Any = None,  # for a workspace export's documents; None: keyword-only
     ) -> None:
         self.store = store
+        self.embedder = embedder
         self.ledger = ImportLedger(store.backend, store.workspace)
         self.attachments = AttachmentStore(store.backend, store.workspace)
         self.progress = progress or (lambda share, text: None)
@@ -139,6 +150,13 @@ class Importer:
                     self._one(export, item, report)
                     share = export.done / export.total if export.total else 1.0
                     self.progress(min(share, 1.0), f"{len(report.imported):,} imported")
+                report.files = restore_files(
+                    export,
+                    self.store.backend,
+                    self.store.workspace,
+                    embedder=self.embedder,
+                    cancelled=self.cancelled,
+                )
         except ImportCancelled:
             report.cancelled = True
         except UnreadableExport as exc:
@@ -146,7 +164,7 @@ class Importer:
                 raise
             report.failed.append((report.name, str(exc)))  # read up to a damaged part
         report.seconds = time.monotonic() - started
-        if not (report.imported or report.skipped or report.cancelled):
+        if not (report.imported or report.skipped or report.restored or report.cancelled):
             reasons = "; ".join(reason for _, reason in report.failed[:3])
             raise UnreadableExport(f"Nothing was imported from {report.name}: {reasons}")
         return report

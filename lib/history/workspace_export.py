@@ -1,6 +1,8 @@
 """Everything in a workspace as one zip, which Parley's own importer reads back.
 
-    manifest.json                  what is inside, and when it was made
+    manifest.json                  what is inside, when it was made, and what the files need
+                                   to come back: each document's name and sha256, each
+                                   image's prompt, model, size and time
     conversations/<id>.json        each conversation whole: its tree (lib/export.py's JSON)
     markdown/<title>-<id8>.md      each conversation's path shown, to read anywhere
     documents/<id8>-<name>         the files uploaded to the Documents page, as uploaded
@@ -29,7 +31,7 @@ from lib.chat.attachments import AttachmentStore
 from lib.conversations import ConversationStore
 from lib.store.backend import Backend
 
-FORMAT = 1
+FORMAT = 2  # 2: the manifest lists the documents and images (`library`, `gallery`)
 
 
 @dataclass
@@ -79,6 +81,8 @@ def export_workspace(
     total = max(1, len(conversations) + len(documents) + image_count)
     partial = target.with_name(f".{target.name}.partial")
     done = 0
+    library_entries: list[dict] = []
+    gallery_entries: list[dict] = []
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
             for conv in conversations:
@@ -92,7 +96,9 @@ def export_workspace(
                 tell(done / total, f"{done:,} of {total:,}")
             for doc in documents:
                 data = library.read_file(doc)
-                archive.writestr(f"documents/{doc.id[:8]}-{_clean(doc.name)}", data)
+                member = f"documents/{doc.id[:8]}-{_clean(doc.name)}"
+                archive.writestr(member, data)
+                library_entries.append({"member": member, "name": doc.name, "sha256": doc.sha256})
                 done += 1
                 tell(done / total, f"{done:,} of {total:,}")
             offset = 0
@@ -102,7 +108,13 @@ def export_workspace(
                     break
                 for image in page:
                     if gallery.has_file(image):
-                        archive.writestr(f"images/{image.download_name()}", gallery.read(image))
+                        member = f"images/{image.download_name()}"
+                        archive.writestr(member, gallery.read(image))
+                        gallery_entries.append({
+                            "member": member, "prompt": image.prompt,
+                            "revised_prompt": image.revised_prompt, "model": image.model,
+                            "size": image.size, "created_at": image.created_at,
+                        })  # fmt: skip
                     done += 1
                     tell(min(done / total, 1.0), f"{done:,} of {total:,}")
                 offset += len(page)
@@ -112,6 +124,8 @@ def export_workspace(
                 "conversations": len(conversations),
                 "documents": len(documents),
                 "images": image_count,
+                "library": library_entries,
+                "gallery": gallery_entries,
             }, indent=2))  # fmt: skip
         os.replace(partial, target)
     finally:
