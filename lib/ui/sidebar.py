@@ -144,8 +144,8 @@ def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat")
         files = AttachmentStore(store.backend, store.workspace)
 
         def as_markdown() -> str:
-            messages = store.all_messages(cid)
-            return export.to_markdown(conv, messages, files.export_entries(messages, data=False))
+            shown = store.path(cid)  # the path shown
+            return export.to_markdown(conv, shown, files.export_entries(shown, data=False))
 
         def as_json() -> str:
             messages = store.all_messages(cid)  # with the files' bytes
