@@ -103,6 +103,20 @@ def gallery_of(backend: Backend, workspace: str) -> list[tuple]:
             for i in gallery.list(limit=100)]  # fmt: skip
 
 
+def attached(store: ConversationStore) -> list[tuple]:
+    """Each attachment of each conversation's messages: (title, message text, name, bytes)."""
+    from lib.chat.attachments import AttachmentStore
+
+    files = AttachmentStore(store.backend, store.workspace)
+    out = []
+    for conv in store.list():
+        messages = store.all_messages(conv.id)
+        by_id = {m.id: m.content for m in messages}
+        for mid, atts in sorted(files.of(messages).items()):
+            out += [(conv.title, by_id[mid], a.name, files.read(a)) for a in atts]
+    return sorted(out)
+
+
 def test_a_whole_workspace_comes_back_in_another(backend, tmp_path) -> None:
     alice = fill(backend, tmp_path)
     herons = next(c for c in alice.list() if c.title == "Herons")
@@ -131,6 +145,7 @@ def test_a_whole_workspace_comes_back_in_another(backend, tmp_path) -> None:
 
     assert conversations(bob) == conversations(alice)
     assert conversations(bob)[0][2:4] == ("Birds <b>", True)
+    assert attached(bob) == attached(alice) and len(attached(bob)) == 1  # the heron PNG
     assert library_of(backend, "bob") == library_of(backend, "alice")
     assert DocumentLibrary(backend, "bob").list()[0].embedding_model is None  # keyword-only
     assert gallery_of(backend, "bob") == gallery_of(backend, "alice")

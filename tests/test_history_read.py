@@ -149,3 +149,17 @@ def test_a_file_over_the_limit_is_refused_unread(tmp_path, monkeypatch) -> None:
     path = write(tmp_path, "big.json", "[" + " " * 2000 + "]")
     with pytest.raises(UnreadableExport, match="Parley imports exports of at most"):
         Export(path)
+
+
+def test_parleys_attachments_come_with_their_bytes_when_the_json_holds_them() -> None:
+    item = {"parley_export": 2, "id": "c1", "title": "Herons", "messages": [
+        {"id": 1, "parent_id": None, "role": "user", "content": "Look", "attachments": [
+            {"name": "heron.png", "kind": "image", "data_base64": "iVBORw0KGgo="},
+            {"name": "broken.png", "kind": "image", "data_base64": "not base64!"},
+            {"name": "gone.png", "kind": "image", "missing": True},
+            "named.png", {"kind": "image"}, 7,
+        ]},
+    ]}  # fmt: skip
+    (message,) = parse(item).messages
+    assert message.files == ["heron.png", "broken.png", "gone.png", "named.png"]
+    assert message.inline == {"heron.png": b"\x89PNG\r\n\x1a\n"}

@@ -20,6 +20,7 @@ A conversation of an unknown shape, or one that has no message left, raises
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Iterable
 from datetime import datetime
@@ -265,6 +266,7 @@ def _parley(item: dict) -> ImportedConversation:
         if role not in ROLES or not isinstance(m.get("content"), str):
             continue
         key = str(m.get("id") if m.get("id") is not None else f"#{i}")
+        attached = _parley_attachments(m.get("attachments"))
         parent = m.get("parent_id") if "id" in m else previous
         messages.append(
             ImportedMessage(
@@ -274,7 +276,8 @@ def _parley(item: dict) -> ImportedConversation:
                 content=m["content"],
                 created_at=_seconds(m.get("created_at")),
                 model=m.get("model") or None,
-                files=[str(n) for n in m.get("attachments") or [] if isinstance(n, str)],
+                files=[name for name, _ in attached],
+                inline={name: data for name, data in attached if data is not None},
             )
         )
         previous = key
@@ -292,6 +295,23 @@ def _parley(item: dict) -> ImportedConversation:
         folder=item.get("folder") if isinstance(item.get("folder"), str) else None,
         pinned=bool(item.get("pinned")),
     )
+
+
+def _parley_attachments(entries: Any) -> list[tuple[str, bytes | None]]:
+    """(name, bytes or None) of each attachment: a name, or `AttachmentStore.export_entries`'
+    entry, whose `data_base64` carries the file (None where absent or not base64)."""
+    out: list[tuple[str, bytes | None]] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, str):
+            out.append((entry, None))
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]:
+            data = entry.get("data_base64")
+            try:
+                raw = base64.b64decode(data, validate=True) if isinstance(data, str) else None
+            except ValueError:
+                raw = None
+            out.append((entry["name"], raw))
+    return out
 
 
 # Shared

@@ -32,7 +32,7 @@ from lib.conversation import Message
 from lib.conversations import ConversationStore
 from lib.errors import ImportCancelled, InvalidInputError, UnreadableExport
 from lib.history.archive import Export, Failure
-from lib.history.model import ImportedConversation
+from lib.history.model import ImportedConversation, ImportedMessage
 from lib.history.workspace_import import FilesReport, restore_files
 from lib.store.base import WorkspaceStore
 
@@ -200,7 +200,7 @@ class Importer:
             meta: dict = {"imported_from": item.app}
             if m.files:
                 meta["files"] = m.files
-            images.append(self._images(export, m.files, report))
+            images.append(self._images(export, m, report))
             messages.append(Message(
                 m.role, m.content, model=m.model if m.role == "assistant" else None,
                 meta=meta, created_at=m.created_at or item.created_at or time.time(),
@@ -230,12 +230,14 @@ class Importer:
         self.store.restamp(conv.id, item.updated_at or item.created_at)
         return conv.id
 
-    def _images(self, export: Export, files: list[str], report: ImportReport) -> list:
-        """The images a message refers to, as attachments, where the export holds them;
-        the rest are named in the report (other files are named, not imported)."""
+    def _images(self, export: Export, m: ImportedMessage, report: ImportReport) -> list:
+        """The images a message refers to, as attachments, where the export holds them
+        (in the message's JSON, or beside it in the zip); the rest are named in the report
+        (other files are named, not imported)."""
         found = []
-        for reference in files:
-            held = export.file(reference)
+        for reference in m.files:
+            held = (reference, m.inline[reference]) if reference in m.inline else None
+            held = held or export.file(reference)
             if held is None:
                 report.missing_files.append(reference)
                 continue

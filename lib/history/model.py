@@ -27,6 +27,7 @@ class ImportedMessage:
     created_at: float | None = None
     model: str | None = None
     files: list[str] = field(default_factory=list)  # names of images and files it refers to
+    inline: dict[str, bytes] = field(default_factory=dict)  # files carried in the JSON itself
 
 
 @dataclass
