@@ -158,7 +158,7 @@ class ConversationStore(WorkspaceStore):
                     json.dumps(asdict(conv.params)),
                     now,
                     now,
-                    False,
+                    0,  # not pinned (0/1 on both backends)
                 ),
             )
         return conv
@@ -290,7 +290,7 @@ class ConversationStore(WorkspaceStore):
 
     def set_pinned(self, conversation_id: str, pinned: bool) -> None:
         """Pin to the top of the list, or unpin; not a use, so its place by date stays."""
-        self._update(conversation_id, touch=False, pinned=pinned)
+        self._update(conversation_id, touch=False, pinned=int(bool(pinned)))  # 0/1 on both
 
     def set_folder(self, conversation_id: str, folder: str | None) -> None:
         """Move into the folder called `folder` (made by the first conversation put in it,

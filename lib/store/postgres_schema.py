@@ -377,9 +377,10 @@ def imports(conn: psycopg.Connection) -> None:
 @migration("0013_pinned")
 def pinned(conn: psycopg.Connection) -> None:
     """Pinned conversations stay at the top of the list (`ConversationStore.list`); the
-    index serves its order, pinned first and then newest, one kind at a time."""
+    index serves its order, pinned first and then newest, one kind at a time. An integer,
+    0 or 1, as on SQLite, so `migrate-store` copies the column as it is."""
     conn.execute("""
-        ALTER TABLE conversations ADD COLUMN pinned boolean NOT NULL DEFAULT false;
+        ALTER TABLE conversations ADD COLUMN pinned integer NOT NULL DEFAULT 0;
         CREATE INDEX conversations_listed
             ON conversations (workspace, kind, pinned DESC, updated_at DESC);
     """)
