@@ -178,3 +178,36 @@ def test_migration_0008_replaces_indexes_that_covered_every_row(
             assert postgres_schema.migrate(conn) == []  # safe to run twice
     finally:
         postgres.drop(url)
+
+
+def test_migration_0015_makes_pinned_an_integer_keeping_each_pin(
+    postgres: pg_server.TestPostgres,
+) -> None:
+    """(Here with the other PostgreSQL-only migration test.) A database migrated before
+    0015 keeps which conversations were pinned, now as 1 and 0."""
+    url = postgres.empty_database()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at real)")
+            for step in postgres_schema.MIGRATIONS:
+                if step.name >= "0015":
+                    break
+                with conn.transaction():
+                    step.apply(conn)
+                    conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (step.name,))
+            for cid, pinned in (("a", True), ("b", False)):
+                conn.execute(
+                    "INSERT INTO conversations (id, workspace, kind, title, model, system_prompt, "
+                    "params, created_at, updated_at, pinned) "
+                    "VALUES (%s, 'w', 'chat', 't', 'm', '', '{}', 0, 0, %s)",
+                    (cid, pinned),
+                )
+            assert "0015_pinned_integer" in postgres_schema.migrate(conn)
+            rows = conn.execute("SELECT id, pinned FROM conversations ORDER BY id").fetchall()
+            kind = conn.execute(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'conversations' AND column_name = 'pinned'"
+            ).fetchone()[0]
+        assert rows == [("a", 1), ("b", 0)] and kind == "integer"
+    finally:
+        postgres.drop(url)

@@ -377,10 +377,10 @@ def imports(conn: psycopg.Connection) -> None:
 @migration("0013_pinned")
 def pinned(conn: psycopg.Connection) -> None:
     """Pinned conversations stay at the top of the list (`ConversationStore.list`); the
-    index serves its order, pinned first and then newest, one kind at a time. An integer,
-    0 or 1, as on SQLite, so `migrate-store` copies the column as it is."""
+    index serves its order, pinned first and then newest, one kind at a time. (A boolean
+    here, which 0015 makes an integer as on SQLite.)"""
     conn.execute("""
-        ALTER TABLE conversations ADD COLUMN pinned integer NOT NULL DEFAULT 0;
+        ALTER TABLE conversations ADD COLUMN pinned boolean NOT NULL DEFAULT false;
         CREATE INDEX conversations_listed
             ON conversations (workspace, kind, pinned DESC, updated_at DESC);
     """)
@@ -396,6 +396,23 @@ def folders(conn: psycopg.Connection) -> None:
             ON conversations (workspace, folder, pinned DESC, updated_at DESC)
             WHERE folder IS NOT NULL;
     """)
+
+
+@migration("0015_pinned_integer")
+def pinned_integer(conn: psycopg.Connection) -> None:
+    """`pinned` as 0 or 1, as SQLite keeps it, so `migrate-store` copies the column as it
+    is and the stores write one type on both backends (0013 made it a boolean). A database
+    whose 0013 already made an integer is left as it is."""
+    kind = conn.execute(
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'conversations' AND column_name = 'pinned'"
+    ).fetchone()[0]
+    if kind == "boolean":
+        conn.execute("""
+            ALTER TABLE conversations ALTER COLUMN pinned DROP DEFAULT;
+            ALTER TABLE conversations ALTER COLUMN pinned TYPE integer USING pinned::integer;
+            ALTER TABLE conversations ALTER COLUMN pinned SET DEFAULT 0;
+        """)
 
 
 # Applying them
