@@ -187,9 +187,14 @@ def test_http_errors_become_domain_errors_and_the_question_is_kept(
 ) -> None:
     cid = new_conv(ctx)
     openai_server.fail(status, code=code, times=10, retry_after=0.01)
-    with pytest.raises(error):
+    with pytest.raises(error) as raised:
         list(chat.send(ctx, cid, "keep me"))
-    assert [m.content for m in ctx.store.all_messages(cid)] == ["keep me"]
+    # The turn is kept as failed, with the reason, for the page to show in its place.
+    question, failed = ctx.store.all_messages(cid)
+    assert (question.content, failed.role, failed.status) == ("keep me", "assistant", "failed")
+    assert failed.meta["error"] == str(raised.value)
+    if error is not errors.ServerFailed:  # refused before any work: nothing billed
+        assert failed.cost == 0.0
     assert len(openai_server.requests_to("/chat/completions")) == sent
 
 
@@ -226,8 +231,9 @@ def test_a_timed_out_request_is_sent_once_and_can_be_retried(
     assert time.monotonic() - started < 1.5  # one timeout, not four
     # It may be running (and billed) on the server: never sent again by itself.
     assert len(openai_server.requests_to("/chat/completions")) == 1
-    (question,) = fast.store.all_messages(cid)
-    assert chat.needs_retry(question)  # the page offers Retry
+    question, failed = fast.store.all_messages(cid)
+    assert failed.status == "failed" and chat.needs_retry(failed)  # the page offers Retry
+    assert failed.prompt_tokens  # it may have run: counted, not taken as free
     assert "".join(chat.regenerate(fast, cid)) == "Echo: slow?"
 
 

@@ -152,8 +152,9 @@ def test_a_message_longer_than_the_window_is_a_clear_error_never_an_empty_reply(
     with pytest.raises(errors.ContextTooLong, match="2,048 tokens") as raised:
         list(chat.send(ctx, cid, PROSE * 20))
     assert "shorten" in str(raised.value)
-    last = ctx.store.all_messages(cid)[-1]
-    assert last.role == "user"  # the question is kept for Retry; no "ok" reply
+    question, last = ctx.store.all_messages(cid)
+    # The question is kept, answered by a failed turn saying why, for Retry; no "ok" reply.
+    assert (question.role, last.status) == ("user", "failed") and "shorten" in last.meta["error"]
 
 
 def test_openai_is_never_asked_why_a_stream_was_empty(

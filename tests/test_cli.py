@@ -544,7 +544,11 @@ def test_fatal_errors_mid_chat_end_the_session_and_keep_the_question(
     term.expect(message)
     assert term.finish() == 1
     [conv] = store.list()
-    assert [m.content for m in store.all_messages(conv.id)] == ["hello?"]
+    # The question is kept, with the failed turn saying why (the web page shows it, with Retry).
+    assert [(m.content, m.status) for m in store.all_messages(conv.id)] == [
+        ("hello?", "ok"),
+        ("", "failed"),
+    ]
 
 
 def test_passing_errors_mid_chat_keep_the_session(

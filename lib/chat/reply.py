@@ -85,6 +85,7 @@ class Reply:
         self._fit: overflow.Fit | None = None  # this reply's overflow; None: the last one
         self._overflows = 0
         self._done = False
+        self._unbilled = False  # set by `fail` for a request that did no work
         self._row: Message | None = None  # the row saved while streaming
         self._saved_at = 0.0
         self._saved_chars = 0
@@ -300,6 +301,11 @@ class Reply:
             return
         if self._stream is not None:
             self._stream.close()
+        # Refused before any work, or never sent: nothing used or billed. A request that
+        # timed out or got a 5xx may have run, so it is counted like any other.
+        self._unbilled = self._stream is None and not isinstance(
+            error, errors.RequestTimedOut | errors.ServerFailed
+        )
         self._save("failed", error=str(error))
 
     def _end(self, status: str, **meta: Any) -> None:
@@ -404,7 +410,7 @@ class Reply:
             )
 
     def _account(self, message: Message, texts: list[str]) -> None:
-        if self._stream is None:  # never reached the server: nothing was used or billed
+        if self._unbilled:
             message.tokens, message.prompt_tokens, message.completion_tokens = 0, 0, 0
             message.cost = 0.0
             return
