@@ -57,6 +57,13 @@ _INSERT_MESSAGE = (
     f"INSERT INTO messages (conversation_id, parent_id, {', '.join(_MESSAGE_COLUMNS)}) "
     f"VALUES (?, ?, {', '.join('?' * len(_MESSAGE_COLUMNS))}) RETURNING id"
 )
+# The same after the path's last message, read in the statement that also checks the
+# conversation is this workspace's: no row comes back for another's.
+_INSERT_AT_LEAF = (
+    f"INSERT INTO messages (conversation_id, parent_id, {', '.join(_MESSAGE_COLUMNS)}) "
+    f"SELECT id, leaf_id, {', '.join('?' * len(_MESSAGE_COLUMNS))} FROM conversations "
+    "WHERE id = ? AND workspace = ? RETURNING id, parent_id"
+)
 AT_LEAF: Any = object()  # add_message's default parent: the last message of the path shown
 _IN_WORKSPACE = "conversation_id IN (SELECT id FROM conversations WHERE workspace = ?)"
 # The path ending at a message (by default the conversation's leaf), walked up one parent
@@ -337,29 +344,33 @@ class ConversationStore(WorkspaceStore):
         """Add a message after `parent` (by default the last message of the path shown;
         None starts a new first message) and, if `current`, make it the path's end. The
         first user message also titles a new conversation."""
-        # Three statements, the first also the workspace check and the leaf's read.
+        # Two statements after the path's end (the INSERT also checks the workspace and
+        # reads the leaf), three after a given parent (checked to be this conversation's).
         title = (_title_from(message.content) or None) if message.role == "user" else None
         with self._transaction() as conn:
-            row = conn.execute(
+            if parent is AT_LEAF:
+                row = conn.execute(
+                    _INSERT_AT_LEAF, [*_message_values(message), conversation_id, self.workspace]
+                ).fetchone()
+                if row is None:
+                    raise NotFoundError("Conversation not found.")
+                message.id, message.parent_id = row[0], row[1]
+            else:
+                self._get(conn, conversation_id)
+                if parent is not None:
+                    _check_message(conn, conversation_id, parent)  # never another's
+                message.id = conn.execute(
+                    _INSERT_MESSAGE, [conversation_id, parent, *_message_values(message)]
+                ).fetchone()[0]
+                message.parent_id = parent
+            conn.execute(
                 "UPDATE conversations SET updated_at = ?, title = CASE "
-                "WHEN title = 'New chat' THEN coalesce(?, title) ELSE title END "
-                "WHERE id = ? AND workspace = ? RETURNING leaf_id",
-                (time.time(), title, conversation_id, self.workspace),
-            ).fetchone()
-            if row is None:
-                raise NotFoundError("Conversation not found.")
-            after = row[0] if parent is AT_LEAF else parent
-            if parent is not AT_LEAF and parent is not None:
-                _check_message(conn, conversation_id, parent)  # never another conversation's
-            message.id = conn.execute(
-                _INSERT_MESSAGE, [conversation_id, after, *_message_values(message)]
-            ).fetchone()[0]
-            message.parent_id = after
-            if current:
-                conn.execute(
-                    "UPDATE conversations SET leaf_id = ? WHERE id = ?",
-                    (message.id, conversation_id),
-                )
+                "WHEN title = 'New chat' THEN coalesce(?, title) ELSE title END"
+                + (", leaf_id = ?" if current else "")
+                + " WHERE id = ? AND workspace = ?",
+                (time.time(), title, *([message.id] if current else []), conversation_id,
+                 self.workspace),
+            )  # fmt: skip
         return message
 
     def add_tree(
@@ -498,6 +509,31 @@ class ConversationStore(WorkspaceStore):
             if not rows:
                 self._get(conn, conversation_id)  # none, or not this workspace's?
         return [Message.from_row(r) for r in rows]
+
+    def window(
+        self, conversation_id: str, limit: int, *, end: int | None = None
+    ) -> tuple[list[Message], int]:
+        """`recent_messages(conversation_id, limit, end=end)` and how many messages the
+        whole path holds, in one statement: what the prompt needs before every request.
+        It walks the whole path, as `path_length` would have, but one round trip less
+        (bench/chat_overhead.py on PostgreSQL: 1.9 ms and 3.0 ms as two statements)."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"WITH RECURSIVE {_PATH} SELECT m.*, (SELECT max(n) FROM path) AS path_length "
+                "FROM path JOIN messages m ON m.id = path.id WHERE path.n <= ? "
+                "ORDER BY path.n DESC",
+                (conversation_id, self.workspace, end, _NO_LIMIT, limit),
+            ).fetchall()
+            if not rows:
+                self._get(conn, conversation_id)  # none, or not this workspace's?
+                return [], 0
+        length = rows[0]["path_length"]
+        messages = []
+        for r in rows:
+            data = dict(r)
+            data.pop("path_length")
+            messages.append(Message.from_row(data))
+        return messages, length
 
     def get_message(self, conversation_id: str, message_id: int) -> Message:
         with self._conn() as conn:

@@ -103,7 +103,7 @@ def prepare(
     system_prompt = conv.system_prompt if system is None else system
     counter = ctx.server.counter(conv.model)
     rounds = conv.params.memory_rounds
-    recent = ctx.store.recent_messages(conv.id, 2 * rounds + 1, end=end)
+    recent, path_length = ctx.store.window(conv.id, 2 * rounds + 1, end=end)
     _cache_counts(ctx, conv, recent, counter)
     # Attached files count towards their message and go with it (`lib.chat.attachments`).
     files = ctx.attachments.for_prompt(recent, conv.model, ctx.accepts_images, counter.count)
@@ -120,10 +120,8 @@ def prepare(
             limit.tokens, conv.params.max_tokens, system_tokens + (new.tokens or 0)
         ),
     )
-    # Count what was left out of the whole path, not just of the loaded window (a path
-    # shorter than the window was loaded whole: no count needed).
-    loaded = len(recent) < 2 * rounds + 1
-    earlier = 0 if loaded else ctx.store.path_length(conv.id, end=end) - len(recent)
+    # Count what was left out of the whole path, not just of the loaded window.
+    earlier = path_length - len(recent)
     trim = dataclasses.replace(trim, dropped=trim.dropped + earlier)
     if shrink and trim.kept:
         trim = _halved(trim)
