@@ -294,8 +294,8 @@ def test_a_reply_that_cannot_be_saved_is_reported_and_can_be_retried(
 ) -> None:
     disk, add_message = database_disk, ConversationStore.add_message
 
-    def fill_after_the_question(self, cid, message):  # noqa: ANN001, ANN202
-        saved = add_message(self, cid, message)
+    def fill_after_the_question(self, cid, message, **placement):  # noqa: ANN001, ANN003, ANN202
+        saved = add_message(self, cid, message, **placement)
         if message.role == "user":
             disk.fill()  # the question is saved; its reply will not fit
         return saved
