@@ -223,3 +223,27 @@ def test_add_tree_links_parents_and_refuses_what_it_cannot_place(store) -> None:
     with pytest.raises(NotFoundError):
         other.add_tree(conv.id, [(Message("user", "intruder"), None)])
     assert len(store.all_messages(conv.id)) == 3
+
+
+def test_files_the_user_uploaded_come_in_whole_or_are_named(store, tmp_path) -> None:
+    conv = samples.simple_chatgpt("f1", "With files")
+    first_user = conv["mapping"]["m0"]["message"]
+    first_user["metadata"]["attachments"] = [
+        {"id": "file-Notes1", "name": "notes.txt"}, {"id": "file-Big1", "name": "big.txt"},
+        {"id": "file-Gone1", "name": "gone.pdf"},
+    ]  # fmt: skip
+    members = {
+        "conversations.json": json.dumps([conv]),
+        "file-Notes1-notes.txt": "The heron nests by the river.",
+        "file-Big1-big.txt": "word " * 20_000,
+    }
+    path = write(tmp_path, "export.zip", samples.zip_bytes(members))
+    report = Importer(store).run(path)
+    text = "\n".join(report.lines())
+    assert "file-Gone1" in text and "big.txt (" in text  # missing; too long to attach whole
+    from lib.chat.attachments import AttachmentStore
+
+    (imported,) = store.list()
+    shown = store.path(imported.id)
+    (notes,) = AttachmentStore(store.backend, store.workspace).of(shown)[shown[0].id]
+    assert notes.kind == "text" and notes.name == "file-Notes1-notes.txt"

@@ -128,6 +128,11 @@ def _chatgpt_message(node_id: str, message: Any, parent: str | None) -> Imported
         texts.append(f"```{content.get('language') or ''}\n{content['text']}\n```")
     else:
         return None  # thoughts, reasoning recaps, browsing quotes: not the conversation
+    # Files the user uploaded (a PDF, a spreadsheet) are named in the message's metadata;
+    # the zip holds them as "<id>-<name>", as it holds images.
+    for upload in metadata.get("attachments") or []:
+        if isinstance(upload, dict) and upload.get("id"):
+            files.append(str(upload["id"]))
     text = "\n\n".join(t for t in texts if t.strip())
     if not text and not files:
         return None

@@ -31,7 +31,7 @@ from lib.chat.attachments import AttachmentStore, checked_image, is_image_name
 from lib.conversation import Message
 from lib.conversations import ConversationStore
 from lib.errors import ImportCancelled, InvalidInputError, UnreadableExport
-from lib.history.archive import Export, Failure
+from lib.history.archive import MAX_FILE_BYTES, Export, Failure
 from lib.history.model import ImportedConversation, ImportedMessage
 from lib.history.workspace_import import FilesReport, restore_files
 from lib.store.base import WorkspaceStore
@@ -50,7 +50,7 @@ class ImportReport:
     branched: int = 0  # imported with more than one branch
     apps: dict[str, int] = field(default_factory=dict)
     missing_files: list[str] = field(default_factory=list)
-    not_imported: list[str] = field(default_factory=list)  # held, but not images
+    not_imported: list[str] = field(default_factory=list)  # held, but not readable here
     seconds: float = 0.0
     cancelled: bool = False
     files: FilesReport | None = None  # a Parley workspace export's documents and images
@@ -81,7 +81,7 @@ class ImportReport:
             out.append(f"Files the messages refer to but the export does not hold: {names}{more}.")
         if self.not_imported:
             names = ", ".join(self.not_imported[:10])
-            out.append(f"Files named in the messages but not imported (only images are): {names}.")
+            out.append(f"Files the export holds but that were not imported: {names}.")
         if self.files is not None:
             out += self.files.lines()
         if self.cancelled:
@@ -231,9 +231,13 @@ class Importer:
         return conv.id
 
     def _images(self, export: Export, m: ImportedMessage, report: ImportReport) -> list:
-        """The images a message refers to, as attachments, where the export holds them
-        (in the message's JSON, or beside it in the zip); the rest are named in the report
-        (other files are named, not imported)."""
+        """The files a message refers to, as its attachments, where the export holds them
+        (in the message's JSON, or beside it in the zip), read as a chat upload is: images
+        checked, PDFs and text files attached whole up to the chat's inline limit. A longer
+        document, or one that cannot be read, is named in the report with the reason;
+        files the export lacks are listed as missing."""
+        from lib.chat.with_documents import read_files  # the documents stack: only here
+
         found = []
         for reference in m.files:
             held = (reference, m.inline[reference]) if reference in m.inline else None
@@ -242,11 +246,11 @@ class Importer:
                 report.missing_files.append(reference)
                 continue
             name, data = held
-            if not is_image_name(name):
-                report.not_imported.append(name)
-                continue
             try:
-                found.append(checked_image(name, data))
-            except InvalidInputError as exc:
+                if is_image_name(name):
+                    found.append(checked_image(name, data))
+                else:
+                    found += read_files([(name, data)], limit_bytes=MAX_FILE_BYTES, docs=None)
+            except InvalidInputError as exc:  # DocumentError too
                 report.not_imported.append(f"{name} ({exc})")
         return found
