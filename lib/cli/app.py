@@ -315,12 +315,7 @@ def _export_workspace(store: ConversationStore, output: Path | None) -> None:
     if target.is_dir():
         raise typer.BadParameter(f"{target} is a directory; name the zip to write.")
     terminal = Terminal()
-    shown = {"tenth": -1}
-
-    def progress(share: float, text: str) -> None:
-        if int(share * 10) > shown["tenth"]:
-            shown["tenth"] = int(share * 10)
-            terminal.note(f"{share:4.0%}  {text}")
+    progress = _in_tenths(terminal)
 
     summary = export_workspace(store.backend, store.workspace, target, progress=progress)
     terminal.write(summary.line() + "\n")
@@ -346,12 +341,7 @@ def import_command(
 
     store = open_store(load_settings(), workspace)
     terminal = Terminal()
-    shown = {"tenth": -1}
-
-    def progress(share: float, text: str) -> None:
-        if int(share * 10) > shown["tenth"]:
-            shown["tenth"] = int(share * 10)
-            terminal.note(f"{share:4.0%}  {text}")
+    progress = _in_tenths(terminal)
 
     report = Importer(store, progress=progress).run(path)
     terminal.write("\n".join(report.lines()) + "\n")
@@ -441,6 +431,18 @@ def migrate_store_command(
     terminal.write(migrate.describe(report))
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _in_tenths(terminal: Terminal) -> Callable[[float, str], None]:
+    """A progress callback that prints a line each time another tenth is done."""
+    shown = {"tenth": -1}
+
+    def progress(share: float, text: str) -> None:
+        if int(share * 10) > shown["tenth"]:
+            shown["tenth"] = int(share * 10)
+            terminal.note(f"{share:4.0%}  {text}")
+
+    return progress
 
 
 def _megabytes(size: int) -> str:
