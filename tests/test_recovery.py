@@ -307,7 +307,9 @@ def test_an_upload_on_the_page_after_the_damage_succeeds_and_says_so(
     assert any("rebuilt it from your stored passages" in w.value for w in at.warning)
 
 
-@pytest.mark.parametrize("page", ["app_pages/chat.py", "app_pages/documents.py", "app_pages/images.py"])
+@pytest.mark.parametrize(
+    "page", ["app_pages/chat.py", "app_pages/documents.py", "app_pages/images.py"]
+)
 def test_a_corrupt_database_is_named_and_the_app_keeps_running(
     page: str, app: Callable[..., AppTest], data_dir: Path
 ) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = sorted([REPO / "Home.py", *(REPO / "app_pages").glob("*.py"), *(REPO / "lib").rglob("*.py")])
+SOURCES = sorted(
+    [REPO / "Home.py", *(REPO / "app_pages").glob("*.py"), *(REPO / "lib").rglob("*.py")]
+)
 CACHE_DECORATORS = {"cache_resource", "cache_data", "cache", "lru_cache"}
 
 
