@@ -62,7 +62,7 @@ def escape(text: str) -> str:
     text = _NORMALISE.sub("\n", text)
     escaped = "".join("\\" + c if c in ALWAYS_ESCAPED else c for c in text)
     escaped = escaped.replace("::", "\\:\\:")
-    return _AUTOLINK.sub(WORD_JOINER, _LINE_START.sub(_escape_line_start, escaped))
+    return break_autolinks(_LINE_START.sub(_escape_line_start, escaped))
 
 
 # GFM's autolink literals (remark-gfm: "https://", "www.", "a@b.c") become links in the
@@ -71,6 +71,11 @@ def escape(text: str) -> str:
 # An invisible WORD JOINER (U+2060) before "//", "." or "@" leaves nothing to match.
 WORD_JOINER = "\u2060"
 _AUTOLINK = re.compile(r"(?i)(?<=https:)(?=//)|(?<=http:)(?=//)|(?<=\bwww)(?=\.)|(?<=[-.\w+])(?=@)")
+
+
+def break_autolinks(text: str) -> str:
+    """A WORD JOINER wherever GFM would start an autolink literal (see _AUTOLINK)."""
+    return _AUTOLINK.sub(WORD_JOINER, text)
 
 
 def _escape_line_start(match: re.Match[str]) -> str:
