@@ -81,5 +81,9 @@ def test_a_reply_cut_off_by_the_process_ending_is_kept_marked_interrupted_with_r
     with rerun(page):
         retry.click()
     wait_for_saved_reply(page, 1, "Echo: Tell me a very long story")
-    final = ConversationStore(open_backend(again.data_dir), WORKSPACE).all_messages(cid)
-    assert [(m.role, m.status) for m in final] == [("user", "ok"), ("assistant", "ok")]
+    # The path shown is the question and its new answer; the cut-off partial stays as the
+    # answer's earlier version (a sibling, since conversations are trees).
+    after = ConversationStore(open_backend(again.data_dir), WORKSPACE)
+    assert [(m.role, m.status) for m in after.path(cid)] == [("user", "ok"), ("assistant", "ok")]
+    versions = [(m.status, m.content) for m in after.all_messages(cid) if m.role == "assistant"]
+    assert ("interrupted", kept.content) in versions and len(versions) == 2
