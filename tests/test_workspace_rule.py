@@ -18,10 +18,12 @@ from lib.store.base import WorkspaceStore
 
 # Where each store lives; a store added elsewhere fails the first test until it is named.
 MODULES = {
+    "AttachmentStore": "lib.chat.attachments",
     "ConversationStore": "lib.conversations",
     "DocumentLibrary": "lib.documents.library",
     "EmbeddingCache": "lib.documents.embeddings",
     "ImageStore": "lib.gallery",
+    "ImportLedger": "lib.history.importer",
     "Preferences": "lib.preferences",
 }
 
