@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import ijson
 
+from lib.documents.formats.archive import size_text
 from lib.errors import UnreadableExport
 from lib.history.apps import parse
 from lib.history.model import ImportedConversation
@@ -46,13 +47,6 @@ class Failure:
 
 
 Item = ImportedConversation | Failure
-
-
-def size_text(n: float) -> str:
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} bytes"
 
 
 class Export:

@@ -63,7 +63,7 @@ _OLE_STREAMS = [
 ]
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
@@ -97,13 +97,13 @@ def open_zip(name: str, data: bytes, what: str | None) -> zipfile.ZipFile:
         packed = max(1, len(data))
         if expanded / packed > BOMB_RATIO:
             raise UnreadableDocument(
-                f"{name} looks like a zip bomb: its {_size(packed)} would unpack to "
-                f"{_size(expanded)}, so it was not opened.",
-                hint=f"Parley unpacks at most {_size(MAX_EXPANDED)} per file.",
+                f"{name} looks like a zip bomb: its {size_text(packed)} would unpack to "
+                f"{size_text(expanded)}, so it was not opened.",
+                hint=f"Parley unpacks at most {size_text(MAX_EXPANDED)} per file.",
             )
         raise UnreadableDocument(
-            f"{name} is too large once unpacked ({_size(expanded)}); Parley unpacks at "
-            f"most {_size(MAX_EXPANDED)} per file.",
+            f"{name} is too large once unpacked ({size_text(expanded)}); Parley unpacks at "
+            f"most {size_text(MAX_EXPANDED)} per file.",
             hint="Split it into smaller files.",
         )
     return archive
