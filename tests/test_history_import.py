@@ -225,25 +225,95 @@ def test_add_tree_links_parents_and_refuses_what_it_cannot_place(store) -> None:
     assert len(store.all_messages(conv.id)) == 3
 
 
+LONG = (
+    "\n\n".join(
+        f"Paragraph {n}: the grey heron waits by the river for fish, and in spring it nests in "
+        f"tall trees with {n} others, a heronry loud with young."
+        for n in range(400)
+    )
+    + "\n\nThe kingfisher nests in a burrow in the bank."
+)  # about 13,000 tokens
+
+
+def with_files(cid: str, title: str, *files: tuple[str, str]) -> dict:
+    """A ChatGPT conversation whose first question carries these uploads (id, name)."""
+    conv = samples.simple_chatgpt(cid, title)
+    conv["mapping"]["m0"]["message"]["metadata"]["attachments"] = [
+        {"id": fid, "name": name} for fid, name in files
+    ]
+    return conv
+
+
 def test_files_the_user_uploaded_come_in_whole_or_are_named(store, tmp_path) -> None:
-    conv = samples.simple_chatgpt("f1", "With files")
-    first_user = conv["mapping"]["m0"]["message"]
-    first_user["metadata"]["attachments"] = [
-        {"id": "file-Notes1", "name": "notes.txt"}, {"id": "file-Big1", "name": "big.txt"},
-        {"id": "file-Gone1", "name": "gone.pdf"},
-    ]  # fmt: skip
+    conv = with_files("f1", "With files", ("file-Notes1", "notes.txt"),
+                      ("file-Big1", "big.txt"), ("file-Gone1", "gone.pdf"))  # fmt: skip
     members = {
         "conversations.json": json.dumps([conv]),
         "file-Notes1-notes.txt": "The heron nests by the river.",
-        "file-Big1-big.txt": "word " * 20_000,
+        "file-Big1-big.txt": LONG,
     }
     path = write(tmp_path, "export.zip", samples.zip_bytes(members))
     report = Importer(store).run(path)
     text = "\n".join(report.lines())
-    assert "file-Gone1" in text and "big.txt (" in text  # missing; too long to attach whole
+    assert "does not hold: file-Gone1." in text and "not imported" not in text
     from lib.chat.attachments import AttachmentStore
+    from lib.documents.library import DocumentLibrary
 
     (imported,) = store.list()
     shown = store.path(imported.id)
-    (notes,) = AttachmentStore(store.backend, store.workspace).of(shown)[shown[0].id]
+    attachments = AttachmentStore(store.backend, store.workspace)
+    notes, big = attachments.of(shown)[shown[0].id]
     assert notes.kind == "text" and notes.name == "file-Notes1-notes.txt"
+    # The long one: the file kept as the attachment, its text in the library, searched by
+    # this conversation's replies (keyword-only: the importer has no embedder).
+    assert big.kind == "document" and big.name == "file-Big1-big.txt"
+    assert attachments.read(big) == LONG.encode()
+    library = DocumentLibrary(store.backend, store.workspace)
+    (doc,) = library.list()
+    assert doc.id == big.document_id and doc.status == "ready" and doc.embedding_model is None
+    assert library.conversation_documents(imported.id) == [doc.id]
+    (best, _), *_ = library.search.keywords("kingfisher burrow", [doc.id], 3)
+    assert "kingfisher" in library.chunks([best])[best].text
+    assert "1 file too long to send whole, kept as attachments and put in the document " in text
+    assert (
+        "  file-Big1-big.txt (in “With files”, 1" in text
+        and "indexed (keyword search only)" in text
+    )
+    assert "1 of them indexed without vectors (keyword search only): re-index them" in text
+    again = Importer(store).run(path)  # the same export: nothing new, in the library neither
+    assert (len(again.imported), again.skipped, len(library.list())) == (0, 1, 1)
+
+
+def test_a_long_file_in_two_conversations_is_indexed_once(store, tmp_path) -> None:
+    first = with_files("f1", "First", ("file-Big1", "big.txt"))
+    second = with_files("f2", "Second", ("file-Big2", "big copy.txt"))
+    members = {"conversations.json": json.dumps([first, second]),
+               "file-Big1-big.txt": LONG, "file-Big2-big copy.txt": LONG}  # fmt: skip
+    report = Importer(store).run(write(tmp_path, "export.zip", samples.zip_bytes(members)))
+    text = "\n".join(report.lines())
+    assert "2 files too long to send whole" in text
+    assert "file-Big2-big copy.txt (in “Second”" in text
+    assert "already in the library, now searched in this conversation too." in text
+    assert "1 of them indexed without vectors" in text
+    from lib.documents.library import DocumentLibrary
+
+    library = DocumentLibrary(store.backend, store.workspace)
+    (doc,) = library.list()
+    assert [library.conversation_documents(c.id) for c in store.list()] == [[doc.id], [doc.id]]
+
+
+@pytest.mark.parametrize(
+    ("member", "reason"),
+    [
+        (b"\x00\x01\x02" * 50, "big.txt ("),
+        (b"", "big.txt ("),
+    ],
+    ids=["binary", "empty"],
+)
+def test_a_file_that_cannot_be_read_is_named_with_its_reason(store, tmp_path, member, reason):
+    conv = with_files("f1", "With files", ("file-Big1", "big.txt"))
+    members = {"conversations.json": json.dumps([conv]), "file-Big1-big.txt": member}
+    report = Importer(store).run(write(tmp_path, "export.zip", samples.zip_bytes(members)))
+    text = "\n".join(report.lines())
+    assert "Files the export holds but that were not imported: file-Big1-" in text
+    assert reason in text and len(report.imported) == 1

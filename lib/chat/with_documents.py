@@ -65,12 +65,21 @@ def read_files(
     """Each file checked and read, in order; the first refusal raises (a DocumentError or
     InvalidInputError naming the file), so nothing is sent with a file left out. Long
     documents indexed before the refusal stay in the library, as on the Documents page."""
-    return [_read_one(name, data, limit_bytes, docs, progress) for name, data in files]
+    ingestor = docs and Ingestor(docs.library, docs.embedder, limit_bytes=limit_bytes)
+    return [read_file(name, data, limit_bytes=limit_bytes, ingestor=ingestor, progress=progress)
+            for name, data in files]  # fmt: skip
 
 
-def _read_one(
-    name: str, data: bytes, limit_bytes: int, docs: rag.DocContext | None, progress: Progress | None
+def read_file(
+    name: str,
+    data: bytes,
+    *,
+    limit_bytes: int,
+    ingestor: Ingestor | None,
+    progress: Progress | None = None,
 ) -> NewAttachment:
+    """One file read as the chat box reads it; a long document is indexed by `ingestor`
+    (the chat's, or the history importer's keyword-only one), refused when it is None."""
     check_size(name, data, limit_bytes)
     # The name decides, as on the Documents page ("report.pdf" that is a PNG is a bad
     # PDF); only a file with no suffix is taken by its content.
@@ -101,17 +110,16 @@ def _read_one(
         mime = mime or "application/octet-stream"
         return NewAttachment("text", name, mime, extension, data, text=text, tokens=tokens,
                              meta=meta)  # fmt: skip
-    if docs is None:
+    if ingestor is None:
         raise InvalidInputError(
             f"{name} is {tokens:,} tokens, more than the {INLINE_TOKENS:,} sent whole, and "
             "long documents need the document library, which this server cannot index into."
         )
-    report = Ingestor(docs.library, docs.embedder, limit_bytes=limit_bytes).ingest(
-        name, data, progress
-    )
+    report = ingestor.ingest(name, data, progress)
     if report.status not in ("indexed", "duplicate") or report.document_id is None:
         raise InvalidInputError(report.message or f"{name} could not be indexed.")
-    meta.update(tokens=report.tokens, keyword_only=report.keyword_only, report=report.message)
+    meta.update(tokens=report.tokens, keyword_only=report.keyword_only, report=report.message,
+                status=report.status)  # fmt: skip
     return NewAttachment(
         "document", name, mime or "application/octet-stream", extension, data,
         document_id=report.document_id, meta=meta,

@@ -10,8 +10,15 @@ skipped, so a second import of the same file adds nothing; one that changed sinc
 continued after the last export) comes in again, as a new conversation beside the old.
 Its folder and pin come with it where the export holds them (Parley's has both, Open
 WebUI's the pin).
-Its folder and pin come with it where the export holds them (Parley's has both, Open
-WebUI's the pin).
+
+The files its messages refer to become their attachments, read as a chat upload is
+(`lib.chat.with_documents.read_file`). One too long to send whole is kept as the
+attachment and indexed into the workspace's library the way the workspace import indexes
+documents (`workspace_import.document_ingestor`: keyword-only without an embedder, with
+the note to re-index), and linked to its conversation, so replies there search it as they
+do a long file attached in the chat. It is indexed before the conversation's transaction
+(indexing writes the library and the blob store); if the conversation then fails, the
+document stays in the library, as a chat upload's does, and the next try finds it there.
 
 The report counts what was imported, skipped and failed, with each failure's reason; an
 export from which nothing could be imported says why, never a bare success. Progress is
@@ -25,16 +32,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lib.chat.attachments import AttachmentStore, checked_image, is_image_name
+from lib.chat.attachments import AttachmentStore, NewAttachment, checked_image, is_image_name
 from lib.conversation import Message
 from lib.conversations import ConversationStore
 from lib.errors import ImportCancelled, InvalidInputError, UnreadableExport
 from lib.history.archive import MAX_FILE_BYTES, Export, Failure
 from lib.history.model import ImportedConversation, ImportedMessage
-from lib.history.workspace_import import FilesReport, restore_files
+from lib.history.workspace_import import (
+    KEYWORD_ONLY_NOTE,
+    FilesReport,
+    document_ingestor,
+    restore_files,
+)
 from lib.store.base import WorkspaceStore
+
+if TYPE_CHECKING:
+    from lib.documents.ingest import Ingestor
 
 APP_NAMES = {"chatgpt": "ChatGPT", "openwebui": "Open WebUI", "librechat": "LibreChat",
              "parley": "Parley"}  # fmt: skip
@@ -51,6 +66,8 @@ class ImportReport:
     apps: dict[str, int] = field(default_factory=dict)
     missing_files: list[str] = field(default_factory=list)
     not_imported: list[str] = field(default_factory=list)  # held, but not readable here
+    long_files: list[str] = field(default_factory=list)  # indexed into the library: how
+    long_keyword_only: int = 0  # of those, indexed without vectors
     seconds: float = 0.0
     cancelled: bool = False
     files: FilesReport | None = None  # a Parley workspace export's documents and images
@@ -82,6 +99,16 @@ class ImportReport:
         if self.not_imported:
             names = ", ".join(self.not_imported[:10])
             out.append(f"Files the export holds but that were not imported: {names}.")
+        if self.long_files:
+            k = len(self.long_files)
+            out.append(f"{k:,} file{'s' * (k != 1)} too long to send whole, kept as "
+                       "attachments and put in the document library, where replies in their "
+                       "conversation search them:")  # fmt: skip
+            out += [f"  {line}" for line in self.long_files[:20]]
+            if k > 20:
+                out.append(f"  …and {k - 20:,} more.")
+            if self.long_keyword_only:
+                out.append(f"{self.long_keyword_only:,} of them {KEYWORD_ONLY_NOTE}")
         if self.files is not None:
             out += self.files.lines()
         if self.cancelled:
@@ -136,6 +163,7 @@ class Importer:
         self.progress = progress or (lambda share, text: None)
         self.cancelled = cancelled or (lambda: False)
         self.report: ImportReport | None = None  # the running import's, as it goes
+        self._ingestor: Any = None  # made on the first long file
 
     def run(self, path: Path, name: str | None = None) -> ImportReport:
         """Import every conversation of the export at `path`. Raises UnreadableExport when
@@ -179,14 +207,16 @@ class Importer:
         if self.ledger.seen(item.app, item.source_id, fingerprint):
             report.skipped += 1
             return
+        # Before the transaction: a long file is indexed into the library here.
+        files = [self._files(export, item, m, report) for m in item.messages]
         with self.store.backend.transaction():  # the conversation whole, or nothing
-            cid = self._write(export, item, report)
+            cid = self._write(item, files)
             self.ledger.record(item.app, item.source_id, fingerprint, cid)
         report.imported.append(cid)
         report.apps[item.app] = report.apps.get(item.app, 0) + 1
         report.branched += item.branched()
 
-    def _write(self, export: Export, item: ImportedConversation, report: ImportReport) -> str:
+    def _write(self, item: ImportedConversation, attached: list[list[NewAttachment]]) -> str:
         model = item.model or next((m.model for m in item.messages if m.model), None)
         conv = self.store.create(
             model=model or DEFAULT_MODEL,
@@ -195,22 +225,21 @@ class Importer:
             created_at=item.created_at,
         )
         shown = {m.key for m in item.path()}
-        messages, images = [], []
+        messages = []
         for m in item.messages:
             meta: dict = {"imported_from": item.app}
             if m.files:
                 meta["files"] = m.files
-            images.append(self._images(export, m, report))
             messages.append(Message(
                 m.role, m.content, model=m.model if m.role == "assistant" else None,
                 meta=meta, created_at=m.created_at or item.created_at or time.time(),
             ))  # fmt: skip
         index = {m.key: i for i, m in enumerate(item.messages)}
         parents = [index.get(m.parent) if m.parent is not None else None for m in item.messages]
-        if not any(images):  # most conversations: all their messages in one go
+        if not any(attached):  # most conversations: all their messages in one go
             self.store.add_tree(conv.id, list(zip(messages, parents, strict=True)))
         else:
-            for message, parent, files in zip(messages, parents, images, strict=True):
+            for message, parent, files in zip(messages, parents, attached, strict=True):
                 after = None if parent is None else messages[parent].id
                 if files:
                     self.attachments.save_message(conv.id, message, files, parent=after)
@@ -219,10 +248,9 @@ class Importer:
         on_path = [msg.id for m, msg in zip(item.messages, messages, strict=True) if m.key in shown]
         leaf = on_path[-1] if on_path else None
         self.store.set_leaf(conv.id, leaf)
-        if item.folder:
-            self.store.set_folder(conv.id, item.folder)
-        if item.pinned:
-            self.store.set_pinned(conv.id, True)
+        documents = [f.document_id for fs in attached for f in fs if f.document_id]
+        if documents:  # replies in this conversation search them, as after a chat upload
+            self.ingestor().library.set_conversation_documents(conv.id, documents)
         if item.folder:
             self.store.set_folder(conv.id, item.folder)
         if item.pinned:
@@ -230,13 +258,15 @@ class Importer:
         self.store.restamp(conv.id, item.updated_at or item.created_at)
         return conv.id
 
-    def _images(self, export: Export, m: ImportedMessage, report: ImportReport) -> list:
+    def _files(
+        self, export: Export, item: ImportedConversation, m: ImportedMessage, report: ImportReport
+    ) -> list[NewAttachment]:
         """The files a message refers to, as its attachments, where the export holds them
         (in the message's JSON, or beside it in the zip), read as a chat upload is: images
-        checked, PDFs and text files attached whole up to the chat's inline limit. A longer
-        document, or one that cannot be read, is named in the report with the reason;
-        files the export lacks are listed as missing."""
-        from lib.chat.with_documents import read_files  # the documents stack: only here
+        checked, PDFs and text files attached whole up to the chat's inline limit, longer
+        ones indexed (see the module's docstring). One that cannot be read is named in the
+        report with the reason; files the export lacks are listed as missing."""
+        from lib.chat.with_documents import read_file  # the documents stack: only here
 
         found = []
         for reference in m.files:
@@ -249,8 +279,30 @@ class Importer:
             try:
                 if is_image_name(name):
                     found.append(checked_image(name, data))
-                else:
-                    found += read_files([(name, data)], limit_bytes=MAX_FILE_BYTES, docs=None)
+                    continue
+                new = read_file(name, data, limit_bytes=MAX_FILE_BYTES, ingestor=self.ingestor())
             except InvalidInputError as exc:  # DocumentError too
                 report.not_imported.append(f"{name} ({exc})")
+                continue
+            found.append(new)
+            if new.kind == "document":
+                report.long_files.append(_long_file_line(item, new))
+                fresh = new.meta.get("status") == "indexed"
+                report.long_keyword_only += bool(fresh and new.meta.get("keyword_only"))
         return found
+
+    def ingestor(self) -> Ingestor:
+        """The Ingestor long files go through (made once, on the first)."""
+        if self._ingestor is None:
+            self._ingestor = document_ingestor(
+                self.store.backend, self.store.workspace, self.embedder
+            )
+        return self._ingestor
+
+
+def _long_file_line(item: ImportedConversation, new: NewAttachment) -> str:
+    where = f"{new.name} (in “{item.title}”, {new.meta.get('tokens', 0):,} tokens)"
+    if new.meta.get("status") == "duplicate":
+        return f"{where}: already in the library, now searched in this conversation too."
+    how = " (keyword search only)" if new.meta.get("keyword_only") else ""
+    return f"{where}: indexed{how}."

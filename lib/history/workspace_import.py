@@ -21,13 +21,20 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lib.errors import ImportCancelled, ParleyError
 from lib.history.archive import Export
 from lib.store.backend import Backend
 
+if TYPE_CHECKING:
+    from lib.documents.ingest import Ingestor
+
 DOCUMENT_LIMIT = 512 * 1024 * 1024  # bytes: above any upload limit the Documents page takes
+KEYWORD_ONLY_NOTE = (
+    "indexed without vectors (keyword search only): re-index them on the Documents page "
+    "for search by meaning."
+)
 
 
 @dataclass
@@ -52,10 +59,7 @@ class FilesReport:
                 line += f", {self.documents_skipped:,} skipped: already in the library"
             out.append(line + ".")
         if self.keyword_only:
-            out.append(
-                f"{self.keyword_only:,} of them indexed without vectors (keyword search "
-                "only): re-index them on the Documents page for search by meaning."
-            )
+            out.append(f"{self.keyword_only:,} of them {KEYWORD_ONLY_NOTE}")
         if self.images or self.images_skipped:
             line = f"{self.images:,} image{'s' * (self.images != 1)} imported"
             if self.images_skipped:
@@ -93,6 +97,16 @@ def restore_files(
     return report
 
 
+def document_ingestor(backend: Backend, workspace: str, embedder: Any = None) -> Ingestor:
+    """The Documents page's `Ingestor` into the workspace's library, as an import uses it:
+    keyword-only without an embedder, so an import never waits on an embeddings server.
+    Also how the importer indexes the long files conversations refer to."""
+    from lib.documents.ingest import Ingestor  # the documents stack: only when needed
+    from lib.documents.library import DocumentLibrary
+
+    return Ingestor(DocumentLibrary(backend, workspace), embedder, limit_bytes=DOCUMENT_LIMIT)
+
+
 def _documents(
     export: Export,
     backend: Backend,
@@ -104,10 +118,7 @@ def _documents(
 ) -> None:
     if not entries:
         return
-    from lib.documents.ingest import Ingestor  # the documents stack: only when needed
-    from lib.documents.library import DocumentLibrary
-
-    ingestor = Ingestor(DocumentLibrary(backend, workspace), embedder, limit_bytes=DOCUMENT_LIMIT)
+    ingestor = document_ingestor(backend, workspace, embedder)
     for entry in entries:
         if cancelled():
             raise ImportCancelled("Import cancelled.")
