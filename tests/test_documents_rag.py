@@ -276,14 +276,61 @@ def test_stopping_keeps_the_partial_answer_and_its_sources(
     assert len(saved.meta["citations"]) == 2
 
 
-def test_regenerate_answers_the_last_question_again(setup, openai_server: FakeOpenAI) -> None:
+def test_regenerate_answers_the_last_question_again_as_a_new_version(
+    setup, openai_server: FakeOpenAI
+) -> None:
     ctx, conv = setup
     openai_server.script("First [1].")
     list(rag.ask(ctx, conv.id, "What is NA?"))
     openai_server.script("Second [2].")
     list(rag.regenerate(ctx, conv.id))
-    messages = ctx.chat.store.all_messages(conv.id)
-    assert [m.content for m in messages] == ["What is NA?", "Second [2]."]
+    store = ctx.chat.store
+    assert [m.content for m in store.path(conv.id)] == ["What is NA?", "Second [2]."]
+    question, first, second = store.all_messages(conv.id)
+    assert first.content == "First [1]." and first.parent_id == second.parent_id == question.id
+    assert second.meta["citations"] and second.meta["rag"]["question"] == "What is NA?"
+    assert len(chat_requests(openai_server)) == 2  # searched and asked again, no rewrite
+
+
+def test_an_earlier_answer_regenerated_searches_for_its_own_question(
+    setup, openai_server: FakeOpenAI
+) -> None:
+    ctx, conv = setup
+    openai_server.script("eigen() [1].")
+    list(rag.ask(ctx, conv.id, "How are eigenvalues computed?"))
+    openai_server.script("What nests by the river?")  # the follow-up, rewritten
+    openai_server.script("The heron [2].")
+    list(rag.ask(ctx, conv.id, "and what nests?"))
+    first_answer = ctx.chat.store.path(conv.id)[1]
+    openai_server.script("eigen(Sm) [1].")
+    answer = rag.regenerate(ctx, conv.id, first_answer.id)
+    assert answer.plan().question == "How are eigenvalues computed?"  # nothing to rewrite
+    list(answer)
+    path = ctx.chat.store.path(conv.id)
+    assert [m.content for m in path] == ["How are eigenvalues computed?", "eigen(Sm) [1]."]
+    assert path[1].parent_id == first_answer.parent_id  # a sibling of the first answer
+
+
+def test_a_chat_reply_for_an_edited_question_is_answered_from_the_documents(
+    setup, openai_server: FakeOpenAI
+) -> None:
+    """What the message actions start (a `chat.Reply` after the edited question) becomes
+    a document answer for that question: searched, with the sources in its request."""
+    ctx, conv = setup
+    openai_server.script("About NA [1].")
+    list(rag.ask(ctx, conv.id, "What is NA?"))
+    question = ctx.chat.store.path(conv.id)[0]
+    edited = chat.branch_edit(ctx.chat.store, conv.id, question.id, "Where do herons nest?")
+    reply = chat.Reply(ctx.chat, ctx.chat.store.get(conv.id), after=edited.id)
+    openai_server.script("By the river [1].")
+    answer = rag.answer_for(ctx, reply)
+    assert answer.plan().question == "Where do herons nest?"
+    list(answer)
+    system = chat_requests(openai_server)[-1]["messages"][0]["content"]
+    assert system.startswith(rag.INSTRUCTIONS) and "heron nests by the river" in system
+    path = ctx.chat.store.path(conv.id)
+    assert [m.content for m in path] == ["Where do herons nest?", "By the river [1]."]
+    assert path[1].meta["citations"]
 
 
 def test_document_conversations_persist_are_searchable_and_export_citations(

@@ -120,19 +120,22 @@ def ask(ctx: DocContext, conversation_id: str, text: str) -> Answer:
         raise InvalidInputError("The question is empty.")
     conv = ctx.chat.store.get(conversation_id)
     _chosen(ctx, conv)  # refuse before saving anything if no document is chosen
-    ctx.chat.store.add_message(conv.id, Message(role="user", content=text))
-    return Answer(ctx, conv)
+    question = ctx.chat.store.add_message(conv.id, Message(role="user", content=text))
+    return Answer(ctx, conv, after=question.id)
 
 
-def regenerate(ctx: DocContext, conversation_id: str) -> Answer:
-    """Answer the last question again, replacing the last answer."""
-    conv = ctx.chat.store.get(conversation_id)
-    last = ctx.chat.store.recent_messages(conv.id, 1)
-    if last and last[0].role == "assistant":
-        ctx.chat.store.delete_messages_from(conv.id, last[0].id)
-    if not ctx.chat.store.recent_messages(conv.id, 1):
-        raise InvalidInputError("There is no question to answer yet.")
-    return Answer(ctx, conv)
+def regenerate(ctx: DocContext, conversation_id: str, message_id: int | None = None) -> Answer:
+    """Answer a question again, searching afresh, as a new version beside the earlier
+    answers (`chat.rewind`: by default the question at the end of the path shown)."""
+    after = chat.rewind(ctx.chat.store, conversation_id, message_id)
+    return Answer(ctx, ctx.chat.store.get(conversation_id), after=after)
+
+
+def answer_for(ctx: DocContext, reply: chat.Reply) -> Answer:
+    """The turn `reply` was made for (the question it follows), answered from the
+    documents instead: how the Chat page's message actions (edit, regenerate, Retry),
+    which start a `chat.Reply`, re-ask with retrieval on the Documents page."""
+    return Answer(ctx, reply.conv, after=reply.after)
 
 
 def _chosen(ctx: DocContext, conv: Conversation) -> list[DocumentRecord]:
@@ -150,8 +153,8 @@ class Answer(chat.Reply):
 
     instructions = INSTRUCTIONS
 
-    def __init__(self, ctx: DocContext, conv: Conversation) -> None:
-        super().__init__(ctx.chat, conv)
+    def __init__(self, ctx: DocContext, conv: Conversation, after: int | None = None) -> None:
+        super().__init__(ctx.chat, conv, after)
         self.docs = ctx
         self.plan_: Plan | None = None
         self._force_retrieval = False
@@ -165,7 +168,12 @@ class Answer(chat.Reply):
         return self.plan_
 
     def _make_plan(self) -> Plan:
-        *history, last = self.ctx.store.recent_messages(self.conv.id, REWRITE_HISTORY + 1)
+        # The path ending at the question answered (`after`), which an edit or a
+        # regenerate of an earlier answer makes other than the end of the path shown.
+        recent = self.ctx.store.recent_messages(self.conv.id, REWRITE_HISTORY + 1, end=self.after)
+        if not recent:
+            raise InvalidInputError("There is no question to answer yet.")
+        *history, last = recent
         if self._question is None:  # rewrite once, even if the plan is made again
             self._question = self._standalone(history, last.content)
         question, usage = self._question
