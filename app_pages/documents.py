@@ -5,7 +5,7 @@ import streamlit as st
 from lib.documents import rag
 from lib.errors import MissingKeyError, ParleyError
 from lib.markup import escape, neutralise
-from lib.ui import auth, chat_view, clients, sidebar, state, transcript
+from lib.ui import auth, chat_view, clients, message_actions, sidebar, state, transcript
 from lib.ui import documents_chat as answers
 from lib.ui import documents_view as docs
 
@@ -51,19 +51,22 @@ chat_ctx.server.prefetch(model)
 if embedder:
     docs.repairs(library, embedder.model)
 ctx = rag.DocContext(chat_ctx, library, embedder, docs.reranker(current, api))
-if conv:
+if conv:  # the Chat page's actions: Retry and the edit form in a bubble, the row under it
+    actions, tools = message_actions.for_chat(store, conv.id)
     shown = transcript.render_window(
         store,
         conv.id,
         extra=lambda m: answers.sources_panel(library, m),
         display=answers.with_locations,
-        actions=answers.retry_in_place(store, conv.id),
+        actions=actions,
+        tools=tools,
     )
 slot = chat_view.Slot()  # the next answer streams here, above the last one's controls
 if conv:
     with slot.controls():
         answers.gauge(next((m for m in reversed(shown) if m.role == "assistant"), None))
-        answers.actions(ctx, conv.id, shown, slot)
+        chat_view.last_actions(chat_ctx, conv, shown)
+    answers.run_pending(ctx, slot)  # an edit, a regenerate or a Retry, re-asked
 if embedder:
     docs.coverage_note(documents, chosen, embedder.model)
 if not chosen:

@@ -166,7 +166,7 @@ def test_on_the_documents_page_a_failed_answer_is_in_place_with_retry(
     cid = store.list(kind="documents")[0].id
     assert [m.status for m in store.all_messages(cid)] == ["ok", "failed"]
 
-    [b for b in answer.button if b.key.startswith("parley.w.doc_retry.")][0].click().run()
+    [b for b in answer.button if b.key.startswith("parley.w.retry.")][0].click().run()
     assert not at.exception
     assert len(at.chat_message) == 2
     assert at.chat_message[1].markdown[0].value.startswith("Echo:")

@@ -341,3 +341,81 @@ def test_a_server_without_embeddings_says_so_up_front_and_searches_by_keyword(
 def test_the_line_under_an_answer(role: str, meta: dict, cost: float | None, expected) -> None:  # noqa: ANN001
     message = Message(role=role, content="An answer [1].", meta=meta, cost=cost)
     assert answers.mode_line(message) == expected
+
+
+def conversation(at: AppTest) -> str:
+    conv_id = at.query_params["c"]
+    return conv_id[0] if isinstance(conv_id, list) else conv_id
+
+
+def system_sent(server: FakeOpenAI) -> str:
+    return server.requests_to("/chat/completions")[-1].json["messages"][0]["content"]
+
+
+def test_regenerate_an_answer_searches_again_and_keeps_the_first_as_a_version(
+    page: AppTest, openai_server: FakeOpenAI, store: ConversationStore
+) -> None:
+    upload(page, INTRO, NOTES)
+    openai_server.script("Use eigen() [1].")
+    ask(page, "How do I compute the eigenvalues of a symmetric matrix?")
+    cid = conversation(page)
+    question, first = store.path(cid)
+    # The Chat page's row: copy, regenerate and the time, under the answer.
+    copies = {e.key for e in page.get("bidi_component")}  # lib.ui.message_actions' Copy
+    assert {f"parley-copy-{question.id}", f"parley-copy-{first.id}"} <= copies
+    assert page.button(key=f"parley.w.edit.open.{question.id}")
+    openai_server.reset()
+    openai_server.script("eigen(Sm) gives them [2].")
+    page.button(key=f"parley.w.regen.{first.id}").click().run()
+    assert not page.exception, page.exception
+    _, second = store.path(cid)
+    assert second.id != first.id and second.parent_id == question.id
+    assert second.meta["rag"]["mode"] == "retrieval" and second.meta["citations"]
+    assert "[1] intro.pdf, page 5" in system_sent(openai_server)  # searched afresh
+    answer = [m for m in texts(page.markdown) if m.startswith("eigen(Sm) gives them")]
+    assert answer and "\\[2 · intro.pdf p." in answer[0]
+    assert "2/2" in captions(page)
+    page.button(key=f"parley.w.version.{second.id}.-1").click().run()
+    assert [m.content for m in store.path(cid)] == [question.content, "Use eigen() [1]."]
+    assert "1/2" in captions(page)
+
+
+def test_edit_a_question_asks_the_documents_again(
+    page: AppTest, openai_server: FakeOpenAI, store: ConversationStore
+) -> None:
+    upload(page, INTRO, NOTES)
+    openai_server.script("See [1].")
+    ask(page, "What is NA?")
+    openai_server.script("Herons nest by the river [3].")
+    ask(page, "and the heron?")  # rewritten first, then answered
+    cid = conversation(page)
+    first_question = store.path(cid)[0]
+    page.button(key=f"parley.w.edit.open.{first_question.id}").click().run()
+    page.text_area(key=f"parley.w.edit.{first_question.id}").set_value("Where do herons nest?")
+    openai_server.reset()
+    openai_server.script("By the river [2].")
+    page.button(key=f"parley.w.edit.send.{first_question.id}").click().run()
+    assert not page.exception, page.exception
+    edited, answer = store.path(cid)
+    assert edited.content == "Where do herons nest?" and answer.content == "By the river [2]."
+    assert "Searched for: Where do herons nest?" in captions(page)  # a first question: as typed
+    assert len(openai_server.requests_to("/chat/completions")) == 1  # nothing to rewrite
+    assert "heron nests by the river" in system_sent(openai_server)
+    assert "2/2" in captions(page)  # the question's versions
+    assert page.text_area.len == 0  # the form closed
+
+
+def test_a_failed_answer_is_retried_in_its_bubble_with_retrieval(
+    page: AppTest, openai_server: FakeOpenAI, store: ConversationStore
+) -> None:
+    upload(page, INTRO)
+    openai_server.fail(503, route="chat/completions")
+    ask(page, "What is R?")
+    cid = conversation(page)
+    _, failed = store.path(cid)
+    assert failed.status == "failed"
+    openai_server.script("R is a language [1].")
+    page.chat_message[1].button(key=f"parley.w.retry.{failed.id}").click().run()
+    assert not page.exception, page.exception
+    assert [m.status for m in store.all_messages(cid)] == ["ok", "ok"]  # the failure dropped
+    assert store.path(cid)[1].meta["citations"]

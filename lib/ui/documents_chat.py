@@ -14,8 +14,7 @@ import re
 
 import streamlit as st
 
-from lib import chat
-from lib.conversations import ConversationStore, Message
+from lib.conversations import Message
 from lib.documents import rag
 from lib.documents.extract import render_pdf_page
 from lib.documents.library import DocumentLibrary
@@ -187,62 +186,26 @@ def _planned(plan: rag.Plan) -> str:
     return f"Found {len(plan.sources)} passages{kind}"
 
 
-def retry_in_place(store: ConversationStore, conv_id: str):  # noqa: ANN201 - a bubble part
-    """For `transcript.render_window(actions=...)`: Retry inside the last answer when it
-    failed or was cut off, under its error."""
-
-    def part(message: Message) -> None:
-        if message.role != "assistant" or not chat.needs_retry(message):
-            return
-        last = store.recent_messages(conv_id, 1)
-        if last and last[0].id == message.id:
-            st.button(
-                "Retry",
-                icon=":material/replay:",
-                key=f"parley.w.doc_retry.{message.id}",
-                type="primary",
-                on_click=_retry,
-                args=(store, conv_id, message.id),
-            )
-
-    return part
-
-
-def _retry(store: ConversationStore, conv_id: str, message_id: int) -> None:
-    # Dropped in the click's callback, so the run that answers again does not draw the
-    # failed answer above the new one.
-    store.delete_messages_from(conv_id, message_id)
-    state.put("doc_regenerate", conv_id)
-
-
-def actions(
-    ctx: rag.DocContext, conv_id: str, shown: list[Message], slot: Slot | None = None
-) -> None:
-    """Regenerate the last answer, or clear the conversation."""
-    if not shown:
+def run_pending(ctx: rag.DocContext, slot: Slot | None = None) -> None:
+    """The turn a message action asked for, answered from the documents. The actions are
+    the Chat page's own (`lib.ui.message_actions`: edit any question, regenerate any
+    answer, Retry by a failed one; `chat_view.last_actions`' Regenerate): their callbacks
+    rewind or branch the conversation and leave a `chat.Reply` to start, which here
+    becomes a `rag.Answer` for the same question (`rag.answer_for`), so it is searched
+    afresh and cited."""
+    pending = state.pop(PENDING)
+    if not pending:
         return
-    row = st.container(horizontal=True, gap="xsmall")  # one row on a phone too
-    retry = chat.needs_retry(shown[-1])
-    # A failed or cut-off answer has its Retry in its bubble, by the error.
-    if not (retry and shown[-1].role == "assistant"):
-        row.button(
-            "Retry" if retry else "Regenerate",
-            icon=":material/replay:" if retry else ":material/refresh:",
-            key="parley.w.doc_regen",
-            on_click=state.put,
-            args=("doc_regenerate", conv_id),
-            type="primary" if retry else "tertiary",
-        )
-    with row.popover("Reset", icon=":material/restart_alt:", type="tertiary"):
-        st.write("Clear every message in this conversation? Its documents are kept.")
-        if st.button("Clear messages", key="parley.w.doc_reset", type="primary"):
-            ctx.chat.store.clear_messages(conv_id)
-            st.rerun()
-    if state.pop("doc_regenerate") == conv_id:
-        try:
-            answer = rag.regenerate(ctx, conv_id)
-        except ParleyError as exc:
-            st.error(escape(str(exc)))
-            return
-        with slot.turn if slot else st.container():
-            stream(answer, slot)
+    action, args = pending
+    try:
+        answer = rag.answer_for(ctx, action(ctx.chat, *args))
+    except ParleyError as exc:
+        st.error(escape(str(exc)))
+        return
+    with slot.turn if slot else st.container():
+        stream(answer, slot)
+
+
+# `chat_view.start`'s key: the turn to answer in the next run. (chat_view exports no
+# accessor that takes it without also streaming it as a chat reply.)
+PENDING = "pending"
