@@ -1,9 +1,9 @@
-"""History: bring conversations in from ChatGPT, Open WebUI, LibreChat or Parley, and take
-everything out as one zip."""
+"""History: bring conversations in from ChatGPT, Open WebUI, LibreChat or Parley, organise
+their folders, and take everything out as one zip."""
 
 import streamlit as st
 
-from lib.ui import auth, clients, history_view, sidebar
+from lib.ui import auth, clients, folders_view, history_view, sidebar
 
 auth.guard()
 current = sidebar.connection()
@@ -11,5 +11,7 @@ store = clients.store(current)
 
 st.title("History")
 history_view.importer(store)
+st.divider()
+folders_view.organise(store)
 st.divider()
 history_view.exporter(store)

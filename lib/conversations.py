@@ -46,6 +46,12 @@ TITLE_LENGTH = 60
 FOLDER_LENGTH = 40
 SNIPPET_WORDS = 12
 
+
+def folder_name(text: str | None) -> str | None:
+    """A folder's name as kept: spaces tidied, at most FOLDER_LENGTH; None when blank."""
+    return " ".join((text or "").split())[:FOLDER_LENGTH] or None
+
+
 _CONVERSATION_COLUMNS = ", ".join(
     ["id", "workspace", "kind", "title", "model", "system_prompt", "params"]
     + ["created_at", "updated_at", "pinned"]
@@ -303,8 +309,53 @@ class ConversationStore(WorkspaceStore):
         """Move into the folder called `folder` (made by the first conversation put in it,
         gone with the last taken out), or out of any (None or blank). A move is not a use:
         its place by date stays."""
-        name = " ".join((folder or "").split())[:FOLDER_LENGTH] or None
-        self._update(conversation_id, touch=False, folder=name)
+        self._update(conversation_id, touch=False, folder=folder_name(folder))
+
+    def rename_folder(self, name: str, new_name: str, *, merge: bool = False) -> int:
+        """Give the folder called `name` the name `new_name` (spaces tidied and cut as
+        `set_folder` does); returns how many conversations it holds. A name another folder
+        already has is refused unless `merge`, which puts the two folders' conversations
+        together under it. Like a move, not a use: every place by date stays."""
+        new = folder_name(new_name)
+        if new is None:
+            raise InvalidInputError("A folder needs a name: type one, or delete the folder.")
+        with self._transaction() as conn:
+            held = self._folder_count(conn, name)
+            if new == name:
+                return held
+            taken = self._folder_count(conn, new, missing_ok=True)
+            if taken and not merge:
+                raise InvalidInputError(
+                    f"There is already a folder called “{new}” ({taken:,} conversation"
+                    f"{'s' * (taken != 1)}).",
+                    hint="Choose another name, or merge the two folders into it.",
+                )
+            conn.execute(
+                "UPDATE conversations SET folder = ? WHERE workspace = ? AND folder = ?",
+                (new, self.workspace, name),
+            )
+        return held + taken
+
+    def delete_folder(self, name: str) -> int:
+        """Take every conversation out of the folder called `name`, which is then gone (a
+        folder exists while it holds one); the conversations stay, in no folder. Returns
+        how many were in it."""
+        with self._transaction() as conn:
+            held = self._folder_count(conn, name)
+            conn.execute(
+                "UPDATE conversations SET folder = NULL WHERE workspace = ? AND folder = ?",
+                (self.workspace, name),
+            )
+        return held
+
+    def _folder_count(self, conn: Connection, name: str, *, missing_ok: bool = False) -> int:
+        held = conn.execute(
+            "SELECT count(*) FROM conversations WHERE workspace = ? AND folder = ?",
+            (self.workspace, name),
+        ).fetchone()[0]
+        if not held and not missing_ok:
+            raise NotFoundError(f"There is no folder called “{name}” (any more).")
+        return int(held)
 
     def folders(self, *, kind: str | None = None) -> list[Folder]:
         """The folders in use, by name, each with how many conversations it holds."""
