@@ -179,15 +179,48 @@ def librechat_export(*, tree: bool) -> dict:
     return data
 
 
-def write_big_chatgpt(path: Path, conversations: int, turns: int = 4, words: int = 8) -> Path:
-    """A ChatGPT zip of `conversations` conversations, written as it goes (bench, tests)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+def write_big_chatgpt(
+    path: Path,
+    conversations: int,
+    turns: int = 4,
+    words: int = 8,
+    *,
+    images: int = 0,
+    image_side: int = 600,
+) -> Path:
+    """A ChatGPT zip of `conversations` conversations, written as it goes (bench, tests).
+
+    With `images`, that many PNGs of random pixels (`image_side` pixels square, about
+    3 x side² bytes each, which no compressor shrinks) sit beside conversations.json, each
+    sent by the first question of a conversation spread evenly through the export, as
+    ChatGPT names them: `file-<id>-<name>`, pointed to by an `image_asset_pointer` part."""
+    sent_in = {n * conversations // images: n for n in range(images)} if images else {}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         with archive.open("conversations.json", "w", force_zip64=True) as f:
             f.write(b"[")
             for n in range(conversations):
                 if n:
                     f.write(b",")
                 conv = simple_chatgpt(f"big-{n}", f"Chat {n}", turns, words)
+                if n in sent_in:
+                    content = conv["mapping"]["m0"]["message"]["content"]
+                    content["content_type"] = "multimodal_text"
+                    content["parts"].append({"content_type": "image_asset_pointer",
+                        "asset_pointer": f"file-service://file-Noise{sent_in[n]}"})  # fmt: skip
                 f.write(json.dumps(conv).encode())
             f.write(b"]")
+        for n in range(images):
+            archive.writestr(f"file-Noise{n}-noise.png", noise_png(image_side))
     return path
+
+
+def noise_png(side: int) -> bytes:
+    """A PNG of random pixels: incompressible, and a real image the importer checks."""
+    import os
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    img = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    img.save(out, format="PNG", compress_level=0)  # random: zlib would only spend time
+    return out.getvalue()
