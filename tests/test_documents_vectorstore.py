@@ -1,5 +1,6 @@
-"""Parley's FAISS index (SQLite's vector search): exact vs IVF by size, filtering, deletion,
-pickle-free persistence."""
+"""Parley's FAISS index (SQLite's vector search): exact, then a quantized scan re-scored
+exactly, by size; filtering, deletion, pickle-free persistence, and the upgrade of an
+older Parley's IVF index."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import numpy as np
 import pytest
 
 from lib.documents import vectorstore
-from lib.documents.vectorstore import ParleyFAISS, exact_is_enough
+from lib.documents.chunking import Chunk
+from lib.documents.library import DocumentLibrary
+from lib.documents.vectorstore import ParleyFAISS, exact_is_enough, training_level
+from lib.store.backend import open_backend
+
+MODEL = "text-embedding-3-small"
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -27,10 +33,26 @@ def brute_force(x: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> list[i
     return [int(ids[i]) for i in np.argsort(-(x @ q))[:k]]
 
 
+def recall_at_10(store: ParleyFAISS, x: np.ndarray, ids: np.ndarray, queries) -> float:  # noqa: ANN001
+    found = [{i for i, _ in store.search_vector(q, 10)} for q in queries]
+    truth = [set(brute_force(x, ids, q, 10)) for q in queries]
+    return float(np.mean([len(f & t) / 10 for f, t in zip(found, truth, strict=True)]))
+
+
+def near(x: np.ndarray) -> np.ndarray:
+    """Queries about as near the stored vectors as a question is to its passage (cosine
+    about 0.9), not the vectors themselves, which any index finds."""
+    rng = np.random.default_rng(1)
+    q = x + 0.5 * rng.standard_normal(x.shape).astype(np.float32) / np.sqrt(x.shape[1])
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
 @pytest.fixture
 def small_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    # 32-dimensional vectors: exact up to 100 of them, so IVF is exercised at test sizes.
+    # 32-dimensional vectors: exact up to 100 of them, and 200 candidates re-scored, so the
+    # quantized scan, and its pool, are exercised at test sizes.
     monkeypatch.setattr(vectorstore, "EXACT_MAX_FLOATS", 100 * 32)
+    monkeypatch.setattr(vectorstore, "RERANK_POOL", 200)
 
 
 def test_faiss_is_configured_for_these_machines() -> None:
@@ -39,10 +61,14 @@ def test_faiss_is_configured_for_these_machines() -> None:
 
 
 def test_threshold_is_in_vectors_times_dimensions() -> None:
-    assert exact_is_enough(5_000, 1536)
-    assert not exact_is_enough(6_000, 1536)
-    assert exact_is_enough(20_000, 384)
-    assert exact_is_enough(31_000, 256) and not exact_is_enough(32_000, 256)
+    assert exact_is_enough(1_900, 1536) and not exact_is_enough(2_000, 1536)
+    assert exact_is_enough(7_800, 384) and not exact_is_enough(7_900, 384)
+    assert exact_is_enough(11_700, 256) and not exact_is_enough(11_800, 256)
+
+
+def test_codes_are_retrained_each_fourfold_growth() -> None:
+    levels = [training_level(n, 1536) for n in (1, 1_953, 7_000, 7_900, 31_000, 32_000, 10**5)]
+    assert levels == [0, 0, 0, 1, 1, 2, 2]
 
 
 def test_exact_search_matches_brute_force_and_keeps_ids() -> None:
@@ -57,37 +83,48 @@ def test_exact_search_matches_brute_force_and_keeps_ids() -> None:
         assert hits[0][1] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_growing_past_the_threshold_switches_to_ivf_with_good_recall(small_threshold) -> None:
+def test_growing_past_the_threshold_switches_to_a_rescored_scan(small_threshold) -> None:
     x = clustered(3000, 32)
     ids = np.arange(3000) * 3 + 7
     store = ParleyFAISS()
     store.add_vectors(ids[:80], x[:80])
     assert store.kind == "flat"
-    store.add_vectors(ids[80:], x[80:])  # crosses the threshold: rebuilt as IVF
-    assert store.kind == "ivf" and store.size == 3000
-    recall = np.mean(
-        [
-            len({i for i, _ in store.search_vector(q, 10)} & set(brute_force(x, ids, q, 10))) / 10
-            for q in x[::30]
-        ]
-    )
-    assert recall >= 0.9
+    store.add_vectors(ids[80:], x[80:])  # crosses the threshold: rebuilt
+    assert store.kind == "pq" and store.size == 3000
+    queries = near(x[::60])
+    assert recall_at_10(store, x, ids, queries) >= 0.98
+    hits = store.search_vector(queries[0], 10)
+    exact = x[np.searchsorted(ids, [i for i, _ in hits])] @ queries[0]
+    assert [s for _, s in hits] == pytest.approx(list(exact), abs=1e-5)  # exact scores
     got_ids, got_vectors = store.all_vectors()
     order = np.argsort(got_ids)
     assert np.array_equal(got_ids[order], ids) and np.allclose(got_vectors[order], x)
 
 
-@pytest.mark.parametrize("size", [60, 2000])  # flat, then IVF
-def test_search_can_be_limited_to_some_ids(size: int, small_threshold) -> None:
+def test_adding_within_a_training_step_keeps_the_codes(small_threshold) -> None:
+    x = clustered(2000, 32)
+    store = ParleyFAISS()
+    store.add_vectors(np.arange(150), x[:150])
+    index = store.index
+    store.add_vectors(np.arange(150, 350), x[150:350])  # 350 < 4 x 100: same step
+    assert store.index is index and store.size == 350
+    store.add_vectors(np.arange(350, 2000), x[350:])  # past 400: retrained
+    assert store.index is not index and store.size == 2000
+    assert store.search_vector(x[1900], 1)[0][0] == 1900
+
+
+@pytest.mark.parametrize("size", [60, 2000])  # flat, then the rescored scan
+@pytest.mark.parametrize("every", [2, 7, 200])  # a filter keeping half, a seventh, ten ids
+def test_search_can_be_limited_to_some_ids(size: int, every: int, small_threshold) -> None:
     x = clustered(size, 32)
-    ids = np.arange(size, dtype=np.int64)
+    ids = np.arange(size, dtype=np.int64) + 10
     store = ParleyFAISS()
     store.add_vectors(ids, x)
-    allowed = ids[ids % 7 == 0]
+    allowed = ids[ids % every == 0]
     hits = store.search_vector(x[3], 5, allowed)
-    assert len(hits) == 5
-    assert all(i % 7 == 0 for i, _ in hits)
-    assert [i for i, _ in hits] == brute_force(x[allowed], allowed, x[3], 5)
+    assert len(hits) == min(5, len(allowed))
+    assert all(i % every == 0 for i, _ in hits)
+    assert [i for i, _ in hits] == brute_force(x[allowed - 10], allowed, x[3], 5)
     assert store.search_vector(x[3], 5, np.zeros(0, dtype=np.int64)) == []
 
 
@@ -97,9 +134,16 @@ def test_removed_vectors_are_never_found(size: int, small_threshold) -> None:
     store = ParleyFAISS()
     store.add_vectors(np.arange(size), x)
     assert store.remove(range(0, size, 2)) == size // 2
+    assert store.remove([0, 2, size * 5]) == 0  # gone already, or never there
     assert store.size == size - size // 2
     found = {i for q in x[:10] for i, _ in store.search_vector(q, 10)}
     assert found and all(i % 2 == 1 for i in found)
+    assert store.search_vector(x[7], 1)[0][0] == 7
+    got_ids, got_vectors = store.all_vectors()
+    assert np.array_equal(np.sort(got_ids), np.arange(1, size, 2))
+    assert np.allclose(got_vectors[np.argsort(got_ids)], x[1::2])
+    store.add_vectors([size * 5], x[:1])  # the id map and the vectors still line up
+    assert store.search_vector(x[0], 1)[0][0] == size * 5
 
 
 def test_mismatched_dimensions_are_refused() -> None:
@@ -126,5 +170,54 @@ def test_saved_index_loads_without_pickle(
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
     loaded = ParleyFAISS.load(path)
-    assert loaded.kind == store.kind and loaded.size == size
+    assert loaded.kind == store.kind and loaded.size == size and not loaded.outdated
     assert loaded.search_vector(x[5], 3) == store.search_vector(x[5], 3)
+    assert loaded.remove([5]) == 1 and loaded.search_vector(x[5], 1)[0][0] != 5
+
+
+# An older Parley's index
+
+
+def old_ivf(ids: np.ndarray, x: np.ndarray) -> faiss.Index:
+    """What Parley wrote above its exact threshold before: an inverted file, no id map."""
+    dim = x.shape[1]
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, 16, faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    index.add_with_ids(x, ids)
+    return index
+
+
+def test_an_ivf_index_is_outdated_and_searching_it_upgrades_it(small_threshold) -> None:
+    x = clustered(1000, 32)
+    ids = np.arange(1000) + 500
+    store = ParleyFAISS(index=old_ivf(ids, x))
+    assert store.kind == "ivf" and store.outdated
+    queries = near(x[::33])
+    assert recall_at_10(store, x, ids, queries) >= 0.98
+    assert store.kind == "pq" and store.size == 1000 and not store.outdated
+
+
+def add_document(library: DocumentLibrary, x: np.ndarray) -> list[int]:
+    texts = [f"passage {i}" for i in range(len(x))]
+    chunks = [Chunk(i + 1, None, 0, len(t), t, 2) for i, t in enumerate(texts)]
+    doc, ids = library.create(name="manual.pdf", data=b"%PDF-test", sha256="0" * 64,
+                              kind="pdf", report={}, pages=[], page_tokens=[],
+                              chunks=chunks)  # fmt: skip
+    library.search.add(doc.id, ids, texts, MODEL, x)
+    library.mark_ready(doc.id, MODEL, {})
+    return ids
+
+
+def test_an_older_ivf_file_is_rebuilt_and_saved_on_first_use(data_dir: Path, small_threshold):
+    x = clustered(600, 32)
+    library = DocumentLibrary(open_backend(data_dir), "ws")
+    ids = np.array(add_document(library, x))
+    (path,) = data_dir.glob("documents/*/index-*.faiss")
+    ParleyFAISS(index=old_ivf(ids, x)).save(path)  # as the last version left it
+    fresh = DocumentLibrary(open_backend(data_dir), "ws")  # a new session
+    before = fresh.search._generation(MODEL)
+    hits = fresh.search.vectors(MODEL, x[42], [d.id for d in fresh.list()], 10)
+    assert [i for i, _ in hits] == brute_force(x, ids, x[42], 10)
+    assert ParleyFAISS.load(path).kind == "pq"  # saved, so the next session reads it as is
+    assert fresh.search._generation(MODEL) == before + 1
+    assert fresh.search.repairs == []  # nothing was wrong: nothing to tell the user

@@ -181,9 +181,11 @@ class FileSearch:
         if loaded is not None and loaded[0] == generation:
             return loaded[1]
         try:
-            store = ParleyFAISS.load(self._index_path(model))
+            store: ParleyFAISS | None = ParleyFAISS.load(self._index_path(model))
         except (FileNotFoundError, IndexDamaged):
-            with self._index_lock():  # another session may be rebuilding it
+            store = None
+        if store is None or store.outdated:
+            with self._index_lock():  # another session may be rebuilding or upgrading it
                 store = self._load_or_rebuild(model)
                 generation = self._generation(model)
         self._stores[model] = (generation, store)
@@ -217,14 +219,19 @@ class FileSearch:
             )
 
     def _load_or_rebuild(self, model: str) -> ParleyFAISS:
-        """The saved index, or (missing or damaged) one rebuilt and saved; hold the lock."""
+        """The saved index (upgraded if outdated), or (missing or damaged) one rebuilt and
+        saved; hold the lock."""
         path = self._index_path(model)
         try:
-            return ParleyFAISS.load(path)
+            store = ParleyFAISS.load(path)
         except FileNotFoundError:
             reason = "its file is missing"
         except IndexDamaged as exc:
             reason = exc.reason
+        else:
+            if store.outdated:
+                self._upgrade(model, store)
+            return store
         log.warning("vector index %s (%s): %s; rebuilding it", path.name, model, reason)
         store, keyword_only = self._rebuild_index(model)
         self._save_index(model, store)
@@ -240,6 +247,15 @@ class FileSearch:
             )
         self.repairs.append(notice)
         return store
+
+    def _upgrade(self, model: str, store: ParleyFAISS) -> None:
+        """Rebuild an index of an outdated type from its own vectors (an older Parley's IVF
+        index: see lib/documents/vectorstore.py), and save it; nothing to tell the user."""
+        was = store.kind
+        store.upgrade()
+        self._save_index(model, store)
+        log.info("vector index for %s: %s index of %d vectors rebuilt as %s",
+                 model, was, store.size, store.kind)  # fmt: skip
 
     def _rebuild_index(self, model: str) -> tuple[ParleyFAISS, list[str]]:
         """The index rebuilt from the embedding cache, and the documents it lacks vectors for

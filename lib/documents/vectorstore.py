@@ -22,18 +22,39 @@ instead of reaching FAISS, which would fail with a raw message or misread it.
 Vectors are unit length and compared by inner product, i.e. cosine similarity. Each
 vector's FAISS id is its chunk's SQLite row id, so search results map straight to rows.
 
-Index type by size (`bench/query.py` prints the measurements behind these numbers; the
-figures below are from one run on these shared 2-core machines, questions as queries):
+Index type by size (`bench/query.py` prints the measurements behind these numbers: its
+corpus is seven R manuals' ~1,560 passages, each repeated with noise up to N, and 57
+questions as queries; recall@10 is against exact search; one thread, load 1.5-2.8 on
+these shared 2-core machines):
 - Exact (`IndexIDMap2(IndexFlatIP)`) while vectors x dimension <= EXACT_MAX_FLOATS, about
-  5,000 chunks of 1,536 dimensions (31,000 of 256). Exact search reads every vector: a
-  query took 4 ms at 5k x 1,536, 8 ms at 10k and 41 ms at 50k, so past ~5k it would eat
-  most of the 10 ms budget for the whole retrieval.
-- Above it, an inverted file (`IndexIVFFlat`, 2 sqrt(N) lists, probing 1/32 of them and
-  at least 16): 0.4-1.7 ms from 5k to 50k and about 3 ms at 100k, with top-10 recall
-  against exact search of 0.92-0.95. IVF rather than HNSW because IVF supports
-  `remove_ids`, which deleting a document needs, and keeps no graph, so its memory stays
-  at the raw vectors plus 8 bytes of id each. The lists are retrained when the index grows
-  past RETRAIN_GROWTH times its training size.
+  1,950 chunks of 1,536 dimensions (11,700 of 256). Exact search reads every vector, about
+  10 GB/s here: 2.9 ms at 5k x 1,536, 6.9 ms at 10k, 16 ms at 20k, 64 ms at 50k.
+- Above it, a quantized scan re-scored exactly: `IndexIDMap2(IndexRefineFlat(
+  IndexPQFastScan))`. The scan reads 4-bit product-quantization codes (one per
+  DIMS_PER_CODE dimensions: 96 bytes per 1,536-d vector, 1/64 of the floats) with SIMD
+  lookups, and its best RERANK_POOL (2,000) candidates are re-scored against the raw
+  vectors, so the results and their scores are exact whenever the true top k are in the
+  pool. Recall@10 1.000 at 5k, 10k, 20k, 50k and 100k, in 0.8, 0.9, 1.0, 1.5 and 1.8 ms
+  (a pool of 1,000: 0.993 at 50k, 0.986 at 100k, 1.2 ms). Built in 5 s at 100k (training
+  the codes on a sample of TRAIN_SAMPLE vectors: 1.2 s); memory is the raw vectors plus
+  1.6% for the codes and 8 bytes of id each. The codes are retrained each time the index
+  grows RETRAIN_GROWTH times (`training_level`).
+- Not an inverted file (`IndexIVFFlat`, what Parley used before): probing more lists does
+  not buy recall, because the near-duplicates of a passage share one list, and when the
+  query's nearest centroids miss that list all of them are missed at once. At 100k with
+  2 sqrt(N) lists, probing 1/32 of them gave recall@10 0.947 (2.2 ms), 1/16 0.981
+  (5.2 ms), 1/8 0.981 (14 ms), 1/4 0.982 (25 ms), 1/2 1.000 (43 ms). An IVF index from an
+  older Parley is `outdated`: it is rebuilt from its own vectors when first loaded
+  (`lib/documents/indexes.py` saves it), or when searched.
+- Not HNSW (`IndexHNSWFlat`, M=32): near-duplicate passages link mostly to each other,
+  so the graph is badly connected between topics. At 100k it took 23 s to build and gave
+  recall@10 0.55 at efSearch 64 and 0.81 at 256 (0.5 ms); 0.96 and 1.0 at 10k. It also
+  has no `remove_ids`, which deleting a document needs.
+- `IndexRefine` has no `remove_ids` either; `remove` takes the positions out of the codes
+  and the raw vectors (each keeps the others' order) and rewrites the id map. Nor can
+  the fast scan take an id filter: a filtered search widens the pool by the share of the
+  index its ids hold and filters the pool before re-scoring, which for a small share is
+  exact search over just those ids.
 
 Two FAISS defaults are wrong for these machines, and are set once, process-wide, here:
 - OpenMP threads: with 2 threads a single query is 2-3x slower than with 1 (thread
@@ -59,11 +80,12 @@ from lib.atomic_files import atomic_write
 faiss.omp_set_num_threads(1)
 faiss.cvar.distance_compute_blas_threshold = 20
 
-EXACT_MAX_FLOATS = 8_000_000
-NPROBE_FRACTION = 1 / 32
-MIN_NPROBE = 16
+EXACT_MAX_FLOATS = 3_000_000
+DIMS_PER_CODE = 8  # 4-bit PQ codes over 8 dimensions each: 96 bytes per 1,536-d vector
+RERANK_POOL = 2_000  # coarse candidates re-scored exactly (at least, for k <= 500)
+RERANK_PER_RESULT = 4  # ... and at least 4 per result asked for
+TRAIN_SAMPLE = 20_000
 RETRAIN_GROWTH = 4
-TRAIN_POINTS_PER_LIST = 40  # FAISS warns below 39
 MAGIC = b"PARLEY-FAISS-v1\n"
 _HEADER = struct.Struct("<16sQ32s")  # magic, payload length, payload SHA-256
 _READ_BLOCK = 1 << 20
@@ -81,9 +103,11 @@ def exact_is_enough(count: int, dim: int) -> bool:
     return count * dim <= EXACT_MAX_FLOATS
 
 
-def ivf_lists(count: int) -> int:
-    # 2 sqrt(N), but never more than FAISS's 39 training points per list allow.
-    return max(16, min(int(2 * math.sqrt(count)), count // 39))
+def training_level(count: int, dim: int) -> int:
+    """Which growth step `count` is in: the codes are retrained when it changes, each
+    RETRAIN_GROWTH times as many vectors as the last (at 2k, 8k, 31k, 125k of 1,536-d)."""
+    exact_max = max(EXACT_MAX_FLOATS // dim, 1)
+    return int(math.log(max(count, exact_max) / exact_max, RETRAIN_GROWTH))
 
 
 class ParleyFAISS:
@@ -91,6 +115,7 @@ class ParleyFAISS:
 
     def __init__(self, index: faiss.Index | None = None) -> None:
         self.index = index
+        self._views: tuple | None = None  # pq: (index, size, ids, vectors)
 
     # Properties
 
@@ -104,9 +129,23 @@ class ParleyFAISS:
 
     @property
     def kind(self) -> str:
+        """ "flat" (exact), "pq" (quantized scan, exact rerank), "ivf" (an older Parley's
+        inverted file, upgraded on use) or "empty"."""
         if self.index is None:
             return "empty"
-        return "ivf" if isinstance(faiss.downcast_index(self.index), faiss.IndexIVF) else "flat"
+        outer = faiss.downcast_index(self.index)
+        if isinstance(outer, faiss.IndexIVF):
+            return "ivf"
+        inner = faiss.downcast_index(outer.index)
+        return "pq" if isinstance(inner, faiss.IndexRefine) else "flat"
+
+    @property
+    def outdated(self) -> bool:
+        """An index of a type this size no longer calls for (an IVF index from an older
+        Parley, or exact search grown past the threshold): `upgrade` rebuilds it."""
+        if self.kind == "ivf":
+            return True
+        return self.kind == "flat" and not exact_is_enough(self.size, self.dim or 0)
 
     # Vectors
 
@@ -126,35 +165,66 @@ class ParleyFAISS:
         total = self.size + len(ids_array)
         if self.index is None and exact_is_enough(total, dim):
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._views = None
         if self.index is not None and self._fits_current(total, dim):
             self.index.add_with_ids(vectors, ids_array)
             return
         old_ids, old_vectors = self.all_vectors()
-        self.index = None  # free the old index before the new one is built
+        self.index, self._views = None, None  # free the old index before the new one is built
         all_ids = np.concatenate([old_ids, ids_array])
         all_vectors = np.concatenate([old_vectors, vectors]) if len(old_ids) else vectors
         del old_vectors
-        self.index = build_ivf(all_ids, all_vectors)
+        self.index = build_pq(all_ids, all_vectors)
 
     def _fits_current(self, total: int, dim: int) -> bool:
         if self.kind == "flat":
             return exact_is_enough(total, dim)
-        ivf = faiss.downcast_index(self.index)
-        return total <= RETRAIN_GROWTH * (ivf.nlist / 2) ** 2  # nlist = 2 sqrt(trained size)
+        return self.kind == "pq" and training_level(total, dim) == training_level(self.size, dim)
+
+    def upgrade(self) -> None:
+        """Rebuild as the type its size calls for (see `outdated`)."""
+        ids, vectors = self.all_vectors()
+        self.index, self._views = None, None
+        if exact_is_enough(len(ids), vectors.shape[1]):
+            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+            self.index.add_with_ids(vectors, ids)
+        else:
+            self.index = build_pq(ids, vectors)
 
     def remove(self, ids: Iterable[int]) -> int:
         ids_array = np.fromiter(ids, dtype=np.int64)
         if self.index is None or len(ids_array) == 0:
             return 0
-        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids_array)))
+        if self.kind != "pq":
+            return int(self.index.remove_ids(faiss.IDSelectorBatch(ids_array)))
+        # IndexRefine has no remove_ids: remove the positions from both of its parts (each
+        # keeps the others' order), then the ids from the id map.
+        id_map = self._pq_views()[0]
+        drop = np.isin(id_map, ids_array)
+        if not drop.any():
+            return 0
+        outer = faiss.downcast_index(self.index)
+        refine = faiss.downcast_index(outer.index)
+        positions = faiss.IDSelectorBatch(np.flatnonzero(drop).astype(np.int64))
+        faiss.downcast_index(refine.base_index).remove_ids(positions)
+        faiss.downcast_index(refine.refine_index).remove_ids(positions)
+        kept = np.ascontiguousarray(id_map[~drop])
+        faiss.copy_array_to_vector(kept, outer.id_map)
+        refine.ntotal = outer.ntotal = len(kept)
+        outer.construct_rev_map()
+        self._views = None
+        return int(drop.sum())
 
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Every (id, vector) in the index, as copies."""
         if self.index is None or self.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim or 0), dtype=np.float32)
+        if self.kind == "pq":
+            ids, vectors = self._pq_views()
+            return ids.copy(), vectors.copy()
         index = faiss.downcast_index(self.index)
         dim = index.d
-        if isinstance(index, faiss.IndexIVF):
+        if isinstance(index, faiss.IndexIVF):  # an older Parley's index, read to upgrade it
             lists = index.invlists
             ids, vecs = [], []
             for list_no in range(index.nlist):
@@ -168,6 +238,17 @@ class ParleyFAISS:
         vectors = faiss.rev_swig_ptr(flat.get_xb(), self.size * dim).reshape(self.size, dim)
         return faiss.vector_to_array(index.id_map).copy(), vectors.copy()
 
+    def _pq_views(self) -> tuple[np.ndarray, np.ndarray]:
+        """(id of each position, the raw vectors without a copy), made again whenever the
+        index changed (the vectors are FAISS's memory: a stale view would read freed memory)."""
+        if self._views is None or self._views[0] is not self.index or self._views[1] != self.size:
+            outer = faiss.downcast_index(self.index)
+            flat = faiss.downcast_index(faiss.downcast_index(outer.index).refine_index)
+            count, dim = self.size, self.dim
+            vectors = faiss.rev_swig_ptr(flat.get_xb(), count * dim).reshape(count, dim)
+            self._views = (self.index, count, faiss.vector_to_array(outer.id_map), vectors)
+        return self._views[2], self._views[3]
+
     def search_vector(
         self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
@@ -177,23 +258,46 @@ class ParleyFAISS:
         if allowed is not None and len(allowed) == 0:
             return []
         query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
+        kind = self.kind
+        if kind == "ivf":  # its probing would miss neighbours (see the module's docstring)
+            self.upgrade()
+            kind = self.kind
+        if kind == "pq":
+            return self._search_pq(query, k, allowed)
         bitmap = None
         selector = None
         if allowed is not None:
             bitmap = _bitmap(allowed)
             selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
-        if self.kind == "ivf":
-            ivf = faiss.downcast_index(self.index)
-            nprobe = max(MIN_NPROBE, math.ceil(ivf.nlist * NPROBE_FRACTION))
-            if allowed is not None:
-                # A small subset spreads thinly over the lists: probe more so k are found.
-                nprobe = math.ceil(nprobe * self.size / max(len(allowed), 1))
-            params = faiss.SearchParametersIVF(nprobe=min(ivf.nlist, nprobe), sel=selector)
-        else:
-            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        params = faiss.SearchParameters(sel=selector) if selector is not None else None
         scores, ids = self.index.search(query, k, params=params)
         del bitmap  # the selector points into it; it had to live until the search ended
         return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i != -1]
+
+    def _search_pq(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> list[tuple[int, float]]:
+        """The coarse scan's best RERANK_POOL positions (more when only some ids are
+        allowed, as a filter keeps a share of them), re-scored exactly."""
+        id_map, vectors = self._pq_views()
+        keep = None
+        pool = max(RERANK_POOL, RERANK_PER_RESULT * k)
+        if allowed is not None:
+            keep = np.zeros(max(int(id_map.max()), int(np.max(allowed))) + 1, dtype=bool)
+            keep[allowed] = True
+            share = max(int(keep[id_map].sum()), 1) / self.size
+            pool = math.ceil(pool / share)
+        refine = faiss.downcast_index(faiss.downcast_index(self.index).index)
+        if pool >= self.size:
+            positions = np.arange(self.size)
+        else:
+            _, found = refine.base_index.search(query, pool)
+            positions = found[0][found[0] >= 0]
+        if keep is not None:
+            positions = positions[keep[id_map[positions]]]
+        scores = vectors[positions] @ query[0]
+        best = np.argsort(-scores, kind="stable")[:k] if len(scores) <= k else _top(scores, k)
+        return [(int(id_map[positions[i]]), float(scores[i])) for i in best]
 
     # Persistence
 
@@ -251,18 +355,30 @@ def read_checked(path: Path) -> faiss.Index:
             raise IndexDamaged("FAISS could not read it") from exc
 
 
-def build_ivf(ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
-    """An inverted-file index trained on (a sample of) `vectors`, holding all of them."""
+def build_pq(ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
+    """A quantized-scan index (4-bit PQ codes trained on a sample of `vectors`) that keeps
+    the raw vectors to re-score its candidates exactly."""
     count, dim = vectors.shape
-    nlist = ivf_lists(count)
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    sample = min(count, nlist * TRAIN_POINTS_PER_LIST)
+    coarse = faiss.IndexPQFastScan(dim, pq_codes(dim), 4, faiss.METRIC_INNER_PRODUCT)
+    sample = min(count, TRAIN_SAMPLE)
     rng = np.random.default_rng(0)
     picked = np.sort(rng.choice(count, size=sample, replace=False))
-    index.train(vectors[picked])
+    coarse.train(vectors[picked])
+    index = faiss.IndexIDMap2(faiss.IndexRefineFlat(coarse))
     index.add_with_ids(vectors, ids)
     return index
+
+
+def pq_codes(dim: int) -> int:
+    """Sub-vectors per code: about DIMS_PER_CODE dimensions each, and dividing `dim`."""
+    most = max(1, dim // DIMS_PER_CODE)
+    return next(m for m in range(most, 0, -1) if dim % m == 0)
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indexes of the k highest scores, highest first."""
+    best = np.argpartition(-scores, k - 1)[:k]
+    return best[np.argsort(-scores[best], kind="stable")]
 
 
 def _bitmap(ids: np.ndarray) -> np.ndarray:
