@@ -42,7 +42,7 @@ shown = (
     if conv
     else []
 )
-slot = chat_view.Slot()  # the next turn streams here, above the last reply's controls
+slot = chat_view.Slot(len(shown))  # the next turn streams here, above the controls
 
 try:
     api = clients.client(current)

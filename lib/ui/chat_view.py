@@ -199,15 +199,28 @@ def parameters(
         st.sidebar.error(escape(str(exc)))
 
 
+DRAWN = "chat.drawn"  # bubbles the transcript drew in the last run: how many may be stale
+
+
 class Slot:
     """Where a new turn is drawn: under the transcript and above the controls that follow
     the last reply (its action row, the context gauge), which are cleared while a reply
     streams. Drawn in page order instead, the old reply's controls sat between it and the
-    new turn while it streamed, then jumped below the new reply on the rerun."""
+    new turn while it streamed, then jumped below the new reply on the rerun.
 
-    def __init__(self) -> None:
+    `drawn` is how many bubbles the transcript drew above it. When that is fewer than the
+    last run drew (a Regenerate or an edit rewound the path shown), Streamlit keeps the
+    last run's bubbles past the new end on screen, stale, until the run ends: through a
+    whole streamed reply. Blank places drawn over them take them away at once."""
+
+    def __init__(self, drawn: int = 0) -> None:
         self.turn = st.container()
         self._controls = st.empty()
+        before = state.get(DRAWN) or 0
+        state.put(DRAWN, drawn)
+        # One more than the difference: "Show earlier messages" may have gone too.
+        for _ in range(before - drawn + 1 if before > drawn else 0):
+            st.empty()
 
     def controls(self):  # noqa: ANN201 - a Streamlit container
         return self._controls.container()
@@ -389,8 +402,10 @@ def last_actions(ctx: chat.ChatContext, conv: Conversation, shown: list[Message]
             help="The last message is an illustration." if chat.is_record(last) else None,
             icon=":material/replay:" if retry else ":material/refresh:",
             key="parley.w.regen",
-            on_click=start,
-            args=(chat.regenerate, conv.id),
+            # Rewound in the click's callback (`retry_turn`), so the run that streams the
+            # new reply draws the path up to the question, not the old reply above it.
+            on_click=retry_turn,
+            args=(ctx.store, conv.id, last.id),
             type="primary" if retry else "tertiary",
         )
     with row.popover("Reset", icon=":material/restart_alt:", type="tertiary"):

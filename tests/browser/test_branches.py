@@ -160,3 +160,54 @@ def test_on_a_phone_the_row_is_always_shown_and_compact(
         page.screenshot(path=ARTIFACTS / "branches-phone.png", full_page=True)
     finally:
         context.close()
+
+
+# Long enough to be caught streaming (about 10 s at the pace it is sent), then ended.
+NEW_STORY = " ".join(f"n{i}" for i in range(300)) + " THE END"
+
+
+@pytest.mark.parametrize("where", ["last-row", "bubble-row"])
+def test_regenerate_streams_the_new_reply_in_the_old_ones_place(
+    streamlit_app: Callable[..., StreamlitServer],
+    browser_server: FakeOpenAI,
+    open_page: Callable[[str], Page],
+    where: str,
+) -> None:
+    """The issue's points 3 and 8: one path shown, and the controls staying put. Regenerate
+    under the last reply, or in the first reply's own row (which drops the turn after it
+    from the path shown), never shows the old reply while the new one streams."""
+    app = streamlit_app(PARLEY_CHAT_MODEL="gpt-5-mini")
+    page = open_page(app.url)
+    browser_server.script("Old heron answer, soon replaced.")
+    send(page, "Tell me about herons")
+    answered(page, 2, "Old heron answer")
+    send(page, "And egrets?")
+    answered(page, 4, "Echo: And egrets?")
+    store = ConversationStore(open_backend(app.data_dir), "local")
+    cid = store.list()[0].id
+    first_reply = store.path(cid)[1]
+    old, index = ("Echo: And egrets?", 3) if where == "last-row" else ("Old heron answer", 1)
+
+    browser_server.script(NEW_STORY, chunk_size=6, chunk_delay=0.1)
+    if where == "last-row":
+        button = page.locator(".st-key-parley-actions").get_by_role("button", name="Regenerate")
+    else:
+        bubbles(page).nth(1).hover()
+        row = page.locator(f".st-key-parley-tools-{first_reply.id}")
+        button = row.get_by_role("button", name="Regenerate")
+    button.click()
+    expect(bubbles(page).last).to_contain_text("n12 ")  # streaming
+    shown = page.get_by_test_id("stMainBlockContainer").inner_text()  # stale ones included
+    assert "THE END" not in shown, "the reply ended before the check: stream it slower"
+    gone = [old, "Echo: And egrets?"] + (["And egrets?"] if where == "bubble-row" else [])
+    assert [text for text in gone if text in shown] == []
+    assert bubbles(page).count() == index + 1  # in the old one's place
+
+    answered(page, index + 1, "THE END")
+    reply = bubbles(page).nth(index)
+    expect(reply.get_by_test_id("stCaptionContainer").filter(has_text="2/2")).to_be_visible()
+    with rerun(page):
+        reply.get_by_role("button", name="‹").click()
+    expect(bubbles(page).nth(index)).to_contain_text(old)
+    expect(bubbles(page).nth(index).get_by_text("1/2")).to_be_visible()
+    expect(page.get_by_test_id("stMainBlockContainer").get_by_text("THE END")).to_have_count(0)
