@@ -79,6 +79,29 @@ def test_a_chatgpt_zip_yields_every_conversation_and_its_files(tmp_path, split) 
     assert name == "file-Heron1-heron.png" and data == samples.PNG
 
 
+@pytest.mark.parametrize(
+    ("reference", "found"),
+    [
+        ("file-Ab1", "file-Ab1-heron.png"),  # ChatGPT: the asset id, then the name
+        ("sediment://file_9", "file_9.webp"),  # a pointer's id, then the suffix
+        ("notes.txt", "notes.txt"),  # the name itself (LibreChat, Open WebUI)
+        ("dalle/file-Cd2", "file-Cd2-out.png"),  # in a folder of the zip too
+        ("file-Ab", None),  # a prefix of an id is not the id
+        ("heron.png", None),  # nor the end of a name
+        ("file-Zz9", None),
+    ],
+)
+def test_a_reference_finds_the_file_named_by_it(tmp_path, reference, found) -> None:
+    members = {"conversations.json": "[]", "file-Ab1-heron.png": b"a",
+               "file-Ab1-copy.png": b"b", "file_9.webp": b"c", "notes.txt": b"d",
+               "dalle-generations/file-Cd2-out.png": b"e"}  # fmt: skip
+    with Export(write(tmp_path, "export.zip", samples.zip_bytes(members))) as export:
+        held = export.file(reference.split("://")[-1])
+    assert (held[0] if held else None) == found
+    if found == "file-Ab1-heron.png":  # the first of two with that id, as the zip has them
+        assert held[1] == b"a"
+
+
 def test_a_json_list_is_streamed_one_conversation_at_a_time(tmp_path, monkeypatch) -> None:
     """Parsing stops at the first item: nothing after it was needed to yield it."""
     path = write(tmp_path, "conversations.json", json.dumps(
