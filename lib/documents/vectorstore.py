@@ -279,7 +279,7 @@ class ParleyFAISS:
     ) -> list[tuple[int, float]]:
         """The coarse scan's best RERANK_POOL positions (more when only some ids are
         allowed, as a filter keeps a share of them), re-scored exactly."""
-        id_map, vectors = self._pq_views()
+        id_map = self._pq_views()[0]
         keep = None
         pool = max(RERANK_POOL, RERANK_PER_RESULT * k)
         if allowed is not None:
@@ -295,7 +295,14 @@ class ParleyFAISS:
             positions = found[0][found[0] >= 0]
         if keep is not None:
             positions = positions[keep[id_map[positions]]]
-        scores = vectors[positions] @ query[0]
+        # FAISS reads the rows in place: numpy's `vectors[positions] @ q` copies 12 MB for
+        # 2,000 rows first, 8.4 ms against 0.7 ms at 100k x 1,536.
+        positions = np.ascontiguousarray(positions, dtype=np.int64)
+        scores = np.empty(len(positions), dtype=np.float32)
+        faiss.downcast_index(refine.refine_index).compute_distance_subset(
+            1, faiss.swig_ptr(query), len(positions), faiss.swig_ptr(scores),
+            faiss.swig_ptr(positions),
+        )  # fmt: skip
         best = np.argsort(-scores, kind="stable")[:k] if len(scores) <= k else _top(scores, k)
         return [(int(id_map[positions[i]]), float(scores[i])) for i in best]
 
