@@ -4,6 +4,7 @@ Show more past 50, and the per-item menu (pin, rename, delete)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -133,6 +134,37 @@ def test_more_than_fifty_are_reachable_with_show_more(
     assert len(sidebar_titles(page)) == conversation_list.PAGE + 7
     assert "Chat number 00" in sidebar_titles(page)
     assert not [b for b in page.sidebar.button if b.key and b.key.startswith("more_")]
+
+
+def drawer_choices(at: AppTest) -> tuple[str, ...]:
+    """The key prefixes the sidebar's drawer script closes the drawer for, as sent to it."""
+    (drawer,) = [e for e in at.sidebar.get("bidi_component") if e.key == "parley-drawer"]
+    return tuple(json.loads(drawer.proto.json)["choices"])
+
+
+def test_on_a_phone_the_drawer_closes_on_a_choice_and_on_nothing_else(
+    page: AppTest, store: ConversationStore
+) -> None:
+    """The script closes the drawer on a tap on a widget whose key starts with a prefix it
+    was given: the sidebar's choices (rows, New, search hits) have one, its other widgets
+    (the item menus, Show more, the open conversation's own actions) none. The browser
+    test (tests/browser/test_phone_drawer.py) taps them at 390 x 844."""
+    for i in range(conversation_list.PAGE):
+        store.create(model="m", title=f"Chat number {i:02}")
+    time.sleep(0.01)
+    herons = store.create(model="m", title="Herons").id  # the newest
+    page.run()
+    page.sidebar.button(key=f"conv_{herons}").click().run()  # opened: its actions show too
+    prefixes = drawer_choices(page)
+    keys = [w.key for w in (*page.sidebar.button, *page.sidebar.get("menu_button")) if w.key]
+    assert f"menu_{herons}" in keys and "more_chat" in keys and f"del_{herons}" in keys
+    chosen = {k for k in keys if k.startswith(prefixes)}
+    assert chosen == {"new_chat", f"conv_{herons}"} | {
+        f"conv_{c.id}" for c in store.list(limit=conversation_list.PAGE) if c.id != herons
+    }
+    page.sidebar.text_input(key="parley.w.search.chat").input("Herons").run()
+    keys = [b.key for b in page.sidebar.button if b.key]
+    assert {k for k in keys if k.startswith(prefixes)} == {"new_chat", f"hit_{herons}"}
 
 
 def menu(at: AppTest, cid: str):  # noqa: ANN201 - AppTest's MenuButton

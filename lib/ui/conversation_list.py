@@ -2,10 +2,16 @@
 folder chosen), then the conversations in sections by date (pinned first), one line each,
 with a menu per item (rename, pin, move to a folder, export, delete) and Show more.
 
-Drawn in the sidebar, and on the Chat page also in the "Chats" popover at the top, which
-is the list a phone uses: Streamlit cannot close its sidebar from Python (on a phone it
-closes only on a navigation-menu tap or a tap outside), but a popover it can, so choosing
-there closes it. Each place gets its own widget keys (`where`).
+Drawn in the sidebar, and on the Chat page also in the "Chats" popover at the top, which a
+choice closes. Each place gets its own widget keys (`where`). On a phone the sidebar is a
+drawer over the page, and Streamlit 1.67 closes it only on a tap outside it or on its own
+page menu (and that only with a phone's user agent): a conversation chosen in it, by a
+button or by an `st.page_link` alike (tried at 390 x 844, with and without a phone's user
+agent), opened behind a drawer still covering it. So the sidebar's list comes with
+`_drawer`, a component of Parley's own whose script is the constant `_DRAWER_JS`: a tap on
+a choice (a conversation, a search hit, New) closes the drawer as its own close button
+would, where the sidebar is a drawer (narrower than Streamlit's 768 px breakpoint); at
+desktop widths, and on the item menus, search and Show more, it does nothing.
 
 A title is one line: a longer one ends in an ellipsis (a button that cannot wrap), and
 its tooltip holds the whole title. Titles are typed or model-made text, so they are
@@ -44,6 +50,36 @@ ACTION_LABELS = {
 }
 ALL_FOLDERS = "All conversations"  # the folder filter's first choice
 NO_FOLDER, NO_FOLDER_LABEL = "", "— No folder —"  # the Move dialog's way out of any
+
+
+# The choices in the sidebar's list, by the start of their widget keys ("conv_<id>",
+# "hit_<id>", "new_<kind>"), which Streamlit turns into "st-key-…" classes.
+CHOICES = ("conv_", "hit_", "new_")
+_DRAWER_JS = """
+export default function (component) {
+  const prefixes = (component.data && component.data.choices) || [];
+  const choice = prefixes.map((p) => `[class*="st-key-${p}"] button`).join(", ");
+  // Streamlit's drawer width: its md breakpoint (768px), as its own sidebar measures it.
+  const drawer = window.matchMedia("(max-width: 767.98px)");
+  const close = (event) => {
+    const sidebar = document.querySelector('[data-testid="stSidebar"]');
+    const target = event.target instanceof Element ? event.target : null;
+    if (!choice || !sidebar || !target || !drawer.matches) return;
+    if (sidebar.dataset.collapsed !== "false" || !sidebar.contains(target.closest(choice))) return;
+    const button = sidebar.querySelector('[data-testid="stSidebarCollapseButton"] button');
+    if (button) button.click();
+  };
+  document.addEventListener("click", close);
+  return () => document.removeEventListener("click", close);
+}
+"""
+# No markup and no CSS; nothing from a conversation goes into it (see SECURITY.md).
+_drawer = st.components.v2.component("parley_close_drawer", js=_DRAWER_JS)
+
+
+def close_drawer_on_choice() -> None:
+    """In the sidebar, after the list: on a phone, choosing in it closes the drawer."""
+    _drawer(key="parley-drawer", data={"choices": list(CHOICES)}, width="content", height="content")
 
 
 def listed(kind: str) -> int:

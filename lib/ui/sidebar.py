@@ -122,6 +122,7 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
     """New, search, and this workspace's conversations by date (`conversation_list`)."""
     with st.sidebar:
         conversation_list.show(store, kind, label)
+        conversation_list.close_drawer_on_choice()
     conversation_list.dialogs(store, kind)
 
 
