@@ -448,3 +448,38 @@ def test_the_copy_script_never_puts_text_into_the_page() -> None:
         assert sink not in script
     assert "clipboard.writeText(text)" in script and "area.value = text" in script
     assert "<" not in message_actions.ROW_CSS  # CSS alone, nothing that could be markup
+
+
+def png_bytes(color: str = "red") -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_an_edited_question_keeps_the_originals_attachments_and_sends_them(
+    ctx: chat.ChatContext, openai_server: FakeOpenAI
+) -> None:
+    from lib.chat.attachments import checked_image
+
+    cid = ctx.store.create(model="gpt-5-mini").id
+    image = png_bytes()
+    list(chat.send(ctx, cid, "What colour?", [checked_image("swatch.png", image)]))
+    original = ctx.store.path(cid)[0]
+    list(chat.edit(ctx, cid, original.id, "Which colour is it?"))
+    edited = ctx.store.path(cid)[0]
+    assert edited.id != original.id and edited.content == "Which colour is it?"
+    (att,) = ctx.attachments.of([edited])[edited.id]
+    assert att.name == "swatch.png" and ctx.attachments.read(att) == image
+    sent = openai_server.requests_to("/chat/completions")[-1].json["messages"][-1]["content"]
+    assert sent[0] == {"type": "text", "text": "Which colour is it?"}
+    assert sent[1]["type"] == "image_url"
+    # The files alone are a message: an edit may leave no text, as a send may.
+    alone = chat.branch_edit(ctx.store, cid, edited.id, "  ")
+    assert alone.content == "" and ctx.attachments.of([alone])[alone.id] == [att]
+    # The first version keeps its files too, one "‹" away.
+    chat.switch(ctx.store, cid, original.id)
+    assert ctx.attachments.of([original])[original.id] == [att]

@@ -159,14 +159,16 @@ def branch_edit(
     store: ConversationStore, conversation_id: str, message_id: int, text: str
 ) -> Message:
     """Save `text` as a new version of user message `message_id` (its sibling: the earlier
-    version and what followed it stay, one "‹ ›" away) and show the path ending there."""
+    version and what followed it stay, one "‹ ›" away) and show the path ending there.
+    The new version has the original's attachments (the same stored files: shown with it,
+    sent with it), so, as with `send`, the files alone are a message."""
     text = text.strip()
-    if not text:
-        raise errors.InvalidInputError("The message is empty.")
     original = store.get_message(conversation_id, message_id)
     if original.role != "user":
         raise errors.InvalidInputError("Only your own messages can be edited.")
-    meta = {k: v for k, v in original.meta.items() if k == "attachments"}  # files stay on
+    meta = {k: v for k, v in original.meta.items() if k == "attachments"}
+    if not text and not meta.get("attachments"):
+        raise errors.InvalidInputError("The message is empty.")
     return store.add_message(
         conversation_id, Message("user", text, meta=meta), parent=original.parent_id
     )
