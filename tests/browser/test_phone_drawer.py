@@ -76,7 +76,7 @@ def test_on_a_phone_choosing_a_conversation_closes_the_drawer(
         expect(page.get_by_role("heading", level=1)).to_have_text(TITLE)
         expect(bubbles(page).first).to_contain_text("Where do herons nest?")
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=ARTIFACTS / f"phone-drawer-{kind}.png")
+        page.screenshot(path=ARTIFACTS / f"phone-drawer-{kind}.png", full_page=True)
 
         # Again, for the other conversation: the drawer opens and closes on each choice.
         open_drawer(page)
