@@ -16,7 +16,9 @@
    `system_prompt` and `annotate`, so stopping, saving as it streams, the size cap, faults,
    usage and cost work the same) with inline [n] citations; the saved message's
    `meta["citations"]` lists the sources with file, page, score and passage, which the
-   sources panel shows and export includes.
+   sources panel shows and export includes. Like a reply it answers one question
+   (`after`), so an edited question or a regenerated answer is a branch of the
+   conversation (`lib.chat`), searched for afresh, the earlier version kept.
 
 Document text goes into the system message as data with an instruction to ignore any
 instructions inside it. That limits prompt injection from a document; it cannot prevent it.

@@ -1,6 +1,7 @@
 """The Documents page's conversation widgets: streaming a cited answer, the sources panel
-under each answer with a caption saying which context it used, why and what it cost, and
-the context gauge.
+under each answer with a caption saying which context it used, why and what it cost, the
+context gauge, and answering from the documents the turns that the Chat page's message
+actions start (`run_pending`).
 
 Document text and model output are shown as Markdown with HTML disabled (Streamlit's
 default) or as plain text; never with `unsafe_allow_html`. Model output goes through
