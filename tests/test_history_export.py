@@ -216,3 +216,28 @@ def test_the_terminal_exports_everything_and_imports_it_back(backend, data_dir, 
     ]:
         wrong = cli(*args)
         assert wrong.returncode == 2 and message in wrong.stderr, wrong.stderr
+
+
+@pytest.mark.parametrize(
+    ("limit", "prefix"),
+    [
+        ("lib.history.workspace_import.DOCUMENT_LIMIT", "documents/"),
+        ("lib.images.MAX_IMAGE_BYTES", "images/"),
+    ],  # fmt: skip
+    ids=["document", "image"],
+)
+def test_a_file_over_its_limit_in_a_workspace_export_is_too_large_not_missing(
+    backend, tmp_path, monkeypatch, limit, prefix
+) -> None:
+    """The limits are 512 MB and the images' own; lowered here to the bytes of a test file."""
+    fill(backend, tmp_path)
+    summary = export_workspace(backend, "alice", tmp_path / "all.zip")
+    monkeypatch.setattr(limit, 100)
+    report = Importer(ConversationStore(backend, "bob")).run(summary.path)
+    assert report.files is not None
+    ((member, reason),) = report.files.failed
+    assert member.startswith(prefix)
+    assert reason.startswith("too large to import: ") and reason.endswith(
+        ", over the limit of 100 bytes"
+    )
+    assert "not in the export" not in "\n".join(report.lines())

@@ -14,6 +14,7 @@ import pytest
 from lib.conversations import ConversationStore
 from lib.errors import UnreadableExport
 from lib.history import importer as importer_module
+from lib.history.archive import MAX_FILE_BYTES
 from lib.history.importer import Importer
 from lib.store.backend import Backend
 from tests import history_samples as samples
@@ -317,3 +318,56 @@ def test_a_file_that_cannot_be_read_is_named_with_its_reason(store, tmp_path, me
     text = "\n".join(report.lines())
     assert "Files the export holds but that were not imported: file-Big1-" in text
     assert reason in text and len(report.imported) == 1
+
+
+BIG = MAX_FILE_BYTES + 1  # zeros: the zip holds ~50 KB of them
+
+
+@pytest.mark.parametrize(
+    ("size", "missing", "held"),
+    [
+        (
+            BIG,
+            "",
+            "file-Big1-big.txt (too large to import: 52,428,801 bytes, over the limit "
+            "of 52,428,800 bytes)",
+        ),
+        (
+            60 << 20,
+            "",
+            "file-Big1-big.txt (too large to import: 60.0 MB, over the limit of 50.0 MB)",
+        ),  # below 64 MB: zeros past it are a zip bomb
+        (None, "Files the messages refer to but the export does not hold: file-Big1.", ""),
+    ],
+    ids=["a-byte-over", "60-MB", "absent"],
+)
+def test_a_file_over_the_limit_is_too_large_not_missing(store, tmp_path, size, missing, held):
+    conv = with_files("f1", "With a big file", ("file-Big1", "big.txt"))
+    members = {"conversations.json": json.dumps([conv])}
+    if size is not None:
+        members["file-Big1-big.txt"] = b"\0" * size
+    report = Importer(store).run(write(tmp_path, "export.zip", samples.zip_bytes(members)))
+    text = "\n".join(report.lines())
+    assert len(report.imported) == 1
+    if held:
+        assert report.missing_files == [] and "does not hold" not in text
+        assert f"Files the export holds but that were not imported: {held}." in text
+    else:
+        assert missing in text and report.not_imported == []
+
+
+def test_a_file_over_the_limit_carried_in_the_json_is_too_large(
+    store, tmp_path, monkeypatch
+) -> None:
+    import base64
+
+    monkeypatch.setattr(importer_module, "MAX_FILE_BYTES", 1024)  # not 50 MB of base64
+    carried = {"name": "big.txt", "data_base64": base64.b64encode(b"a" * 2048).decode()}
+    conv = {"parley_export": 2, "id": "c1", "title": "Inline", "messages": [
+        {"id": 1, "parent_id": None, "role": "user", "content": "See", "attachments": [carried]}
+    ]}  # fmt: skip
+    report = Importer(store).run(write(tmp_path, "one.json", json.dumps(conv)))
+    assert len(report.imported) == 1 and report.missing_files == []
+    assert report.not_imported == [
+        "big.txt (too large to import: 2.0 KB, over the limit of 1.0 KB)"
+    ]

@@ -28,7 +28,7 @@ from typing import IO, Any
 import ijson
 
 from lib.documents.formats.archive import size_text
-from lib.errors import UnreadableExport
+from lib.errors import InvalidInputError, UnreadableExport
 from lib.history.apps import parse
 from lib.history.model import ImportedConversation
 
@@ -38,6 +38,18 @@ MAX_INFLATED = 8 * 1024 * 1024 * 1024
 MAX_MEMBERS = 200_000
 BOMB_RATIO = 200
 MAX_FILE_BYTES = 50 * 1024 * 1024  # an image or file a conversation refers to
+
+
+class FileTooLarge(InvalidInputError):
+    """A file the export holds, but above the limit for its kind: named with its size and
+    the limit, so a report does not call it missing."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        shown, most = size_text(size), size_text(limit)
+        if shown == most:  # 50.0 MB and a byte over it
+            shown, most = f"{size:,} bytes", f"{limit:,} bytes"
+        super().__init__(f"too large to import: {shown}, over the limit of {most}")
+        self.name, self.size, self.limit = name, size, limit
 
 
 @dataclass
@@ -109,14 +121,18 @@ class Export:
 
     def file(self, reference: str) -> tuple[str, bytes] | None:
         """(name, bytes) of a file a conversation refers to, if the zip holds it: ChatGPT
-        names them by their asset id followed by the original name."""
+        names them by their asset id followed by the original name. One held but above
+        MAX_FILE_BYTES raises FileTooLarge (it is there: not missing)."""
         if self._zip is None or not reference:
             return None
         info = self._by_reference().get(PurePosixPath(reference).name)
-        if info is None or info.file_size > MAX_FILE_BYTES:
+        if info is None:
             return None
+        name = PurePosixPath(info.filename).name
+        if info.file_size > MAX_FILE_BYTES:
+            raise FileTooLarge(name, info.file_size, MAX_FILE_BYTES)
         with self._zip.open(info) as f:
-            return PurePosixPath(info.filename).name, f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+            return name, f.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
 
     def _by_reference(self) -> dict[str, zipfile.ZipInfo]:
         """Each member under every name a reference may give it: its file name, and each
@@ -150,11 +166,14 @@ class Export:
         return sorted(n for n in self._files if n.startswith(prefix))
 
     def member(self, name: str, limit: int) -> bytes | None:
-        """The bytes of the zip's member called exactly `name`, if it holds one of at most
-        `limit` bytes (a lying size fails its CRC: UnreadableExport)."""
+        """The bytes of the zip's member called exactly `name`, if it holds one; one of more
+        than `limit` bytes raises FileTooLarge (a lying size fails its CRC:
+        UnreadableExport)."""
         info = self._files.get(name)
-        if self._zip is None or info is None or info.file_size > limit:
+        if self._zip is None or info is None:
             return None
+        if info.file_size > limit:
+            raise FileTooLarge(PurePosixPath(name).name, info.file_size, limit)
         try:
             with self._zip.open(info) as f:
                 return f.read(limit + 1)[:limit]

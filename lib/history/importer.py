@@ -38,7 +38,7 @@ from lib.chat.attachments import AttachmentStore, NewAttachment, checked_image, 
 from lib.conversation import Message
 from lib.conversations import ConversationStore
 from lib.errors import ImportCancelled, InvalidInputError, UnreadableExport
-from lib.history.archive import MAX_FILE_BYTES, Export, Failure
+from lib.history.archive import MAX_FILE_BYTES, Export, Failure, FileTooLarge
 from lib.history.model import ImportedConversation, ImportedMessage
 from lib.history.workspace_import import (
     KEYWORD_ONLY_NOTE,
@@ -264,24 +264,31 @@ class Importer:
         """The files a message refers to, as its attachments, where the export holds them
         (in the message's JSON, or beside it in the zip), read as a chat upload is: images
         checked, PDFs and text files attached whole up to the chat's inline limit, longer
-        ones indexed (see the module's docstring). One that cannot be read is named in the
-        report with the reason; files the export lacks are listed as missing."""
+        ones indexed (see the module's docstring). One that cannot be read, or that is over
+        MAX_FILE_BYTES, is named in the report with the reason (its size and the limit);
+        only files the export lacks are listed as missing."""
         from lib.chat.with_documents import read_file  # the documents stack: only here
 
         found = []
         for reference in m.files:
-            held = (reference, m.inline[reference]) if reference in m.inline else None
-            held = held or export.file(reference)
+            try:
+                held = (reference, m.inline[reference]) if reference in m.inline else None
+                held = held or export.file(reference)
+            except FileTooLarge as exc:  # held, not missing
+                report.not_imported.append(f"{exc.name} ({exc})")
+                continue
             if held is None:
                 report.missing_files.append(reference)
                 continue
             name, data = held
             try:
+                if len(data) > MAX_FILE_BYTES:  # carried inline in the JSON
+                    raise FileTooLarge(name, len(data), MAX_FILE_BYTES)
                 if is_image_name(name):
                     found.append(checked_image(name, data))
                     continue
                 new = read_file(name, data, limit_bytes=MAX_FILE_BYTES, ingestor=self.ingestor())
-            except InvalidInputError as exc:  # DocumentError too
+            except InvalidInputError as exc:  # DocumentError and FileTooLarge too
                 report.not_imported.append(f"{name} ({exc})")
                 continue
             found.append(new)

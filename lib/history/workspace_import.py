@@ -24,7 +24,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from lib.errors import ImportCancelled, ParleyError
-from lib.history.archive import Export
+from lib.history.archive import Export, FileTooLarge
 from lib.store.backend import Backend
 
 if TYPE_CHECKING:
@@ -123,9 +123,8 @@ def _documents(
         if cancelled():
             raise ImportCancelled("Import cancelled.")
         member, name = _entry(entry, "name")
-        data = export.member(member, DOCUMENT_LIMIT) if member else None
+        data = _member(export, member, DOCUMENT_LIMIT, report)
         if data is None:
-            report.failed.append((member or "?", "not in the export, or too large"))
             continue
         done = ingestor.ingest(name or PurePosixPath(member).name, data)
         if done.status == "indexed":
@@ -156,9 +155,8 @@ def _images(
         if cancelled():
             raise ImportCancelled("Import cancelled.")
         member, prompt = _entry(entry, "prompt")
-        data = export.member(member, MAX_IMAGE_BYTES) if member else None
+        data = _member(export, member, MAX_IMAGE_BYTES, report)
         if data is None:
-            report.failed.append((member or "?", "not in the export, or too large"))
             continue
         digest = hashlib.sha256(data).hexdigest()
         if digest in held:
@@ -178,6 +176,19 @@ def _images(
             continue
         held.add(digest)
         report.images += 1
+
+
+def _member(export: Export, member: str, limit: int, report: FilesReport) -> bytes | None:
+    """The bytes of the manifest's `member`, or None with the reason in the report: not in
+    the export, or too large (with the limit)."""
+    try:
+        data = export.member(member, limit) if member else None
+    except FileTooLarge as exc:
+        report.failed.append((member, str(exc)))
+        return None
+    if data is None:
+        report.failed.append((member or "?", "not in the export"))
+    return data
 
 
 def _entry(entry: Any, text: str) -> tuple[str, str]:
