@@ -146,22 +146,32 @@ def tools(store: ConversationStore, cid: str) -> Part:
 
 
 def edit_form(store: ConversationStore, cid: str) -> Part:
-    """For `transcript.render_window(actions=...)`: the open edit form, in its bubble."""
+    """For `transcript.render_window(actions=...)`: the open edit form, in its bubble.
+
+    A form, so the text and the click on Send reach the app in one rerun. As a plain text
+    area and button they were two: the browser sends a text area's value when it loses
+    focus, and a click on Send straight after typing could arrive first, so the edit was
+    answered with the old text (one loaded browser run lost it that way). Ctrl+Enter in
+    the box sends too (the form's first button)."""
 
     def part(message: Message) -> None:
         if message.id is None or editing() != message.id:
             return
         key = f"parley.w.edit.{message.id}"
-        st.text_area("Edit your message", message.content, key=key)
-        row = st.container(horizontal=True, gap="small")
-        row.button(
-            "Send",
-            key=f"parley.w.edit.send.{message.id}",
-            type="primary",
-            on_click=send_edit,
-            args=(store, cid, message.id, key),
-        )
-        row.button("Cancel", key=f"parley.w.edit.cancel.{message.id}", on_click=stop_editing)
+        with st.form(key=f"parley-edit-{message.id}", border=False):
+            st.text_area("Edit your message", message.content, key=key)
+            row = st.container(horizontal=True, gap="small")
+            with row:
+                st.form_submit_button(
+                    "Send",
+                    key=f"parley.w.edit.send.{message.id}",
+                    type="primary",
+                    on_click=send_edit,
+                    args=(store, cid, message.id, key),
+                )
+                st.form_submit_button(
+                    "Cancel", key=f"parley.w.edit.cancel.{message.id}", on_click=stop_editing
+                )
 
     return part
 

@@ -4,6 +4,7 @@ switching back, with what the model server was sent checked at each step."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -14,6 +15,7 @@ from lib.store.backend import open_backend
 from tests.browser.conftest import ARTIFACTS, StreamlitServer, new_context, rerun, wait_for_idle
 from tests.browser.session import bubbles, send
 from tests.fake_openai import FakeOpenAI
+from tests.waits import WAIT
 
 pytestmark = pytest.mark.browser
 
@@ -46,6 +48,22 @@ def answered(page: Page, count: int, last: str) -> None:
     wait_for_idle(page)
 
 
+def hover(page: Page, index: int, message_id: int) -> None:
+    """Point at bubble `index` until its row shows: a late shift of the layout (a component
+    mounting, the page scrolling to its end) can move the bubble from under the pointer
+    (seen twice in ten runs: the row faded in, then out again)."""
+    row = page.locator(f".st-key-parley-tools-{message_id}")
+    deadline = time.monotonic() + WAIT
+    while True:
+        bubbles(page).nth(index).hover()
+        try:
+            expect(row).to_have_css("opacity", "1", timeout=2_000)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+
+
 def opacity(page: Page, message_id: int) -> str:
     return page.locator(f".st-key-parley-tools-{message_id}").evaluate(
         "element => getComputedStyle(element).opacity"
@@ -72,8 +90,7 @@ def test_hover_actions_edit_an_earlier_message_and_switch_back(
     # The row is there but transparent until the pointer is over its bubble.
     page.mouse.move(0, 0)
     expect(page.locator(f".st-key-parley-tools-{reply.id}")).to_have_css("opacity", "0")
-    bubbles(page).nth(1).hover()
-    expect(page.locator(f".st-key-parley-tools-{reply.id}")).to_have_css("opacity", "1")
+    hover(page, 1, reply.id)
     assert opacity(page, question.id) == "0"  # only the bubble under the pointer
     row = page.locator(f".st-key-parley-tools-{reply.id}")
     expect(row.get_by_role("button", name="Regenerate")).to_be_visible()
@@ -86,17 +103,16 @@ def test_hover_actions_edit_an_earlier_message_and_switch_back(
     assert bubbles(page).nth(1).locator("img").count() == 0
 
     # Edit the first question: the conversation goes on from the new version alone.
-    bubbles(page).nth(0).hover()
+    hover(page, 0, question.id)
     with rerun(page):
         page.locator(f".st-key-parley-tools-{question.id}").get_by_role(
             "button", name="Edit"
         ).click()
     box = bubbles(page).nth(0).get_by_role("textbox", name="Edit your message")
     box.fill("Tell me about storks")
-    with rerun(page):  # the text reaches the app first (Ctrl+Enter, as a blur would)
-        box.press("Control+Enter")
+    # The click straight away, as an event alone: no blur or Ctrl+Enter sent the text first.
     with rerun(page):
-        bubbles(page).nth(0).get_by_role("button", name="Send").click()
+        bubbles(page).nth(0).get_by_role("button", name="Send").dispatch_event("click")
     answered(page, 2, "Echo: Tell me about storks")
     assert texts(page) == ["Tell me about storks", "Echo: Tell me about storks"]
     assert sent(browser_server) == ["Tell me about storks"]
@@ -192,7 +208,7 @@ def test_regenerate_streams_the_new_reply_in_the_old_ones_place(
     if where == "last-row":
         button = page.locator(".st-key-parley-actions").get_by_role("button", name="Regenerate")
     else:
-        bubbles(page).nth(1).hover()
+        hover(page, 1, first_reply.id)
         row = page.locator(f".st-key-parley-tools-{first_reply.id}")
         button = row.get_by_role("button", name="Regenerate")
     button.click()
