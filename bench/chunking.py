@@ -55,7 +55,7 @@ def sized(text: str, size: int) -> bytes:
 def parley(name: str, data: bytes) -> int:
     opened = open_document(name, data)
     pages = list(opened.pages())
-    chunks = chunking.split_pages(p for p in pages if p.text.strip())
+    chunks = chunking.split_pages(p for p in pages if p.has_text)
     sum(chunking.count_tokens(p.text) for p in pages)
     return len(chunks)
 

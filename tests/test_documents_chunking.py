@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import random
 import re
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,3 +238,37 @@ def test_an_upload_reports_progress_while_a_big_text_is_split_and_cancel_stops_i
     assert report.status == "cancelled"
     assert len(splitting) == 3  # stopped at the first check after Cancel
     assert library.list() == []
+
+
+def test_the_chunks_of_pages_are_ranges_whose_texts_are_cut_when_read(
+    r_intro: list[Page],
+) -> None:
+    pages = r_intro[10:20]
+    chunks = chunking.split_pages(pages)
+    listed = [c for p in pages for c in chunking.split_page(p)]
+    assert list(chunks) == listed and len(chunks) == len(listed)
+    assert chunks[3] == listed[3] and chunks[-1] == listed[-1] and chunks[2:5] == listed[2:5]
+    assert list(chunks.texts()) == [c.text for c in listed]
+    assert chunks.texts()[4] == listed[4].text and chunks.texts()[1:3] == [
+        c.text for c in listed[1:3]
+    ]
+    assert chunks.hashes() == [c.hash for c in listed]
+    assert chunks.tokens() == [c.tokens for c in listed]
+
+
+def test_a_big_texts_chunks_hold_no_copy_of_it() -> None:
+    prose = "\n\n".join(
+        p.text for p in open_document("R-data.pdf", samples.manual("R-data.pdf")).pages()
+    )
+    text = "\n".join([prose] * 12)  # 1.1 million characters, 1,000 chunks
+    page = Page(None, None, text)
+    chunking.count_tokens("the tokenizer loaded before measuring")
+    tracemalloc.start()
+    try:
+        chunks = chunking.split_pages([page])
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sum(len(t) for t in chunks.texts()) > len(text)  # overlapping chunks
+    # As strings they would be more than the text (overlap); as ranges, 0.3 bytes a character.
+    assert held < len(text) / 2, f"{held:,} bytes held for {len(text):,} characters"

@@ -48,9 +48,10 @@ import hashlib
 import itertools
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import overload
 
 from lib.documents.extract import Page
 from lib.tokens import get_encoding
@@ -93,7 +94,15 @@ def count_tokens(text: str) -> int:
     """Exact cl100k_base tokens of `text`; a big text in slices, two at a time."""
     if len(text) <= SLICE_CHARS:
         return _count(text)
-    return sum(_COUNTERS.map(_count, _slices(text)))
+    # A few slices in flight (both threads busy, two waiting), not `_COUNTERS.map`, which
+    # cuts every slice before counting one: +105 MB at once for a 48 MB text.
+    total, running = 0, deque()
+    for piece in _slices(text):
+        running.append(_COUNTERS.submit(_count, piece))
+        del piece
+        if len(running) >= 4:
+            total += running.popleft().result()
+    return total + sum(f.result() for f in running)
 
 
 def _count(text: str) -> int:
@@ -125,17 +134,17 @@ def split_pages(
     chunk_tokens: int = CHUNK_TOKENS,
     overlap: int = CHUNK_OVERLAP,
     progress: Progress | None = None,
-) -> list[Chunk]:
+) -> Chunks:
     """Chunks of every page, in page order; `progress` gets characters done of all."""
-    pages = list(pages)
-    total = sum(len(p.text) for p in pages)
-    chunks: list[Chunk] = []
+    chunks = Chunks(list(pages))
+    total = sum(len(p.text) for p in chunks.pages)
     done = 0
-    for page in pages:
+    for index, page in enumerate(chunks.pages):
         report = None
         if progress is not None:
             report = lambda n, _d=done: progress(_d + n, total)  # noqa: E731
-        chunks.extend(split_page(page, chunk_tokens, overlap, report))
+        for label, start, end, tokens in _page_ranges(page, chunk_tokens, overlap, report):
+            chunks.add(index, label, start, end, tokens)
         done += len(page.text)
     return chunks
 
@@ -147,14 +156,93 @@ def split_page(
     progress: Callable[[int], None] | None = None,
 ) -> list[Chunk]:
     """Chunks of one page; `progress` gets how many of its characters are done."""
+    return [
+        Chunk(page.number, label, start, end, page.text[start:end], tokens)
+        for label, start, end, tokens in _page_ranges(page, chunk_tokens, overlap, progress)
+    ]
+
+
+def _page_ranges(
+    page: Page, chunk_tokens: int, overlap: int, progress: Callable[[int], None] | None
+) -> Iterator[tuple[str | None, int, int, int]]:
+    """(label, start, end, tokens) of each chunk of `page`."""
     splitter = _Splitter(page.text, chunk_tokens, overlap, progress)
     lines = _LineCounter(page.text)
-    out = []
     for start, end, tokens in splitter.ranges():
-        text = page.text[start:end]
         label = page.label if page.number is not None or page.label else lines.label(start, end)
-        out.append(Chunk(page.number, label, start, end, text, tokens))
-    return out
+        yield label, start, end, tokens
+
+
+class Chunks(Sequence[Chunk]):
+    """The chunks of some pages, in order, each kept as a range of its page's text.
+
+    A chunk's text is cut from its page when it is asked for, and dropped after use, so a
+    big file's chunks are never all held as strings: the 38,064 chunks of a 48 MB text
+    are 54 million characters (overlap included), 108 MB as strings, and a database
+    driver binding each one keeps a UTF-8 copy beside it (sqlite3 does: +54 MB). As
+    ranges they are about 10 MB. Read them in one pass where you can (`texts()`), since
+    each read cuts the text again.
+    """
+
+    def __init__(self, pages: list[Page]) -> None:
+        self.pages = pages
+        self._rows: list[tuple[int, str | None, int, int, int]] = []
+
+    def add(self, page_index: int, label: str | None, start: int, end: int, tokens: int) -> None:
+        self._rows.append((page_index, label, start, end, tokens))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Chunk: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Chunk]: ...
+    def __getitem__(self, index: int | slice) -> Chunk | list[Chunk]:
+        if isinstance(index, slice):
+            return [self._chunk(row) for row in self._rows[index]]
+        return self._chunk(self._rows[index])
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return map(self._chunk, self._rows)
+
+    def _chunk(self, row: tuple[int, str | None, int, int, int]) -> Chunk:
+        index, label, start, end, tokens = row
+        page = self.pages[index]
+        return Chunk(page.number, label, start, end, page.text[start:end], tokens)
+
+    def texts(self) -> Sequence[str]:
+        """The chunks' texts, each cut when read (for an embedder or a keyword index)."""
+        return _Texts(self)
+
+    def hashes(self) -> list[str]:
+        return [text_hash(text) for text in self.texts()]
+
+    def tokens(self) -> list[int]:
+        return [row[4] for row in self._rows]
+
+
+class _Texts(Sequence[str]):
+    def __init__(self, chunks: Chunks) -> None:
+        self.pages, self.rows = chunks.pages, chunks._rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self._text(row) for row in self.rows[index]]
+        return self._text(self.rows[index])
+
+    def __iter__(self) -> Iterator[str]:
+        return map(self._text, self.rows)
+
+    def _text(self, row: tuple[int, str | None, int, int, int]) -> str:
+        return self.pages[row[0]].text[row[2] : row[3]]
 
 
 class _Splitter:
