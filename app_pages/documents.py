@@ -51,6 +51,7 @@ chat_ctx.server.prefetch(model)
 if embedder:
     docs.repairs(library, embedder.model)
 ctx = rag.DocContext(chat_ctx, library, embedder, docs.reranker(current, api))
+shown = []
 if conv:  # the Chat page's actions: Retry and the edit form in a bubble, the row under it
     actions, tools = message_actions.for_chat(store, conv.id)
     shown = transcript.render_window(
@@ -61,7 +62,7 @@ if conv:  # the Chat page's actions: Retry and the edit form in a bubble, the ro
         actions=actions,
         tools=tools,
     )
-slot = chat_view.Slot()  # the next answer streams here, above the last one's controls
+slot = chat_view.Slot(len(shown))  # the next answer streams here, above the controls
 if conv:
     with slot.controls():
         answers.gauge(next((m for m in reversed(shown) if m.role == "assistant"), None))

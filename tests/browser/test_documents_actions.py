@@ -25,6 +25,8 @@ NOTES = (
     "# Cranes\n\nThe crane winters in the south and dances in March.\n"
 ) * 20
 FIRST = "Herons **nest** by the river [1]."
+# Long enough to be caught streaming (about 10 s at the pace it is sent), then ended.
+NEW_ANSWER = " ".join(f"n{i}" for i in range(300)) + " THE END [1]."
 
 
 @pytest.fixture
@@ -97,10 +99,8 @@ def test_copy_edit_and_regenerate_an_answer(
         tools(page, question.id).get_by_role("button", name="Edit").click()
     edit = bubbles(page).nth(0).get_by_role("textbox", name="Edit your message")
     edit.fill("When do cranes dance?")
-    with rerun(page):  # the text reaches the app first (Ctrl+Enter, as a blur would)
-        edit.press("Control+Enter")
     browser_server.script("Cranes dance in March [1].")
-    with rerun(page):
+    with rerun(page):  # a form: the text goes with the click
         bubbles(page).nth(0).get_by_role("button", name="Send").click()
     answered(page, 2, "Cranes dance in March [1 · notes.md, lines")
     system, messages = sent(browser_server)
@@ -110,14 +110,18 @@ def test_copy_edit_and_regenerate_an_answer(
     first = bubbles(page).nth(0)
     expect(first.get_by_test_id("stCaptionContainer").filter(has_text="2/2")).to_be_visible()
 
-    # Regenerate the answer: a fresh search and request, the first answer kept as a version.
+    # Regenerate the answer: a fresh search and request, streamed in the old answer's
+    # place (chat_view.Slot), the old answer kept as a version.
     _, cranes = store.path(cid)
     requests = len(browser_server.requests_to("/chat/completions"))
-    browser_server.script("In March, the crane dances [1].")
+    browser_server.script(NEW_ANSWER, chunk_size=6, chunk_delay=0.1)
     bubbles(page).nth(1).hover()
-    with rerun(page):
-        tools(page, cranes.id).get_by_role("button", name="Regenerate").click()
-    answered(page, 2, "In March, the crane dances [1 · notes.md, lines")
+    tools(page, cranes.id).get_by_role("button", name="Regenerate").click()
+    expect(bubbles(page).last).to_contain_text("n12 ")  # streaming
+    shown = page.get_by_test_id("stMainBlockContainer").inner_text()  # stale ones included
+    assert "THE END" not in shown, "the answer ended before the check: stream it slower"
+    assert "Cranes dance in March" not in shown and bubbles(page).count() == 2
+    answered(page, 2, "THE END [1 · notes.md, lines")
     assert len(browser_server.requests_to("/chat/completions")) == requests + 1
     system, messages = sent(browser_server)
     assert messages == ["When do cranes dance?"] and "[1] notes.md" in system
