@@ -37,6 +37,7 @@ from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,20 @@ class Pack:
             spans=spans,
         )
 
+    # Per pack, not per query. With the filter skipped when every document is searched:
+    # 1.92 -> 1.70 ms a query at 100k chunks (bench/query.py's, k=200), same results.
+
+    @cached_property
+    def searchable(self) -> int:
+        """Chunks that can match: listings have no postings."""
+        return max(len(self.lengths) - int(self.listing.sum()), 1)
+
+    @cached_property
+    def norms(self) -> np.ndarray:
+        """Each chunk's length normalisation, K1 (1 - B + B length / average length)."""
+        average = max(float(self.lengths.sum()) / self.searchable, 1e-9)
+        return K1 * (1 - B + B * self.lengths / average)
+
     def searchable_ids(self, document_ids: Sequence[str]) -> np.ndarray:
         """The chunk ids of these documents but their tables of contents and indexes (no
         database query)."""
@@ -248,17 +263,15 @@ def search(
     sizes = pack.ends[rows] - pack.starts[rows]
     term_of_row = np.repeat(np.arange(len(query)), counts)
     total = len(pack.lengths)
-    searchable = max(total - int(pack.listing.sum()), 1)  # listings have no postings
     df = np.bincount(term_of_row, weights=sizes, minlength=len(query))
-    idf = np.log(1 + (searchable - df + 0.5) / (df + 0.5))
-    average = max(float(pack.lengths.sum()) / searchable, 1e-9)
+    idf = np.log(1 + (pack.searchable - df + 0.5) / (df + 0.5))
     picked = _ranges(pack.starts[rows], sizes)
     local = pack.local[picked]
     tf = pack.tf[picked].astype(np.float64)
-    norm = K1 * (1 - B + B * pack.lengths[local] / average)
+    norm = pack.norms[local]
     weight = np.repeat(idf[term_of_row], sizes)
     scores = np.bincount(local, weights=weight * tf * (K1 + 1) / (tf + norm), minlength=total)
-    if documents is not None:
+    if documents is not None and not pack.spans.keys() <= set(documents):
         allowed = np.zeros(total, dtype=bool)
         for doc_id in documents:
             if doc_id in pack.spans:
@@ -266,7 +279,7 @@ def search(
                 allowed[first:end] = True
         scores[~allowed] = 0
     top = _top(scores, k)
-    return [(int(pack.chunk_ids[i]), float(scores[i])) for i in top]
+    return list(zip(pack.chunk_ids[top].tolist(), scores[top].tolist(), strict=True))
 
 
 def query_terms(question: str) -> list[int]:
