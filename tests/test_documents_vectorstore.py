@@ -187,6 +187,26 @@ def old_ivf(ids: np.ndarray, x: np.ndarray) -> faiss.Index:
     return index
 
 
+def old_flat(ids: np.ndarray, x: np.ndarray) -> faiss.Index:
+    """Exact search, which an older Parley kept up to more vectors than it does now."""
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(x.shape[1]))
+    index.add_with_ids(x, ids)
+    return index
+
+
+@pytest.mark.parametrize(
+    ("count", "make", "outdated"),
+    [(1000, old_ivf, True), (150, old_flat, True), (90, old_flat, False)],
+)
+def test_which_saved_indexes_are_outdated(count: int, make, outdated: bool, small_threshold):  # noqa: ANN001
+    x = clustered(count, 32)
+    store = ParleyFAISS(index=make(np.arange(count), x))
+    assert store.outdated is outdated
+    store.upgrade()
+    assert not store.outdated and store.kind == ("pq" if count > 100 else "flat")
+    assert store.search_vector(x[17], 1)[0][0] == 17
+
+
 def test_an_ivf_index_is_outdated_and_searching_it_upgrades_it(small_threshold) -> None:
     x = clustered(1000, 32)
     ids = np.arange(1000) + 500

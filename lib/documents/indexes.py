@@ -15,6 +15,9 @@ Every index is derived data, so a damaged one is rebuilt, never fatal: a FAISS i
 that is missing or fails its checksum is rebuilt from the chunks in SQLite and their
 vectors in the embedding cache (no embedding request is sent), and a damaged BM25 segment
 from its document's chunks. Each rebuild adds a notice to `repairs` for the UI to show.
+A sound index of a type an older Parley wrote (an inverted file, whose recall fell to
+0.92-0.95: lib/documents/vectorstore.py) is rebuilt from its own vectors on first load
+and saved, under the lock, with nothing to tell.
 """
 
 from __future__ import annotations
