@@ -21,9 +21,7 @@ auth.guard()
 current = sidebar.connection()
 store = clients.store(current)
 sidebar.conversations(store)
-conv = chat_view.open_conversation(store)
-if conv:
-    sidebar.conversation_actions(store, conv.id)
+conv = chat_view.open_conversation(store)  # renamed, pinned, exported, deleted by its menu
 
 model_slot = top_bar(store)  # Chats, the model picker, New chat: in view on a phone
 st.title(escape(conv.title) if conv else "New chat")

@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lib.conversations import ConversationStore, Message
+from lib.ui import conversation_list
 from tests.fake_openai import FakeOpenAI
 
 CHAT = "app_pages/chat.py"
@@ -154,9 +155,17 @@ def test_rename_and_delete(app: Callable[..., AppTest], store: ConversationStore
     at = app()
     at.query_params["c"] = conv.id
     at.run()
-    at.sidebar.text_input(key=f"parley.w.title.{conv.id}").set_value("Greetings").run()
+    # One place for the open conversation's actions: its menu in the list, no second copy.
+    assert not [w for w in at.sidebar.text_input if w.label == "Title"]
+    assert not [e for e in at.sidebar.expander if e.label == "This conversation"]
+    at.sidebar.menu_button(key=f"menu_{conv.id}").click(conversation_list.RENAME).run()
+    next(t for t in at.text_input if t.label == "Title").input("Greetings")
+    next(b for b in at.button if b.label == "Save").click().run()
     assert store.get(conv.id).title == "Greetings"
-    at.sidebar.button(key=f"del_{conv.id}").click().run()
+    assert at.title[0].value == "Greetings"
+    at.sidebar.menu_button(key=f"menu_{conv.id}").click(conversation_list.DELETE).run()
+    next(b for b in at.button if b.label == "Delete for good").click().run()
+    assert not at.exception, at.exception
     assert store.list() == []
     assert at.title[0].value == "New chat"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import StreamlitServer, rerun
+from tests.browser.conftest import StreamlitServer, rerun, wait_for_idle
 from tests.browser.session import Sessions, chat, goto, search_conversations, sidebar
 from tests.fake_openai import FakeOpenAI
 
@@ -55,13 +55,18 @@ def test_a_typed_key_stays_in_its_session(
     chat(mine, "And a second question")
     search_conversations(mine, "second")
     expect(sidebar(mine).get_by_role("button", name="Hello with my own key")).to_be_visible()
-    sidebar(mine).get_by_text("This conversation").click()
-    as_json = sidebar(mine).get_by_role("button", name="JSON")
+    search_conversations(mine, "")  # the list again, with each conversation's menu
+    sidebar(mine).locator('[class*="st-key-menu_"]').first.get_by_role("button").click()
+    mine.get_by_role("menuitem", name=re.compile("Export")).click()
+    as_json = mine.get_by_role("dialog").get_by_role("button", name="JSON")
     expect(as_json).to_be_visible()
     with mine.expect_download() as download:
         as_json.click()
     exported = download.value.path().read_text()
     assert "And a second question" in exported and typed not in exported
+    mine.get_by_role("dialog").get_by_role("button", name="Close").click()
+    expect(mine.get_by_role("dialog")).to_have_count(0)
+    wait_for_idle(mine)
 
     goto(mine, "Documents")
     notes = tmp_path / "kites.md"

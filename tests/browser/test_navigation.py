@@ -240,7 +240,6 @@ def test_every_label_fits_at_1280_and_on_a_phone_and_a_long_title_shows_on_hover
     ids = seed_many(app)
     page = open_page(f"{app.url}/?c={ids[0]}")
     expect(heading(page)).to_have_text("Pelican facts")
-    sidebar(page).get_by_text("This conversation").click()
     wait_for_idle(page)
     assert page.evaluate(TRUNCATED, False) == []
 

@@ -126,7 +126,7 @@ def bob_finds_nothing_of_alices(
         wait_for_idle(page)
         expect(page.get_by_text("That conversation was not found")).to_be_visible()
         expect(bubbles(page)).to_have_count(0)
-        expect(sidebar(page).get_by_text("This conversation")).to_have_count(0)  # no export
+        expect(sidebar(page).locator(f".st-key-menu_{cid}")).to_have_count(0)  # no export
         expect(page.get_by_text("Conversation total")).to_have_count(0)
         assert secret not in body_text(page)
     chat(page, "Bob's own question")
