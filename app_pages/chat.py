@@ -23,7 +23,8 @@ store = clients.store(current)
 sidebar.conversations(store)
 conv = chat_view.open_conversation(store)  # renamed, pinned, exported, deleted by its menu
 
-model_slot = top_bar(store)  # Chats, the model picker, New chat: in view on a phone
+# Chats, the model picker, New chat: in view on a phone; the cursor goes to the chat box.
+model_slot = top_bar(store, conv.id if conv else None)
 st.title(escape(conv.title) if conv else "New chat")
 chat_view.show_flash()
 if conv:  # Retry and the edit form in a bubble; copy, edit, regenerate, time under it

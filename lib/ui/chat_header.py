@@ -1,5 +1,5 @@
 """The top of the Chat page: Chats, the model picker and New chat in one row, and on a new
-chat a few suggestions to start from.
+chat a few suggestions to start from. The cursor starts in the chat box (`focus_input`).
 
 The row is what a phone sees without opening the drawer (390 px wide: three controls on one
 line). Chats is a popover holding the conversation list, because a choice there closes it,
@@ -28,8 +28,9 @@ SUGGESTIONS = {
 }
 
 
-def top_bar(store: ConversationStore) -> DeltaGenerator:
-    """The row; returns the place the model picker goes."""
+def top_bar(store: ConversationStore, cid: str | None = None) -> DeltaGenerator:
+    """The row for the open conversation `cid` (None: a new chat), which also puts the
+    cursor in the chat box (`focus_input`); returns the place the model picker goes."""
     row = st.container(
         horizontal=True, vertical_alignment="center", gap="xsmall", key="parley-top-bar"
     )
@@ -55,7 +56,43 @@ def top_bar(store: ConversationStore) -> DeltaGenerator:
         on_click=conversation_list.choose,
         args=(None, "chat"),
     )
+    with row:  # no height: in the row it takes no line of the page, as it would under it
+        focus_input(cid)
     return slot
+
+
+# Puts the cursor in the chat box when a chat opens, as ChatGPT does: once per mount, and
+# a new conversation (or a new chat) mounts a new one (`focus_input`'s key). Never while the
+# user types somewhere else (a text field of the sidebar, the system prompt), and never on
+# a touch screen, where a focused box opens a keyboard over half the page. The box comes a
+# moment after this component, so it waits for it (for at most 30 s).
+_FOCUS_JS = """
+export default function () {
+  const box = () => document.querySelector('[data-testid="stChatInputTextArea"]');
+  const typing = (el) => el && el !== document.body && el !== box()
+    && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+  if (window.matchMedia("(hover: none) and (pointer: coarse)").matches) return;
+  const focus = () => {
+    const target = box();
+    if (!target) return false;
+    if (!typing(document.activeElement)) target.focus({ preventScroll: true });
+    return true;
+  };
+  if (focus()) return;
+  const watch = new MutationObserver(() => { if (focus()) stop(); });
+  const timer = setTimeout(() => stop(), 30000);
+  const stop = () => { watch.disconnect(); clearTimeout(timer); };
+  watch.observe(document.body, { childList: true, subtree: true });
+  return stop;
+}
+"""
+# No markup, no CSS and no data: nothing from a conversation goes into it (see SECURITY.md).
+_focus = st.components.v2.component("parley_focus_chat_input", js=_FOCUS_JS)
+
+
+def focus_input(cid: str | None) -> None:
+    """The chat box gets the cursor on a new chat and on each conversation chosen."""
+    _focus(key=f"parley-focus-{cid or 'new'}", width="content", height="content")
 
 
 def suggestions() -> None:
