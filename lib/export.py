@@ -15,7 +15,10 @@ from lib.conversations import Conversation, Message
 # 2: a conversation is a tree. JSON holds every message with its `id` and `parent_id`, and
 # `leaf_id` the end of the path shown; Markdown holds that path only (pass `store.path`).
 # Since folders, JSON also holds `folder` (a name, or null), `pinned` and `updated_at`, which
-# Parley's importer puts back (lib/history/apps.py); older readers ignore them.
+# Parley's importer puts back (lib/history/apps.py); older readers ignore them. Since the
+# workspace round trip, each message also holds `meta` whole (but its attachments' ids,
+# which the files' entries replace), its cached `tokens` with their `tokens_encoding`, and
+# `usage_exact`; `citations` and `images` stay beside it for readers of the older shape.
 EXPORT_VERSION = 2
 
 
@@ -48,7 +51,11 @@ def to_json(conv: Conversation, messages: list[Message], files: Files | None = N
                 "created_at": _iso(m.created_at),
                 "prompt_tokens": m.prompt_tokens,
                 "completion_tokens": m.completion_tokens,
+                "usage_exact": m.usage_exact,
                 "cost": m.cost,
+                "tokens": m.tokens,
+                "tokens_encoding": m.tokens_encoding,
+                "meta": {k: v for k, v in m.meta.items() if k != "attachments"},
                 **({"citations": m.meta["citations"]} if m.meta.get("citations") else {}),
                 **({"images": m.meta["images"]} if m.meta.get("images") else {}),
                 **({"attachments": files[m.id]} if files.get(m.id) else {}),

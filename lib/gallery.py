@@ -29,7 +29,7 @@ from PIL import Image
 
 from lib.errors import NotFoundError, ProviderError
 from lib.image_models import ImageRequest
-from lib.images import GenerationResult, check_pixels, checked_image
+from lib.images import GenerationResult, Usage, check_pixels, checked_image
 from lib.store.base import WorkspaceStore, workspace_dir_name
 
 log = logging.getLogger(__name__)
@@ -160,30 +160,40 @@ class ImageStore(WorkspaceStore):
         created_at: float | None = None,
         revised_prompt: str | None = None,
         size: str = "auto",
+        quality: str | None = "auto",
+        background: str | None = "auto",
+        n: int = 1,
+        usage: tuple[int, int] | None = None,
+        cost: float | None = None,
+        seconds: float = 0.0,
+        conversation_id: str | None = None,
     ) -> StoredImage:
-        """Save an image file made elsewhere (a workspace export's) with the prompt and
-        model it was made with: checked as a generated image is (ProviderError if it is
-        not a usable one), dated by `created_at`."""
+        """Save an image file made elsewhere (a workspace export's) with the request,
+        usage and cost it was made with: checked as a generated image is (ProviderError if
+        it is not a usable one), dated by `created_at`, linked to `conversation_id` (this
+        workspace's, or NotFoundError)."""
         image = checked_image(data, revised_prompt)
-        request = ImageRequest(prompt=prompt, model=model, size=size)
-        (saved,) = self.save(GenerationResult(request, [image], None, None, 0.0),
-                             created_at=created_at)  # fmt: skip
+        request = ImageRequest(  # a quality or background of None: as the row had it
+            prompt=prompt, model=model, size=size, n=n, quality=quality, background=background
+        )
+        result = GenerationResult(request, [image], Usage(*usage) if usage else None, cost, seconds)
+        (saved,) = self.save(result, conversation_id=conversation_id, created_at=created_at)
         return saved
 
-    def content_hashes(self) -> set[str]:
-        """The sha256 of every image's bytes, to tell an image already here (an import run
-        twice). Images saved since 2026-12 carry it in `meta`; older ones are read and
-        hashed, once per call."""
+    def content_hashes(self) -> dict[str, str]:
+        """The sha256 of every image's bytes, with the id of an image holding them, to tell
+        an image already here (an import run twice). Images saved since 2026-12 carry it in
+        `meta`; older ones are read and hashed, once per call."""
         with self._conn() as conn:
             rows = conn.execute(f"{_SELECT} WHERE workspace = ?", (self.workspace,)).fetchall()
-        hashes = set()
+        hashes: dict[str, str] = {}
         for row in rows:
             image = StoredImage.from_row(row)
             digest = image.meta.get("sha256")
             if not digest and self.has_file(image):
                 digest = hashlib.sha256(self.read(image)).hexdigest()
             if digest:
-                hashes.add(digest)
+                hashes.setdefault(digest, image.id)
         return hashes
 
     def delete(self, image_id: str) -> None:

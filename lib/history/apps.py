@@ -283,6 +283,7 @@ def _parley(item: dict) -> ImportedConversation:
                 model=m.get("model") or None,
                 files=[name for name, _ in attached],
                 inline={name: data for name, data in attached if data is not None},
+                kept=_parley_kept(m),
             )
         )
         previous = key
@@ -299,7 +300,37 @@ def _parley(item: dict) -> ImportedConversation:
         system_prompt=str(item.get("system_prompt") or ""),
         folder=item.get("folder") if isinstance(item.get("folder"), str) else None,
         pinned=bool(item.get("pinned")),
+        kind=item["kind"] if item.get("kind") in PARLEY_KINDS else "chat",
+        params=item["params"] if isinstance(item.get("params"), dict) else {},
     )
+
+
+PARLEY_KINDS = ("chat", "documents")  # lib/documents/rag.py's KIND
+PARLEY_STATUSES = ("ok", "streaming", "stopped", "interrupted", "truncated", "failed")
+_PARLEY_KEPT = {  # a Parley message's fields beyond its text, and the types they must have
+    "status": str, "model": str, "tokens": int, "tokens_encoding": str,
+    "prompt_tokens": int, "completion_tokens": int, "usage_exact": bool,
+    "cost": (int, float), "meta": dict,
+}  # fmt: skip
+
+
+def _parley_kept(m: dict) -> dict[str, Any]:
+    """The fields of `lib/export.py`'s message that Parley keeps beyond role, text and time,
+    where present with the right type (an older export has fewer; a status Parley does not
+    know is left out, so the message is "ok")."""
+    kept = {}
+    for name, kind in _PARLEY_KEPT.items():
+        value = m.get(name)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            kept[name] = value
+    if kept.get("status") not in PARLEY_STATUSES:
+        kept.pop("status", None)
+    if "meta" in kept:
+        kept["meta"] = {k: v for k, v in kept["meta"].items() if k != "attachments"}
+    else:  # before `meta`, the export held these two of it
+        older = {k: m[k] for k in ("citations", "images") if isinstance(m.get(k), list)}
+        kept.update({"meta": older} if older else {})
+    return kept
 
 
 def _parley_attachments(entries: Any) -> list[tuple[str, bytes | None]]:

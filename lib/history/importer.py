@@ -9,7 +9,13 @@ app and the same content fingerprint; the fingerprint alone where the app gives 
 skipped, so a second import of the same file adds nothing; one that changed since (a chat
 continued after the last export) comes in again, as a new conversation beside the old.
 Its folder and pin come with it where the export holds them (Parley's has both, Open
-WebUI's the pin).
+WebUI's the pin); from Parley's own export, also its kind, parameters, and each message's
+status, meta, token counts and cost, as they were.
+
+A Parley workspace export's documents come in first (`workspace_import`), then the
+conversations, then the images and each conversation's links to both: its documents, its
+document chat settings, its images, and the ids its messages name (an illustration's
+images, a citation's document), mapped to the ones made here.
 
 The files its messages refer to become their attachments, read as a chat upload is
 (`lib.chat.with_documents.read_file`). One too long to send whole is kept as the
@@ -28,6 +34,8 @@ what was imported before stays, each conversation whole.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lib.chat.attachments import AttachmentStore, NewAttachment, checked_image, is_image_name
-from lib.conversation import Message
+from lib.conversation import ChatParams, Message
 from lib.conversations import ConversationStore
 from lib.errors import ImportCancelled, InvalidInputError, UnreadableExport
 from lib.history.archive import MAX_FILE_BYTES, Export, Failure, FileTooLarge
@@ -44,7 +52,8 @@ from lib.history.workspace_import import (
     KEYWORD_ONLY_NOTE,
     FilesReport,
     document_ingestor,
-    restore_files,
+    restore_documents,
+    restore_the_rest,
 )
 from lib.store.base import WorkspaceStore
 
@@ -53,6 +62,7 @@ if TYPE_CHECKING:
 
 APP_NAMES = {"chatgpt": "ChatGPT", "openwebui": "Open WebUI", "librechat": "LibreChat",
              "parley": "Parley"}  # fmt: skip
+log = logging.getLogger(__name__)
 DEFAULT_MODEL = "imported"  # a conversation whose export names no model
 
 
@@ -164,6 +174,11 @@ class Importer:
         self.cancelled = cancelled or (lambda: False)
         self.report: ImportReport | None = None  # the running import's, as it goes
         self._ingestor: Any = None  # made on the first long file
+        # Of a Parley export: each conversation's id there -> here (for its links to the
+        # documents and images that come after it), and the messages whose meta names
+        # images or documents by their ids there (an illustration's, a reply's citations).
+        self._parley_ids: dict[str, str] = {}
+        self._pointing: list[tuple[str, Message]] = []
 
     def run(self, path: Path, name: str | None = None) -> ImportReport:
         """Import every conversation of the export at `path`. Raises UnreadableExport when
@@ -172,19 +187,29 @@ class Importer:
         started = time.monotonic()
         try:
             with Export(path, report.name) as export:
-                for item in export.items():
-                    if self.cancelled():
-                        raise ImportCancelled("Import cancelled.")
-                    self._one(export, item, report)
-                    share = export.done / export.total if export.total else 1.0
-                    self.progress(min(share, 1.0), f"{len(report.imported):,} imported")
-                report.files = restore_files(
+                report.files = restore_documents(
                     export,
                     self.store.backend,
                     self.store.workspace,
                     embedder=self.embedder,
                     cancelled=self.cancelled,
                 )
+                for item in export.items():
+                    if self.cancelled():
+                        raise ImportCancelled("Import cancelled.")
+                    self._one(export, item, report)
+                    share = export.done / export.total if export.total else 1.0
+                    self.progress(min(share, 1.0), f"{len(report.imported):,} imported")
+                if report.files is not None:
+                    restore_the_rest(
+                        export,
+                        self.store.backend,
+                        self.store.workspace,
+                        report.files,
+                        conversations=self._parley_ids,
+                        cancelled=self.cancelled,
+                    )
+                    self._point_at(report.files)
         except ImportCancelled:
             report.cancelled = True
         except UnreadableExport as exc:
@@ -213,6 +238,8 @@ class Importer:
             cid = self._write(item, files)
             self.ledger.record(item.app, item.source_id, fingerprint, cid)
         report.imported.append(cid)
+        if item.app == "parley" and item.source_id:
+            self._parley_ids[item.source_id] = cid
         report.apps[item.app] = report.apps.get(item.app, 0) + 1
         report.branched += item.branched()
 
@@ -221,18 +248,23 @@ class Importer:
         conv = self.store.create(
             model=model or DEFAULT_MODEL,
             system_prompt=item.system_prompt,
+            params=_params(item.params),
             title=item.title,
+            kind=item.kind,
             created_at=item.created_at,
         )
         shown = {m.key for m in item.path()}
         messages = []
         for m in item.messages:
-            meta: dict = {"imported_from": item.app}
-            if m.files:
+            kept = dict(m.kept)  # Parley's own: status, meta, token counts, cost
+            meta: dict = kept.pop("meta", None) or {}
+            meta.setdefault("imported_from", item.app)  # where it first came from
+            if m.files and "meta" not in m.kept:
                 meta["files"] = m.files
+            kept.setdefault("model", m.model if m.role == "assistant" else None)
             messages.append(Message(
-                m.role, m.content, model=m.model if m.role == "assistant" else None,
-                meta=meta, created_at=m.created_at or item.created_at or time.time(),
+                m.role, m.content, meta=meta,
+                created_at=m.created_at or item.created_at or time.time(), **kept,
             ))  # fmt: skip
         index = {m.key: i for i, m in enumerate(item.messages)}
         parents = [index.get(m.parent) if m.parent is not None else None for m in item.messages]
@@ -245,6 +277,9 @@ class Importer:
                     self.attachments.save_message(conv.id, message, files, parent=after)
                 else:
                     self.store.add_message(conv.id, message, parent=after)
+        self._pointing += [
+            (conv.id, msg) for msg in messages if {"images", "citations"} & set(msg.meta)
+        ]
         on_path = [msg.id for m, msg in zip(item.messages, messages, strict=True) if m.key in shown]
         leaf = on_path[-1] if on_path else None
         self.store.set_leaf(conv.id, leaf)
@@ -298,6 +333,26 @@ class Importer:
                 report.long_keyword_only += bool(fresh and new.meta.get("keyword_only"))
         return found
 
+    def _point_at(self, files: FilesReport) -> None:
+        """Point the imported messages that name images (`meta["images"]`, an
+        illustration's) or documents (their citations' `document_id`, for "Show the page")
+        at them as imported here. An image that did not come in is dropped from the
+        message; a citation of a document that did not come in keeps its old id, which
+        the page reports as no longer in the library."""
+        for cid, message in self._pointing:
+            meta = message.meta
+            before = json.dumps(meta, sort_keys=True)
+            if isinstance(meta.get("images"), list):
+                meta["images"] = [
+                    files.image_ids[i] for i in meta["images"] if i in files.image_ids
+                ]
+            for cite in meta.get("citations") if isinstance(meta.get("citations"), list) else []:
+                if isinstance(cite, dict) and cite.get("document_id") in files.document_ids:
+                    cite["document_id"] = files.document_ids[cite["document_id"]]
+            if json.dumps(meta, sort_keys=True) != before:
+                self.store.update_message(cid, message)
+        self._pointing = []
+
     def ingestor(self) -> Ingestor:
         """The Ingestor long files go through (made once, on the first)."""
         if self._ingestor is None:
@@ -313,3 +368,17 @@ def _long_file_line(item: ImportedConversation, new: NewAttachment) -> str:
         return f"{where}: already in the library, now searched in this conversation too."
     how = " (keyword search only)" if new.meta.get("keyword_only") else ""
     return f"{where}: indexed{how}."
+
+
+def _params(saved: dict[str, Any]) -> ChatParams | None:
+    """A Parley conversation's parameters as exported, or the defaults (None) when they
+    are not ones Parley would save."""
+    if not saved:
+        return None
+    try:
+        params = ChatParams.from_dict(saved)
+        params.validate()
+    except (InvalidInputError, TypeError) as exc:
+        log.info("imported parameters left at the defaults: %s", exc)
+        return None
+    return params

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 ROLES = ("user", "assistant", "system")
 
@@ -28,6 +29,9 @@ class ImportedMessage:
     model: str | None = None
     files: list[str] = field(default_factory=list)  # names of images and files it refers to
     inline: dict[str, bytes] = field(default_factory=dict)  # files carried in the JSON itself
+    # What else Parley's own export says of the message, as `Message` fields (status, meta,
+    # token counts, cost): put back as they were. Empty for every other app.
+    kept: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +47,8 @@ class ImportedConversation:
     system_prompt: str = ""
     folder: str | None = None
     pinned: bool = False
+    kind: str = "chat"  # Parley's: "documents" for a chat with the library
+    params: dict[str, Any] = field(default_factory=dict)  # Parley's `ChatParams`, as saved
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()

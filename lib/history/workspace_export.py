@@ -1,8 +1,11 @@
 """Everything in a workspace as one zip, which Parley's own importer reads back.
 
     manifest.json                  what is inside, when it was made, and what the files need
-                                   to come back: each document's name and sha256, each
-                                   image's prompt, model, size and time
+                                   to come back: each document's id, name and sha256, each
+                                   image's id, prompt, model, size, quality, background,
+                                   usage, cost, time and conversation; and per conversation
+                                   (by its id) the documents it searches and its document
+                                   chat settings (`links`)
     conversations/<id>.json        each conversation whole: its tree (lib/export.py's JSON)
     markdown/<title>-<id8>.md      each conversation's path shown, to read anywhere
     documents/<id8>-<name>         the files uploaded to the Documents page, as uploaded
@@ -25,13 +28,36 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lib import export
 from lib.chat.attachments import AttachmentStore
 from lib.conversations import ConversationStore
 from lib.store.backend import Backend
 
-FORMAT = 2  # 2: the manifest lists the documents and images (`library`, `gallery`)
+if TYPE_CHECKING:
+    from lib.documents.library import DocumentLibrary
+    from lib.gallery import StoredImage
+
+# 2: the manifest lists the documents and images (`library`, `gallery`). 3: with their ids,
+# an image's conversation and the rest of its row, and `links`; a reader of 2 ignores them.
+FORMAT = 3
+IMAGE_FIELDS = (
+    "id",
+    "prompt",
+    "revised_prompt",
+    "model",
+    "size",
+    "quality",
+    "background",
+    "conversation_id",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "meta",
+    "created_at",
+)
+DEFAULT_CHAT_SETTINGS = ("auto", 6)  # DocumentLibrary.chat_settings without a row
 
 
 @dataclass
@@ -76,13 +102,14 @@ def export_workspace(
     library = DocumentLibrary(backend, workspace)
     gallery = ImageStore(backend, workspace)
     conversations = store.list(limit=10**9)
-    documents = library.list()
+    documents = library.list()[::-1]  # oldest first: imported in this order, listed as here
     image_count = gallery.count()
     total = max(1, len(conversations) + len(documents) + image_count)
     partial = target.with_name(f".{target.name}.partial")
     done = 0
     library_entries: list[dict] = []
     gallery_entries: list[dict] = []
+    links: dict[str, dict] = {}
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
             for conv in conversations:
@@ -92,13 +119,17 @@ def export_workspace(
                 md = export.to_markdown(conv, shown, attached.export_entries(shown, data=False))
                 stem = export.filename(conv, "md")[: -len(".md")]
                 archive.writestr(f"markdown/{_clean(stem)}-{conv.id[:8]}.md", md)
+                if link := _links(library, conv.id):
+                    links[conv.id] = link
                 done += 1
                 tell(done / total, f"{done:,} of {total:,}")
             for doc in documents:
                 data = library.read_file(doc)
                 member = f"documents/{doc.id[:8]}-{_clean(doc.name)}"
                 archive.writestr(member, data)
-                library_entries.append({"member": member, "name": doc.name, "sha256": doc.sha256})
+                library_entries.append(
+                    {"member": member, "id": doc.id, "name": doc.name, "sha256": doc.sha256}
+                )
                 done += 1
                 tell(done / total, f"{done:,} of {total:,}")
             offset = 0
@@ -110,11 +141,7 @@ def export_workspace(
                     if gallery.has_file(image):
                         member = f"images/{image.download_name()}"
                         archive.writestr(member, gallery.read(image))
-                        gallery_entries.append({
-                            "member": member, "prompt": image.prompt,
-                            "revised_prompt": image.revised_prompt, "model": image.model,
-                            "size": image.size, "created_at": image.created_at,
-                        })  # fmt: skip
+                        gallery_entries.append({"member": member, **_image_entry(image)})
                     done += 1
                     tell(min(done / total, 1.0), f"{done:,} of {total:,}")
                 offset += len(page)
@@ -126,6 +153,7 @@ def export_workspace(
                 "images": image_count,
                 "library": library_entries,
                 "gallery": gallery_entries,
+                "links": links,
             }, indent=2))  # fmt: skip
         os.replace(partial, target)
     finally:
@@ -134,3 +162,20 @@ def export_workspace(
         target, len(conversations), len(documents), image_count, target.stat().st_size,
         time.monotonic() - started,
     )  # fmt: skip
+
+
+def _links(library: DocumentLibrary, conversation_id: str) -> dict:
+    """What the conversation has of the library: the documents it searches (by id, in
+    the manifest's `library`) and its document chat settings where not the defaults."""
+    link: dict = {}
+    if documents := library.conversation_documents(conversation_id):
+        link["documents"] = documents
+    mode, top_k = library.chat_settings(conversation_id)
+    if (mode, top_k) != DEFAULT_CHAT_SETTINGS:
+        link["mode"], link["top_k"] = mode, top_k
+    return link
+
+
+def _image_entry(image: StoredImage) -> dict:
+    """An image's row as the manifest keeps it: all but its file's keys and its batch."""
+    return {name: getattr(image, name) for name in IMAGE_FIELDS}

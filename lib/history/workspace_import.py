@@ -1,24 +1,35 @@
 """The documents and images of a Parley workspace export, put back into a workspace.
 
-`restore_files` reads the export's manifest (`workspace_export.py`, format 2: each
-document's member, name and sha256; each image's member, prompt, model, size and time)
-and brings each file in once:
+`restore_documents` and, after the conversations, `restore_the_rest` read the export's
+manifest (`workspace_export.py`: each document's member, id, name and sha256; each
+image's member, id and row; since format 3 `links`, the documents each conversation
+searches and its document chat settings) and bring each file in once:
 - a document goes through the Documents page's own `Ingestor` (the same checks, pages and
   passages), keyword-only when no embedder is given, so an import never waits on an
   embeddings server; one already in the library by its sha256 is skipped (the Ingestor's
-  own duplicate check);
-- an image is checked as a generated one is and saved with its recorded prompt, model and
-  time (`ImageStore.restore`); one whose bytes' sha256 is already in the gallery is skipped.
+  own duplicate check), and stands for the exported one in the links;
+- an image is checked as a generated one is and saved with its recorded prompt, model,
+  request, usage, cost and time (`ImageStore.restore`), linked to its conversation where
+  that came in with this import; one whose bytes' sha256 is already in the gallery is
+  skipped, and stands for the exported one;
+- each conversation this import brought in (`conversations`: the export's id to the new
+  one) searches the documents it searched there, as the new documents, beside any its
+  attachments linked; its document chat settings come back with it.
+
+`FilesReport.image_ids` and `document_ids` map each exported image's and document's id to
+the one here, for the messages that name them (an illustration's `meta["images"]`, a
+citation's `document_id`: put right by the importer).
 
 Each file goes in whole or not at all (the Ingestor and the ImageStore clean up after a
 failure); a failure is named in the report with its reason and the others go on.
 Format 1 exports listed no names or prompts: their files are named as not imported.
+Format 2 ones hold no ids or links: their files come in, linked to nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -30,6 +41,7 @@ from lib.store.backend import Backend
 if TYPE_CHECKING:
     from lib.documents.ingest import Ingestor
 
+CHAT_MODES = ("auto", "whole", "retrieval")  # DocumentLibrary.set_chat_settings
 DOCUMENT_LIMIT = 512 * 1024 * 1024  # bytes: above any upload limit the Documents page takes
 KEYWORD_ONLY_NOTE = (
     "indexed without vectors (keyword search only): re-index them on the Documents page "
@@ -45,6 +57,9 @@ class FilesReport:
     images: int = 0
     images_skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (member, reason)
+    # The export's ids -> the ones here, of each image and document that came in or was here
+    image_ids: dict[str, str] = field(default_factory=dict)
+    document_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def any(self) -> bool:
@@ -71,7 +86,7 @@ class FilesReport:
         return out
 
 
-def restore_files(
+def restore_documents(
     export: Export,
     backend: Backend,
     workspace: str,
@@ -79,22 +94,52 @@ def restore_files(
     embedder: Any = None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> FilesReport | None:
-    """Bring back the documents and images of a Parley workspace export; None when
-    `export` is not one."""
+    """Bring back the documents of a Parley workspace export; None when `export` is not
+    one. Before its conversations: the library then lists them in the exported order, and
+    a long file a message attaches finds its document already there."""
     manifest = export.workspace_manifest()
     if manifest is None:
         return None
     report = FilesReport()
-    library = manifest.get("library")
-    gallery = manifest.get("gallery")
-    if not isinstance(library, list) or not isinstance(gallery, list):
+    library, gallery = _lists(manifest)
+    if library is None or gallery is None:
         for name in export.member_names("documents/") + export.member_names("images/"):
             report.failed.append((name, "this export is from an older Parley, which did not "
                                   "record its name or prompt"))  # fmt: skip
         return report
-    _documents(export, backend, workspace, library, embedder, cancelled, report)
-    _images(export, backend, workspace, gallery, cancelled, report)
+    report.document_ids = _documents(
+        export, backend, workspace, library, embedder, cancelled, report
+    )
     return report
+
+
+def restore_the_rest(
+    export: Export,
+    backend: Backend,
+    workspace: str,
+    report: FilesReport,
+    *,
+    conversations: Mapping[str, str],
+    cancelled: Callable[[], bool] = lambda: False,
+) -> None:
+    """After the conversations (`conversations`: the export's id -> the one imported): their
+    links to the documents `restore_documents` brought back, and the images, each linked
+    to its conversation."""
+    manifest = export.workspace_manifest() or {}
+    _, gallery = _lists(manifest)
+    if gallery is None:
+        return
+    _link(backend, workspace, manifest.get("links"), conversations, report.document_ids)
+    _images(export, backend, workspace, gallery, conversations, cancelled, report)
+
+
+def _lists(manifest: dict) -> tuple[list | None, list | None]:
+    """The manifest's `library` and `gallery` (None each where it has none: format 1)."""
+    library, gallery = manifest.get("library"), manifest.get("gallery")
+    return (
+        library if isinstance(library, list) else None,
+        gallery if isinstance(gallery, list) else None,
+    )
 
 
 def document_ingestor(backend: Backend, workspace: str, embedder: Any = None) -> Ingestor:
@@ -115,10 +160,12 @@ def _documents(
     embedder: Any,
     cancelled: Callable[[], bool],
     report: FilesReport,
-) -> None:
+) -> dict[str, str]:
+    """Each document in; returns the export's document ids -> the ones here."""
     if not entries:
-        return
+        return {}
     ingestor = document_ingestor(backend, workspace, embedder)
+    ids: dict[str, str] = {}
     for entry in entries:
         if cancelled():
             raise ImportCancelled("Import cancelled.")
@@ -134,6 +181,38 @@ def _documents(
             report.documents_skipped += 1
         else:
             report.failed.append((done.name, done.message))
+            continue
+        if isinstance(entry.get("id"), str) and done.document_id:
+            ids[entry["id"]] = done.document_id
+    return ids
+
+
+def _link(
+    backend: Backend,
+    workspace: str,
+    links: Any,
+    conversations: Mapping[str, str],
+    documents: Mapping[str, str],
+) -> None:
+    """Each imported conversation's documents (beside those its attachments linked) and
+    document chat settings, as the export's `links` give them."""
+    if not isinstance(links, dict) or not conversations:
+        return
+    from lib.documents.library import DocumentLibrary
+
+    library = DocumentLibrary(backend, workspace)
+    for old, link in links.items():
+        new = conversations.get(old)
+        if new is None or not isinstance(link, dict):
+            continue
+        chosen = link.get("documents") if isinstance(link.get("documents"), list) else []
+        found = [documents[d] for d in chosen if isinstance(d, str) and d in documents]
+        if found:
+            had = library.conversation_documents(new)
+            library.set_conversation_documents(new, list(dict.fromkeys(had + found)))
+        mode, top_k = link.get("mode"), link.get("top_k")
+        if mode in CHAT_MODES and isinstance(top_k, int) and 1 <= top_k <= 20:
+            library.set_chat_settings(new, mode, top_k)
 
 
 def _images(
@@ -141,6 +220,7 @@ def _images(
     backend: Backend,
     workspace: str,
     entries: list,
+    conversations: Mapping[str, str],
     cancelled: Callable[[], bool],
     report: FilesReport,
 ) -> None:
@@ -161,21 +241,44 @@ def _images(
         digest = hashlib.sha256(data).hexdigest()
         if digest in held:
             report.images_skipped += 1
-            continue
-        try:
-            store.restore(
-                data,
-                prompt=prompt or "",
-                model=str(entry.get("model") or "imported"),
-                created_at=_number(entry.get("created_at")),
-                revised_prompt=entry.get("revised_prompt") or None,
-                size=str(entry.get("size") or "auto"),
-            )
-        except ParleyError as exc:
-            report.failed.append((PurePosixPath(member).name, str(exc)))
-            continue
-        held.add(digest)
-        report.images += 1
+        else:
+            try:
+                saved = store.restore(data, prompt=prompt or "", **_image_row(entry, conversations))
+            except ParleyError as exc:
+                report.failed.append((PurePosixPath(member).name, str(exc)))
+                continue
+            held[digest] = saved.id
+            report.images += 1
+        if isinstance(entry.get("id"), str):
+            report.image_ids[entry["id"]] = held[digest]
+
+
+def _image_row(entry: dict, conversations: Mapping[str, str]) -> dict[str, Any]:
+    """`ImageStore.restore`'s arguments from a manifest entry, each checked for its type
+    (format 2 entries hold only the model, size, revised prompt and time)."""
+    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    tokens = entry.get("input_tokens"), entry.get("output_tokens")
+    cost, seconds = entry.get("cost"), meta.get("seconds")
+    return {
+        "model": str(entry.get("model") or "imported"),
+        "created_at": _number(entry.get("created_at")),
+        "revised_prompt": entry.get("revised_prompt") or None,
+        "size": str(entry.get("size") or "auto"),
+        "quality": _text_or_none(entry, "quality"),
+        "background": _text_or_none(entry, "background"),
+        "n": meta["n"] if isinstance(meta.get("n"), int) and meta["n"] > 0 else 1,
+        "usage": tokens if all(isinstance(t, int) for t in tokens) else None,
+        "cost": float(cost) if isinstance(cost, int | float) else None,
+        "seconds": float(seconds) if isinstance(seconds, int | float) else 0.0,
+        "conversation_id": conversations.get(str(entry.get("conversation_id"))),
+    }
+
+
+def _text_or_none(entry: dict, name: str) -> str | None:
+    """A text field of a format 3 entry as it was, None included; "auto" before."""
+    if name not in entry:
+        return "auto"
+    return entry[name] if isinstance(entry[name], str) else None
 
 
 def _member(export: Export, member: str, limit: int, report: FilesReport) -> bytes | None:
