@@ -178,7 +178,7 @@ class Importer:
         # documents and images that come after it), and the messages whose meta names
         # images or documents by their ids there (an illustration's, a reply's citations).
         self._parley_ids: dict[str, str] = {}
-        self._pointing: list[tuple[str, Message]] = []
+        self._pointing: list[tuple[str, int]] = []  # (conversation, message): ids, not text
 
     def run(self, path: Path, name: str | None = None) -> ImportReport:
         """Import every conversation of the export at `path`. Raises UnreadableExport when
@@ -278,7 +278,7 @@ class Importer:
                 else:
                     self.store.add_message(conv.id, message, parent=after)
         self._pointing += [
-            (conv.id, msg) for msg in messages if {"images", "citations"} & set(msg.meta)
+            (conv.id, msg.id) for msg in messages if {"images", "citations"} & set(msg.meta)
         ]
         on_path = [msg.id for m, msg in zip(item.messages, messages, strict=True) if m.key in shown]
         leaf = on_path[-1] if on_path else None
@@ -339,7 +339,8 @@ class Importer:
         at them as imported here. An image that did not come in is dropped from the
         message; a citation of a document that did not come in keeps its old id, which
         the page reports as no longer in the library."""
-        for cid, message in self._pointing:
+        for cid, mid in self._pointing:  # read again: memory holds ids, not 10,000 replies
+            message = self.store.get_message(cid, mid)
             meta = message.meta
             before = json.dumps(meta, sort_keys=True)
             if isinstance(meta.get("images"), list):
