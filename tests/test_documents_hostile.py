@@ -64,6 +64,52 @@ def deflated(text: bytes, zeros_mb: int = 0) -> bytes:
 
 
 HELLO = b"BT /F1 12 Tf 72 712 Td (Hello from a small page) Tj ET\n"
+LZW = b"/Filter /LZWDecode"
+
+
+def lzw_spaces(count: int) -> list[int]:
+    """The LZW codes an encoder emits for `count` spaces from a clear table, worked out
+    from the lengths of the runs in its table (a loop per byte takes minutes at 300 MB):
+    a run matched as far as the table goes, its code, the run one space longer added."""
+    codes, longest, next_code, current, remaining = [256], 1, 258, 0, count
+    while True:
+        take = min(longest - current, remaining)
+        current, remaining = current + take, remaining - take
+        codes.append(32 if current == 1 else 258 + current - 2)
+        if not remaining:
+            return codes
+        if next_code <= 4095:
+            longest, next_code = current + 1, next_code + 1
+        else:  # the table is full: start again
+            codes.append(256)
+            longest, next_code = 1, 258
+        current, remaining = 1, remaining - 1
+
+
+def lzw_pack(codes: list[int], early: int = 1) -> bytes:
+    """Codes as PDF's LZWDecode reads them: 9 to 12 bits, high bit first, then EOD."""
+    out, buffer, bits, width, next_code = bytearray(), 0, 0, 9, 258
+    for code in [*codes, 257]:
+        buffer, bits = buffer << width | code, bits + width
+        while bits >= 8:
+            bits -= 8
+            out.append(buffer >> bits & 0xFF)
+        buffer &= (1 << bits) - 1
+        if code == 256:
+            width, next_code = 9, 258
+        elif code != 257:
+            next_code += 1
+            if next_code + early > 1 << width and width < 12:
+                width += 1
+    if bits:
+        out.append(buffer << (8 - bits) & 0xFF)
+    return bytes(out)
+
+
+def lzw_bomb(spaces_mb: int, early: int = 1) -> bytes:
+    """HELLO (a code a byte), then `spaces_mb` MB of spaces LZW-encoded: 12 bits per code,
+    each code up to 3,839 spaces, so 300 MB is 230 KB."""
+    return lzw_pack([256, *HELLO, *lzw_spaces(spaces_mb << 20)], early)
 
 
 @pytest.fixture
@@ -83,6 +129,10 @@ def test_the_sample_pdf_is_read_when_its_streams_are_small(library: DocumentLibr
         # 300 MB of spaces behind a line of text: 0.3 MB on disk, PDFium would hold ~600 MB.
         ("bomb.pdf", lambda: pdf(deflated(HELLO, 300)), "a stream in it inflates to more "
          "than 64 MB"),
+        ("lzw-bomb.pdf", lambda: pdf(lzw_bomb(300), dictionary=LZW), "a stream in it inflates "
+         "to more than 64 MB"),
+        ("lzw-many.pdf", lambda: pdf(*[lzw_bomb(63)] * 17, dictionary=LZW), "its streams "
+         "inflate to more than 1,024 MB in all"),
         # 17 streams of 63 MB: each under the limit, together past 1 GB.
         ("many.pdf", lambda: pdf(*[deflated(HELLO, 63)] * 17), "its streams inflate to more "
          "than 1,024 MB in all"),
@@ -109,6 +159,38 @@ def test_the_guard_measures_what_a_stream_inflates_to() -> None:
     assert pdfguard.check_streams(pdf(deflated(HELLO, 10))) == len(HELLO) + (10 << 20)
     # A stream zlib cannot inflate is left to PDFium and pypdf to judge.
     assert pdfguard.check_streams(pdf(b"not deflate data")) == 0
+
+
+def test_the_lzw_codes_are_what_a_real_encoder_makes() -> None:
+    from pypdf._codecs._codecs import LzwCodec  # pypdf's encoder, PDF 1.7 7.4.4.2
+
+    # 700,000 spaces: 1,183 codes, past the widths of 10 and 11 bits.
+    assert lzw_pack(lzw_spaces(700_000)) == LzwCodec().encode(b" " * 700_000)
+    # 10 MB: the table is full and cleared twice; pypdf decodes it to exactly that.
+    decoded = LzwCodec(max_output_length=1 << 30).decode(lzw_bomb(10))
+    assert decoded == HELLO + b" " * (10 << 20)
+
+
+@pytest.mark.parametrize(
+    ("early", "parameters"), [(1, b""), (0, b" /DecodeParms << /EarlyChange 0 >>")]
+)
+def test_the_guard_measures_what_an_lzw_stream_decodes_to(early: int, parameters: bytes) -> None:
+    data = pdf(lzw_bomb(10, early), dictionary=LZW + parameters)
+    assert pdfguard.check_streams(data) == len(HELLO) + (10 << 20)
+    # A stream that stops without its EOD code is counted to its /Length, no further.
+    cut = lzw_bomb(10, early)[:-2]
+    two = pdf(cut, lzw_pack([256, *HELLO], early), dictionary=LZW + parameters)
+    assert len(HELLO) + (10 << 20) - 4000 < pdfguard.check_streams(two) - len(HELLO)
+    assert pdfguard.check_streams(two) - len(HELLO) <= len(HELLO) + (10 << 20)
+
+
+def test_a_small_lzw_pdf_is_read(library: DocumentLibrary) -> None:
+    from pypdf._codecs._codecs import LzwCodec
+
+    data = pdf(LzwCodec().encode(HELLO), dictionary=LZW)
+    report = Ingestor(library, None, limit_bytes=1 << 30).ingest("lzw.pdf", data)
+    assert report.status == "indexed", report.message
+    assert report.chars == len("Hello from a small page")
 
 
 def page(number: int, source: str, problem: str = "", text: str = "") -> Page:
