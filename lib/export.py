@@ -16,12 +16,15 @@ from lib.conversations import Conversation, Message
 # `leaf_id` the end of the path shown; Markdown holds that path only (pass `store.path`).
 # Since folders, JSON also holds `folder` (a name, or null), `pinned` and `updated_at`, which
 # Parley's importer puts back (lib/history/apps.py); older readers ignore them. Since the
-# workspace round trip, each message also holds `meta` whole (but its attachments' ids,
-# which the files' entries replace), its cached `tokens` with their `tokens_encoding`, and
-# `usage_exact`; `citations` and `images` stay beside it for readers of the older shape.
+# workspace round trip, each message also holds `meta` (but `_LOCAL_META`), its cached
+# `tokens` with their `tokens_encoding`, and `usage_exact`; `citations` and `images` stay
+# beside it for readers of the older shape.
 EXPORT_VERSION = 2
 
 
+# Meta that means something only here: attachments' ids and a streaming reply's process
+# (lib/inflight.py: host, pid), which has no place in a file given to someone.
+_LOCAL_META = ("attachments", "owner")
 Files = Mapping[int, list[dict]]  # message id -> its attachments, as exported
 
 
@@ -55,7 +58,7 @@ def to_json(conv: Conversation, messages: list[Message], files: Files | None = N
                 "cost": m.cost,
                 "tokens": m.tokens,
                 "tokens_encoding": m.tokens_encoding,
-                "meta": {k: v for k, v in m.meta.items() if k != "attachments"},
+                "meta": {k: v for k, v in m.meta.items() if k not in _LOCAL_META},
                 **({"citations": m.meta["citations"]} if m.meta.get("citations") else {}),
                 **({"images": m.meta["images"]} if m.meta.get("images") else {}),
                 **({"attachments": files[m.id]} if files.get(m.id) else {}),

@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import pytest
+
 from lib.chat.attachments import AttachmentStore, checked_image
 from lib.chat.with_documents import read_file
 from lib.conversation import ChatParams, Message
@@ -278,3 +280,40 @@ def test_an_older_workspace_export_still_imports(backend, tmp_path) -> None:
     assert illustration["meta"]["images"] == []  # with no image ids, no image to show
     with_files = next(c for c in after["conversations"] if c["title"] == "With files")
     assert with_files["documents"] == ["long.txt"]  # through its attachment
+
+
+@pytest.mark.parametrize(
+    ("status", "meta", "kept_status", "kept_meta"),
+    [
+        ("stopped", {"rag": {"mode": "auto"}}, "stopped", {"rag": {"mode": "auto"}}),
+        ("streaming", {"owner": {"pid": 1, "host": "h"}}, "interrupted", {}),
+        ("no-such-status", {"attachments": ["a1"], "error": "x"}, "ok", {"error": "x"}),
+        (7, "not a dict", "ok", {}),
+    ],
+    ids=["kept", "streaming-is-cut-off", "unknown-status", "wrong-types"],
+)
+def test_a_parley_message_keeps_its_status_and_meta_but_not_this_machines(
+    store_alice, tmp_path, status, meta, kept_status, kept_meta
+) -> None:
+    """A reply exported while it streamed has no process writing it in the copy; its
+    writer's pid and host, and attachment ids, mean nothing elsewhere."""
+    import json
+
+    conv = {"parley_export": 2, "id": "c1", "title": "Statuses", "kind": "chat",
+            "params": {"temperature": 9}, "messages": [  # a temperature Parley refuses
+        {"id": 1, "parent_id": None, "role": "user", "content": "Hi"},
+        {"id": 2, "parent_id": 1, "role": "assistant", "content": "He", "status": status,
+         "meta": meta, "tokens": True, "cost": "free"},
+    ]}  # fmt: skip
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(conv))
+    (cid,) = Importer(store_alice).run(path).imported
+    reply = store_alice.path(cid)[-1]
+    assert (reply.status, reply.tokens, reply.cost) == (kept_status, None, None)
+    assert reply.meta == {**kept_meta, "imported_from": "parley"}
+    assert store_alice.get(cid).params == ChatParams()  # the defaults, not temperature 9
+
+
+@pytest.fixture
+def store_alice(backend: Backend) -> ConversationStore:
+    return ConversationStore(backend, "alice")

@@ -306,6 +306,9 @@ def _parley(item: dict) -> ImportedConversation:
 
 
 PARLEY_KINDS = ("chat", "documents")  # lib/documents/rag.py's KIND
+# A message's meta that means something only where it was written: its attachments' ids
+# (the files' entries replace them) and the process writing a reply (lib/inflight.py).
+PARLEY_LOCAL_META = ("attachments", "owner")
 PARLEY_STATUSES = ("ok", "streaming", "stopped", "interrupted", "truncated", "failed")
 _PARLEY_KEPT = {  # a Parley message's fields beyond its text, and the types they must have
     "status": str, "model": str, "tokens": int, "tokens_encoding": str,
@@ -325,8 +328,10 @@ def _parley_kept(m: dict) -> dict[str, Any]:
             kept[name] = value
     if kept.get("status") not in PARLEY_STATUSES:
         kept.pop("status", None)
+    elif kept["status"] == "streaming":  # exported mid-reply: no process writes this copy
+        kept["status"] = "interrupted"
     if "meta" in kept:
-        kept["meta"] = {k: v for k, v in kept["meta"].items() if k != "attachments"}
+        kept["meta"] = {k: v for k, v in kept["meta"].items() if k not in PARLEY_LOCAL_META}
     else:  # before `meta`, the export held these two of it
         older = {k: m[k] for k in ("citations", "images") if isinstance(m.get(k), list)}
         kept.update({"meta": older} if older else {})
