@@ -317,3 +317,22 @@ def test_a_parley_message_keeps_its_status_and_meta_but_not_this_machines(
 @pytest.fixture
 def store_alice(backend: Backend) -> ConversationStore:
     return ConversationStore(backend, "alice")
+
+
+def test_cancel_while_documents_come_in_reports_those_that_did(backend, tmp_path) -> None:
+    rich_workspace(backend, tmp_path)
+    summary = export_workspace(backend, "alice", tmp_path / "all.zip")
+    asked = []
+
+    def cancelled() -> bool:  # the second question: after the first document
+        asked.append(1)
+        return len(asked) > 1
+
+    bob = ConversationStore(backend, "bob")
+    report = Importer(bob, cancelled=cancelled).run(summary.path)
+    assert report.cancelled and report.imported == [] and report.files is not None
+    assert report.files.documents == ["../notes.md"]  # the oldest, exported first
+    lines = "\n".join(report.lines())
+    assert "1 document imported." in lines and "Cancelled" in lines
+    assert [d.name for d in DocumentLibrary(backend, "bob").list()] == ["../notes.md"]
+    assert bob.list() == []

@@ -187,13 +187,16 @@ class Importer:
         started = time.monotonic()
         try:
             with Export(path, report.name) as export:
-                report.files = restore_documents(
-                    export,
-                    self.store.backend,
-                    self.store.workspace,
-                    embedder=self.embedder,
-                    cancelled=self.cancelled,
-                )
+                if export.workspace_manifest() is not None:  # a Parley workspace export
+                    report.files = FilesReport()
+                    restore_documents(
+                        export,
+                        self.store.backend,
+                        self.store.workspace,
+                        report.files,
+                        embedder=self.embedder,
+                        cancelled=self.cancelled,
+                    )
                 for item in export.items():
                     if self.cancelled():
                         raise ImportCancelled("Import cancelled.")

@@ -90,27 +90,22 @@ def restore_documents(
     export: Export,
     backend: Backend,
     workspace: str,
+    report: FilesReport,
     *,
     embedder: Any = None,
     cancelled: Callable[[], bool] = lambda: False,
-) -> FilesReport | None:
-    """Bring back the documents of a Parley workspace export; None when `export` is not
-    one. Before its conversations: the library then lists them in the exported order, and
-    a long file a message attaches finds its document already there."""
-    manifest = export.workspace_manifest()
-    if manifest is None:
-        return None
-    report = FilesReport()
-    library, gallery = _lists(manifest)
+) -> None:
+    """Bring back the documents of a Parley workspace export (`export.workspace_manifest()`
+    is not None), into `report` as they come (a cancel keeps what came in, counted).
+    Before its conversations: the library then lists them in the exported order, and a
+    long file a message attaches finds its document already there."""
+    library, gallery = _lists(export.workspace_manifest() or {})
     if library is None or gallery is None:
         for name in export.member_names("documents/") + export.member_names("images/"):
             report.failed.append((name, "this export is from an older Parley, which did not "
                                   "record its name or prompt"))  # fmt: skip
-        return report
-    report.document_ids = _documents(
-        export, backend, workspace, library, embedder, cancelled, report
-    )
-    return report
+        return
+    _documents(export, backend, workspace, library, embedder, cancelled, report)
 
 
 def restore_the_rest(
@@ -160,12 +155,12 @@ def _documents(
     embedder: Any,
     cancelled: Callable[[], bool],
     report: FilesReport,
-) -> dict[str, str]:
-    """Each document in; returns the export's document ids -> the ones here."""
+) -> None:
+    """Each document in, with the export's document id -> the one here in the report."""
     if not entries:
-        return {}
+        return
     ingestor = document_ingestor(backend, workspace, embedder)
-    ids: dict[str, str] = {}
+    ids = report.document_ids
     for entry in entries:
         if cancelled():
             raise ImportCancelled("Import cancelled.")
@@ -184,7 +179,6 @@ def _documents(
             continue
         if isinstance(entry.get("id"), str) and done.document_id:
             ids[entry["id"]] = done.document_id
-    return ids
 
 
 def _link(
