@@ -11,6 +11,8 @@ What must differ, and is left out of the comparison (each named where it is drop
   (lib/export.py's `_iso`), so both sides are compared as that text;
 - a message's meta gains `imported_from` ("parley") where it had none: where it first came
   from, which the importer records (a message imported from ChatGPT keeps "chatgpt");
+- the copy's import ledger also records the export it was read from ("parley" and the
+  source's conversation id), so importing that export again adds nothing;
 - a document's embedding model (None: the import indexes keyword-only, with the note to
   re-index), its created/indexed times and report (the time of the import, and its
   timings), and an attachment's time: made by the import;
@@ -36,7 +38,7 @@ from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
 from lib.export import _iso
 from lib.gallery import ImageStore
-from lib.history.importer import Importer
+from lib.history.importer import Importer, ImportLedger
 from lib.history.workspace_export import export_workspace
 from lib.history.workspace_import import document_ingestor
 from lib.image_models import ImageRequest
@@ -117,9 +119,17 @@ def rich_workspace(backend: Backend, tmp_path) -> None:  # noqa: ANN001
     alice.set_pinned(plain.id, True)
 
 
-def snapshot(backend: Backend, workspace: str) -> dict[str, Any]:
-    """Everything the workspace persists, ids replaced by what they point at."""
+def snapshot(backend: Backend, workspace: str, copied_from: str = "") -> dict[str, Any]:
+    """Everything the workspace persists, ids replaced by what they point at; with
+    `copied_from`, less the import ledger's rows for that workspace's export (see the
+    module's docstring)."""
     store = ConversationStore(backend, workspace)
+    own = (
+        {c.id for c in ConversationStore(backend, copied_from).list(limit=1000)}
+        if copied_from
+        else set()
+    )
+    sources = ImportLedger(backend, workspace).by_conversation()
     files = AttachmentStore(backend, workspace)
     library = DocumentLibrary(backend, workspace)
     gallery = ImageStore(backend, workspace)
@@ -170,6 +180,10 @@ def snapshot(backend: Backend, workspace: str) -> dict[str, Any]:
             "documents": [documents[d].name for d in library.conversation_documents(conv.id)],
             "chat_settings": library.chat_settings(conv.id),
             "images": [i.prompt for i in gallery.for_conversation(conv.id)],
+            "imported": sorted(
+                (app, source) for app, source, _ in sources.get(conv.id, [])
+                if not (app == "parley" and source in own)
+            ),
         })  # fmt: skip
     out["folders"] = store.folders()
     for doc in documents.values():
@@ -203,7 +217,7 @@ def test_a_workspace_comes_back_field_for_field(backend, tmp_path) -> None:
     report = Importer(ConversationStore(backend, "bob")).run(summary.path)
     assert len(report.imported) == 4 and not report.failed and not report.missing_files
     assert report.files is not None and not report.files.failed, report.files.failed
-    after = snapshot(backend, "bob")
+    after = snapshot(backend, "bob", copied_from="alice")
     for part in ("documents", "images", "folders"):
         assert after[part] == before[part], part
     for source, copy in zip(before["conversations"], after["conversations"], strict=True):
@@ -220,6 +234,13 @@ def test_a_workspace_comes_back_field_for_field(backend, tmp_path) -> None:
     assert {m["status"] for m in chat["messages"]} == {"ok", "stopped", "failed"}
     assert chat["leaf"] == 2 and chat["messages"][2]["meta"]["images"] == ["a kingfisher"]
     assert [len(c["documents"]) for c in before["conversations"]] == [1, 2, 0, 0]
+    assert [c["imported"] for c in before["conversations"]][2:] == [
+        [("chatgpt", "c-1")],
+        [("chatgpt", "s1")],
+    ]
+    # The copy knows where its conversations came from: the ChatGPT export adds nothing
+    again = Importer(ConversationStore(backend, "bob")).run(tmp_path / "chatgpt.zip")
+    assert (again.imported, again.skipped) == ([], 2)
 
 
 def test_a_document_link_without_an_attachment_survives_an_import_run_twice(
@@ -232,7 +253,7 @@ def test_a_document_link_without_an_attachment_survives_an_import_run_twice(
     again = Importer(bob).run(summary.path)
     assert (len(again.imported), again.skipped) == (0, 4)
     assert again.files is not None and again.files.documents_skipped == 3
-    assert snapshot(backend, "bob") == snapshot(backend, "alice")
+    assert snapshot(backend, "bob", copied_from="alice") == snapshot(backend, "alice")
 
 
 def test_an_older_workspace_export_still_imports(backend, tmp_path) -> None:

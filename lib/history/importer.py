@@ -148,6 +148,20 @@ class ImportLedger(WorkspaceStore):
                 is not None
             )
 
+    def by_conversation(self) -> dict[str, list[list[str]]]:
+        """Each conversation's sources, [app, source id, fingerprint]: what a workspace
+        export carries, so its copy still knows them (one query for the workspace)."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT conversation_id, app, source_id, fingerprint FROM imports "
+                "WHERE workspace = ? ORDER BY imported_at",
+                (self.workspace,),
+            ).fetchall()
+        out: dict[str, list[list[str]]] = {}
+        for r in rows:
+            out.setdefault(r[0], []).append([r[1], r[2], r[3]])
+        return out
+
     def record(self, app: str, source_id: str, fingerprint: str, conversation_id: str) -> None:
         with self._conn() as conn:
             conn.execute(
@@ -178,6 +192,7 @@ class Importer:
         # documents and images that come after it), and the messages whose meta names
         # images or documents by their ids there (an illustration's, a reply's citations).
         self._parley_ids: dict[str, str] = {}
+        self._links: dict | None = None  # a workspace export's manifest `links`, read once
         self._pointing: list[tuple[str, int]] = []  # (conversation, message): ids, not text
 
     def run(self, path: Path, name: str | None = None) -> ImportReport:
@@ -240,11 +255,29 @@ class Importer:
         with self.store.backend.transaction():  # the conversation whole, or nothing
             cid = self._write(item, files)
             self.ledger.record(item.app, item.source_id, fingerprint, cid)
+            for app, source_id, known in self._sources(export, item):
+                if not self.ledger.seen(app, source_id, known):
+                    self.ledger.record(app, source_id, known, cid)
         report.imported.append(cid)
         if item.app == "parley" and item.source_id:
             self._parley_ids[item.source_id] = cid
         report.apps[item.app] = report.apps.get(item.app, 0) + 1
         report.branched += item.branched()
+
+    def _sources(self, export: Export, item: ImportedConversation) -> list[list[str]]:
+        """Where a conversation of a Parley workspace export had been imported from (its
+        `links`' "imported"), so that importing that source into this workspace too still
+        adds nothing."""
+        if self._links is None:
+            manifest = export.workspace_manifest() or {}
+            links = manifest.get("links")
+            self._links = links if isinstance(links, dict) else {}
+        link = self._links.get(item.source_id) if item.app == "parley" else None
+        known = link.get("imported") if isinstance(link, dict) else None
+        return [
+            s for s in known or []
+            if isinstance(s, list) and len(s) == 3 and all(isinstance(x, str) for x in s)
+        ]  # fmt: skip
 
     def _write(self, item: ImportedConversation, attached: list[list[NewAttachment]]) -> str:
         model = item.model or next((m.model for m in item.messages if m.model), None)

@@ -4,8 +4,8 @@
                                    to come back: each document's id, name and sha256, each
                                    image's id, prompt, model, size, quality, background,
                                    usage, cost, time and conversation; and per conversation
-                                   (by its id) the documents it searches and its document
-                                   chat settings (`links`)
+                                   (by its id) the documents it searches, its document
+                                   chat settings and where it was imported from (`links`)
     conversations/<id>.json        each conversation whole: its tree (lib/export.py's JSON)
     markdown/<title>-<id8>.md      each conversation's path shown, to read anywhere
     documents/<id8>-<name>         the files uploaded to the Documents page, as uploaded
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from lib import export
 from lib.chat.attachments import AttachmentStore
 from lib.conversations import ConversationStore
+from lib.history.importer import ImportLedger
 from lib.store.backend import Backend
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ def export_workspace(
     library = DocumentLibrary(backend, workspace)
     gallery = ImageStore(backend, workspace)
     conversations = store.list(limit=10**9)
+    sources = ImportLedger(backend, workspace).by_conversation()
     documents = library.list()[::-1]  # oldest first: imported in this order, listed as here
     image_count = gallery.count()
     total = max(1, len(conversations) + len(documents) + image_count)
@@ -119,7 +121,7 @@ def export_workspace(
                 md = export.to_markdown(conv, shown, attached.export_entries(shown, data=False))
                 stem = export.filename(conv, "md")[: -len(".md")]
                 archive.writestr(f"markdown/{_clean(stem)}-{conv.id[:8]}.md", md)
-                if link := _links(library, conv.id):
+                if link := _links(library, conv.id, sources.get(conv.id)):
                     links[conv.id] = link
                 done += 1
                 tell(done / total, f"{done:,} of {total:,}")
@@ -164,10 +166,11 @@ def export_workspace(
     )  # fmt: skip
 
 
-def _links(library: DocumentLibrary, conversation_id: str) -> dict:
+def _links(library: DocumentLibrary, conversation_id: str, sources: list | None) -> dict:
     """What the conversation has of the library: the documents it searches (by id, in
-    the manifest's `library`) and its document chat settings where not the defaults."""
-    link: dict = {}
+    the manifest's `library`) and its document chat settings where not the defaults; and
+    where it was imported from (`sources`, the import ledger's rows)."""
+    link: dict = {"imported": sources} if sources else {}
     if documents := library.conversation_documents(conversation_id):
         link["documents"] = documents
     mode, top_k = library.chat_settings(conversation_id)
