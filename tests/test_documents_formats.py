@@ -695,7 +695,6 @@ def test_an_indexed_file_is_cited_by_its_locator(
     assert report.status == "indexed", report.message
     assert report.pages == pages
     assert [n for n in report.notes if not n.startswith("Read as ")] == []  # CSV: encoding
-    assert report.message.startswith(f"{name}: {pages} page")
     found = retrieve(
         library, question, [report.document_id], model=MODEL,
         query_vector=embedder.embed_query(question),
@@ -708,6 +707,36 @@ def test_an_indexed_file_is_cited_by_its_locator(
     # The stored pages keep their labels for "show the passage" and whole-document mode.
     labels = [p.label for p in library.pages([report.document_id])]
     assert len(labels) == pages and all(labels)
+
+
+PARTS: list[tuple[str, Make, str]] = [
+    ("birds.docx", samples.docx_file, "4 sections"),
+    ("survey.pptx", samples.pptx_file, "4 slides"),
+    ("sightings.xlsx", samples.xlsx_file, "2 sheets, 9 blocks of rows"),
+    ("one.xlsx", lambda: samples.xlsx_with_cells(f'<row r="1">{_text("Ada", "A1")}</row>'.encode()),
+     "1 sheet, 1 block of rows"),
+    ("sightings.csv", lambda: samples.CSV, "1 block of rows"),
+    ("birds.html", samples.html_page, "4 sections"),
+    ("birds.epub", samples.epub_file, "3 sections"),
+    ("river.odt", samples.odt_file, "3 sections"),
+    ("R-intro.pdf", doc_samples.manual, "113 pages"),
+    ("notes.txt", lambda: b"Herons nest in tall trees.", "1 page"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "make", "parts"), PARTS, ids=[p[0] for p in PARTS])
+def test_the_report_counts_slides_sections_and_sheets_as_they_are_cited(
+    library: DocumentLibrary, name: str, make: Make, parts: str
+) -> None:
+    data = make()
+    report = Ingestor(library, None, limit_bytes=50 << 20).ingest(name, data)
+    assert report.status == "indexed", report.message
+    assert report.message.startswith(f"{name}: {parts}, {report.chars:,} characters, ")
+    again = Ingestor(library, None, limit_bytes=50 << 20).ingest(name, data)
+    assert again.status == "duplicate" and (again.pages, again.sheets) == (
+        report.pages,
+        report.sheets,
+    )
 
 
 def test_bad_files_of_every_format_are_reported_beside_the_good_ones(
@@ -749,7 +778,7 @@ def test_the_documents_page_indexes_a_word_file_and_cites_its_section(
     pages, *_ = read("birds.docx", samples.docx_file())
     chars = sum(len(p.text) for p in pages)
     assert [s.value for s in at.success] == [
-        f"birds.docx: 4 pages, {chars:,} characters, 4 chunks."
+        f"birds.docx: 4 sections, {chars:,} characters, 4 chunks."
     ]
     assert at.multiselect[0].options == ["birds.docx"]
     # A file this small is sent whole, page by page (section by section here), so [2]

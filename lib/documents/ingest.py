@@ -38,6 +38,7 @@ import numpy as np
 from lib.documents import chunking, ocr
 from lib.documents.embeddings import Embedder, EmbedProgress
 from lib.documents.extract import Page, open_document
+from lib.documents.formats import kinds as formats
 from lib.documents.library import AlreadyStored, DocumentLibrary, DocumentRecord
 from lib.errors import (
     DocumentError,
@@ -75,7 +76,8 @@ class FileReport:
     status: str  # indexed | duplicate | failed | cancelled
     message: str = ""
     document_id: str | None = None
-    pages: int = 0
+    pages: int = 0  # slides, sections or blocks of rows in other formats (kinds.PARTS)
+    sheets: int = 0  # of a workbook
     chars: int = 0
     empty_pages: list[int] = field(default_factory=list)
     ocr_pages: list[int] = field(default_factory=list)  # read by OCR (scans, images)
@@ -258,6 +260,8 @@ class Ingestor:
         finally:
             opened.close()
         report.pages = len(pages)
+        if opened.kind == "xlsx":
+            report.sheets = formats.sheet_count(p.label for p in pages)
         report.chars = sum(len(p.text) for p in pages)
         report.empty_pages = [p.number or i for i, p in enumerate(pages, 1) if not p.has_text]
         report.ocr_pages = [p.number or i for i, p in enumerate(pages, 1) if p.source == "ocr"]
@@ -351,7 +355,7 @@ class Ingestor:
         texts = prepared.chunks.texts()  # cut one at a time as the index reads them
         self.library.search.add(doc_id, ids, texts, prepared.model, prepared.vectors)
         report.status = "indexed"
-        report.message = _summary(report)
+        report.message = _summary(report, prepared.kind)
         report.seconds = round(report.seconds + time.perf_counter() - started, 3)
         self.library.mark_ready(doc_id, prepared.model, report.to_dict())
 
@@ -418,6 +422,7 @@ def _duplicate(name: str, existing: DocumentRecord, seconds: float) -> FileRepor
         f"{name} is already in your library{same}; nothing was added.",
         document_id=existing.id,
         pages=stored.get("pages", 0),
+        sheets=stored.get("sheets", 0),
         chars=stored.get("chars", 0),
         empty_pages=stored.get("empty_pages", []),
         ocr_pages=stored.get("ocr_pages", []),
@@ -428,11 +433,9 @@ def _duplicate(name: str, existing: DocumentRecord, seconds: float) -> FileRepor
     )
 
 
-def _summary(report: FileReport) -> str:
-    text = (
-        f"{report.name}: {report.pages:,} page{'s' * (report.pages != 1)}, "
-        f"{report.chars:,} characters, {report.chunks:,} chunks"
-    )
+def _summary(report: FileReport, kind: str) -> str:
+    parts = formats.parts_text(kind, report.pages, report.sheets)
+    text = f"{report.name}: {parts}, {report.chars:,} characters, {report.chunks:,} chunks"
     if report.ocr_pages:
         text += f", {len(report.ocr_pages)} read by OCR"
     if report.empty_pages:

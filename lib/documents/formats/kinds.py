@@ -10,6 +10,8 @@ known not to be binary.
 from __future__ import annotations
 
 import importlib
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from lib.documents.formats import archive
@@ -41,6 +43,19 @@ WHAT = {
     "epub": "an EPUB e-book",
     "odt": "an OpenDocument text document",
 }
+# What a report calls a document's pages, as its citations name them (the readers'
+# labels: "slide 3", "§ Heading", "Sheet1 rows 2–41"); a PDF's, an image's and a text
+# file's are pages.
+PARTS = {
+    "pptx": ("slide", "slides"),
+    "docx": ("section", "sections"),
+    "html": ("section", "sections"),
+    "epub": ("section", "sections"),
+    "odt": ("section", "sections"),
+    "xlsx": ("block of rows", "blocks of rows"),
+    "csv": ("block of rows", "blocks of rows"),
+}
+_ROWS = re.compile(r"(?:^| )rows? [0-9]+(?:–[0-9]+)?$")  # sheets.row_pages' labels
 ZIP_KINDS = {"docx", "pptx", "xlsx", "epub", "odt"}
 READERS = {  # kind → module under lib/documents/formats/ with `open_<kind>(name, data)`
     "docx": "office",
@@ -79,6 +94,21 @@ def detect(
     if looks_like and not (claimed == "html" and looks_like == "an HTML page"):
         raise UnreadableDocument(f"{name} is not {expected}: it looks like {looks_like}.")
     return claimed, []
+
+
+def parts_text(kind: str, count: int, sheets: int = 0) -> str:
+    """How many pages a document has, named as its citations name them: "12 pages",
+    "3 slides", "1 section", "2 sheets, 14 blocks of rows" (`sheets` for a workbook)."""
+    one, many = PARTS.get(kind, ("page", "pages"))
+    text = f"{count:,} {one if count == 1 else many}"
+    if kind == "xlsx" and sheets:
+        text = f"{sheets:,} sheet{'s' * (sheets != 1)}, {text}"
+    return text
+
+
+def sheet_count(labels: Iterable[str | None]) -> int:
+    """How many sheets a workbook's pages come from, by their labels ("Sheet1 rows 2–41")."""
+    return len({_ROWS.sub("", label or "") for label in labels})
 
 
 def _text_like(data: bytes) -> bool:
