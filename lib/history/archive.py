@@ -80,6 +80,8 @@ class Export:
         self._zip: zipfile.ZipFile | None = None
         self._files: dict[str, zipfile.ZipInfo] = {}
         self._references: dict[str, zipfile.ZipInfo] | None = None
+        self._manifest: dict | None = None
+        self._manifest_read = False
         with path.open("rb") as f:
             head = f.read(4)
         if head.startswith(b"PK"):
@@ -152,7 +154,10 @@ class Export:
 
     def workspace_manifest(self) -> dict | None:
         """manifest.json of a Parley workspace export (lib/history/workspace_export.py), or
-        None for any other file."""
+        None for any other file. Read once: its links are asked for per conversation."""
+        if self._manifest_read:
+            return self._manifest
+        self._manifest_read = True
         info = self._files.get("manifest.json")
         if self._zip is None or info is None or info.file_size > MAX_OBJECT_BYTES:
             return None
@@ -160,7 +165,9 @@ class Export:
             data = json.loads(self._zip.read(info))
         except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError):
             return None
-        return data if isinstance(data, dict) and "parley_workspace" in data else None
+        if isinstance(data, dict) and "parley_workspace" in data:
+            self._manifest = data
+        return self._manifest
 
     def member_names(self, prefix: str) -> list[str]:
         return sorted(n for n in self._files if n.startswith(prefix))

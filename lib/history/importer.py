@@ -192,7 +192,6 @@ class Importer:
         # documents and images that come after it), and the messages whose meta names
         # images or documents by their ids there (an illustration's, a reply's citations).
         self._parley_ids: dict[str, str] = {}
-        self._links: dict | None = None  # a workspace export's manifest `links`, read once
         self._pointing: list[tuple[str, int]] = []  # (conversation, message): ids, not text
 
     def run(self, path: Path, name: str | None = None) -> ImportReport:
@@ -268,11 +267,10 @@ class Importer:
         """Where a conversation of a Parley workspace export had been imported from (its
         `links`' "imported"), so that importing that source into this workspace too still
         adds nothing."""
-        if self._links is None:
-            manifest = export.workspace_manifest() or {}
-            links = manifest.get("links")
-            self._links = links if isinstance(links, dict) else {}
-        link = self._links.get(item.source_id) if item.app == "parley" else None
+        if item.app != "parley":
+            return []
+        links = (export.workspace_manifest() or {}).get("links")
+        link = links.get(item.source_id) if isinstance(links, dict) else None
         known = link.get("imported") if isinstance(link, dict) else None
         return [
             s for s in known or []
