@@ -23,7 +23,9 @@ EXPORT_VERSION = 2
 
 
 # Meta that means something only here: attachments' ids and a streaming reply's process
-# (lib/inflight.py: host, pid), which has no place in a file given to someone.
+# (lib/inflight.py: host, pid), which has no place in a file given to someone. (The same
+# as lib/history/parley_meta.LOCAL, which the importer drops; lib/ does not import
+# lib/history from here.)
 _LOCAL_META = ("attachments", "owner")
 Files = Mapping[int, list[dict]]  # message id -> its attachments, as exported
 

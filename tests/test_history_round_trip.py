@@ -79,8 +79,13 @@ def rich_workspace(backend: Backend, tmp_path) -> None:  # noqa: ANN001
     alice.add_message(chat.id, Message(
         "assistant", "In burrows [1].", model="gpt-4o", tokens=5, tokens_encoding="o200k_base",
         prompt_tokens=120, completion_tokens=9, usage_exact=True, cost=0.0012,
-        meta={"citations": [cite], "rag": {"mode": "retrieval", "passages": 1},
-              "first_token_s": 0.4},
+        meta={"citations": [cite], "first_token_s": 0.4, "finish_reason": "stop",
+              "rag": {"mode": "retrieval", "search": "keyword", "question": "kingfishers nest",
+                      "sources": 1, "reason": "asked", "notes": ["keyword search only"]},
+              "context": {"system": 40, "history": 0, "new": 7, "dropped": 0, "sources": 60,
+                          "window": 128_000, "window_source": "catalogue",
+                          "window_known": True, "estimate": False},
+              "rewrite": {"prompt_tokens": 30, "completion_tokens": 5}},
     ))  # fmt: skip
     # An illustration: the image linked to its conversation, the message naming it
     request = ImageRequest(prompt="a kingfisher", model="gpt-image-1", size="1024x1024",
@@ -306,7 +311,12 @@ def test_an_older_workspace_export_still_imports(backend, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("status", "meta", "kept_status", "kept_meta"),
     [
-        ("stopped", {"rag": {"mode": "auto"}}, "stopped", {"rag": {"mode": "auto"}}),
+        (
+            "stopped",
+            {"rag": {"mode": "whole", "sources": 2}},
+            "stopped",
+            {"rag": {"mode": "whole", "sources": 2}},
+        ),
         ("streaming", {"owner": {"pid": 1, "host": "h"}}, "interrupted", {}),
         ("no-such-status", {"attachments": ["a1"], "error": "x"}, "ok", {"error": "x"}),
         (7, "not a dict", "ok", {}),
@@ -357,3 +367,44 @@ def test_cancel_while_documents_come_in_reports_those_that_did(backend, tmp_path
     assert "1 document imported." in lines and "Cancelled" in lines
     assert [d.name for d in DocumentLibrary(backend, "bob").list()] == ["../notes.md"]
     assert bob.list() == []
+
+
+CITED = {"n": 1, "file": "a.pdf", "page": 3, "score": 0.5, "text": "Herons."}
+
+
+@pytest.mark.parametrize(
+    ("meta", "kept"),
+    [
+        ({"citations": [CITED]}, {"citations": [CITED]}),
+        ({"citations": [{**CITED, "n": "[x](http://evil)"}, "text", {"file": "a.pdf"}]},
+         {"citations": []}),  # the label shows `n` as it is: only a number
+        ({"citations": [{**CITED, "score": "high", "page": "3", "extra": 1}]},
+         {"citations": [{"n": 1, "file": "a.pdf", "text": "Herons."}]}),
+        ({"citations": {"n": 1}}, {}),
+        ({"images": ["i1", {"id": 1}]}, {}),
+        ({"context": {"system": 1, "history": 2, "new": 3, "dropped": 0, "window": 0}}, {}),
+        ({"context": {"system": "1", "history": 2, "new": 3, "dropped": 0, "window": 9}}, {}),
+        ({"rag": {"mode": "whole"}}, {}),  # the pages read its `sources`
+        ({"rag": {"mode": "whole", "sources": 2, "notes": [1]}},
+         {"rag": {"mode": "whole", "sources": 2}}),
+        ({"error": ["not", "text"], "limit": True, "first_token_s": "soon"}, {}),
+        ({"theme": "dark", "nested": {"a": 1}, "listed": [1]}, {"theme": "dark"}),
+    ],
+    ids=["citation-kept", "citation-n-not-a-number", "citation-fields-of-wrong-types",
+         "citations-not-a-list", "images-not-all-ids", "context-window-zero",
+         "context-field-of-wrong-type", "rag-without-sources", "rag-notes-not-text",
+         "scalars-of-wrong-types", "unknown-keys-only-plain"],
+)  # fmt: skip
+def test_a_parley_messages_meta_is_held_to_the_shapes_parley_writes(
+    store_alice, tmp_path, meta, kept
+) -> None:
+    """The pages read meta unchecked (an `n` into a label, a score through :.2f, a
+    division by the window): an export's meta is checked before it is stored."""
+    import json
+
+    message = {"id": 1, "parent_id": None, "role": "assistant", "content": "Hm", "meta": meta}
+    conv = {"parley_export": 2, "id": "c1", "title": "Odd meta", "messages": [message]}
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(conv))
+    (cid,) = Importer(store_alice).run(path).imported
+    assert store_alice.path(cid)[0].meta == {**kept, "imported_from": "parley"}

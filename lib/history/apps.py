@@ -28,6 +28,7 @@ from typing import Any
 
 from lib.errors import UnreadableExport
 from lib.history.model import ROLES, ImportedConversation, ImportedMessage
+from lib.history.parley_meta import checked_meta
 
 LIBRECHAT_ROOT = "00000000-0000-0000-0000-000000000000"
 
@@ -306,9 +307,6 @@ def _parley(item: dict) -> ImportedConversation:
 
 
 PARLEY_KINDS = ("chat", "documents")  # lib/documents/rag.py's KIND
-# A message's meta that means something only where it was written: its attachments' ids
-# (the files' entries replace them) and the process writing a reply (lib/inflight.py).
-PARLEY_LOCAL_META = ("attachments", "owner")
 PARLEY_STATUSES = ("ok", "streaming", "stopped", "interrupted", "truncated", "failed")
 _PARLEY_KEPT = {  # a Parley message's fields beyond its text, and the types they must have
     "status": str, "model": str, "tokens": int, "tokens_encoding": str,
@@ -331,10 +329,9 @@ def _parley_kept(m: dict) -> dict[str, Any]:
     elif kept["status"] == "streaming":  # exported mid-reply: no process writes this copy
         kept["status"] = "interrupted"
     if "meta" in kept:
-        kept["meta"] = {k: v for k, v in kept["meta"].items() if k not in PARLEY_LOCAL_META}
-    else:  # before `meta`, the export held these two of it
-        older = {k: m[k] for k in ("citations", "images") if isinstance(m.get(k), list)}
-        kept.update({"meta": older} if older else {})
+        kept["meta"] = checked_meta(kept["meta"])
+    elif older := checked_meta({k: m[k] for k in ("citations", "images") if k in m}):
+        kept["meta"] = older  # before `meta`, the export held these two of it
     return kept
 
 
