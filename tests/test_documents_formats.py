@@ -28,11 +28,17 @@ from streamlit.testing.v1 import AppTest
 from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.extract import Page, open_document
-from lib.documents.formats import archive, sheets
+from lib.documents.formats import archive, sheets, web
 from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
 from lib.documents.retrieval import retrieve
-from lib.errors import EncryptedDocument, NoTextFound, ParleyError, UnreadableDocument
+from lib.errors import (
+    EncryptedDocument,
+    FileTooLarge,
+    NoTextFound,
+    ParleyError,
+    UnreadableDocument,
+)
 from lib.store.backend import Backend
 from tests import doc_samples
 from tests import format_samples as samples
@@ -246,6 +252,24 @@ def test_csv_dialects_and_encodings(
     (page,) = read(name, data)[0]
     assert page.label == label
     assert [f for f in fragments if f not in page.text] == [], page.text
+
+
+def test_an_html_page_of_too_many_tags_is_refused_before_it_is_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def parse(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(web.lxml_html, "document_fromstring", parse)
+    cells = "<p><b>a</b> <i>b</i></p>\n" * 170_000  # 1,020,000 tags in 4 MB
+    data = f"<!DOCTYPE html><html><body><main>{cells}</main></body></html>".encode()
+    with pytest.raises(FileTooLarge) as refused:
+        open_document("dense.html", data)
+    assert str(refused.value) == (
+        "dense.html has about 1,020,007 tags, more than the 1,000,000 Parley reads in one "
+        "HTML page (each costs about 165 bytes of memory while the page is read). Save it as "
+        "PDF or plain text from the browser, or split it, and upload that."
+    )
 
 
 @pytest.mark.parametrize("name", ["big.html", "big.odt", "big.epub"])

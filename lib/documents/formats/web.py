@@ -19,9 +19,14 @@ follows HTML 4 rules for implied end tags, which can nest some HTML5 markup diff
 than a browser; the text is the same.
 
 Speed and memory (`bench/formats.py`, 2 cores): 1.9 MB of text a second (a 2 MB page
-of the R manuals: 1.05 s, 17 MB peak RSS growth). lxml holds the whole tree, about 9x
-the page: a 60 MB page of one-line paragraphs grew RSS by 553 MB (93 s under load), so
-pages near the 50 MB upload limit come close to issue 13's 500 MB budget.
+of the R manuals: 1.05 s, 17 MB peak RSS growth). lxml holds the whole tree, which
+costs about 165 bytes a tag (start and end tags both) and 5.5 a character of text: a 58
+MB page of the R manuals' paragraphs (393,000 tags) peaked at +371 MB while parsed
+(+457 MB for the whole upload, the keyword index's build the peak, since chunks are
+ranges: +590 MB before), but 24 MB of small tags (4.8 million, from
+"<p><b>a</b> <i>b</i> <span>c</span></p>") at +882 MB. So a page of more than
+`MAX_TAGS` tags, counted as its "<" before parsing, is refused, saying so: a million
+tags cost about 165 MB, beside the 275 MB of 50 MB (the upload limit) of text.
 
 The encoding comes from a byte-order mark, then the page's `<meta charset>` or XML
 declaration, then detection as for text files.
@@ -36,7 +41,7 @@ from lxml import html as lxml_html
 
 from lib.documents.extract import Opened, decode_text
 from lib.documents.formats.sections import Block, opened, sections, table_lines, tidy
-from lib.errors import UnreadableDocument
+from lib.errors import FileTooLarge, UnreadableDocument
 
 _DROP = ("script", "style", "noscript", "template", "iframe", "object", "embed", "svg",
          "math", "canvas", "nav", "aside", "form", "button", "select", "textarea", "dialog",
@@ -55,6 +60,7 @@ _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGN
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 _WHITESPACE = re.compile(r"\s+")
 _HIDDEN = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+MAX_TAGS = 1_000_000
 LINK_SHARE = 0.8
 MIN_LINKS = 3
 
@@ -86,6 +92,13 @@ def html_blocks(name: str, text: str) -> list[Block]:
     text = _XML_DECL.sub("", text, count=1)
     if "\x00" in text:
         raise _binary(name)
+    tags = text.count("<")
+    if tags > MAX_TAGS:
+        raise FileTooLarge(
+            f"{name} has about {tags:,} tags, more than the {MAX_TAGS:,} Parley reads in one "
+            "HTML page (each costs about 165 bytes of memory while the page is read).",
+            hint="Save it as PDF or plain text from the browser, or split it, and upload that.",
+        )
     blocks = _main_blocks(text, drop_link_lists=True)
     return blocks or _main_blocks(text, drop_link_lists=False)
 
