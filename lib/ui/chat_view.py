@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -324,8 +325,25 @@ def message_box(
         stream(reply, slot)
 
 
-def start(action, *args) -> None:  # noqa: ANN001 - any chat.* starter
-    state.put("pending", (action, args))
+# The turn to answer in the next run: a message action's callback leaves it (`start`) and
+# the page that draws the transcript takes it once (`take_pending`), to stream it as a
+# chat reply (`run_pending`) or as a document answer (`documents_chat.run_pending`).
+_PENDING = "chat.pending"
+
+
+def start(action: Callable[..., chat.Reply], *args: object) -> None:
+    """Ask the next run to answer `action(ctx, *args)` (say, `answer`)."""
+    state.put(_PENDING, (action, args))
+
+
+def take_pending(ctx: chat.ChatContext) -> chat.Reply | None:
+    """The reply a message action asked for (`start`), now started, or None; taken once,
+    so a rerun never answers it twice. Raises the ParleyError that stops it starting."""
+    pending = state.pop(_PENDING)
+    if not pending:
+        return None
+    action, args = pending
+    return action(ctx, *args)
 
 
 def retry_in_place(store: ConversationStore, cid: str):  # noqa: ANN201 - a bubble part
@@ -369,12 +387,10 @@ def answer(ctx: chat.ChatContext, cid: str, question: int) -> chat.Reply:
 def run_pending(
     ctx: chat.ChatContext, current: Settings | None = None, slot: Slot | None = None
 ) -> None:
-    pending = state.pop("pending")
-    if not pending:
-        return
-    action, args = pending
     try:
-        reply = action(ctx, *args)
+        reply = take_pending(ctx)
+        if reply is None:
+            return
         if current is not None:  # a conversation with documents attached answers from them
             reply = attachments_view.answer(ctx, current, reply)
     except ParleyError as exc:

@@ -21,8 +21,8 @@ from lib.documents.extract import render_pdf_page
 from lib.documents.library import DocumentLibrary
 from lib.errors import NotFoundError, ParleyError
 from lib.markup import escape
-from lib.ui import state, user_stop
-from lib.ui.chat_view import Slot, end, report
+from lib.ui import user_stop
+from lib.ui.chat_view import Slot, end, report, take_pending
 from lib.ui.transcript import AVATARS, stream_markdown, window_label
 from lib.usage import money
 
@@ -194,19 +194,13 @@ def run_pending(ctx: rag.DocContext, slot: Slot | None = None) -> None:
     rewind or branch the conversation and leave a `chat.Reply` to start, which here
     becomes a `rag.Answer` for the same question (`rag.answer_for`), so it is searched
     afresh and cited."""
-    pending = state.pop(PENDING)
-    if not pending:
-        return
-    action, args = pending
     try:
-        answer = rag.answer_for(ctx, action(ctx.chat, *args))
+        reply = take_pending(ctx.chat)
+        if reply is None:
+            return
+        answer = rag.answer_for(ctx, reply)
     except ParleyError as exc:
         st.error(escape(str(exc)))
         return
     with slot.turn if slot else st.container():
         stream(answer, slot)
-
-
-# `chat_view.start`'s key: the turn to answer in the next run. (chat_view exports no
-# accessor that takes it without also streaming it as a chat reply.)
-PENDING = "pending"
