@@ -14,9 +14,7 @@ current = sidebar.connection()
 store = clients.store(current)
 library = docs.library(current)
 sidebar.conversations(store, kind=rag.KIND, label="document chat")
-conv = chat_view.open_conversation(store, rag.KIND)
-if conv:
-    sidebar.conversation_actions(store, conv.id, kind=rag.KIND)
+conv = chat_view.open_conversation(store, rag.KIND)  # renamed, exported, deleted by its menu
 
 st.title(escape(conv.title) if conv else "Documents")
 chat_view.show_flash()

@@ -11,10 +11,12 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from lib.conversations import ConversationStore, Message
+from lib.documents import rag
 from lib.documents.chunking import split_pages
 from lib.documents.extract import open_document
 from lib.documents.library import DocumentLibrary
 from lib.store.backend import Backend
+from lib.ui import conversation_list
 from lib.ui import documents_chat as answers
 from tests import doc_samples as samples
 from tests.fake_openai import FakeOpenAI
@@ -279,6 +281,28 @@ def test_a_chat_conversation_never_opens_here(page: AppTest, store: Conversation
     page.session_state["parley.conversation_id.documents"] = chat.id
     page.run()
     assert any("not found" in w for w in texts(page.warning))
+    assert page.title[0].value == "Documents"
+
+
+def test_the_open_conversation_is_renamed_and_deleted_by_its_menu(
+    page: AppTest, store: ConversationStore
+) -> None:
+    conv = store.create(model="gpt-5-mini", title="Herons", kind=rag.KIND)
+    store.add_message(conv.id, Message(role="user", content="Where do herons nest?"))
+    page.query_params["c"] = conv.id
+    page.run()
+    assert page.title[0].value == "Herons"
+    # One place for the open conversation's actions: its menu in the list, no second copy.
+    assert not [w for w in page.sidebar.text_input if w.label == "Title"]
+    assert not [e for e in page.sidebar.expander if e.label == "This conversation"]
+    page.sidebar.menu_button(key=f"menu_{conv.id}").click(conversation_list.RENAME).run()
+    next(t for t in page.text_input if t.label == "Title").input("Nests")
+    next(b for b in page.button if b.label == "Save").click().run()
+    assert store.get(conv.id).title == "Nests" and page.title[0].value == "Nests"
+    page.sidebar.menu_button(key=f"menu_{conv.id}").click(conversation_list.DELETE).run()
+    next(b for b in page.button if b.label == "Delete for good").click().run()
+    assert not page.exception, page.exception
+    assert store.list(kind=rag.KIND) == []
     assert page.title[0].value == "Documents"
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib import export
-from lib.chat.attachments import AttachmentStore
 from lib.conversations import ConversationStore
 from lib.errors import ConfigError, ParleyError
 from lib.markup import escape
@@ -124,55 +122,3 @@ def conversations(store: ConversationStore, kind: str = "chat", label: str = "ch
         conversation_list.show(store, kind, label)
         conversation_list.close_drawer_on_choice()
     conversation_list.dialogs(store, kind)
-
-
-def conversation_actions(store: ConversationStore, cid: str, kind: str = "chat") -> None:
-    """Rename, export and delete for the open conversation."""
-    try:
-        conv = store.get(cid)
-    except ParleyError:
-        return
-    with st.sidebar.expander("This conversation", icon=":material/tune:"):
-        title = st.text_input("Title", value=conv.title, key=f"parley.w.title.{cid}")
-        if title != conv.title:
-            try:
-                store.rename(cid, title)
-                st.rerun()
-            except ParleyError as exc:
-                st.error(escape(str(exc)))
-
-        # Built only when clicked, so a long history costs nothing on every rerun.
-        files = AttachmentStore(store.backend, store.workspace)
-
-        def as_markdown() -> str:
-            shown = store.path(cid)  # the path shown
-            return export.to_markdown(conv, shown, files.export_entries(shown, data=False))
-
-        def as_json() -> str:
-            messages = store.all_messages(cid)  # with the files' bytes
-            return export.to_json(conv, messages, files.export_entries(messages, data=True))
-
-        # A row, not two columns: at 1280 px a column cut "Markdown" to "Mark…".
-        row = st.container(horizontal=True, gap="xsmall")
-        row.download_button(
-            "Markdown",
-            as_markdown,
-            file_name=export.filename(conv, "md"),
-            mime="text/markdown",
-            on_click="ignore",
-            icon=":material/download:",
-        )
-        row.download_button(
-            "JSON",
-            as_json,
-            file_name=export.filename(conv, "json"),
-            mime="application/json",
-            on_click="ignore",
-            icon=":material/download:",
-        )
-        with st.popover("Delete conversation", icon=":material/delete:"):
-            st.write("This deletes the conversation and all its messages.")
-            if st.button("Delete for good", type="primary", key=f"del_{cid}"):
-                store.delete(cid)
-                state.open_conversation(None, kind)
-                st.rerun()
