@@ -379,10 +379,13 @@ class Importer:
             before = json.dumps(meta, sort_keys=True)
             if isinstance(meta.get("images"), list):
                 meta["images"] = [
-                    files.image_ids[i] for i in meta["images"] if i in files.image_ids
+                    files.image_ids[i]
+                    for i in meta["images"]
+                    if isinstance(i, str) and i in files.image_ids
                 ]
             for cite in meta.get("citations") if isinstance(meta.get("citations"), list) else []:
-                if isinstance(cite, dict) and cite.get("document_id") in files.document_ids:
+                held = isinstance(cite, dict) and isinstance(cite.get("document_id"), str)
+                if held and cite["document_id"] in files.document_ids:
                     cite["document_id"] = files.document_ids[cite["document_id"]]
             if json.dumps(meta, sort_keys=True) != before:
                 self.store.update_message(cid, message)
