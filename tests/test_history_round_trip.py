@@ -38,7 +38,8 @@ from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
 from lib.export import _iso
 from lib.gallery import ImageStore
-from lib.history.importer import Importer, ImportLedger
+from lib.history.importer import Importer
+from lib.history.ledger import ImportLedger
 from lib.history.workspace_export import export_workspace
 from lib.history.workspace_import import document_ingestor
 from lib.image_models import ImageRequest

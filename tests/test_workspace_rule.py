@@ -23,7 +23,7 @@ MODULES = {
     "DocumentLibrary": "lib.documents.library",
     "EmbeddingCache": "lib.documents.embeddings",
     "ImageStore": "lib.gallery",
-    "ImportLedger": "lib.history.importer",
+    "ImportLedger": "lib.history.ledger",
     "Preferences": "lib.preferences",
 }
 

@@ -47,6 +47,7 @@ from lib.conversation import ChatParams, Message
 from lib.conversations import ConversationStore
 from lib.errors import ImportCancelled, InvalidInputError, UnreadableExport
 from lib.history.archive import MAX_FILE_BYTES, Export, Failure, FileTooLarge
+from lib.history.ledger import ImportLedger
 from lib.history.model import ImportedConversation, ImportedMessage
 from lib.history.workspace_import import (
     KEYWORD_ONLY_NOTE,
@@ -55,7 +56,6 @@ from lib.history.workspace_import import (
     restore_documents,
     restore_the_rest,
 )
-from lib.store.base import WorkspaceStore
 
 if TYPE_CHECKING:
     from lib.documents.ingest import Ingestor
@@ -132,43 +132,6 @@ class ImportReport:
     @property
     def restored(self) -> bool:
         return self.files is not None and self.files.any
-
-
-class ImportLedger(WorkspaceStore):
-    """What was imported into this workspace, from where (the `imports` table)."""
-
-    def seen(self, app: str, source_id: str, fingerprint: str) -> bool:
-        with self._conn() as conn:
-            return (
-                conn.execute(
-                    "SELECT 1 FROM imports WHERE workspace = ? AND app = ? AND source_id = ? "
-                    "AND fingerprint = ?",
-                    (self.workspace, app, source_id, fingerprint),
-                ).fetchone()
-                is not None
-            )
-
-    def by_conversation(self) -> dict[str, list[list[str]]]:
-        """Each conversation's sources, [app, source id, fingerprint]: what a workspace
-        export carries, so its copy still knows them (one query for the workspace)."""
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT conversation_id, app, source_id, fingerprint FROM imports "
-                "WHERE workspace = ? ORDER BY imported_at",
-                (self.workspace,),
-            ).fetchall()
-        out: dict[str, list[list[str]]] = {}
-        for r in rows:
-            out.setdefault(r[0], []).append([r[1], r[2], r[3]])
-        return out
-
-    def record(self, app: str, source_id: str, fingerprint: str, conversation_id: str) -> None:
-        with self._conn() as conn:
-            conn.execute(
-                "INSERT INTO imports (workspace, app, source_id, fingerprint, conversation_id, "
-                "imported_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.workspace, app, source_id, fingerprint, conversation_id, time.time()),
-            )
 
 
 class Importer:

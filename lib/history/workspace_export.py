@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from lib import export
 from lib.chat.attachments import AttachmentStore
 from lib.conversations import ConversationStore
-from lib.history.importer import ImportLedger
+from lib.history.ledger import ImportLedger
 from lib.store.backend import Backend
 
 if TYPE_CHECKING:
