@@ -136,8 +136,21 @@ def _bomb() -> bytes:
     return out.getvalue()
 
 
+def _with_password() -> bytes:
+    """A ChatGPT zip marked as encrypted, as a password-protected zip is: bit 0 of the
+    general-purpose flags set in the local header and in the central directory."""
+    data = bytearray(samples.chatgpt_zip([samples.simple_chatgpt("a", "A")]))
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        while at >= 0:
+            data[at + offset] |= 0x1
+            at = data.find(signature, at + 4)
+    return bytes(data)
+
+
 BAD = [
     ("empty.json", b"", "is empty"),
+    ("locked.zip", _with_password(), "is protected by a password"),
     ("notes.zip", samples.zip_bytes({"readme.txt": "hello"}), "holds no conversations"),
     ("cut.zip", samples.chatgpt_zip([samples.simple_chatgpt("a", "A")])[:200], "truncated"),
     ("bomb.zip", _bomb(), "looks like a zip bomb"),
