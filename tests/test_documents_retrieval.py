@@ -147,3 +147,8 @@ def test_reciprocal_rank_fusion() -> None:
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
     assert rrf([[5]]) == [(5, pytest.approx(1 / 61))]
     assert np.isclose(sum(s for _, s in rrf([[1], [1]])), 2 / 61)
+    # A weighed list (the heading list counts as the searches together): its first
+    # outranks a passage first in one list and second in the other.
+    weighed = rrf([[1, 2], [2, 1], [3]], weights=[1, 1, 2])
+    assert [i for i, _ in weighed] == [3, 1, 2]
+    assert weighed[0][1] == pytest.approx(2 / 61)
