@@ -8,6 +8,7 @@ from lib.markup import escape, neutralise
 from lib.ui import auth, chat_view, clients, message_actions, sidebar, state, transcript
 from lib.ui import documents_chat as answers
 from lib.ui import documents_view as docs
+from lib.ui.chat_header import top_bar
 
 auth.guard()
 current = sidebar.connection()
@@ -16,6 +17,8 @@ library = docs.library(current)
 sidebar.conversations(store, kind=rag.KIND, label="document chat")
 conv = chat_view.open_conversation(store, rag.KIND)  # renamed, exported, deleted by its menu
 
+# Document chats, the model picker, New: in view on a phone, as on the Chat page.
+model_slot = top_bar(store, conv.id if conv else None, rag.KIND, "document chat")
 st.title(escape(conv.title) if conv else "Documents")
 chat_view.show_flash()
 try:
@@ -42,7 +45,7 @@ docs.picker(library, conv, documents)
 models, note = clients.models(current, api)
 if note:
     st.sidebar.caption(f":material/info: {escape(note)}")  # model names are typed text
-model = docs.model_picker(store, conv, models)
+model = docs.model_picker(store, conv, models, model_slot)
 chosen = docs.selection(library, conv)
 chat_ctx = clients.chat_context(current, api)
 chat_ctx.server.prefetch(model)

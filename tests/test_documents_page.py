@@ -306,6 +306,25 @@ def test_the_open_conversation_is_renamed_and_deleted_by_its_menu(
     assert page.title[0].value == "Documents"
 
 
+def test_the_top_row_picks_the_model_and_starts_a_new_document_chat(
+    page: AppTest, store: ConversationStore
+) -> None:
+    conv = store.create(model="gpt-5-mini", title="Herons", kind=rag.KIND)
+    page.query_params["c"] = conv.id
+    page.run()
+    # The Chat page's row (lib.ui.chat_header.top_bar), with this page's model picker.
+    (model,) = [s for s in page.main.selectbox if s.key == f"parley.w.docmodel.{conv.id}"]
+    assert model.value == "gpt-5-mini"
+    assert not [s for s in page.sidebar.selectbox if s.label == "Model"]  # one picker only
+    new = page.button(key="parley.w.top.new")
+    assert new.help == "New document chat"
+    new.click().run()
+    assert not page.exception, page.exception
+    assert page.title[0].value == "Documents" and "c" not in page.query_params
+    assert [s.key for s in page.main.selectbox] == ["parley.w.docmodel.draft"]
+    assert store.get(conv.id).title == "Herons"  # a new chat, nothing deleted
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_config() -> Iterator[None]:
     before = config.get_option("server.maxUploadSize")

@@ -1,5 +1,6 @@
-"""The top of the Chat page: Chats, the model picker and New chat in one row, and on a new
-chat a few suggestions to start from. The cursor starts in the chat box (`focus_input`).
+"""The top of the Chat and Documents pages: Chats, the model picker and New chat in one row,
+and on a new chat a few suggestions to start from. The cursor starts in the chat box
+(`focus_input`).
 
 The row is what a phone sees without opening the drawer (390 px wide: three controls on one
 line). Chats is a popover holding the conversation list, because a choice there closes it,
@@ -28,33 +29,34 @@ SUGGESTIONS = {
 }
 
 
-def top_bar(store: ConversationStore, cid: str | None = None) -> DeltaGenerator:
-    """The row for the open conversation `cid` (None: a new chat), which also puts the
-    cursor in the chat box (`focus_input`); returns the place the model picker goes."""
+def top_bar(
+    store: ConversationStore, cid: str | None = None, kind: str = "chat", label: str = "chat"
+) -> DeltaGenerator:
+    """The row for the open conversation `cid` (None: a new one) of this `kind` (each page
+    lists and starts its own, named `label`), which also puts the cursor in the chat box
+    (`focus_input`); returns the place the model picker goes."""
     row = st.container(
         horizontal=True, vertical_alignment="center", gap="xsmall", key="parley-top-bar"
     )
     with row.popover(
         "",
         icon=":material/menu:",
-        help="Chats",
+        help=f"{label.capitalize()}s",
         key=CHATS,
         on_change="rerun",  # tracked, so choosing a chat can close it
         type="tertiary",
     ) as chats:
         if chats.open:  # the list is drawn only while it is open
-            conversation_list.show(
-                store, "chat", "chat", where="top", popover_key=CHATS, menus=False
-            )
+            conversation_list.show(store, kind, label, where="top", popover_key=CHATS, menus=False)
     slot = row.container(width=260)
     row.button(
         "",
         icon=":material/edit_square:",
-        help="New chat",
+        help=f"New {label}",
         key="parley.w.top.new",
         type="tertiary",
         on_click=conversation_list.choose,
-        args=(None, "chat"),
+        args=(None, kind),
     )
     with row:  # no height: in the row it takes no line of the page, as it would under it
         focus_input(cid)

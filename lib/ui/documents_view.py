@@ -16,6 +16,7 @@ from datetime import datetime
 
 import openai
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from lib.conversations import Conversation, ConversationStore
 from lib.documents import rag
@@ -377,8 +378,14 @@ def _size(size: int) -> str:
     return f"{size / 1_048_576:.1f} MB"
 
 
-def model_picker(store: ConversationStore, conv: Conversation | None, models: list[str]) -> str:
-    """The chat model that answers in this conversation."""
+def model_picker(
+    store: ConversationStore,
+    conv: Conversation | None,
+    models: list[str],
+    slot: DeltaGenerator,
+) -> str:
+    """The chat model that answers in this conversation, picked in `slot` (the top row,
+    `chat_header.top_bar`, as on the Chat page: in view on a phone)."""
     current = conv.model if conv else state.get("doc_draft_model") or models[0]
     options = models if current in models else [current, *models]
     key = f"parley.w.docmodel.{conv.id if conv else 'draft'}"
@@ -390,11 +397,10 @@ def model_picker(store: ConversationStore, conv: Conversation | None, models: li
         else:
             store.update_settings(conv.id, model=st.session_state[key])
 
-    with st.sidebar.expander("Model", icon=":material/settings:"):
-        st.selectbox(
-            "Model", options, key=key, on_change=save, accept_new_options=True,
-            label_visibility="collapsed",
-        )  # fmt: skip
+    slot.selectbox(
+        "Model", options, key=key, on_change=save, accept_new_options=True,
+        label_visibility="collapsed",
+    )  # fmt: skip
     return current
 
 

@@ -1,6 +1,7 @@
 """The sidebar's conversation list at phone size (390 x 844): choosing a conversation in
 the drawer closes it and shows the conversation; the item menus, search and the rest of
-the drawer leave it open; at desktop width the sidebar stays where it is."""
+the drawer leave it open; at desktop width the sidebar stays where it is. The Documents
+page's top row starts a new document chat without the drawer."""
 
 from __future__ import annotations
 
@@ -85,6 +86,39 @@ def test_on_a_phone_choosing_a_conversation_closes_the_drawer(
         expect(sidebar(page)).to_have_attribute("data-collapsed", "true")
         expect(page.get_by_role("heading", level=1)).to_have_text("Cranes")
         expect(bubbles(page).first).to_contain_text("When do cranes dance?")
+    finally:
+        context.close()
+
+
+def test_on_a_phone_the_documents_page_starts_a_new_chat_from_its_top_row(
+    streamlit_app: Callable[..., StreamlitServer], browser: Browser
+) -> None:
+    app = streamlit_app()
+    herons, _ = seeded(app, rag.KIND)
+    context = new_context(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{app.url}/documents?c={herons}")
+        wait_for_idle(page)
+        expect(page.get_by_role("heading", level=1)).to_have_text(TITLE)
+        # On the page with the drawer closed: the Chat page's row, New at its end, one line
+        # at the top, above the title. (A page with a chat box opens scrolled to its end.)
+        expect(sidebar(page)).to_have_attribute("data-collapsed", "true")
+        new = page.locator(".st-key-parley-top-bar").get_by_role("button").last
+        new.scroll_into_view_if_needed()
+        expect(new).to_be_in_viewport()
+        expect(page.get_by_role("heading", level=1)).to_be_in_viewport()
+        top = page.locator(".st-key-parley-top-bar").bounding_box()
+        title = page.get_by_role("heading", level=1).bounding_box()
+        assert top and title and top["y"] < title["y"] and top["height"] < 60, (top, title)
+        with rerun(page):
+            new.tap()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Documents")
+        expect(page).not_to_have_url(re.compile(r"[?&]c="))
+        expect(bubbles(page)).to_have_count(0)
+        expect(sidebar(page)).to_have_attribute("data-collapsed", "true")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "phone-documents-new.png", full_page=True)
     finally:
         context.close()
 
