@@ -160,18 +160,20 @@ def branch_edit(
 ) -> Message:
     """Save `text` as a new version of user message `message_id` (its sibling: the earlier
     version and what followed it stay, one "‹ ›" away) and show the path ending there.
-    The new version has the original's attachments (the same stored files: shown with it,
-    sent with it), so, as with `send`, the files alone are a message."""
+    The new version has the original's attachments (copies of their rows, the same stored
+    files: shown with it, sent with it, kept if the original is deleted), so, as with
+    `send`, the files alone are a message."""
     text = text.strip()
     original = store.get_message(conversation_id, message_id)
     if original.role != "user":
         raise errors.InvalidInputError("Only your own messages can be edited.")
-    meta = {k: v for k, v in original.meta.items() if k == "attachments"}
-    if not text and not meta.get("attachments"):
+    if not text and not original.meta.get("attachments"):
         raise errors.InvalidInputError("The message is empty.")
-    return store.add_message(
-        conversation_id, Message("user", text, meta=meta), parent=original.parent_id
-    )
+    edited, after = Message("user", text), original.parent_id
+    if not original.meta.get("attachments"):
+        return store.add_message(conversation_id, edited, parent=after)
+    files = AttachmentStore(store.backend, store.workspace)
+    return files.save_version(conversation_id, edited, original, parent=after)
 
 
 def edit(ctx: ChatContext, conversation_id: str, message_id: int, text: str) -> Reply:

@@ -22,6 +22,8 @@ workspace like every store; files go through the blob store under generated keys
 name is only ever shown, never part of a key, and deleting a conversation deletes its
 folder (`ConversationStore.delete`). The message itself lists its attachments' ids in
 `meta["attachments"]`, so a conversation without any costs no query to draw or send.
+Each row belongs to one message and is deleted with it; an edited question gets copies of
+the original's rows over the same files (`save_version`), never the original's own.
 """
 
 from __future__ import annotations
@@ -195,7 +197,6 @@ class AttachmentStore(WorkspaceStore):
         `placement` says, as `ConversationStore.add_message` takes it) and the rows in one
         transaction; on any failure the blobs written are removed again, so there is never
         a row without its file, nor a message missing an attachment."""
-        conversations = ConversationStore(self.backend, self.workspace)
         now, written, rows = time.time(), [], []
         try:
             for new in files:
@@ -214,7 +215,39 @@ class AttachmentStore(WorkspaceStore):
                     written.append(key)
                     keys[part] = key
                 rows.append(_row(self, att_id, conversation_id, new, keys, now))
-            message.meta["attachments"] = [r["id"] for r in rows]
+            self._add_with_rows(conversation_id, message, rows, placement)
+        except BaseException:
+            for key in written:
+                self._forget(key)
+            raise
+        return message
+
+    def save_version(
+        self, conversation_id: str, message: Message, original: Message, **placement: Any
+    ) -> Message:
+        """Save `message` (an edit of `original`) with `original`'s attachments as rows of
+        its own: new ids, the same stored files. A row belongs to one message and goes with
+        it (ON DELETE CASCADE), so a version sharing the original's rows lost its files
+        when the original was deleted; copies keep each version's files whatever happens
+        to the other. The files stay in the conversation's folder, which only deleting the
+        conversation removes, with every row (`ConversationStore.delete`)."""
+        found = self.get_many(original.meta.get("attachments") or [])
+        now = time.time()
+        rows = [
+            {**{c: getattr(att, c) for c in _COLUMNS}, "id": uuid.uuid4().hex,
+             "meta": json.dumps(att.meta), "created_at": now}
+            for i in original.meta.get("attachments") or [] if (att := found.get(i))
+        ]  # fmt: skip
+        self._add_with_rows(conversation_id, message, rows, placement)
+        return message
+
+    def _add_with_rows(
+        self, conversation_id: str, message: Message, rows: list[dict], placement: dict
+    ) -> None:
+        """The message (listing `rows` in its meta) and its rows, in one transaction."""
+        conversations = ConversationStore(self.backend, self.workspace)
+        message.meta["attachments"] = [r["id"] for r in rows]
+        try:
             with self._transaction() as conn:
                 conversations.add_message(conversation_id, message, **placement)
                 for r in rows:
@@ -226,10 +259,7 @@ class AttachmentStore(WorkspaceStore):
                 )
         except BaseException:
             message.meta.pop("attachments", None)
-            for key in written:
-                self._forget(key)
             raise
-        return message
 
     def get_many(self, ids: Iterable[str]) -> dict[str, Attachment]:
         ids = list(dict.fromkeys(ids))
