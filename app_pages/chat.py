@@ -14,6 +14,7 @@ from lib.ui import (
     message_actions,
     sidebar,
     transcript,
+    turn_slot,
 )
 from lib.ui.chat_header import suggestions, top_bar
 
@@ -41,7 +42,7 @@ shown = (
     if conv
     else []
 )
-slot = chat_view.Slot(len(shown))  # the next turn streams here, above the controls
+slot = turn_slot.Slot(len(shown))  # the next turn streams here, above the controls
 
 try:
     api = clients.client(current)

@@ -5,7 +5,7 @@ import streamlit as st
 from lib.documents import rag
 from lib.errors import MissingKeyError, ParleyError
 from lib.markup import escape, neutralise
-from lib.ui import auth, chat_view, clients, message_actions, sidebar, state, transcript
+from lib.ui import auth, chat_view, clients, message_actions, sidebar, state, transcript, turn_slot
 from lib.ui import documents_chat as answers
 from lib.ui import documents_view as docs
 from lib.ui.chat_header import top_bar
@@ -63,7 +63,7 @@ if conv:  # the Chat page's actions: Retry and the edit form in a bubble, the ro
         actions=actions,
         tools=tools,
     )
-slot = chat_view.Slot(len(shown))  # the next answer streams here, above the controls
+slot = turn_slot.Slot(len(shown))  # the next answer streams here, above the controls
 if conv:
     with slot.controls():
         answers.gauge(next((m for m in reversed(shown) if m.role == "assistant"), None))

@@ -22,8 +22,9 @@ from lib.documents.library import DocumentLibrary
 from lib.errors import NotFoundError, ParleyError
 from lib.markup import escape
 from lib.ui import user_stop
-from lib.ui.chat_view import Slot, end, report, take_pending
+from lib.ui.chat_view import end, report, take_pending
 from lib.ui.transcript import AVATARS, stream_markdown, window_label
+from lib.ui.turn_slot import Slot
 from lib.usage import money
 
 PASSAGE_PREVIEW = 1_500  # characters of a whole page shown before "show the page"

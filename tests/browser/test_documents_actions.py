@@ -111,7 +111,7 @@ def test_copy_edit_and_regenerate_an_answer(
     expect(first.get_by_test_id("stCaptionContainer").filter(has_text="2/2")).to_be_visible()
 
     # Regenerate the answer: a fresh search and request, streamed in the old answer's
-    # place (chat_view.Slot), the old answer kept as a version.
+    # place (turn_slot.Slot), the old answer kept as a version.
     _, cranes = store.path(cid)
     requests = len(browser_server.requests_to("/chat/completions"))
     browser_server.script(NEW_ANSWER, chunk_size=6, chunk_delay=0.1)
