@@ -4,7 +4,10 @@ Three files, made here in a temporary folder:
 - bomb.pdf: a 1.2 MB PDF whose one content stream inflates to 1.2 GB (a line of text,
   then spaces), the issue's bomb, which was once indexed as a success for +2.17 GB;
 - big.txt: 48 MB of the R manuals' text (Debian's r-doc-pdf) repeated;
-- one-line.txt: 20 MB on a single line with no whitespace (base64 of random bytes).
+- one-line.txt: 20 MB on a single line with no whitespace (base64 of random bytes);
+- big.html: 58 MB of the R manuals' paragraphs under a heading every 20 (bench/formats.py's
+  page), 393,000 tags;
+- dense.html: 24 MB of small tags (4.8 million), which lxml's tree made +882 MB: refused.
 
 Each goes through `Ingestor.ingest` (keyword search only: no embeddings server) in a new
 Python process on a fresh SQLite data directory. The child reads the file, notes its
@@ -12,8 +15,10 @@ peak RSS (ru_maxrss), ingests, and prints the peak's growth and the report's sta
 message; the figure is the growth past what the process held with the file in memory.
 
     .venv/bin/python bench/hostile_files.py [--bomb-mb 1200] [--text-mb 48] [--line-mb 20]
+        [--html-mb 58] [--dense-mb 24]
 
-Target: under 500 MB of growth for each file; the bomb refused with a clear message.
+Target: under 500 MB of growth for each file; the bomb and the dense page refused with a
+clear message.
 """
 
 from __future__ import annotations
@@ -78,6 +83,18 @@ def one_line(megabytes: int) -> bytes:
     return base64.b64encode(os.urandom(megabytes * 750_000))[: megabytes * 1_000_000]
 
 
+def html_page(megabytes: int) -> bytes:
+    from formats import html_of, paragraphs  # bench/formats.py
+
+    return html_of(paragraphs(megabytes * 965_000))  # escaping and tags: 3.5% more
+
+
+def dense_html(megabytes: int) -> bytes:
+    section = "<h2>S</h2>" + "<p><b>a</b> <i>b</i> <span>c</span></p>" * 50
+    body = section * (megabytes * 1_000_000 // len(section))
+    return f"<!DOCTYPE html><html><body><main>{body}</main></body></html>".encode()
+
+
 def child(path: str) -> None:
     """In the child: ingest `path` and print a JSON line with the peak RSS growth."""
     import resource
@@ -103,6 +120,8 @@ def main() -> None:
     parser.add_argument("--bomb-mb", type=int, default=1200)
     parser.add_argument("--text-mb", type=int, default=48)
     parser.add_argument("--line-mb", type=int, default=20)
+    parser.add_argument("--html-mb", type=int, default=58)
+    parser.add_argument("--dense-mb", type=int, default=24)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -112,6 +131,8 @@ def main() -> None:
         ("bomb.pdf", lambda: bomb_pdf(args.bomb_mb), f"inflates to {args.bomb_mb:,} MB"),
         ("big.txt", lambda: manual_text(args.text_mb), "the R manuals' text"),
         ("one-line.txt", lambda: one_line(args.line_mb), "base64, no whitespace"),
+        ("big.html", lambda: html_page(args.html_mb), "the R manuals' paragraphs"),
+        ("dense.html", lambda: dense_html(args.dense_mb), "small tags"),
     ]
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:

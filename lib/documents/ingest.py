@@ -376,7 +376,9 @@ def _unshared(pages: list[Page]) -> list[Page]:
     A database driver keeps a UTF-8 copy of every string it binds for as long as the
     string lives (Python caches it on the str: +45 MB for a 48 MB text file), and the
     chunks are cut from these pages' texts until the keyword index is built, the peak
-    of an upload. Bound as copies, the UTF-8 goes when the rows are written.
+    of an upload. Bound as copies, the UTF-8 goes when the rows are written. Only big
+    texts: small copies come from the heap, whose freed memory the allocator keeps, so
+    copying every page of a 58 MB HTML page's 9,357 sections raised its peak 475 -> 553 MB.
     """
     return [replace(p, text=_copy(p.text)) if len(p.text) > BIG_PAGE_CHARS else p for p in pages]
 

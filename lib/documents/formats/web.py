@@ -22,7 +22,7 @@ Speed and memory (`bench/formats.py`, 2 cores): 1.9 MB of text a second (a 2 MB 
 of the R manuals: 1.05 s, 17 MB peak RSS growth). lxml holds the whole tree, which
 costs about 165 bytes a tag (start and end tags both) and 5.5 a character of text: a 58
 MB page of the R manuals' paragraphs (393,000 tags) peaked at +371 MB while parsed
-(+457 MB for the whole upload, the keyword index's build the peak, since chunks are
+(+470 MB for the whole upload, the keyword index's build the peak, since chunks are
 ranges: +590 MB before), but 24 MB of small tags (4.8 million, from
 "<p><b>a</b> <i>b</i> <span>c</span></p>") at +882 MB. So a page of more than
 `MAX_TAGS` tags, counted as its "<" before parsing, is refused, saying so: a million
