@@ -10,7 +10,9 @@ only through a conversation of this workspace, so one workspace can never see, c
 delete another's messages even by guessing an id.
 
 Writes of more than one statement (a message and its conversation's title and time) run in
-one transaction, so a failure leaves neither half. A full disk arrives as `DiskFull` from
+one transaction, so a failure leaves neither half. Every delete of messages (Reset, delete
+from a message, the whole conversation) also deletes the attachment files no remaining row
+names, after the commit (`_delete_with_files`). A full disk arrives as `DiskFull` from
 the backend, which the chat page turns into "not sent, try again".
 
 Search is the one statement that differs by backend: FTS5 on SQLite, a GIN index on
@@ -22,10 +24,11 @@ fall back to conversation titles.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -42,6 +45,7 @@ from lib.errors import InvalidInputError, NotFoundError
 from lib.store.backend import Connection
 from lib.store.base import WorkspaceStore
 
+log = logging.getLogger(__name__)
 TITLE_LENGTH = 60
 FOLDER_LENGTH = 40
 SNIPPET_WORDS = 12
@@ -371,16 +375,17 @@ class ConversationStore(WorkspaceStore):
 
     def delete(self, conversation_id: str) -> None:
         """Delete the conversation; its messages and attachments go with it (ON DELETE
-        CASCADE), and so does the folder of its attachments' files."""
-        with self._conn() as conn:
-            cur = conn.execute(
+        CASCADE), and so does the folder of its attachments' files, including any a save
+        that never finished left without a row."""
+
+        def conversation(conn: Connection) -> int:
+            return conn.execute(
                 "DELETE FROM conversations WHERE id = ? AND workspace = ?",
                 (conversation_id, self.workspace),
-            )
-        if cur.rowcount == 0:
-            raise NotFoundError("Conversation not found.")
-        for key in list(self.blobs.keys(self.blob_key("attachments", conversation_id) + "/")):
-            self.blobs.delete(key)
+            ).rowcount
+
+        self._delete_with_files(conversation_id, conversation)
+        self._remove_files(self.blobs.keys(self.blob_key("attachments", conversation_id) + "/"))
 
     # Messages
 
@@ -500,9 +505,10 @@ class ConversationStore(WorkspaceStore):
 
     def delete_messages_from(self, conversation_id: str, message_id: int) -> int:
         """Delete the message with this id and every message after it on any branch (its
-        subtree); a path that ran through it ends at its parent instead."""
-        with self._transaction() as conn:
-            self._get(conn, conversation_id)
+        subtree), with the files no other message's attachments name; a path that ran
+        through it ends at its parent instead."""
+
+        def subtree(conn: Connection) -> int:
             row = conn.execute(
                 "SELECT parent_id FROM messages WHERE id = ? AND conversation_id = ?",
                 (message_id, conversation_id),
@@ -521,13 +527,64 @@ class ConversationStore(WorkspaceStore):
             )
             return deleted
 
+        return self._delete_with_files(conversation_id, subtree)
+
     def clear_messages(self, conversation_id: str) -> int:
-        with self._transaction() as conn:
-            self._get(conn, conversation_id)
+        """Delete every message (Reset), with every attachment's file."""
+
+        def every(conn: Connection) -> int:
             conn.execute("UPDATE conversations SET leaf_id = NULL WHERE id = ?", (conversation_id,))
             return conn.execute(
                 "DELETE FROM messages WHERE conversation_id = ?", (conversation_id,)
             ).rowcount
+
+        return self._delete_with_files(conversation_id, every)
+
+    def _delete_with_files(self, conversation_id: str, delete: Callable[[Connection], int]) -> int:
+        """Run `delete` (statements removing messages, whose attachment rows go with them:
+        ON DELETE CASCADE) in one transaction, then delete each file that only the removed
+        rows named. Every path that deletes messages comes here.
+
+        Rows of one conversation may share a file (an edited question's copies, see
+        `AttachmentStore.save_version`), and a row only ever names files in its own
+        conversation's folder, so a file is kept while any row of the conversation names
+        it. The first statement locks the conversation's row (a no-op UPDATE) until the
+        commit, and `save_version` copies rows only after taking the same lock: on
+        PostgreSQL an edit saved at the same moment either copies rows that are then
+        counted here, or finds them gone (SQLite's BEGIN IMMEDIATE serializes both anyway).
+        The files go after the commit: a delete that fails leaves a file no row names
+        (logged), never a row whose file is gone."""
+        with self._transaction() as conn:
+            if not conn.execute(
+                "UPDATE conversations SET updated_at = updated_at WHERE id = ? AND workspace = ?",
+                (conversation_id, self.workspace),
+            ).rowcount:
+                raise NotFoundError("Conversation not found.")
+            named = self._file_keys(conn, conversation_id)
+            count = delete(conn)
+            unnamed = named - self._file_keys(conn, conversation_id)
+        self._remove_files(sorted(unnamed))
+        return count
+
+    def _file_keys(self, conn: Connection, conversation_id: str) -> set[str]:
+        """Every file the conversation's attachment rows name (original, thumbnail, sent)."""
+        rows = conn.execute(
+            "SELECT blob, thumb, sent FROM attachments WHERE conversation_id = ? AND workspace = ?",
+            (conversation_id, self.workspace),
+        ).fetchall()
+        return {key for r in rows for key in r if key}
+
+    def _remove_files(self, keys: Iterable[str]) -> None:
+        """Delete these files, each on its own: the rows naming them are already gone, so a
+        failure only leaves a file behind, which is logged and never raised."""
+        try:
+            for key in list(keys):
+                try:
+                    self.blobs.delete(key)
+                except Exception as exc:  # noqa: BLE001 - the rows are committed; keep going
+                    log.warning("could not delete an attachment file %s: %s", key, exc)
+        except Exception as exc:  # noqa: BLE001 - listing a folder failed: files stay
+            log.warning("could not list attachment files to delete: %s", exc)
 
     # The path shown, and its branches
 

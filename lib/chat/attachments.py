@@ -19,9 +19,12 @@ Three kinds, decided when a file is attached (`lib.chat.with_documents` reads do
 Rows live in the `attachments` table (migration 0009 on both backends), bound to the
 workspace like every store; files go through the blob store under generated keys,
 `<workspace dir>/attachments/<conversation id>/<attachment id>.<ext>`: the user's file
-name is only ever shown, never part of a key, and deleting a conversation deletes its
-folder (`ConversationStore.delete`). The message itself lists its attachments' ids in
-`meta["attachments"]`, so a conversation without any costs no query to draw or send.
+name is only ever shown, never part of a key, and a row names only files in its own
+conversation's folder. Deleting messages deletes the files no remaining row names
+(`ConversationStore._delete_with_files`, used by Reset, delete-from and conversation
+delete); deleting a conversation also deletes its folder. The message itself lists its
+attachments' ids in `meta["attachments"]`, so a conversation without any costs no query
+to draw or send.
 Each row belongs to one message and is deleted with it; an edited question gets copies of
 the original's rows over the same files (`save_version`), never the original's own.
 """
@@ -229,13 +232,13 @@ class AttachmentStore(WorkspaceStore):
         its own: new ids, the same stored files. A row belongs to one message and goes with
         it (ON DELETE CASCADE), so a version sharing the original's rows lost its files
         when the original was deleted; copies keep each version's files whatever happens
-        to the other. The files stay in the conversation's folder, which only deleting the
-        conversation removes, with every row (`ConversationStore.delete`)."""
+        to the other. A file is deleted once no row of the conversation names it
+        (`ConversationStore._delete_with_files`), so the copies keep it."""
         found = self.get_many(original.meta.get("attachments") or [])
         now = time.time()
         rows = [
             {**{c: getattr(att, c) for c in _COLUMNS}, "id": uuid.uuid4().hex,
-             "meta": json.dumps(att.meta), "created_at": now}
+             "meta": json.dumps(att.meta), "created_at": now, "_source": att.id}
             for i in original.meta.get("attachments") or [] if (att := found.get(i))
         ]  # fmt: skip
         self._add_with_rows(conversation_id, message, rows, placement)
@@ -244,12 +247,19 @@ class AttachmentStore(WorkspaceStore):
     def _add_with_rows(
         self, conversation_id: str, message: Message, rows: list[dict], placement: dict
     ) -> None:
-        """The message (listing `rows` in its meta) and its rows, in one transaction."""
+        """The message (listing `rows` in its meta) and its rows, in one transaction.
+
+        A row copied from another (`_source`, by `save_version`) is written only if its
+        source is still there once the message is added, which locks the conversation's row
+        as deleting messages does first: copied before the delete reads, the copy keeps the
+        file; after it, the copy is dropped, so no row is ever left naming a deleted file
+        (the message's meta may then list an id with no row, which `of` skips)."""
         conversations = ConversationStore(self.backend, self.workspace)
         message.meta["attachments"] = [r["id"] for r in rows]
         try:
             with self._transaction() as conn:
                 conversations.add_message(conversation_id, message, **placement)
+                rows = self._sources_kept(conn, conversation_id, rows)
                 for r in rows:
                     r["message_id"] = message.id
                 conn.executemany(
@@ -260,6 +270,21 @@ class AttachmentStore(WorkspaceStore):
         except BaseException:
             message.meta.pop("attachments", None)
             raise
+
+    def _sources_kept(self, conn: Any, conversation_id: str, rows: list[dict]) -> list[dict]:
+        """`rows` without the copies whose source row is gone (or not this conversation's)."""
+        sources = [r["_source"] for r in rows if "_source" in r]
+        if not sources:
+            return rows
+        there = {
+            r[0]
+            for r in conn.execute(
+                f"SELECT id FROM attachments WHERE workspace = ? AND conversation_id = ? "
+                f"AND id IN ({', '.join('?' * len(sources))})",
+                [self.workspace, conversation_id, *sources],
+            ).fetchall()
+        }
+        return [r for r in rows if "_source" not in r or r["_source"] in there]
 
     def get_many(self, ids: Iterable[str]) -> dict[str, Attachment]:
         ids = list(dict.fromkeys(ids))
