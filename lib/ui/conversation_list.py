@@ -325,8 +325,8 @@ def _export(store: ConversationStore, conv: Conversation) -> None:
 
     files = AttachmentStore(store.backend, store.workspace)
 
-    # Built only when clicked, so a long history costs nothing until then. As the sidebar's
-    # "This conversation" export: attachments named in Markdown, with their bytes in JSON.
+    # Built only when clicked, so a long history costs nothing until then. Attachments are
+    # named in Markdown and carried with their bytes in JSON.
     def as_markdown() -> str:
         shown = store.path(conv.id)  # the path shown; JSON keeps every branch
         return export.to_markdown(conv, shown, files.export_entries(shown, data=False))
