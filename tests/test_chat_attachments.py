@@ -214,7 +214,7 @@ def test_a_chat_without_documents_keeps_its_plain_reply(
         ("doc.png", samples.pdf_of_pages([14]), "doc.png is not an image that can be read: it"),
         ("report.pdf", png(), "report.pdf is not a PDF: it looks like a PNG image."),
         ("locked.pdf", samples.encrypted_pdf("secret"), "locked.pdf is protected by a password."),
-        ("blank.pdf", samples.blank_pdf(2), "blank.pdf has 2 pages but no text"),  # scans: OCR
+        ("blank.pdf", samples.blank_pdf(2), "blank.pdf has 2 pages, all blank"),  # scans: OCR
         ("broken.pdf", samples.corrupt_pdf(), "broken.pdf is damaged or truncated"),
         ("tool.exe", b"MZ\x90\x00", "not .exe files"),
         ("big.txt", b"a" * (LIMIT + 1), "big.txt is 8.0 MB; the limit is 8.0 MB per file."),

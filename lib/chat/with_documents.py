@@ -16,8 +16,11 @@ document, `lib.documents.extract`'s kinds and messages (a damaged PDF, a passwor
   is an `AttachedAnswer`: `rag.Answer` with instructions for a chat, so passages are
   retrieved for every turn and cited [n], and the sources panel shows them.
 
-A long PDF is read twice (here to count it, then by the ingest): 0.3 s for the 100 pages
-of R-intro.pdf, against seconds of embedding.
+Pages are read once (`Ingestor.read`), here to count the tokens, and a long file's
+pages go on to `Ingestor.ingest`: reading again cost 0.3 s for the 100 pages of
+R-intro.pdf, and a long scan its OCR again, about 1.9 s a page. Scanned pages and images
+are OCR'd as the operator's PARLEY_OCR (`Settings.ocr`) says, as on the Documents page,
+and a scan with OCR off is refused with the Documents page's message.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from lib import chat
 from lib.chat.attachments import NewAttachment, checked_image, is_image_name
 from lib.documents import rag
 from lib.documents.chunking import count_tokens
-from lib.documents.extract import describe_content, open_document
-from lib.documents.ingest import Ingestor, check_size
+from lib.documents.extract import describe_content
+from lib.documents.ingest import Ingestor, check_size, read_pages
 from lib.documents.library import EXTENSIONS
-from lib.errors import InvalidInputError, NoTextFound
+from lib.errors import InvalidInputError
 
 INLINE_TOKENS = 4_000
 IMAGE_CONTENT = ("a PNG image", "a JPEG image", "a GIF image")
@@ -60,13 +63,16 @@ def read_files(
     *,
     limit_bytes: int,
     docs: rag.DocContext | None,
+    ocr: bool = True,
     progress: Progress | None = None,
 ) -> list[NewAttachment]:
     """Each file checked and read, in order; the first refusal raises (a DocumentError or
     InvalidInputError naming the file), so nothing is sent with a file left out. Long
-    documents indexed before the refusal stay in the library, as on the Documents page."""
-    ingestor = docs and Ingestor(docs.library, docs.embedder, limit_bytes=limit_bytes)
-    return [read_file(name, data, limit_bytes=limit_bytes, ingestor=ingestor, progress=progress)
+    documents indexed before the refusal stay in the library, as on the Documents page.
+    `ocr` is the operator's PARLEY_OCR (`Settings.ocr`), as the Documents page passes it."""
+    ingestor = docs and Ingestor(docs.library, docs.embedder, limit_bytes=limit_bytes, ocr=ocr)
+    return [read_file(name, data, limit_bytes=limit_bytes, ingestor=ingestor, ocr=ocr,
+                      progress=progress)
             for name, data in files]  # fmt: skip
 
 
@@ -76,10 +82,12 @@ def read_file(
     *,
     limit_bytes: int,
     ingestor: Ingestor | None,
+    ocr: bool | None = None,
     progress: Progress | None = None,
 ) -> NewAttachment:
     """One file read as the chat box reads it; a long document is indexed by `ingestor`
-    (the chat's, or the history importer's keyword-only one), refused when it is None."""
+    (the chat's, or the history importer's keyword-only one), refused when it is None.
+    Scans are OCR'd as `ocr` (PARLEY_OCR) says; None takes the ingestor's setting."""
     check_size(name, data, limit_bytes)
     # The name decides, as on the Documents page ("report.pdf" that is a PNG is a bad
     # PDF); only a file with no suffix is taken by its content.
@@ -87,25 +95,20 @@ def read_file(
     looks_like_image = describe_content(data) in IMAGE_CONTENT or data[8:12] == b"WEBP"
     if is_image_name(name) or (unnamed and looks_like_image):
         return checked_image(name, data)
-    opened = open_document(name, data)
-    try:
-        pages = list(opened.pages())
-    finally:
-        opened.close()
-    texts = [p for p in pages if p.text.strip()]
-    if not texts:
-        raise NoTextFound(
-            f"{name} has {len(pages)} page{'s' * (len(pages) != 1)} but no text that can be "
-            "extracted, so it was not attached."
-        )
+    if ocr is None:
+        ocr = ingestor.ocr if ingestor is not None else True
+    # A file with no text gets the Documents page's refusal (a scan with OCR off says so).
+    read = read_pages(name, data, ocr=ocr, progress=progress)
+    pages = read.pages
+    texts = [p for p in pages if p.has_text]
     if len(pages) > 1:
         text = "\n\n".join(f"--- page {p.number or i} ---\n{p.text.strip()}"
                            for i, p in enumerate(pages, 1) if p.text.strip())  # fmt: skip
     else:
         text = texts[0].text.strip()
     tokens = count_tokens(text)
-    extension, mime = EXTENSIONS.get(opened.kind, "bin"), MIMES.get(opened.kind, "")
-    meta = {"pages": len(pages), "notes": opened.notes}
+    extension, mime = EXTENSIONS.get(read.kind, "bin"), MIMES.get(read.kind, "")
+    meta = {"pages": len(pages), "notes": read.notes}
     if tokens <= INLINE_TOKENS:
         mime = mime or "application/octet-stream"
         return NewAttachment("text", name, mime, extension, data, text=text, tokens=tokens,
@@ -115,7 +118,7 @@ def read_file(
             f"{name} is {tokens:,} tokens, more than the {INLINE_TOKENS:,} sent whole, and "
             "long documents need the document library, which this server cannot index into."
         )
-    report = ingestor.ingest(name, data, progress)
+    report = ingestor.ingest(name, data, progress, read=read)
     if report.status not in ("indexed", "duplicate") or report.document_id is None:
         raise InvalidInputError(report.message or f"{name} could not be indexed.")
     meta.update(tokens=report.tokens, keyword_only=report.keyword_only, report=report.message,

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from lib.documents import chunking, ocr
+from lib.documents import chunking
+from lib.documents import ocr as _ocr
 from lib.documents.embeddings import Embedder, EmbedProgress
 from lib.documents.extract import Page, open_document
 from lib.documents.formats import kinds as formats
@@ -90,6 +91,16 @@ class FileReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class Read:
+    """One file's pages as `Ingestor.read` gave them (all of them, at least one with text)."""
+
+    kind: str
+    pages: list[Page]
+    notes: list[str]  # the opener's: a mislabelled file, a converted format
+    encoding: str | None = None  # of a text file
 
 
 @dataclass
@@ -174,8 +185,10 @@ class Ingestor:
         data: bytes,
         progress: Callable[[str, int, int, str, float], None] | None = None,
         cancelled: CancelFn = _never,
+        read: Read | None = None,
     ) -> FileReport:
-        """Index one file; failures come back as a report, cancelling raises."""
+        """Index one file; failures come back as a report, cancelling raises. `read` is
+        `self.read(name, data)` where the caller has it (then the file is not read again)."""
         started = time.perf_counter()
         tick = progress or (lambda *_a: None)
         report = FileReport(name, "failed")
@@ -187,7 +200,7 @@ class Ingestor:
                 return _duplicate(name, existing, time.perf_counter() - started)
             if existing is not None:  # an earlier attempt that never finished
                 self.library.delete(existing.id)
-            prepared = self._prepare(name, data, report, tick, cancelled)
+            prepared = self._prepare(name, data, report, tick, cancelled, read)
             tick("saving", 1, 1, f"{name}: saving", 0.97)
             try:
                 self._save_new(name, data, sha, prepared, report)
@@ -236,6 +249,17 @@ class Ingestor:
         self._finish(doc.id, ids, prepared, report, started)
         return report
 
+    def read(
+        self,
+        name: str,
+        data: bytes,
+        progress: Callable[[str, int, int, str, float], None] | None = None,
+        cancelled: CancelFn = _never,
+    ) -> Read:
+        """Every page of one file, OCR'd as this ingestor's setting says (`read_pages`),
+        for `ingest` to take (`read=`)."""
+        return read_pages(name, data, ocr=self.ocr, progress=progress, cancelled=cancelled)
+
     def _prepare(
         self,
         name: str,
@@ -243,40 +267,27 @@ class Ingestor:
         report: FileReport,
         tick: Callable[..., None],
         cancelled: CancelFn,
+        read: Read | None = None,
     ) -> _Prepared:
-        opened = open_document(name, data, ocr.configured(self.ocr))
-        report.notes += opened.notes
-        pages: list[Page] = []
-        try:
-            for page in opened.pages():
-                if cancelled():
-                    raise IngestCancelled("Indexing was cancelled.")
-                pages.append(page)
-                n = len(pages)
-                how = " (OCR)" if page.source == "ocr" else ""
-                tick("reading", n, opened.page_count,
-                     f"{name}: reading page {n} of {opened.page_count}{how}",
-                     READ_SHARE * (1 - CHUNK_SHARE) * n / opened.page_count)  # fmt: skip
-        finally:
-            opened.close()
+        read = read or self.read(name, data, tick, cancelled)
+        pages = read.pages
+        report.notes += read.notes
         report.pages = len(pages)
-        if opened.kind == "xlsx":
+        if read.kind == "xlsx":
             report.sheets = formats.sheet_count(p.label for p in pages)
         report.chars = sum(len(p.text) for p in pages)
         report.empty_pages = [p.number or i for i, p in enumerate(pages, 1) if not p.has_text]
         report.ocr_pages = [p.number or i for i, p in enumerate(pages, 1) if p.source == "ocr"]
-        if len(report.empty_pages) == len(pages):
-            raise ocr.no_text(name, pages)
-        report.notes += ocr.page_notes(pages)
-        if opened.encoding:
-            report.notes.append(f"Read as {opened.encoding} text.")
+        report.notes += _ocr.page_notes(pages)
+        if read.encoding:
+            report.notes.append(f"Read as {read.encoding} text.")
         chunks = chunking.split_pages(
             (p for p in pages if p.has_text), progress=_chunk_ticker(name, tick, cancelled)
         )
         page_tokens = [chunking.count_tokens(p.text) for p in pages]
         report.chunks, report.tokens = len(chunks), sum(page_tokens)
         vectors, model = self._embed(name, chunks, report, tick, cancelled)
-        return _Prepared(opened.kind, pages, page_tokens, chunks, vectors, model)
+        return _Prepared(read.kind, pages, page_tokens, chunks, vectors, model)
 
     def _embed(
         self,
@@ -368,6 +379,39 @@ class Ingestor:
                 progress(Progress(name, index, files, stage, done, total, overall, message))
 
         return tick
+
+
+def read_pages(
+    name: str,
+    data: bytes,
+    *,
+    ocr: bool,
+    progress: Callable[[str, int, int, str, float], None] | None = None,
+    cancelled: CancelFn = _never,
+) -> Read:
+    """Every page of one file, scans and images OCR'd when `ocr` (the operator's
+    PARLEY_OCR) is on and tesseract is installed; raises the DocumentError `ingest`
+    reports, a file with no text included. `Ingestor.ingest` takes the result (`read=`),
+    so a caller that looks at the pages first (the chat box counts their tokens) does not
+    read the file twice: a long scan costs about 1.9 s of OCR a page."""
+    tick = progress or (lambda *_a: None)
+    opened = open_document(name, data, _ocr.configured(ocr))
+    pages: list[Page] = []
+    try:
+        for page in opened.pages():
+            if cancelled():
+                raise IngestCancelled("Indexing was cancelled.")
+            pages.append(page)
+            n = len(pages)
+            how = " (OCR)" if page.source == "ocr" else ""
+            tick("reading", n, opened.page_count,
+                 f"{name}: reading page {n} of {opened.page_count}{how}",
+                 READ_SHARE * (1 - CHUNK_SHARE) * n / opened.page_count)  # fmt: skip
+    finally:
+        opened.close()
+    if not any(p.has_text for p in pages):
+        raise _ocr.no_text(name, pages)
+    return Read(opened.kind, pages, list(opened.notes), opened.encoding)
 
 
 def _unshared(pages: list[Page]) -> list[Page]:
