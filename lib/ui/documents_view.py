@@ -22,6 +22,7 @@ from lib.conversations import Conversation, ConversationStore
 from lib.documents import rag
 from lib.documents.embeddings import Embedder
 from lib.documents.extract import SUFFIXES
+from lib.documents.formats.kinds import parts_text
 from lib.documents.ingest import FileReport, Ingestor
 from lib.documents.library import DocumentLibrary, DocumentRecord
 from lib.documents.rerank import Reranker
@@ -353,13 +354,13 @@ def display_names(docs: list[DocumentRecord]) -> dict[str, str]:
 def summary(doc: DocumentRecord, model: str | None) -> str:
     r = doc.report
     parts = [
-        f"{r.get('pages', 0):,} page{'s' * (r.get('pages', 0) != 1)}",
+        parts_text(doc.kind, r.get("pages", 0), r.get("sheets", 0)),  # slides, sheets...
         f"{r.get('chunks', 0):,} chunks",
         f"{doc.tokens:,} tokens",
         _size(doc.size),
     ]
     if r.get("empty_pages"):
-        parts.append(f"{len(r['empty_pages'])} pages without text")
+        parts.append(f"{parts_text(doc.kind, len(r['empty_pages']))} without text")
     if r.get("ocr_pages"):
         parts.append(f"{len(r['ocr_pages'])} read by OCR")
     if doc.status != "ready":
