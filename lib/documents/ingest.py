@@ -1,8 +1,10 @@
 """The upload pipeline: read, chunk, embed and index each file, honestly and cancellably.
 
 For each file: size limit, content hash (an unchanged file already in the library is
-reported at once and adds nothing), pages read one by one, chunks, embeddings batch by
-batch, then one transaction for the rows, then the search indexes (`library.search`).
+reported at once and adds nothing), pages read one by one (`read_pages`, a step of
+its own so the chat box, which counts a file's tokens first, hands its pages on),
+chunks, embeddings batch by batch, then one transaction for the rows, then the search
+indexes (`library.search`).
 `progress` is called per page, per 256 KB split into chunks, per embedding batch (sized
 to take a few seconds: `embeddings.BatchSizer`) and every half second of a rate-limit
 wait; `cancelled` is checked as often, and a cancelled file leaves nothing behind (the
