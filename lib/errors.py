@@ -167,3 +167,15 @@ class WrongPassword(AccessDenied):
     def __init__(self, message: str, *, retry_after: float, hint: str = "") -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+
+
+class AudioTooLong(InvalidInputError):
+    """A recording for voice input is empty, or over the size or length limit (lib/voice.py)."""
+
+    hint = "Record a shorter message, or type it."
+
+
+class TranscriptionFailed(ProviderError):
+    """The server refused or failed to turn a recording into text; what was typed stays."""
+
+    hint = "Record again, or type your message instead."

@@ -8,6 +8,7 @@ real sockets, so streaming, disconnects, timeouts and error mapping are exercise
         server.fail(429, retry_after=2)           # next /v1 request gets the OpenAI error shape
         server.misbehave("error", after=3)        # next chat stream goes wrong (ODD_ANSWERS)
         server.embedding_delay = 0.25             # a CPU embedder: 0.25 s per input
+        server.transcription_enabled = True       # /v1/audio/transcriptions answers
         client = openai.OpenAI(base_url=server.base_url, api_key="sk-test")
 
 Standalone: ``python -m tests.fake_openai --port 8765 [--first-token-delay 0.1] [--models a,b]
@@ -17,6 +18,8 @@ Standalone: ``python -m tests.fake_openai --port 8765 [--first-token-delay 0.1] 
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
 import json
 import select
 import signal
@@ -59,6 +62,7 @@ ODD_ANSWERS = {
     "end": "the stream ends early: no [DONE], no finish_reason",
     "empty": "a complete, well-formed stream with no text in it",
 }
+TRANSCRIPT_MARKER = b"SAY:"  # audio holding it is heard as the text after it
 LOGIN_PAGE = b"<!doctype html><html><body><h1>Sign in to continue</h1></body></html>"
 LLAMA_CONTEXT_ERROR = {
     "message": "Requested tokens (5120) exceed context window of 4096",
@@ -204,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._read_body()
         path = urlsplit(self.path).path.rstrip("/")
         try:
-            body = json.loads(raw) if raw else None
+            body = _form(raw, self.headers) if _is_form(self.headers) else json.loads(raw or "null")
         except ValueError:
             body = ...  # sentinel: unparseable, answered with 400 below
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -331,6 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._rerank(body)
         if method == "POST" and path == "/v1/images/generations":
             return self._images(body)
+        if method == "POST" and path == "/v1/audio/transcriptions" and fake.transcription_enabled:
+            return self._transcription(body)
         raise _ApiError(404, f"Invalid URL ({method} {path})", code="")
 
     def _chat(self, req: dict[str, Any]) -> None:
@@ -545,6 +551,36 @@ class _Handler(BaseHTTPRequestHandler):
             fake._sleep(fake.chunk_delay)
         self._write(b"", last=True)
 
+    def _transcription(self, form: dict[str, Any]) -> None:
+        audio, model = form.get("file"), form.get("model")
+        if not isinstance(audio, bytes) or not model:
+            raise _ApiError(400, "'file' and 'model' are required.", param="file")
+        self._send_json(200, {"text": transcript(audio)})
+
+
+def transcript(audio: bytes) -> str:
+    """What the fake hears: the text after a ``SAY:`` marker in the audio, else its size."""
+    _, marker, said = audio.partition(TRANSCRIPT_MARKER)
+    return said.decode(errors="replace").strip() if marker else f"Heard {len(audio)} bytes."
+
+
+def _is_form(headers: Any) -> bool:
+    return headers.get("Content-Type", "").startswith("multipart/form-data")
+
+
+def _form(raw: bytes, headers: Any) -> dict[str, Any]:
+    """A multipart body's fields: text as str, uploaded files as bytes."""
+    head = f"Content-Type: {headers.get('Content-Type')}\r\n\r\n".encode()
+    message = email.message_from_bytes(head + raw, policy=email.policy.HTTP)
+    if not message.is_multipart():
+        raise ValueError("not a multipart body")
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        value = part.get_payload(decode=True) or b""
+        name = part.get_param("name", header="content-disposition")
+        fields[str(name)] = value if part.get_filename() else value.decode()
+    return fields
+
 
 def _model(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 1700000000, "owned_by": "parley-fake"}
@@ -593,6 +629,9 @@ class FakeOpenAI:
             # When True, POST /v1/rerank answers as llama-server --reranking and vLLM do,
             # scoring each document by its embedding's cosine with the query's.
             self.rerank_enabled = False
+            # When True, POST /v1/audio/transcriptions answers (`transcript`); off, it is a
+            # 404 as on most servers, so capabilities say "no transcription" by default.
+            self.transcription_enabled = False
             self.image_shape = "b64_json"
             self.revise_prompts = False
             self.corrupt_images = False
