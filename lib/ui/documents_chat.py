@@ -56,13 +56,16 @@ def _short(cite: dict) -> str:
 
 
 def sources_panel(lib: DocumentLibrary, message: Message) -> None:
-    """Under an answer: each cited passage with its file, page and score."""
+    """Under an answer: a chip per cited source, labelled as its inline citation, that
+    opens the passage and its page at once (`chips`); then each cited passage with its
+    file, page and score, to read them side by side."""
     if message.role != "assistant" or "citations" not in message.meta:
         return
     citations = message.meta["citations"]
     cited = [c for c in citations if c.get("cited", True)]
     if not cited:
         st.caption(":material/info: This answer cites none of its sources.")
+    chips(lib, message, cited)
     for cite in cited:
         score = f" · score {cite['score']:.2f}" if cite.get("score") is not None else ""
         label = f"[{cite['n']}] {escape(rag.source_location(cite))}{score}"
@@ -102,7 +105,35 @@ def _mode_label(info: dict) -> str:
     return f"Retrieval: {info['sources']} passages ({kind})"
 
 
-def _passage(lib: DocumentLibrary, message: Message, cite: dict) -> None:
+def chips(lib: DocumentLibrary, message: Message, cited: list[dict]) -> None:
+    """One small button per cited source, in citation order, labelled as the answer's
+    text spells that citation ("[1 · R-intro.pdf p. 31]"), so the reader can tell which
+    marker it opens. A click opens `_source_dialog` in that same run; the dialog holds no
+    widget, so no rerun from inside it can close it behind the reader's back."""
+    if not cited:
+        return
+    with st.container(horizontal=True, gap="small", key=f"parley.w.cites.{message.id}"):
+        for cite in cited:
+            label = escape(f"[{cite['n']} · {_short(cite)}]")
+            key = f"parley.w.cite.{message.id}.{cite['n']}"
+            if st.button(label, key=key, icon=":material/format_quote:", type="tertiary"):
+                _source_dialog(lib, message, cite)
+
+
+def _source_dialog(lib: DocumentLibrary, message: Message, cite: dict) -> None:
+    # The title is the passage's locator ("R-intro.pdf, page 31 (printed 25)"), which is
+    # a file name: escaped like every label.
+    title = escape(f"[{cite['n']}] {rag.source_location(cite)}")
+
+    def body() -> None:
+        _passage(lib, message, cite, page=True)
+
+    st.dialog(title, width="large")(body)()
+
+
+def _passage(lib: DocumentLibrary, message: Message, cite: dict, page: bool = False) -> None:
+    """A cited passage as plain text with how it was found; its PDF page follows at once
+    when `page`, else behind a "Show the page" toggle (rendering a page takes a while)."""
     text = cite.get("text", "")
     if len(text) > PASSAGE_PREVIEW and cite.get("score") is None:  # a whole page
         text = text[:PASSAGE_PREVIEW] + "…"
@@ -116,10 +147,10 @@ def _passage(lib: DocumentLibrary, message: Message, cite: dict) -> None:
         details.append(f"characters {cite['start']:,}–{cite['end']:,} of the page")
     if details:
         st.caption(" · ".join(details))
-    if cite.get("page") and cite.get("document_id"):
-        key = f"parley.w.page.{message.id}.{cite['n']}"
-        if st.toggle("Show the page", key=key):
-            _page_image(lib, cite)
+    if not (cite.get("page") and cite.get("document_id")):
+        return
+    if page or st.toggle("Show the page", key=f"parley.w.page.{message.id}.{cite['n']}"):
+        _page_image(lib, cite)
 
 
 def _page_image(lib: DocumentLibrary, cite: dict) -> None:
