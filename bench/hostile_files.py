@@ -10,14 +10,17 @@ Three files, made here in a temporary folder:
 - dense.html: 24 MB of small tags (4.8 million), which lxml's tree made +882 MB: refused.
 
 Each goes through `Ingestor.ingest` (keyword search only: no embeddings server) in a new
-Python process on a fresh SQLite data directory. The child reads the file, notes its
+Python process on a fresh SQLite data directory; big.txt and one-line.txt go through
+again with embeddings ("+ vectors" rows), from Parley's fake server (`tests/fake_openai.py`,
+in a process of its own on 127.0.0.1) at EMBED_DIM dimensions, into the embedding cache
+and the FAISS index as the Documents page does. The child reads the file, notes its
 RSS, ingests, and prints how far its peak (VmHWM) rose past that, and the report's status
 and message: the growth past what the process held with the file in memory. Not
 ru_maxrss: Linux keeps it across exec, so a child started by this (big) parent began with
 the parent's peak, and big.html's +470 MB showed as +238.
 
     .venv/bin/python bench/hostile_files.py [--bomb-mb 1200] [--text-mb 48] [--line-mb 20]
-        [--html-mb 58] [--dense-mb 24]
+        [--html-mb 58] [--dense-mb 24] [--only big.txt,one-line.txt+vectors]
 
 Target: under 500 MB of growth for each file; the bomb and the dense page refused with a
 clear message.
@@ -41,6 +44,8 @@ sys.path.insert(0, str(REPO))
 
 MANUALS = Path("/usr/share/R/doc/manual")
 TARGET_MB = 500
+EMBED_DIM = 1536  # text-embedding-3-small's
+EMBED_MODEL = "text-embedding-3-small"
 HELLO = b"BT /F1 12 Tf 72 712 Td (A page that looks harmless) Tj ET\n"
 
 
@@ -105,8 +110,12 @@ def _status_kb(field: str) -> int:
     raise LookupError(field)
 
 
-def child(path: str) -> None:
-    """In the child: ingest `path` and print a JSON line with the peak RSS growth."""
+def child(path: str, embed_url: str | None) -> None:
+    """In the child: ingest `path` (with embeddings from `embed_url` if given) and print a
+    JSON line with the peak RSS growth, and what the FAISS index holds of it."""
+    import openai
+
+    from lib.documents.embeddings import Embedder
     from lib.documents.ingest import Ingestor
     from lib.documents.library import DocumentLibrary
     from lib.store.sqlite import SQLiteBackend
@@ -114,13 +123,65 @@ def child(path: str) -> None:
     data = Path(path).read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         library = DocumentLibrary(SQLiteBackend(Path(tmp)), "bench")
+        embedder = None
+        if embed_url:
+            client = openai.OpenAI(base_url=embed_url, api_key="bench", timeout=600)
+            embedder = Embedder(client, EMBED_MODEL, cache=library.cache)
         before = _status_kb("VmRSS")
         started = time.perf_counter()
-        report = Ingestor(library, None, limit_bytes=1 << 30).ingest(Path(path).name, data)
+        report = Ingestor(library, embedder, limit_bytes=1 << 30).ingest(Path(path).name, data)
         seconds = time.perf_counter() - started
         peak = _status_kb("VmHWM")
+        vectors = library.search.vector_count(EMBED_MODEL) if embed_url else 0
     print(json.dumps({"growth_mb": (peak - before) / 1024, "seconds": seconds,
-                      "status": report.status, "message": report.message}))  # fmt: skip
+                      "status": report.status, "message": report.message,
+                      "index_mb": vectors * EMBED_DIM * 4 / 2**20}))  # fmt: skip
+
+
+def serve(dim: int) -> None:
+    """The fake embeddings server at `dim` dimensions (its command line has no option)."""
+    import signal
+    import threading
+
+    from tests.fake_openai import FakeOpenAI
+
+    server = FakeOpenAI("127.0.0.1", 0)
+    server.embedding_dimensions = dim
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with server:
+        print(f"listening on {server.base_url}", flush=True)
+        done.wait()
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(EMBED_DIM)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = proc.stdout.readline()  # "listening on http://127.0.0.1:port/v1" once it is ready
+    if "listening on " not in line:
+        proc.kill()
+        raise RuntimeError(f"the fake server did not start: {line!r}")
+    return proc, line.split("listening on ", 1)[1].strip()
+
+
+def run_case(path: Path, what: str, embed_url: str | None) -> float:
+    """Ingest `path` in a child process, print its line, and return its peak growth."""
+    command = [sys.executable, __file__, "--child", str(path)]
+    command += ["--embed-url", embed_url] if embed_url else []
+    run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    label = path.name + (" + vectors" if embed_url else "")
+    if run.returncode != 0:
+        print(f"{label}: the child failed ({run.returncode}):\n{run.stderr[-2000:]}")
+        return float("inf")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    size = path.stat().st_size / 1e6
+    index = f" (index {result['index_mb']:.0f} MB)" if embed_url else ""
+    print(f"{label:23} {size:7.1f} MB ({what}): peak RSS +{result['growth_mb']:6.0f} MB{index}, "
+          f"{result['seconds']:6.1f} s, {result['status']}: "
+          f"{result['message'][:140]}", flush=True)  # fmt: skip
+    return result["growth_mb"]
 
 
 def main() -> None:
@@ -130,10 +191,16 @@ def main() -> None:
     parser.add_argument("--line-mb", type=int, default=20)
     parser.add_argument("--html-mb", type=int, default=58)
     parser.add_argument("--dense-mb", type=int, default=24)
+    parser.add_argument("--only", help="comma-separated case names, e.g. big.txt+vectors")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--embed-url", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
     if args.child:
-        child(args.child)
+        child(args.child, args.embed_url)
         return
     cases = [
         ("bomb.pdf", lambda: bomb_pdf(args.bomb_mb), f"inflates to {args.bomb_mb:,} MB"),
@@ -142,25 +209,28 @@ def main() -> None:
         ("big.html", lambda: html_page(args.html_mb), "the R manuals' paragraphs"),
         ("dense.html", lambda: dense_html(args.dense_mb), "small tags"),
     ]
+    embedded = {"big.txt", "one-line.txt"}
+    runs = [(name, False) for name, _, _ in cases]
+    runs += [(name, True) for name, _, _ in cases if name in embedded]
+    if args.only:
+        wanted = set(args.only.split(","))
+        runs = [(n, e) for n, e in runs if (n + "+vectors" if e else n) in wanted]
     worst = 0.0
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, make, what in cases:
-            path = Path(tmp) / name
-            path.write_bytes(make())
-            size = path.stat().st_size / 1e6
-            run = subprocess.run(
-                [sys.executable, __file__, "--child", str(path)],
-                capture_output=True, text=True, check=False, cwd=REPO,
-            )  # fmt: skip
-            if run.returncode != 0:
-                print(f"{name}: the child failed ({run.returncode}):\n{run.stderr[-2000:]}")
-                worst = float("inf")
-                continue
-            result = json.loads(run.stdout.strip().splitlines()[-1])
-            worst = max(worst, result["growth_mb"])
-            print(f"{name:13} {size:7.1f} MB ({what}): peak RSS +{result['growth_mb']:6.0f} MB, "
-                  f"{result['seconds']:6.1f} s, {result['status']}: "
-                  f"{result['message'][:140]}")  # fmt: skip
+    server, url = start_server() if any(e for _, e in runs) else (None, None)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, make, what in cases:
+                if not any(n == name for n, _ in runs):
+                    continue
+                path = Path(tmp) / name
+                path.write_bytes(make())
+                for vectors in [e for n, e in runs if n == name]:
+                    worst = max(worst, run_case(path, what, url if vectors else None))
+                path.unlink()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
     verdict = "meets" if worst < TARGET_MB else "MISSES"
     print(f"worst peak growth {worst:.0f} MB: {verdict} the target of under {TARGET_MB} MB a file")
 
