@@ -85,3 +85,25 @@ def test_a_chip_for_a_text_file_shows_its_passage_without_a_page(
     text, images, toggles = shown(dialog)
     assert any("The heron nests by the river" in t for t in text)
     assert (images, toggles) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "![x](http://beacon.test/p.png).md",
+        "[click](javascript:alert(1)).md",
+        "<img src=x onerror=alert(1)>.md",
+        ":material/warning: $x$ *bold*.md",
+    ],
+)
+def test_a_hostile_file_name_reads_as_typed_on_the_chip_and_in_the_dialog(
+    page: AppTest, openai_server: FakeOpenAI, name: str
+) -> None:
+    upload(page, (name, NOTES[1], "text/markdown"))  # small: sent whole, cited as [1]
+    openai_server.script("Herons nest by rivers [1].")
+    ask(page, "Where do herons nest?")
+    (chip,) = chips(page)
+    assert chip.label == escape(f"[1 · {name}]")
+    chip.click().run()
+    (dialog,) = dialogs(page)
+    assert dialog.proto.dialog.title == escape(f"[1] {name}")
