@@ -10,7 +10,7 @@ current = sidebar.connection()
 store = clients.store(current)
 
 st.title("History")
-history_view.importer(store)
+history_view.importer(store, ocr=current.ocr)
 st.divider()
 folders_view.organise(store)
 st.divider()

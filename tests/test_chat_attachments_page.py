@@ -117,3 +117,24 @@ def test_a_short_text_file_goes_whole_and_a_long_pdf_is_cited_from_the_library(
     assert answer.expander[0].label.startswith("[1] R-intro part.pdf, page ")
     (doc,) = DocumentLibrary(store.backend, "local").list()
     assert doc.name == "R-intro part.pdf"
+
+
+def test_with_ocr_off_a_scan_in_the_chat_box_is_refused_unread(
+    app: Callable[..., AppTest],
+    openai_server: FakeOpenAI,
+    store: ConversationStore,
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    """The operator's PARLEY_OCR reaches the chat box as it does the Documents page: a
+    scan attached with OCR off gets the Documents page's message, and tesseract never
+    runs."""
+    from lib.documents import ocr
+    from tests.test_documents_ocr import scan_pdf
+
+    seen: list[bytes] = []
+    monkeypatch.setattr(ocr.Pool, "_recognise", lambda pool, png: seen.append(png) or "")
+    at = app(PARLEY_OCR="0")
+    at.run()
+    submit(at, "Read this", ("scan.pdf", scan_pdf(14), "application/pdf"))
+    assert "and OCR is turned off on this server" in at.error[0].value
+    assert seen == [] and chat_requests(openai_server) == [] and store.list() == []

@@ -339,11 +339,12 @@ def import_command(
     nothing, and a conversation goes in whole or not at all."""
     from lib.history.importer import Importer
 
-    store = open_store(load_settings(), workspace)
+    settings = load_settings()
+    store = open_store(settings, workspace)
     terminal = Terminal()
     progress = _in_tenths(terminal)
 
-    report = Importer(store, progress=progress).run(path)
+    report = Importer(store, progress=progress, ocr=settings.ocr).run(path)
     terminal.write("\n".join(report.lines()) + "\n")
     if report.failed:
         raise typer.Exit(1)

@@ -142,9 +142,11 @@ class Importer:
         progress: Callable[[float, str], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         embedder: Any = None,  # for a workspace export's documents; None: keyword-only
+        ocr: bool = True,  # the operator's PARLEY_OCR (Settings.ocr), for scanned files
     ) -> None:
         self.store = store
         self.embedder = embedder
+        self.ocr = ocr
         self.ledger = ImportLedger(store.backend, store.workspace)
         self.attachments = AttachmentStore(store.backend, store.workspace)
         self.progress = progress or (lambda share, text: None)
@@ -172,6 +174,7 @@ class Importer:
                         self.store.workspace,
                         report.files,
                         embedder=self.embedder,
+                        ocr=self.ocr,
                         cancelled=self.cancelled,
                     )
                 for item in export.items():
@@ -358,7 +361,7 @@ class Importer:
         """The Ingestor long files go through (made once, on the first)."""
         if self._ingestor is None:
             self._ingestor = document_ingestor(
-                self.store.backend, self.store.workspace, self.embedder
+                self.store.backend, self.store.workspace, self.embedder, ocr=self.ocr
             )
         return self._ingestor
 

@@ -93,6 +93,7 @@ def restore_documents(
     report: FilesReport,
     *,
     embedder: Any = None,
+    ocr: bool = True,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> None:
     """Bring back the documents of a Parley workspace export (`export.workspace_manifest()`
@@ -105,7 +106,7 @@ def restore_documents(
             report.failed.append((name, "this export is from an older Parley, which did not "
                                   "record its name or prompt"))  # fmt: skip
         return
-    _documents(export, backend, workspace, library, embedder, cancelled, report)
+    _documents(export, backend, workspace, library, embedder, ocr, cancelled, report)
 
 
 def restore_the_rest(
@@ -137,14 +138,20 @@ def _lists(manifest: dict) -> tuple[list | None, list | None]:
     )
 
 
-def document_ingestor(backend: Backend, workspace: str, embedder: Any = None) -> Ingestor:
+def document_ingestor(
+    backend: Backend, workspace: str, embedder: Any = None, *, ocr: bool = True
+) -> Ingestor:
     """The Documents page's `Ingestor` into the workspace's library, as an import uses it:
-    keyword-only without an embedder, so an import never waits on an embeddings server.
-    Also how the importer indexes the long files conversations refer to."""
+    keyword-only without an embedder, so an import never waits on an embeddings server;
+    scanned pages OCR'd only where the operator's PARLEY_OCR (`Settings.ocr`) allows, as
+    on the Documents page. Also how the importer indexes the long files conversations
+    refer to."""
     from lib.documents.ingest import Ingestor  # the documents stack: only when needed
     from lib.documents.library import DocumentLibrary
 
-    return Ingestor(DocumentLibrary(backend, workspace), embedder, limit_bytes=DOCUMENT_LIMIT)
+    return Ingestor(
+        DocumentLibrary(backend, workspace), embedder, limit_bytes=DOCUMENT_LIMIT, ocr=ocr
+    )
 
 
 def _documents(
@@ -153,13 +160,14 @@ def _documents(
     workspace: str,
     entries: list,
     embedder: Any,
+    ocr: bool,
     cancelled: Callable[[], bool],
     report: FilesReport,
 ) -> None:
     """Each document in, with the export's document id -> the one here in the report."""
     if not entries:
         return
-    ingestor = document_ingestor(backend, workspace, embedder)
+    ingestor = document_ingestor(backend, workspace, embedder, ocr=ocr)
     ids = report.document_ids
     for entry in entries:
         if cancelled():

@@ -61,7 +61,7 @@ def read(ctx: chat.ChatContext, current: Settings, uploads: Sequence) -> list[Ne
 
     try:
         limit = documents_view.upload_limit_mb() * 1_048_576
-        return read_files(named, limit_bytes=limit, docs=docs, progress=tick)
+        return read_files(named, limit_bytes=limit, docs=docs, ocr=current.ocr, progress=tick)
     finally:
         if bar is not None:
             bar.empty()

@@ -22,7 +22,8 @@ from lib.markup import escape
 from lib.ui import state
 
 
-def importer(store: ConversationStore) -> None:
+def importer(store: ConversationStore, *, ocr: bool) -> None:
+    """The import form; `ocr` is the operator's PARLEY_OCR (`Settings.ocr`)."""
     limit = int(st.get_option("server.maxUploadSize"))
     generation = state.get("import_generation") or 0
     upload = st.file_uploader(
@@ -41,13 +42,15 @@ def importer(store: ConversationStore) -> None:
         # update, between two conversations: those imported stay, each whole.
         right.button("Cancel", icon=":material/cancel:", key="parley.w.cancel_import")
         if go:
-            _run(store, upload.name, upload.getvalue())
+            _run(store, upload.name, upload.getvalue(), ocr)
     _report()
 
 
-def _run(store: ConversationStore, name: str, data: bytes) -> None:
+def _run(store: ConversationStore, name: str, data: bytes, ocr: bool) -> None:
     bar = st.progress(0.0, text="Reading the export…")
-    job = Importer(store, progress=lambda share, text: bar.progress(share, text=escape(text)))
+    job = Importer(
+        store, progress=lambda share, text: bar.progress(share, text=escape(text)), ocr=ocr
+    )
     state.put("import_job", job)  # a Cancel's rerun still finds what was imported
     with tempfile.TemporaryDirectory(prefix="parley-import-") as tmp:
         path = Path(tmp) / "export"
