@@ -10,11 +10,12 @@ import numpy as np
 import openai
 import pytest
 
-from lib.documents import embeddings
-from lib.documents.chunking import count_tokens
+from lib.documents import embeddings, windows
+from lib.documents.chunking import count_tokens, text_hash
 from lib.documents.embeddings import Embedder, EmbeddingCache, EmbedProgress, batches
 from lib.errors import IngestCancelled, ModelRejected, ProviderError, RateLimited, ServerFailed
 from lib.store.backend import Backend
+from tests.fake_images import embed as fake_embed
 from tests.fake_openai import FakeOpenAI
 
 TEXTS = [f"Passage {i} about matrices, vectors and the number {i * 7}." for i in range(40)]
@@ -191,3 +192,97 @@ def test_embeddings_of_every_shape_a_server_sends(raw: object, expected: list[fl
 def test_unusable_embeddings_are_a_clear_error(raw: object) -> None:
     with pytest.raises(ProviderError, match="not vectors Parley can use"):
         embeddings._decode(raw)
+
+
+# One array filled as batches arrive (from the cache or the server), normalised in place:
+# the same vectors as the old path, which kept a dict of per-text vectors, stacked it and
+# normalised into a third copy.
+
+
+def _old_path(texts: list[str], dim: int) -> np.ndarray:
+    """What the old path returned: the server's vectors per text, stacked, `normalise`d."""
+    return embeddings.normalise(np.stack([np.asarray(fake_embed(t, dim), "<f4") for t in texts]))
+
+
+@pytest.mark.parametrize(
+    ("cached", "texts"),
+    [
+        ([], TEXTS),  # nothing cached: every vector from the server, in batches of 8+16+16
+        (TEXTS, TEXTS),  # everything cached: no request
+        (TEXTS[::3], TEXTS),  # some cached, the rest sent around them
+        (TEXTS[:4], TEXTS[:10] + TEXTS[:10]),  # each text twice: both rows filled
+    ],
+    ids=["none-cached", "all-cached", "some-cached", "repeated"],
+)
+def test_vectors_equal_the_old_paths(
+    client: openai.OpenAI,
+    cache: EmbeddingCache,
+    openai_server: FakeOpenAI,
+    cached: list[str],
+    texts: list[str],
+) -> None:
+    if cached:
+        embedder(client, cache).embed(cached)
+    emb = embedder(client, cache, max_inputs=16)
+    vectors = emb.embed(texts)
+    assert vectors.dtype == np.float32 and vectors.flags.c_contiguous
+    assert vectors.shape == (len(texts), openai_server.embedding_dimensions)
+    assert np.allclose(vectors, _old_path(texts, openai_server.embedding_dimensions), atol=1e-6)
+    assert emb.last_cached == sum(t in cached for t in texts)
+
+
+def test_a_cached_vector_of_another_dimension_is_an_error_not_a_silent_mix(
+    client: openai.OpenAI, cache: EmbeddingCache
+) -> None:
+    cache.put("text-embedding-3-small", [text_hash(TEXTS[0])], np.ones((1, 8), np.float32))
+    cache.put("text-embedding-3-small", [text_hash(TEXTS[1])], np.ones((1, 4), np.float32))
+    with pytest.raises(ValueError):
+        embedder(client, cache).embed(TEXTS[:2])
+
+
+def test_the_cache_fills_one_array_row_per_hash(cache: EmbeddingCache) -> None:
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cache.put("m", ["a", "b", "c"], vectors)
+    out, found = cache.fill("m", ["c", "x", "a", "c"])
+    assert found.tolist() == [True, False, True, True]
+    assert out is not None and out.dtype == np.float32
+    assert np.array_equal(out[[0, 2, 3]], vectors[[2, 0, 2]])
+    assert cache.fill("m", ["x", "y"])[0] is None
+    assert cache.fill("other model", ["a"])[0] is None
+    assert cache.known("m", ["a", "x", "c", "a"]) == {"a", "c"}
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5, 7, 8, 9, 23])
+def test_normalising_in_place_equals_normalise(monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+    monkeypatch.setattr(embeddings, "NORM_ROWS", 4)  # blocks, and a part block at the end
+    vectors = np.random.default_rng(rows).normal(size=(rows, 6)).astype(np.float32)
+    if rows:
+        vectors[rows // 2] = 0.0  # a zero vector stays zero, as before
+    expected = embeddings.normalise(vectors)
+    same = embeddings.normalise_in_place(vectors)
+    assert same is vectors
+    assert np.array_equal(vectors, expected)
+
+
+def test_chunks_over_the_window_pool_their_parts_as_before(
+    client: openai.OpenAI, cache: EmbeddingCache, openai_server: FakeOpenAI
+) -> None:
+    dim = openai_server.embedding_dimensions
+    long = " ".join(f"word{i} about matrices" for i in range(60))  # about 180 tokens
+    texts = [TEXTS[0], long, TEXTS[1], long + " again", TEXTS[2]]
+    budget = int(64 * windows.WINDOW_SHARE)
+
+    def old_pooled(text: str) -> np.ndarray:  # the parts' unit vectors, summed, normalised
+        pieces = windows.parts(text, budget) if count_tokens(text) > budget else [text]
+        summed = _old_path(pieces, dim).sum(axis=0)
+        return summed / max(np.linalg.norm(summed), 1e-12)
+
+    expected = np.stack([old_pooled(t) for t in texts])
+    first = embedder(client, cache, window=64)
+    assert np.allclose(first.embed(texts), expected, atol=1e-6)
+    assert first.last_windowed == 2
+    # Again: the pooled vectors come from the cache under the chunks' own hashes.
+    openai_server.reset()
+    again = embedder(client, cache, window=64)
+    assert np.allclose(again.embed(texts), expected, atol=1e-6)
+    assert again.last_cached == len(texts) and openai_server.requests_to("/embeddings") == []

@@ -14,13 +14,15 @@ A chunk over the window is split into consecutive parts of at most WINDOW_SHARE 
 counted in Parley's tokenizer (cl100k), since a server's word pieces can run longer than
 cl100k's tokens on the same text; each part is embedded (and
 cached under its own text) and the chunk's vector is their normalised mean, cached under
-the chunk, so a rebuilt index finds it as before.
+the chunk, so a rebuilt index finds it as before. The parts' vectors are pooled in the
+one array the embedder filled, and the chunks' texts are cut from their pages only when
+sent, so a file's vectors and texts are not held twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 WINDOW_SHARE = 0.75  # of the server's window, in cl100k tokens
 MIN_WINDOW = 16
+NORM_ROWS = 4096  # rows normalised at a time (embeddings.NORM_ROWS)
 
 
 def parts(text: str, budget: int) -> list[str]:
@@ -41,13 +44,35 @@ def parts(text: str, budget: int) -> list[str]:
     return [encoding.decode(ids[i : i + budget]) for i in range(0, len(ids), budget)]
 
 
+class _Flat(Sequence[str]):
+    """The inputs to embed: each chunk that fits (cut from its page only when read, as
+    `Chunks.texts()` does) or a part of one that does not; a list of every text would hold
+    a 48 MB file's text again."""
+
+    def __init__(self, texts: Sequence[str], entries: list[int | str]) -> None:
+        self._texts, self._entries = texts, entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        entry = self._entries[index]
+        return self._texts[entry] if isinstance(entry, int) else entry
+
+
 def embed_in_windows(
     embedder: Embedder,
     window: int,
     texts: Sequence[str],
     hashes: Sequence[str] | None,
     tokens: Sequence[int] | None,
-    embed: Callable[[list[str], list[str]], np.ndarray],
+    embed: Callable[[Sequence[str], list[str], list[int]], np.ndarray],
 ) -> tuple[np.ndarray, int] | None:
     """(vectors, chunks split) for `texts`, the long ones embedded in parts; None when
     every text fits (the caller embeds them as they are)."""
@@ -57,20 +82,49 @@ def embed_in_windows(
         return None
     hashes = list(hashes) if hashes is not None else [text_hash(t) for t in texts]
     cache = embedder.cache
-    cached = cache.get(embedder.model, hashes) if cache else {}
-    flat, flat_hashes, owner, split = [], [], [], []
-    for i, (text, n) in enumerate(zip(texts, counts, strict=True)):
-        whole = n <= budget or hashes[i] in cached  # a cached vector is the pooled one
-        pieces = [text] if whole else parts(text, budget)
-        flat += pieces
-        flat_hashes += [hashes[i]] if whole else [text_hash(p) for p in pieces]
-        owner += [i] * len(pieces)
-        if not whole:
-            split.append(i)
-    vectors = embed(flat, flat_hashes)
-    pooled = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-    np.add.at(pooled, np.array(owner), vectors)
-    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    cached = cache.known(embedder.model, hashes) if cache else set()
+    entries: list[int | str] = []
+    flat_hashes: list[str] = []
+    flat_counts: list[int] = []
+    rows: list[int] = []  # each text's first row in the flat inputs
+    split = []
+    for i, n in enumerate(counts):
+        rows.append(len(entries))
+        if n <= budget or hashes[i] in cached:  # a cached vector is the pooled one
+            entries.append(i)
+            flat_hashes.append(hashes[i])
+            flat_counts.append(n)
+            continue
+        pieces = parts(texts[i], budget)
+        entries += pieces
+        flat_hashes += [text_hash(p) for p in pieces]
+        flat_counts += [count_tokens(p) for p in pieces]
+        split.append(i)
+    rows.append(len(entries))
+    vectors = embed(_Flat(texts, entries), flat_hashes, flat_counts)
+    del entries
+    # Pool in place: text i's rows start at or after row i, so row i is free to take the
+    # mean of its parts (summed in order, as np.add.at did into a second array).
+    for i in range(len(texts)):
+        start, end = rows[i], rows[i + 1]
+        if end - start > 1:
+            vectors[i] = vectors[start:end].sum(axis=0)
+        elif start != i:
+            vectors[i] = vectors[start]
+    pooled = _first_rows(vectors, len(texts))
+    for start in range(0, len(pooled), NORM_ROWS):
+        block = pooled[start : start + NORM_ROWS]
+        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
     if cache and split:
         cache.put(embedder.model, [hashes[i] for i in split], pooled[split])
     return pooled, len(split)
+
+
+def _first_rows(vectors: np.ndarray, count: int) -> np.ndarray:
+    """The first `count` rows of `vectors`, the rest given back: shrunk in place when the
+    array owns its memory (the one the embedder just filled, which nothing else refers
+    to: `Embedder._embed_fitting`), copied otherwise."""
+    if vectors.base is None and vectors.flags.owndata and vectors.flags.c_contiguous:
+        vectors.resize((count, vectors.shape[1]), refcheck=False)
+        return vectors
+    return vectors[:count].copy()
