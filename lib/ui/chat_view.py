@@ -22,7 +22,7 @@ from lib.errors import (
 from lib.markup import escape, neutralise
 from lib.presets import SYSTEM_PRESETS
 from lib.settings import Settings
-from lib.ui import attachments_view, clients, state, user_stop
+from lib.ui import attachments_view, clients, state, user_stop, voice
 from lib.ui.transcript import AVATARS, stream_markdown
 from lib.ui.turn_slot import Slot
 
@@ -271,9 +271,16 @@ def message_box(
         submit_mode="stop",
         accept_file="multiple",
         file_type=attachments_view.TYPES,
+        accept_audio=voice.offered(current, ctx.client),
     )
     if not prompt:
         return
+    if (audio := voice.recording(prompt)) is not None:  # words into the box, never sent
+        text, error = voice.into_box(current, ctx.client, prompt, audio)
+        state.put(UNSENT, text)
+        if error:
+            flash("warning", error)
+        st.rerun()
     try:
         files = attachments_view.read(ctx, current, prompt.files)  # refused: nothing saved
         if conv is None:
