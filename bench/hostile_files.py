@@ -24,6 +24,13 @@ the parent's peak, and big.html's +470 MB showed as +238.
 
 Target: under 500 MB of growth for each file; the bomb and the dense page refused with a
 clear message.
+
+With vectors (1,536 dimensions, load 2-7): big.txt +734 MB and one-line.txt +901 MB while
+the embedder kept three copies of a file's vectors (a dict per text, np.stack, normalise);
++689 and +670 MB with one array filled in place. Of that, the FAISS index holds 223 and
+254 MB (38,064 and 43,407 chunks x 1,536 x 4 bytes), and the peak comes as the index copies
+them in while the embedder's array is still held (`ParleyFAISS.add_vectors`): about 217 MB
+of text and chunks, plus the array, plus the index's copy.
 """
 
 from __future__ import annotations
