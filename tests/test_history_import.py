@@ -404,3 +404,38 @@ def test_a_scanned_file_is_ocrd_only_where_the_operator_allows(
         assert seen == []
         assert "Files the export holds but that were not imported: file-Scan1-" in text
         assert "OCR is turned off on this server (PARLEY_OCR)" in text
+
+
+def test_ctrl_c_in_the_terminal_cancels_between_conversations(backend, data_dir, tmp_path):
+    """The first Ctrl-C stops the import after the conversation it is in; what came in
+    stays, each conversation whole, and the report says so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.history_samples import write_big_chatgpt
+    from tests.waits import WAIT
+
+    total = 3_000
+    path = write_big_chatgpt(tmp_path / "big.zip", total, turns=2)
+    env = {**os.environ, "PARLEY_DATA_DIR": str(data_dir), "HOME": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # fmt: skip
+    job = subprocess.Popen(
+        [sys.executable, "-m", "lib.cli", "import", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    seen = []
+    for line in job.stderr:  # wait for a progress line past the start: the import is under way
+        seen.append(line)
+        if "imported" in line and not line.lstrip().startswith("0%"):
+            break
+    job.send_signal(signal.SIGINT)
+    out, err = job.communicate(timeout=WAIT)
+    assert job.returncode == 130, (out, "".join(seen) + err)
+    assert "Stopping after this conversation" in err and "Traceback" not in err
+    assert "Cancelled: the conversations above were imported whole, the rest not." in out
+    local = ConversationStore(backend, "local")
+    imported = local.list(limit=total)
+    assert 0 < len(imported) < total
+    assert all(len(local.all_messages(c.id)) == 4 for c in imported)  # each whole

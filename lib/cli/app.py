@@ -12,10 +12,13 @@ An error prints one line and exits non-zero, never a traceback. There is deliber
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import threading
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -336,7 +339,10 @@ def import_command(
     workspace: Workspace = None,
 ) -> None:
     """Import conversations from another app's export; importing the same file again adds
-    nothing, and a conversation goes in whole or not at all."""
+    nothing, and a conversation goes in whole or not at all. Ctrl-C cancels as the
+    History page's Cancel does: the import stops after the conversation it is in, and
+    the report says what came in; a second Ctrl-C stops at once (what is mid-transaction
+    is rolled back)."""
     from lib.history.importer import Importer
 
     settings = load_settings()
@@ -344,10 +350,37 @@ def import_command(
     terminal = Terminal()
     progress = _in_tenths(terminal)
 
-    report = Importer(store, progress=progress, ocr=settings.ocr).run(path)
+    with _ctrl_c_cancels(terminal) as cancelled:
+        job = Importer(store, progress=progress, cancelled=cancelled, ocr=settings.ocr)
+        report = job.run(path)
     terminal.write("\n".join(report.lines()) + "\n")
+    if report.cancelled:
+        raise typer.Exit(130)  # the shell's code for a job stopped by Ctrl-C
     if report.failed:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(terminal: Terminal) -> Iterator[Callable[[], bool]]:
+    """While inside, the first Ctrl-C asks a long job to stop at its next safe point (the
+    callable it yields turns true); the second interrupts as usual."""
+    asked = threading.Event()
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        terminal.note("Stopping after this conversation (Ctrl-C again to stop at once)…")
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread (CliRunner in a thread): no signal to catch
+        yield asked.is_set
+        return
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # Backups
