@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import openai
 import pytest
 
@@ -324,3 +325,36 @@ def test_the_same_file_added_by_two_sessions_at_once_is_kept_once(
     assert again.status == "duplicate" and again.document_id == first.document_id
     assert [d.name for d in library.list()] == ["notes.md"]
     assert len(stored_files(library, ".md")) == 1
+
+
+def test_the_index_reads_back_the_vectors_the_embedder_gave(
+    library: DocumentLibrary, client: openai.OpenAI
+) -> None:
+    # The index adds a file's vectors from the embedding cache, a block at a time, after
+    # the embedder's array is gone: the same ids, the same vectors.
+    report = ingestor(library, client).ingest("R-intro.pdf", samples.manual())
+    assert report.status == "indexed" and not report.keyword_only
+    ids, texts = library.chunk_texts(report.document_id)
+    assert sorted(vector_ids(library)) == sorted(ids)
+    if library.dialect == "sqlite":
+        got_ids, got = library.search.open_index(MODEL).all_vectors()
+        want = Embedder(client, MODEL).embed(texts)
+        order = {int(i): n for n, i in enumerate(ids)}
+        np.testing.assert_allclose(got, want[[order[int(i)] for i in got_ids]], atol=1e-6)
+
+
+def test_vectors_gone_from_the_cache_before_the_index_reads_them_fail_the_file(
+    library: DocumentLibrary, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embed = Embedder.embed
+
+    def embed_then_clear(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        vectors = embed(self, *args, **kwargs)
+        with library.backend.transaction() as conn:
+            conn.execute("DELETE FROM embedding_cache")  # another session clearing it
+        return vectors
+
+    monkeypatch.setattr(Embedder, "embed", embed_then_clear)
+    report = ingestor(library, client).ingest("notes.md", NOTES)
+    assert report.status == "failed" and "left the cache" in report.message
+    assert library.list() == [] and rows(library, "SELECT count(*) FROM chunks") == 0

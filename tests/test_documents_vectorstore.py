@@ -241,3 +241,53 @@ def test_an_older_ivf_file_is_rebuilt_and_saved_on_first_use(data_dir: Path, sma
     assert ParleyFAISS.load(path).kind == "pq"  # saved, so the next session reads it as is
     assert fresh.search._generation(MODEL) == before + 1
     assert fresh.search.repairs == []  # nothing was wrong: nothing to tell the user
+
+
+class _Counted(vectorstore.Blocks):
+    """An array served a block at a time, counting the rows read, as the cache serves them."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x, self.dim, self.read = x, x.shape[1], 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        self.read += len(positions)
+        return np.ascontiguousarray(self.x[positions])
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(50, 30), (50, 0), (0, 90), (150, 200), (150, 1_850), (0, 2_000)],
+    ids=["flat", "flat-once", "flat-fresh", "pq-same-step", "pq-retrained", "pq-fresh"],
+)
+def test_vectors_added_in_blocks_make_the_same_index_as_an_array(
+    small_threshold: None, monkeypatch: pytest.MonkeyPatch, first: int, second: int
+) -> None:
+    monkeypatch.setattr(vectorstore, "ADD_BLOCK", 64)  # several blocks at test sizes
+    x = clustered(first + second, 32)
+    ids = np.arange(first + second) * 3 + 7
+    whole, blocked = ParleyFAISS(), ParleyFAISS()
+    for store in (whole, blocked):
+        store.add_vectors(ids[:first], x[:first])
+    whole.add_vectors(ids[first:], x[first:])
+    source = _Counted(x[first:])
+    blocked.add_vectors(ids[first:], source)
+    assert blocked.kind == whole.kind and blocked.size == whole.size
+    assert source.read >= second  # read from the source, never handed over whole
+    got_ids, got = blocked.all_vectors()
+    want_ids, want = whole.all_vectors()
+    assert got_ids.tolist() == want_ids.tolist()
+    np.testing.assert_array_equal(got, want)
+    for q in near(x[::37]):
+        assert blocked.search_vector(q, 10) == whole.search_vector(q, 10)
+
+
+def test_blocks_of_the_wrong_length_or_dimension_are_refused() -> None:
+    store = ParleyFAISS()
+    store.add_vectors([1], clustered(1, 32))
+    with pytest.raises(ValueError, match="ids for"):
+        store.add_vectors([2, 3], _Counted(clustered(1, 32)))
+    with pytest.raises(ValueError, match="dimensions"):
+        store.add_vectors([2], _Counted(clustered(1, 16)))

@@ -42,7 +42,15 @@ import openai
 from lib.client import provider_errors, resendable
 from lib.documents import windows
 from lib.documents.chunking import ENCODING, count_tokens, text_hash
-from lib.errors import IngestCancelled, ParleyError, ProviderError, RateLimited, RequestTimedOut
+from lib.documents.vectorstore import Blocks
+from lib.errors import (
+    DocumentError,
+    IngestCancelled,
+    ParleyError,
+    ProviderError,
+    RateLimited,
+    RequestTimedOut,
+)
 from lib.store.base import WorkspaceStore
 from lib.tokens import get_encoding
 
@@ -178,6 +186,35 @@ class EmbeddingCache(WorkspaceStore):
             return conn.execute(
                 "SELECT count(*) FROM embedding_cache WHERE workspace = ?", (self.workspace,)
             ).fetchone()[0]
+
+
+class VectorsMissing(DocumentError):
+    """A file's vectors were no longer all in the cache when the index read them back."""
+
+
+class CachedVectors(Blocks):
+    """A file's unit vectors read back from the embedding cache a block at a time, for the
+    search index to add after the embedder's array is dropped (every vector the embedder
+    returns is in the cache under its chunk's hash, a long chunk's pooled one included:
+    lib/documents/windows.py). The same numbers as `Embedder.embed` gave: the same rows,
+    normalised the same way. Raises VectorsMissing if the cache lost some meanwhile."""
+
+    def __init__(self, cache: EmbeddingCache, model: str, hashes: Sequence[str], dim: int) -> None:
+        self.cache, self.model, self.hashes, self.dim = cache, model, list(hashes), dim
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        out, found = self.cache.fill(self.model, [self.hashes[int(i)] for i in positions])
+        if len(positions) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if out is None or not found.all() or out.shape[1] != self.dim:
+            raise VectorsMissing(
+                "Some of this file's embeddings left the cache while it was being indexed "
+                "(another session cleared or changed them); index it again."
+            )
+        return normalise_in_place(out)
 
 
 def batches(tokens: Sequence[int], max_inputs: int, max_tokens: int) -> Iterator[range]:

@@ -37,7 +37,7 @@ from lib.documents.bm25 import Segment, SegmentDamaged, SegmentOutdated
 from lib.documents.embeddings import normalise
 from lib.documents.records import DocumentRecord
 from lib.documents.search import Hits
-from lib.documents.vectorstore import IndexDamaged, ParleyFAISS
+from lib.documents.vectorstore import Blocks, IndexDamaged, ParleyFAISS
 from lib.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class FileSearch:
         chunk_ids: Sequence[int],
         texts: Sequence[str],
         model: str | None,
-        vectors: np.ndarray | None,
+        vectors: np.ndarray | Blocks | None,
     ) -> None:
         self._folder()
         Segment.build(chunk_ids, texts).save(self._keywords_path(document_id))

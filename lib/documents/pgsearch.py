@@ -76,6 +76,7 @@ from lib.documents.bm25 import STOPWORDS
 from lib.documents.pgindexing import indexer, literal, vector_type
 from lib.documents.records import DocumentRecord
 from lib.documents.search import Hits
+from lib.documents.vectorstore import ArrayBlocks, Blocks
 
 if TYPE_CHECKING:
     from lib.documents.library import DocumentLibrary
@@ -112,24 +113,28 @@ class PostgresSearch:
         chunk_ids: Sequence[int],
         texts: Sequence[str],
         model: str | None,
-        vectors: np.ndarray | None,
+        vectors: np.ndarray | Blocks | None,
     ) -> None:
         if not model or vectors is None or not len(chunk_ids):
             return  # the keywords column is filled by the database as chunks are inserted
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        dim = int(vectors.shape[1])
+        source = vectors if isinstance(vectors, Blocks) else ArrayBlocks(vectors)
+        dim = source.dim
+        ids = list(chunk_ids)
+        if len(ids) != len(source):
+            raise ValueError(f"{len(ids)} ids for {len(source)} vectors")
         with self.library.backend.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO chunk_vectors (chunk_id, document_id, workspace, model, dim, "
-                "embedding, listing) SELECT c.id, c.document_id, d.workspace, ?, ?, ?, "
-                "c.listing FROM chunks c "
-                "JOIN documents d ON d.id = c.document_id "
-                "WHERE c.id = ? AND d.id = ? AND d.workspace = ? "
-                "ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, "
-                "dim = excluded.dim, embedding = excluded.embedding, indexed = false",
-                [(model, dim, v, int(i), document_id, self.workspace)
-                 for i, v in zip(chunk_ids, vectors, strict=True)],
-            )  # fmt: skip
+            for start, block in source.blocks():  # a block of the cache's vectors at a time
+                conn.executemany(
+                    "INSERT INTO chunk_vectors (chunk_id, document_id, workspace, model, dim, "
+                    "embedding, listing) SELECT c.id, c.document_id, d.workspace, ?, ?, ?, "
+                    "c.listing FROM chunks c "
+                    "JOIN documents d ON d.id = c.document_id "
+                    "WHERE c.id = ? AND d.id = ? AND d.workspace = ? "
+                    "ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, "
+                    "dim = excluded.dim, embedding = excluded.embedding, indexed = false",
+                    [(model, dim, v, int(i), document_id, self.workspace)
+                     for i, v in zip(ids[start : start + len(block)], block, strict=True)],
+                )  # fmt: skip
         indexer(self.library.backend).schedule()  # searched exactly until then
 
     def remove(self, document: DocumentRecord, chunk_ids: Sequence[int]) -> None:

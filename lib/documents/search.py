@@ -27,6 +27,7 @@ import numpy as np
 if TYPE_CHECKING:
     from lib.documents.library import DocumentLibrary
     from lib.documents.records import DocumentRecord
+    from lib.documents.vectorstore import Blocks
 
 Hits = list[tuple[int, float]]  # (chunk id, score), best first
 
@@ -40,7 +41,7 @@ class Search(Protocol):
         chunk_ids: Sequence[int],
         texts: Sequence[str],
         model: str | None,
-        vectors: np.ndarray | None,
+        vectors: np.ndarray | Blocks | None,
     ) -> None:
         """Make a document's new passages searchable (by vector too when given)."""
 

@@ -69,7 +69,7 @@ import hashlib
 import math
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import faiss
@@ -89,6 +89,7 @@ RETRAIN_GROWTH = 4
 MAGIC = b"PARLEY-FAISS-v1\n"
 _HEADER = struct.Struct("<16sQ32s")  # magic, payload length, payload SHA-256
 _READ_BLOCK = 1 << 20
+ADD_BLOCK = 5_000  # vectors read from the cache and added at a time (30 MB at 1,536 dims)
 
 
 class IndexDamaged(ValueError):
@@ -149,32 +150,36 @@ class ParleyFAISS:
 
     # Vectors
 
-    def add_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Add unit vectors under the given ids, switching index type when size says so."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    def add_vectors(self, ids: Sequence[int], vectors: np.ndarray | Blocks) -> None:
+        """Add unit vectors under the given ids, switching index type when size says so.
+        `vectors` is an array or `Blocks` (a file's vectors read back from the embedding
+        cache block by block, so the embedder's array need not be alive beside the index's
+        copy: the peak of a big file's upload, bench/hostile_files.py)."""
+        source = vectors if isinstance(vectors, Blocks) else ArrayBlocks(vectors)
         ids_array = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids_array) == 0:
             return
+        if len(source) != len(ids_array):
+            raise ValueError(f"{len(ids_array)} ids for {len(source)} vectors")
         if self.size == 0:
             self.index = None  # an empty index takes the dimension of its first vectors
-        if self.dim is not None and vectors.shape[1] != self.dim:
-            raise ValueError(
-                f"vectors have {vectors.shape[1]} dimensions, the index has {self.dim}"
-            )
-        dim = vectors.shape[1]
+        dim = source.dim
+        if self.dim is not None and dim != self.dim:
+            raise ValueError(f"vectors have {dim} dimensions, the index has {self.dim}")
         total = self.size + len(ids_array)
         if self.index is None and exact_is_enough(total, dim):
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._views = None
         if self.index is not None and self._fits_current(total, dim):
-            self.index.add_with_ids(vectors, ids_array)
+            _add_blocks(self.index, ids_array, source, total)
             return
         old_ids, old_vectors = self.all_vectors()
         self.index, self._views = None, None  # free the old index before the new one is built
         all_ids = np.concatenate([old_ids, ids_array])
-        all_vectors = np.concatenate([old_vectors, vectors]) if len(old_ids) else vectors
+        if len(old_ids):
+            source = Stacked([ArrayBlocks(old_vectors), source])
         del old_vectors
-        self.index = build_pq(all_ids, all_vectors)
+        self.index = build_pq(all_ids, source)
 
     def _fits_current(self, total: int, dim: int) -> bool:
         if self.kind == "flat":
@@ -362,18 +367,98 @@ def read_checked(path: Path) -> faiss.Index:
             raise IndexDamaged("FAISS could not read it") from exc
 
 
-def build_pq(ids: np.ndarray, vectors: np.ndarray) -> faiss.Index:
+def build_pq(ids: np.ndarray, vectors: np.ndarray | Blocks) -> faiss.Index:
     """A quantized-scan index (4-bit PQ codes trained on a sample of `vectors`) that keeps
-    the raw vectors to re-score its candidates exactly."""
-    count, dim = vectors.shape
+    the raw vectors to re-score its candidates exactly; `Blocks` are read for the sample,
+    then again block by block as they are added."""
+    source = vectors if isinstance(vectors, Blocks) else ArrayBlocks(vectors)
+    count, dim = len(source), source.dim
     coarse = faiss.IndexPQFastScan(dim, pq_codes(dim), 4, faiss.METRIC_INNER_PRODUCT)
     sample = min(count, TRAIN_SAMPLE)
     rng = np.random.default_rng(0)
     picked = np.sort(rng.choice(count, size=sample, replace=False))
-    coarse.train(vectors[picked])
+    coarse.train(source.rows(picked))
     index = faiss.IndexIDMap2(faiss.IndexRefineFlat(coarse))
-    index.add_with_ids(vectors, ids)
+    _add_blocks(index, np.ascontiguousarray(ids, dtype=np.int64), source, count)
     return index
+
+
+class Blocks:
+    """Vectors to add, read a block at a time (`lib/documents/embeddings.CachedVectors`
+    reads them from the embedding cache): their count, dimension, a block by position, and
+    any rows (a training sample)."""
+
+    dim: int
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """Unit float32 rows at these positions, in C order."""
+        raise NotImplementedError
+
+    def blocks(self, size: int = ADD_BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+        """(first position, rows) for consecutive blocks of `size` rows."""
+        for start in range(0, len(self), size):
+            yield start, self.rows(np.arange(start, min(start + size, len(self))))
+
+
+class ArrayBlocks(Blocks):
+    """An array's rows, as views (no copy)."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.dim = int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.vectors[positions])
+
+    def blocks(self, size: int = ADD_BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+        yield 0, self.vectors  # FAISS adds an array in one call without a copy
+
+
+class Stacked(Blocks):
+    """One source after another (an index's own vectors, then a file's)."""
+
+    def __init__(self, parts: list[Blocks]) -> None:
+        self.parts = parts
+        self.dim = parts[0].dim
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.empty((len(positions), self.dim), dtype=np.float32)
+        which = np.searchsorted(self.starts, positions, side="right") - 1
+        for i, part in enumerate(self.parts):
+            mine = which == i
+            if mine.any():
+                out[mine] = part.rows(positions[mine] - self.starts[i])
+        return out
+
+    def blocks(self, size: int = ADD_BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+        for i, part in enumerate(self.parts):
+            for start, block in part.blocks(size):
+                yield int(self.starts[i]) + start, block
+
+
+def _add_blocks(index: faiss.Index, ids: np.ndarray, source: Blocks, total: int) -> None:
+    """Add `source` under `ids`; the raw vectors' storage is reserved for `total` first, so
+    adding block by block never reallocates it (std::vector doubling would hold the old and
+    a twice-as-big new buffer at once)."""
+    inner = faiss.downcast_index(faiss.downcast_index(index).index)
+    flat = inner if isinstance(inner, faiss.IndexFlat) else inner.refine_index
+    flat = faiss.downcast_index(flat)
+    used = flat.ntotal * flat.code_size
+    flat.codes.resize(total * flat.code_size)  # std::vector keeps the capacity on shrinking
+    flat.codes.resize(used)
+    for start, block in source.blocks():
+        index.add_with_ids(block, ids[start : start + len(block)])
 
 
 def pq_codes(dim: int) -> int:
