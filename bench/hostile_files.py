@@ -29,11 +29,12 @@ With vectors (1,536 dimensions, load 2-7): big.txt +734 MB and one-line.txt +901
 the embedder kept three copies of a file's vectors (a dict per text, np.stack, normalise);
 +689 and +670 MB with one array filled in place, the peak as the FAISS index (223 and 254
 MB: 38,064 and 43,407 chunks x 1,536 x 4 bytes) copied them in while the embedder's array
-was still held. Now the index reads them back from the embedding cache 5,000 at a time
-(`embeddings.CachedVectors`) and the array is dropped before: +563 and +492 MB (load
-2.1-2.5; keyword only, big.txt +433 MB and one-line.txt +188 at load 4.2). big.txt's peak
-is still the index's build (`vectorstore.build_pq`): about 236 MB of text, chunks and
-SQLite's copy of the stored text, plus the index's 223 MB, plus a block.
+was still held. Now the index reads them back from the embedding cache 1,000 at a time
+(`embeddings.CachedVectors`) and the array is dropped before: +563 and +492 MB in blocks
+of 5,000, +477 and +426 MB in blocks of 1,000 (run twice, load 1.9-3.1; keyword only,
+big.txt +433 MB and one-line.txt +188 at load 4.2). The peak is still the index's build
+(`vectorstore.build_pq`): the text, chunks and SQLite's copy of the stored text (about
+236 MB for big.txt), plus the index's 223 MB, plus a block.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ RETRAIN_GROWTH = 4
 MAGIC = b"PARLEY-FAISS-v1\n"
 _HEADER = struct.Struct("<16sQ32s")  # magic, payload length, payload SHA-256
 _READ_BLOCK = 1 << 20
-ADD_BLOCK = 5_000  # vectors read from the cache and added at a time (30 MB at 1,536 dims)
+ADD_BLOCK = 1_000  # vectors read from the cache and added at a time (6 MB at 1,536 dims)
 
 
 class IndexDamaged(ValueError):
