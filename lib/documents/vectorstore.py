@@ -397,8 +397,9 @@ class Blocks:
         """Unit float32 rows at these positions, in C order."""
         raise NotImplementedError
 
-    def blocks(self, size: int = ADD_BLOCK) -> Iterator[tuple[int, np.ndarray]]:
-        """(first position, rows) for consecutive blocks of `size` rows."""
+    def blocks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(first position, rows) for consecutive blocks of `size` rows (ADD_BLOCK)."""
+        size = size or ADD_BLOCK
         for start in range(0, len(self), size):
             yield start, self.rows(np.arange(start, min(start + size, len(self))))
 
@@ -416,7 +417,7 @@ class ArrayBlocks(Blocks):
     def rows(self, positions: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.vectors[positions])
 
-    def blocks(self, size: int = ADD_BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+    def blocks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         yield 0, self.vectors  # FAISS adds an array in one call without a copy
 
 
@@ -441,7 +442,7 @@ class Stacked(Blocks):
                 out[mine] = part.rows(positions[mine] - self.starts[i])
         return out
 
-    def blocks(self, size: int = ADD_BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+    def blocks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         for i, part in enumerate(self.parts):
             for start, block in part.blocks(size):
                 yield int(self.starts[i]) + start, block
