@@ -35,6 +35,12 @@ ROW_CSS = """
 [data-testid="stChatMessage"]:focus-within [class*="st-key-parley-tools-"] { opacity: 1; }
 @media (hover: none) { [class*="st-key-parley-tools-"] { opacity: 1; } }
 [class*="st-key-parley-row-"] button { min-height: 1.8rem; padding: 0 0.4rem; }
+@media (max-width: 640px) {
+  [data-testid="stApp"] :has(.st-key-parley-top-bar) { background-color: inherit; }
+  .stMain:has(.st-key-parley-top-bar) { scroll-padding-top: 6.5rem; }
+  [data-testid="stLayoutWrapper"]:has(> .st-key-parley-top-bar) {
+    position: sticky; top: 3.75rem; z-index: 100; }
+}
 """
 
 _COPY_JS = """

@@ -15,7 +15,7 @@ from lib.conversations import ConversationStore, Message
 from lib.documents import rag
 from lib.store.backend import open_backend
 from tests.browser.conftest import ARTIFACTS, StreamlitServer, new_context, rerun, wait_for_idle
-from tests.browser.session import bubbles, sidebar
+from tests.browser.session import bubbles, chat, conversation_id, sidebar
 
 pytestmark = pytest.mark.browser
 
@@ -101,16 +101,16 @@ def test_on_a_phone_the_documents_page_starts_a_new_chat_from_its_top_row(
         page.goto(f"{app.url}/documents?c={herons}")
         wait_for_idle(page)
         expect(page.get_by_role("heading", level=1)).to_have_text(TITLE)
-        # On the page with the drawer closed: the Chat page's row, New at its end, one line
-        # at the top, above the title. (A page with a chat box opens scrolled to its end.)
+        # On the page with the drawer closed: the Chat page's row, New at its end, one line,
+        # in view without scrolling up although a page with a chat box opens scrolled to its
+        # end (sticky below Streamlit's header on a phone, so it may cover the title).
         expect(sidebar(page)).to_have_attribute("data-collapsed", "true")
         new = page.locator(".st-key-parley-top-bar").get_by_role("button").last
-        new.scroll_into_view_if_needed()
         expect(new).to_be_in_viewport()
-        expect(page.get_by_role("heading", level=1)).to_be_in_viewport()
+        header = page.get_by_test_id("stHeader").bounding_box()
         top = page.locator(".st-key-parley-top-bar").bounding_box()
-        title = page.get_by_role("heading", level=1).bounding_box()
-        assert top and title and top["y"] < title["y"] and top["height"] < 60, (top, title)
+        assert header and top and top["height"] < 60, (header, top)
+        assert top["y"] >= header["y"] + header["height"] - 1, (header, top)
         with rerun(page):
             new.tap()
         expect(page.get_by_role("heading", level=1)).to_have_text("Documents")
@@ -121,6 +121,78 @@ def test_on_a_phone_the_documents_page_starts_a_new_chat_from_its_top_row(
         page.screenshot(path=ARTIFACTS / "phone-documents-new.png", full_page=True)
     finally:
         context.close()
+
+
+# The main scroll area is at its end (where a page with a chat box opens) and was scrolled.
+AT_END = """() => {
+  const main = document.querySelector('.stMain');
+  return main.scrollTop > 0 && main.scrollTop + main.clientHeight >= main.scrollHeight - 2;
+}"""
+# The element is inside the window, and a tap at its middle would land on it (or inside
+# it), not on something drawn over it.
+IN_VIEW_ON_TOP = """(el) => {
+  const box = el.getBoundingClientRect();
+  if (box.height === 0 || box.top < 0 || box.bottom > window.innerHeight) return false;
+  return el.contains(document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2));
+}"""
+
+
+def in_view_on_top(page: Page, target: Locator) -> None:
+    """Wait (the layout settles after a rerun) until `target` is in view and uncovered."""
+    page.wait_for_function(IN_VIEW_ON_TOP, arg=target.element_handle())
+
+
+def in_window(page: Page, target: Locator) -> bool:
+    box, height = target.bounding_box(), page.viewport_size["height"]
+    return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
+def test_on_a_phone_new_chat_stays_in_view_at_the_end_of_a_long_chat(
+    streamlit_app: Callable[..., StreamlitServer],
+    browser: Browser,
+    open_page: Callable[[str], Page],
+) -> None:
+    app = streamlit_app()
+    context = new_context(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(app.url)
+        wait_for_idle(page)
+        new = page.locator(".st-key-parley-top-bar").get_by_role("button").last  # New chat
+        # Several turns against the fake server, each long enough to fill most of a screen.
+        for turn in range(3):
+            chat(page, f"Turn {turn}: " + "herons wade in the shallows at dawn " * 12)
+        cid = conversation_id(page)
+        page.wait_for_function(AT_END)
+        in_view_on_top(page, new)
+        # Opened afresh, the page scrolls to its end; the row is still at the top, below
+        # Streamlit's header, and the last reply's actions are not under it.
+        page.goto(f"{app.url}/?c={cid}")
+        wait_for_idle(page)
+        expect(bubbles(page)).to_have_count(6)
+        page.wait_for_function(AT_END)
+        in_view_on_top(page, new)
+        header = page.get_by_test_id("stHeader").bounding_box()
+        top = page.locator(".st-key-parley-top-bar").bounding_box()
+        assert header and top and top["y"] >= header["y"] + header["height"] - 1, (header, top)
+        assert page.get_by_role("heading", level=1).bounding_box()["y"] < 0  # scrolled away
+        last = bubbles(page).last.get_by_role("button", name="Regenerate")
+        in_view_on_top(page, last)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "phone-chat-sticky-top.png")
+        with rerun(page):
+            new.tap()
+        expect(page.get_by_role("heading", level=1)).to_have_text("New chat")
+        expect(page).not_to_have_url(re.compile(r"[?&]c="))
+        expect(bubbles(page)).to_have_count(0)
+    finally:
+        context.close()
+    # At desktop width the row stays where it is, above the title, and scrolls away.
+    page = open_page(f"{app.url}/?c={cid}")
+    expect(bubbles(page)).to_have_count(6)
+    page.wait_for_function(AT_END)
+    desktop = page.locator(".st-key-parley-top-bar").get_by_role("button").last
+    assert not in_window(page, desktop), desktop.bounding_box()
 
 
 def test_at_desktop_width_the_sidebar_stays_open_on_a_choice(
