@@ -35,6 +35,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import openai
@@ -111,19 +112,22 @@ class EmbeddingCache(WorkspaceStore):
     """One workspace's vectors by (model, chunk hash), as little-endian float32 bytes."""
 
     def get(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(hashes))
+        return {
+            row["hash"]: np.frombuffer(row["vector"], dtype="<f4")
+            for row in self._rows("hash, vector", model, list(dict.fromkeys(hashes)))
+        }
+
+    def _rows(self, columns: str, model: str, unique: Sequence[str]) -> Iterator[Any]:
+        """The cache's rows for these distinct hashes, 500 a query (SQLite's variable
+        limit), read as they come rather than gathered first."""
         with self._conn() as conn:
-            for i in range(0, len(unique), 500):  # stay under SQLite's variable limit
+            for i in range(0, len(unique), 500):
                 part = unique[i : i + 500]
-                rows = conn.execute(
-                    "SELECT hash, vector FROM embedding_cache WHERE workspace = ? AND model = ? "
+                yield from conn.execute(
+                    f"SELECT {columns} FROM embedding_cache WHERE workspace = ? AND model = ? "
                     f"AND hash IN ({', '.join('?' * len(part))})",
                     [self.workspace, model, *part],
                 ).fetchall()
-                for row in rows:
-                    found[row["hash"]] = np.frombuffer(row["vector"], dtype="<f4")
-        return found
 
     def fill(self, model: str, hashes: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
         """(vectors, found): one float32 row per hash (a hash twice fills both rows), read
@@ -136,37 +140,18 @@ class EmbeddingCache(WorkspaceStore):
         unique = list(rows_of)
         found = np.zeros(len(hashes), dtype=bool)
         out: np.ndarray | None = None
-        with self._conn() as conn:
-            for i in range(0, len(unique), 500):  # stay under SQLite's variable limit
-                part = unique[i : i + 500]
-                rows = conn.execute(
-                    "SELECT hash, vector FROM embedding_cache WHERE workspace = ? AND model = ? "
-                    f"AND hash IN ({', '.join('?' * len(part))})",
-                    [self.workspace, model, *part],
-                ).fetchall()
-                for row in rows:
-                    vector = np.frombuffer(row["vector"], dtype="<f4")
-                    if out is None:  # the dimension is known from the first vector
-                        out = np.empty((len(hashes), len(vector)), dtype=np.float32)
-                    where = rows_of[row["hash"]]
-                    out[where] = vector  # a vector of another dimension: ValueError
-                    found[where] = True
+        for row in self._rows("hash, vector", model, unique):
+            vector = np.frombuffer(row["vector"], dtype="<f4")
+            if out is None:  # the dimension is known from the first vector
+                out = np.empty((len(hashes), len(vector)), dtype=np.float32)
+            where = rows_of[row["hash"]]
+            out[where] = vector  # a vector of another dimension: ValueError
+            found[where] = True
         return out, found
 
     def known(self, model: str, hashes: Sequence[str]) -> set[str]:
         """Which of `hashes` have a vector (their hashes only, not the vectors)."""
-        unique = list(dict.fromkeys(hashes))
-        known: set[str] = set()
-        with self._conn() as conn:
-            for i in range(0, len(unique), 500):
-                part = unique[i : i + 500]
-                rows = conn.execute(
-                    "SELECT hash FROM embedding_cache WHERE workspace = ? AND model = ? "
-                    f"AND hash IN ({', '.join('?' * len(part))})",
-                    [self.workspace, model, *part],
-                ).fetchall()
-                known.update(row["hash"] for row in rows)
-        return known
+        return {row["hash"] for row in self._rows("hash", model, list(dict.fromkeys(hashes)))}
 
     def put(self, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
         rows = [
