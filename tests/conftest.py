@@ -115,3 +115,20 @@ def app(openai_server: FakeOpenAI) -> Callable[..., AppTest]:
         return at
 
     return make
+
+
+@pytest.fixture
+def recognised(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The pictures given to tesseract, which still runs: to check that OCR ran, or that
+    a setting kept it from running."""
+    from lib.documents import ocr
+
+    seen: list[bytes] = []
+    run = ocr.Pool._recognise
+
+    def recording(pool: ocr.Pool, png: bytes) -> str:
+        seen.append(png)
+        return run(pool, png)
+
+    monkeypatch.setattr(ocr.Pool, "_recognise", recording)
+    return seen

@@ -26,20 +26,6 @@ def docs(backend: Backend) -> rag.DocContext:
     return rag.DocContext(None, DocumentLibrary(backend, "alice"))  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def recognised(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The pictures given to tesseract, which still runs."""
-    seen: list[bytes] = []
-    run = ocr.Pool._recognise
-
-    def recording(pool: ocr.Pool, png: bytes) -> str:
-        seen.append(png)
-        return run(pool, png)
-
-    monkeypatch.setattr(ocr.Pool, "_recognise", recording)
-    return seen
-
-
 def setting(value: str) -> bool:
     """PARLEY_OCR as the one settings resolver reads it (the Documents page's `current.ocr`)."""
     return resolve_settings(environ={"PARLEY_OCR": value}).ocr

@@ -375,22 +375,14 @@ def test_a_file_over_the_limit_carried_in_the_json_is_too_large(
 
 @pytest.mark.parametrize("ocr_on", [False, True], ids=["ocr-off", "ocr-on"])
 def test_a_scanned_file_is_ocrd_only_where_the_operator_allows(
-    store, tmp_path, monkeypatch, ocr_on
+    store, tmp_path, recognised, ocr_on
 ) -> None:
     """PARLEY_OCR (`Settings.ocr`) holds for an import as for the Documents page and the
     chat box: off, a scan the export holds is named with the Documents page's reason and
     tesseract never runs; on, it is read and attached."""
-    from lib.documents import ocr
     from tests.test_documents_ocr import scan_pdf
 
-    seen: list[bytes] = []
-    run = ocr.Pool._recognise
-
-    def recording(pool: ocr.Pool, png: bytes) -> str:
-        seen.append(png)
-        return run(pool, png)
-
-    monkeypatch.setattr(ocr.Pool, "_recognise", recording)
+    seen = recognised
     conv = with_files("s1", "With a scan", ("file-Scan1", "scan.pdf"))
     members = {"conversations.json": json.dumps([conv]), "file-Scan1-scan.pdf": scan_pdf(14)}
     report = Importer(store, ocr=ocr_on).run(
