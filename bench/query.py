@@ -4,8 +4,8 @@ The corpus is built from real text: the ~1,500 chunks of seven R manuals, embedd
 1,536 dimensions by the test server's feature-hashing embedder, then repeated with noise
 (each copy a slightly different vector, the same text) up to 10,000 and 100,000 chunks
 in documents of 1,000 chunks, stored through Parley's library and its search
-(`lib/documents/search.py`): FAISS and BM25 files on SQLite, pgvector's HNSW index and the
-tsvector column on PostgreSQL.
+(`lib/documents/search.py`): FAISS and BM25 files on SQLite, pgvector's HNSW index and
+BM25 postings in the database on PostgreSQL.
 
 Timed per query, with the query's embedding computed beforehand (excluded):
 - `retrieve()`, the whole hybrid path (keyword search, vector search, rank fusion,

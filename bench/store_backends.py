@@ -3,7 +3,7 @@
 1. **Ingestion.** `Ingestor.ingest` on the same files (the seven smaller R manuals by
    default, Debian's r-doc-pdf) into a fresh library on each backend: SQLite (rows in
    parley.db, a FAISS index and BM25 segments in files) and PostgreSQL (rows, pgvector
-   vectors under an HNSW index, a tsvector keyword column, the file in the `blobs` table).
+   vectors under an HNSW index, BM25 keyword postings, the file in the `blobs` table).
    PostgreSQL's HNSW upkeep runs in the background once an upload is stored and
    searchable (lib/documents/pgindexing.py), so the time until that pass ends is printed
    too.

@@ -1,5 +1,5 @@
 """The search seam's contract, on both backends (FAISS and BM25 files on SQLite, pgvector
-and the tsvector column on PostgreSQL): a passage is found by vector and by keyword among
+and BM25 postings in the database on PostgreSQL): a passage is found by vector and by keyword among
 the chosen documents only, and a workspace never sees another's passages."""
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def pg_rows(url: str, sql: str) -> list[tuple]:
 
 def assert_documents_match(old: DocumentLibrary, new: DocumentLibrary) -> None:
     """The same documents, files, pages and chunks, and the same passages found by meaning
-    and by keyword, on PostgreSQL (pgvector, tsvector) as on SQLite (FAISS, BM25)."""
+    and by keyword, on PostgreSQL (pgvector, BM25 postings) as on SQLite (FAISS, BM25)."""
     docs = old.list()
     assert new.list() == docs and len(docs) == 3
     ids = [d.id for d in docs]

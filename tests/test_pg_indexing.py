@@ -2,7 +2,8 @@
 vectors are found while they wait for their pass and after it, the first pass builds each
 index in one go and later ones mark batches into it, replicas passing at once index each
 vector once, a pass left undone resumes on page load, and migration 0008 replaces the
-indexes made before it."""
+indexes made before it; and the other PostgreSQL-only migrations (0015, 0016) keep what
+was there."""
 
 from __future__ import annotations
 
@@ -210,4 +211,52 @@ def test_migration_0015_makes_pinned_an_integer_keeping_each_pin(
             ).fetchone()[0]
         assert rows == [("a", 1), ("b", 0)] and kind == "integer"
     finally:
+        postgres.drop(url)
+
+
+def test_migration_0016_gives_existing_passages_keyword_postings(
+    postgres: pg_server.TestPostgres, data_dir: Path
+) -> None:
+    """A database from before the postings table: its documents are found by keyword after
+    the migration, scored as any upload's are, and the tsvector column is gone."""
+    url = postgres.empty_database()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at real)")
+            for step in postgres_schema.MIGRATIONS:
+                if step.name >= "0016":
+                    break
+                with conn.transaction():
+                    step.apply(conn)
+                    conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (step.name,))
+            conn.execute(
+                "INSERT INTO documents (id, workspace, name, sha256, size, kind, stored_as, "
+                "status, created_at) VALUES ('d', 'alice', 'herons.md', 's', 1, 'markdown', "
+                "'d.md', 'ready', 0)"
+            )
+            for i, text in enumerate(["The grey heron nests by rivers.", "Sculls and oars."]):
+                conn.execute(
+                    'INSERT INTO chunks (document_id, start, "end", tokens, hash, text) '
+                    "VALUES ('d', %s, %s, 5, %s, %s)",
+                    (i, i + 1, f"h{i}", text),
+                )
+            assert "0016_keyword_postings" in postgres_schema.migrate(conn)
+            assert postgres_schema.migrate(conn) == []
+            column = conn.execute(
+                "SELECT count(*) FROM information_schema.columns "
+                "WHERE table_name = 'chunks' AND column_name = 'keywords'"
+            ).fetchone()[0]
+        assert column == 0
+        library = DocumentLibrary(open_backend(data_dir, url), "alice")
+        (found, score), *rest = library.search.keywords("heron nests", ["d"], 5)
+        assert library.chunks([found])[found].text.startswith("The grey heron") and not rest
+        assert score > 0
+        assert (
+            DocumentLibrary(open_backend(data_dir, url), "bob").search.keywords(
+                "heron nests", ["d"], 5
+            )
+            == []
+        )
+    finally:
+        forget_backends()
         postgres.drop(url)

@@ -11,7 +11,8 @@ The pipeline, one module per stage:
   one workspace per library.
 - `search`: the seam to the search indexes: on SQLite `indexes` (FAISS files from
   `vectorstore`, persisted with `faiss.write_index`, never a pickle, and BM25 segments
-  from `bm25`); on PostgreSQL `pgsearch` (pgvector and a tsvector column).
+  from `bm25`); on PostgreSQL `pgsearch` (pgvector, and `pgkeywords`: the same BM25 over
+  postings in the database).
 - `ingest`: the honest, cancellable upload pipeline and its per-file reports.
 - `retrieval`: hybrid dense + keyword search fused by reciprocal rank fusion.
 - `rag`: history-aware question rewriting, whole-document or retrieval context, and the

@@ -25,7 +25,9 @@ a truncated or overwritten segment raises `SegmentDamaged` (and is rebuilt from 
 document's chunks by `lib/documents/indexes.py`).
 
 Scoring is Okapi BM25 (k1 = 1.2, b = 0.75, Lucene's always-positive idf), with document
-frequencies and the average length taken over the documents being searched.
+frequencies and the average length taken over the workspace's ready documents (the whole
+pack), whichever of them are searched. PostgreSQL keeps the same postings in the database
+and scores them with the same functions (`lib/documents/pgkeywords.py`).
 """
 
 from __future__ import annotations
@@ -234,8 +236,7 @@ class Pack:
     @cached_property
     def norms(self) -> np.ndarray:
         """Each chunk's length normalisation, K1 (1 - B + B length / average length)."""
-        average = max(float(self.lengths.sum()) / self.searchable, 1e-9)
-        return K1 * (1 - B + B * self.lengths / average)
+        return norms(self.lengths, float(self.lengths.sum()) / self.searchable)
 
     def searchable_ids(self, document_ids: Sequence[str]) -> np.ndarray:
         """The chunk ids of these documents but their tables of contents and indexes (no
@@ -264,13 +265,13 @@ def search(
     term_of_row = np.repeat(np.arange(len(query)), counts)
     total = len(pack.lengths)
     df = np.bincount(term_of_row, weights=sizes, minlength=len(query))
-    idf = np.log(1 + (pack.searchable - df + 0.5) / (df + 0.5))
+    weights = idf(pack.searchable, df)
     picked = _ranges(pack.starts[rows], sizes)
     local = pack.local[picked]
-    tf = pack.tf[picked].astype(np.float64)
-    norm = pack.norms[local]
-    weight = np.repeat(idf[term_of_row], sizes)
-    scores = np.bincount(local, weights=weight * tf * (K1 + 1) / (tf + norm), minlength=total)
+    weight = np.repeat(weights[term_of_row], sizes)
+    scores = np.bincount(
+        local, weights=term_scores(weight, pack.tf[picked], pack.norms[local]), minlength=total
+    )
     if documents is not None and not pack.spans.keys() <= set(documents):
         allowed = np.zeros(total, dtype=bool)
         for doc_id in documents:
@@ -278,8 +279,8 @@ def search(
                 first, end = pack.spans[doc_id]
                 allowed[first:end] = True
         scores[~allowed] = 0
-    top = _top(scores, k)
-    return list(zip(pack.chunk_ids[top].tolist(), scores[top].tolist(), strict=True))
+    best = top(scores, k)
+    return list(zip(pack.chunk_ids[best].tolist(), scores[best].tolist(), strict=True))
 
 
 def query_terms(question: str) -> list[int]:
@@ -302,7 +303,27 @@ def _ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.cumsum(steps)
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
+# Okapi BM25, shared with PostgreSQL's keyword search (lib/documents/pgkeywords.py)
+
+
+def idf(searchable: int, df: np.ndarray) -> np.ndarray:
+    """Lucene's always-positive idf of terms found in `df` of `searchable` passages."""
+    return np.log(1 + (searchable - df + 0.5) / (df + 0.5))
+
+
+def norms(lengths: np.ndarray, average: float) -> np.ndarray:
+    """Each passage's length normalisation, K1 (1 - B + B length / average length)."""
+    return K1 * (1 - B + B * lengths / max(average, 1e-9))
+
+
+def term_scores(weight: np.ndarray, tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """Each posting's share of its passage's score: its term's idf (`weight`) times the
+    saturated term frequency."""
+    tf = tf.astype(np.float64)
+    return weight * tf * (K1 + 1) / (tf + norm)
+
+
+def top(scores: np.ndarray, k: int) -> np.ndarray:
     """Indexes of the k highest positive scores, highest first."""
     positive = np.flatnonzero(scores > 0)
     if len(positive) > k:

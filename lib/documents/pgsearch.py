@@ -35,44 +35,22 @@ noise, so every vector has 65 near-twins) recall@10 against exact search is 0.98
 and about 0.65 at 100k at EF_SEARCH 200 (0.53 at 100): HNSW returns some twins of the
 nearest passages rather than others, which for retrieval is the same passage.
 
-Keywords: `chunks.keywords` is a stored `to_tsvector('english', text)` with a GIN index
-(`lib/store/postgres_schema.py`). The question becomes an OR of its words (English
-stemming, Parley's stop words dropped, or kept in the 'simple' configuration when nothing
-else is left), ranked by `ts_rank` with its length normalisation (1: divided by 1 + log
-of the passage's length). On tests/retrieval_set.py (642 heading queries, three R
-manuals) keyword-only hit@1 / hit@5 were 0.903 / 0.944 with `ts_rank_cd` (cover density,
-which favours the query's words close together) and 0.947 / 0.984 with `ts_rank`; on
-R-intro's 20 questions (tests/test_documents_retrieval.py) both put the right page in the
-top 5 for 19. Tables of contents and indexes (`chunks.listing`,
-`lib/documents/listings.py`) are left out of both searches.
-
-How close that is to SQLite's BM25: on a quarter of that set's queries, 73% of the top
-10 passages are the same, with `ts_rank` normalised by 1 + log(length) as here; 72% with
-no normalisation, 31% by length, 36% by unique words, 49% with `ts_rank_cd`. What BM25
-has and `ts_rank` lacks is idf: a sum of each word's `ts_rank` weighed by its idf
-(document frequencies counted per query) reached 79% but put the right page first less
-often (keyword hit@1 0.964 against 0.972) for a second pass over every matching row, so
-it is not used. With the heading list fused over both (`lib/documents/retrieval.py`) the
-backends' figures agree within 0.005: hit@1 / hit@5 0.972 / 0.994 keyword-only on both,
-hybrid 0.983 / 0.997 here and 0.988 / 0.997 on SQLite, where before the hybrid hit@5 was
-0.969 here and 0.975 there. What differs is dense search on this set's scale: pgvector's
-HNSW graph differs from build to build, and a scan of it once missed a passage exact
-search ranks 14th of 871, which FAISS, exact at this size, finds.
+Keywords: BM25 over postings kept in the database, scored as SQLite scores its segments
+(`lib/documents/pgkeywords.py`), so both backends rank a question's passages alike.
 
 Nothing is held between queries: a session's memory does not grow with the library.
-Deleting a chunk deletes its vector (a foreign key with ON DELETE CASCADE), so `remove`
-has nothing to do.
+Deleting a chunk deletes its vector (a foreign key with ON DELETE CASCADE); `remove`
+deletes the document's keyword postings, which re-indexing then writes afresh.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lib.documents.bm25 import STOPWORDS
+from lib.documents import pgkeywords
 from lib.documents.pgindexing import indexer, literal, vector_type
 from lib.documents.records import DocumentRecord
 from lib.documents.search import Hits
@@ -80,22 +58,10 @@ from lib.documents.vectorstore import ArrayBlocks, Blocks
 
 if TYPE_CHECKING:
     from lib.documents.library import DocumentLibrary
+    from lib.store.postgres import PgConnection
 
 EF_SEARCH = 200  # candidates the HNSW scan keeps (pgvector's default is 40)
 EXACT_MAX_ROWS = 1_000  # chosen vectors up to which the planner may compare every one
-_WORD = re.compile(r"\w+")
-
-
-def or_query(question: str) -> tuple[str, str]:
-    """(text search configuration, the question's words joined by OR) for
-    `websearch_to_tsquery` (which never fails on its input): English, stop words dropped;
-    or, for a question with nothing but stop words ("Who is he?"), all its words in the
-    'simple' configuration, which keeps them, so a query is never empty."""
-    words = list(dict.fromkeys(_WORD.findall(question.lower())))
-    content = [w for w in words if w not in STOPWORDS]
-    if content:
-        return "english", " or ".join(w for w in content if w != "or")
-    return "simple", " or ".join(f'"{w}"' for w in words)
 
 
 class PostgresSearch:
@@ -115,48 +81,62 @@ class PostgresSearch:
         model: str | None,
         vectors: np.ndarray | Blocks | None,
     ) -> None:
-        if not model or vectors is None or not len(chunk_ids):
-            return  # the keywords column is filled by the database as chunks are inserted
+        embedded = bool(model) and vectors is not None and len(chunk_ids) > 0
+        with self.library.backend.transaction() as conn:  # both or neither
+            pgkeywords.store(conn, self.workspace, document_id, chunk_ids, texts)
+            if embedded:
+                self._insert_vectors(conn, document_id, chunk_ids, model, vectors)
+        if embedded:
+            indexer(self.library.backend).schedule()  # once committed; searched exactly until then
+
+    def add_vectors(
+        self,
+        document_id: str,
+        chunk_ids: Sequence[int],
+        model: str,
+        vectors: np.ndarray | Blocks,
+    ) -> None:
+        """Store these passages' vectors (and only them: migrate-store adds the vectors a
+        move lacks to documents whose keywords it indexes apart)."""
+        if len(chunk_ids):
+            with self.library.backend.transaction() as conn:
+                self._insert_vectors(conn, document_id, chunk_ids, model, vectors)
+            indexer(self.library.backend).schedule()
+
+    def _insert_vectors(
+        self,
+        conn: PgConnection,
+        document_id: str,
+        chunk_ids: Sequence[int],
+        model: str,
+        vectors: np.ndarray | Blocks,
+    ) -> None:
         source = vectors if isinstance(vectors, Blocks) else ArrayBlocks(vectors)
         dim = source.dim
         ids = list(chunk_ids)
         if len(ids) != len(source):
             raise ValueError(f"{len(ids)} ids for {len(source)} vectors")
-        with self.library.backend.transaction() as conn:
-            for start, block in source.blocks():  # a block of the cache's vectors at a time
-                conn.executemany(
-                    "INSERT INTO chunk_vectors (chunk_id, document_id, workspace, model, dim, "
-                    "embedding, listing) SELECT c.id, c.document_id, d.workspace, ?, ?, ?, "
-                    "c.listing FROM chunks c "
-                    "JOIN documents d ON d.id = c.document_id "
-                    "WHERE c.id = ? AND d.id = ? AND d.workspace = ? "
-                    "ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, "
-                    "dim = excluded.dim, embedding = excluded.embedding, indexed = false",
-                    [(model, dim, v, int(i), document_id, self.workspace)
-                     for i, v in zip(ids[start : start + len(block)], block, strict=True)],
-                )  # fmt: skip
-        indexer(self.library.backend).schedule()  # searched exactly until then
+        for start, block in source.blocks():  # a block of the cache's vectors at a time
+            conn.executemany(
+                "INSERT INTO chunk_vectors (chunk_id, document_id, workspace, model, dim, "
+                "embedding, listing) SELECT c.id, c.document_id, d.workspace, ?, ?, ?, "
+                "c.listing FROM chunks c "
+                "JOIN documents d ON d.id = c.document_id "
+                "WHERE c.id = ? AND d.id = ? AND d.workspace = ? "
+                "ON CONFLICT (chunk_id) DO UPDATE SET model = excluded.model, "
+                "dim = excluded.dim, embedding = excluded.embedding, indexed = false",
+                [(model, dim, v, int(i), document_id, self.workspace)
+                 for i, v in zip(ids[start : start + len(block)], block, strict=True)],
+            )  # fmt: skip
 
     def remove(self, document: DocumentRecord, chunk_ids: Sequence[int]) -> None:
-        """Nothing to do: a chunk's vector and keywords go with its row."""
+        """The document's keyword postings go; its chunks' vectors go with their rows."""
+        with self.library.backend.transaction() as conn:
+            pgkeywords.remove(conn, document.id)
 
     def keywords(self, question: str, document_ids: Sequence[str], k: int) -> Hits:
-        config, query = or_query(question)
-        if not query or not document_ids or k <= 0:
-            return []
-        # The stored column is English; a stop-word question reads the chosen passages
-        # afresh in 'simple' (no index: rare, and among the chosen documents only).
-        vector = "c.keywords" if config == "english" else "to_tsvector('simple', c.text)"
         with self._conn() as conn:
-            rows = conn.execute(
-                f"SELECT c.id, ts_rank({vector}, q, 1) AS score "
-                f"FROM chunks c, websearch_to_tsquery('{config}', ?) q "
-                f"WHERE {vector} @@ q AND c.listing = 0 AND c.document_id IN "
-                "(SELECT id FROM documents WHERE workspace = ? AND id = ANY(?)) "
-                f"ORDER BY score DESC, c.id LIMIT {int(k)}",
-                (query, self.workspace, list(document_ids)),
-            ).fetchall()
-        return [(r[0], float(r[1])) for r in rows]
+            return pgkeywords.search(conn, self.workspace, question, document_ids, k)
 
     def vectors(self, model: str, vector: np.ndarray, document_ids: Sequence[str], k: int) -> Hits:
         vector = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)

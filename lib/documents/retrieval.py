@@ -2,11 +2,11 @@
 
 Dense search finds passages that mean the same as the question; keyword search finds the
 ones that share its rare words, such as a function name. Both come from the library's
-search (`lib/documents/search.py`: FAISS and BM25 files on SQLite, pgvector and a tsvector
-index on PostgreSQL). Reciprocal rank fusion (Cormack et al., 2009) combines the two lists
-by rank alone, `sum(1 / (RRF_K + rank))`, so the incomparable raw scores never need
-calibrating against each other. With no embeddings (no endpoint, or documents indexed
-before one existed) retrieval is keyword-only, and says so.
+search (`lib/documents/search.py`: FAISS and BM25 files on SQLite, pgvector and BM25
+postings in the database on PostgreSQL). Reciprocal rank fusion (Cormack et al., 2009)
+combines the two lists by rank alone, `sum(1 / (RRF_K + rank))`, so the incomparable raw
+scores never need calibrating against each other. With no embeddings (no endpoint, or
+documents indexed before one existed) retrieval is keyword-only, and says so.
 
 A third list holds the candidates with a heading that is the question's key phrase
 (`lib/documents/phrases.py`), read from the first HEADING_POOL of both searches though

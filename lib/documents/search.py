@@ -10,7 +10,8 @@ deleting or re-indexing removes them (`remove`). Where the answers come from:
   index per embedding model and a BM25 segment per document, loaded into the session
   that searches them and rebuilt from the database if damaged.
 - PostgreSQL (`lib/documents/pgsearch.py`, `PostgresSearch`): the database itself,
-  pgvector's HNSW index over `chunk_vectors` and a GIN index over `chunks.keywords`. A
+  pgvector's HNSW index over `chunk_vectors` and BM25 postings in `keyword_postings`
+  (`lib/documents/pgkeywords.py`), scored as SQLite's segments are. A
   session holds nothing, so its memory does not grow with the library, and every
   replica sees every upload at once.
 

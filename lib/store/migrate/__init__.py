@@ -5,7 +5,8 @@ kept, so every reference between rows still holds: `rows.py`), every file the ro
 (document originals, images, thumbnails) into the target's blob store under the same
 keys (`files.py`), and a pgvector row for each embedded chunk, built from the embedding
 cache (`vectors.py`). The FAISS and BM25 files are not copied: PostgreSQL has its own
-indexes (pgvector, tsvector).
+indexes, pgvector's and BM25 postings analysed afresh from the copied passages
+(`keywords.py`).
 
 It works on tables and blobs, not through the stores, because the two schemas mirror
 each other column for column: whatever a store keeps in a row arrives as it was.
@@ -28,7 +29,7 @@ import psycopg
 
 from lib.errors import ConfigError
 from lib.store.backend import redact_url
-from lib.store.migrate import files, rows, vectors
+from lib.store.migrate import files, keywords, rows, vectors
 from lib.store.migrate.run import BATCH, MigrationError, MigrationReport, Progress, Run, Tally
 from lib.store.migrate.source import DATABASE, open_source, source_tables
 
@@ -57,10 +58,12 @@ def migrate_store(
         rows.advance_identities(target, tables)
         sums = files.copy_files(run)
         vector_digest, missing = vectors.copy_vectors(run)
+        keywords.index_keywords(run)
         for table, digest in digests:
             rows.check_table(run, table, digest)
         files.check_files(run, sums)
         vectors.check_vectors(run, vector_digest, missing)
+        keywords.check_keywords(run)
         return report
     except psycopg.Error as exc:  # anything the steps did not word themselves
         raise MigrationError(

@@ -70,7 +70,7 @@ def _copy(run: Run) -> tuple[Digest, Missing]:
             if ids:
                 if workspace not in libraries:
                     libraries[workspace] = DocumentLibrary(run.target, workspace)
-                libraries[workspace].search.add(document_id, ids, texts, model, np.stack(vectors))
+                libraries[workspace].search.add_vectors(document_id, ids, model, np.stack(vectors))
                 tally.copied += len(ids)
         run.progress(tally)
     run.finish(tally)
