@@ -36,11 +36,14 @@ from lib.documents import bm25
 if TYPE_CHECKING:
     from lib.store.postgres import PgConnection
 
-# One posting: the chunk's row id, the term's frequency in it, its length in words.
-POSTING = np.dtype([("chunk", "<i8"), ("tf", "<u2"), ("length", "<i4")])
+# One posting, 8 bytes: the chunk's row id less the row's `base` (the least of them), the
+# term's frequency there and the passage's length in words (capped, as the frequency is).
+POSTING = np.dtype([("chunk", "<u4"), ("tf", "<u2"), ("length", "<u2")])
+_MAX = np.iinfo(np.uint16).max
 
 _COPY = (
-    "COPY keyword_postings (workspace, term, document_id, n, postings) FROM STDIN (FORMAT BINARY)"
+    "COPY keyword_postings (workspace, term, document_id, n, base, postings) "
+    "FROM STDIN (FORMAT BINARY)"
 )
 
 
@@ -55,19 +58,26 @@ def store(
     inside a transaction)."""
     segment = bm25.Segment.build(chunk_ids, texts)
     remove(conn, document_id)
-    postings = np.empty(len(segment.local), dtype=POSTING)
-    postings["chunk"] = segment.chunk_ids[segment.local]
+    starts, sizes = segment.offsets[:-1], np.diff(segment.offsets)
+    chunks = segment.chunk_ids[segment.local]
+    bases = np.minimum.reduceat(chunks, starts) if len(chunks) else chunks
+    relative = chunks - np.repeat(bases, sizes)
+    if len(relative) and relative.max() > np.iinfo(np.uint32).max:
+        raise ValueError("a document's chunk ids are too far apart to pack")
+    postings = np.empty(len(chunks), dtype=POSTING)
+    postings["chunk"] = relative
     postings["tf"] = segment.tf
-    postings["length"] = segment.lengths[segment.local]
+    postings["length"] = np.minimum(segment.lengths[segment.local], _MAX)
     packed = memoryview(postings.tobytes())
     size = POSTING.itemsize
     offsets = segment.offsets.tolist()
     terms = segment.terms.view(np.int64).tolist()  # bigint holds the hash's 64 bits
+    rows = zip(terms, bases.tolist(), offsets, offsets[1:], strict=False)
     with conn.raw.cursor() as cursor, cursor.copy(_COPY) as copy:
-        copy.set_types(["text", "int8", "text", "int4", "bytea"])
-        for term, start, end in zip(terms, offsets, offsets[1:], strict=False):
+        copy.set_types(["text", "int8", "text", "int4", "int8", "bytea"])
+        for term, base, start, end in rows:
             copy.write_row(
-                (workspace, term, document_id, end - start, packed[start * size : end * size])
+                (workspace, term, document_id, end - start, base, packed[start * size : end * size])
             )
     searchable = ~segment.listing
     conn.execute(
@@ -96,35 +106,43 @@ def search(
     ).fetchone()
     # Every ready document's rows count towards the document frequencies; only the
     # chosen documents' postings are read.
+    # (Binary results: bytea as raw bytes, half the time of hex for ~1 MB of postings.)
     rows = conn.execute(
-        "SELECT p.term, p.n, CASE WHEN p.document_id = ANY(?) THEN p.postings END "
+        "SELECT p.term, p.n, p.base, CASE WHEN p.document_id = ANY(?) THEN p.postings END "
         "FROM keyword_postings p JOIN documents d ON d.id = p.document_id "
         "WHERE p.workspace = ? AND p.term = ANY(?) AND d.status = 'ready'",
         (list(document_ids), workspace, query.view(np.int64).tolist()),
+        binary=True,
     ).fetchall()
-    if not rows:
-        return []
-    searchable = max(int(chunks), 1)
     order = {term: i for i, term in enumerate(query.view(np.int64).tolist())}
     df = np.zeros(len(query))
-    parts, term_of_part = [], []
-    for term, n, packed in rows:
+    for term, n, *_ in rows:
         df[order[term]] += n
-        if packed is not None:
-            parts.append(np.frombuffer(packed, dtype=POSTING))
-            term_of_part.append(order[term])
-    if not parts:
+    chosen = [(order[term], base, packed) for term, _, base, packed in rows if packed]
+    if not chosen:
         return []
-    postings = np.concatenate(parts)
-    idf = bm25.idf(searchable, df)
-    weight = np.repeat(idf[term_of_part], [len(p) for p in parts])
+    searchable = max(int(chunks), 1)
+    postings = np.frombuffer(b"".join(packed for *_, packed in chosen), dtype=POSTING)
+    sizes = [len(packed) // POSTING.itemsize for *_, packed in chosen]
+    weight = np.repeat(bm25.idf(searchable, df)[[t for t, *_ in chosen]], sizes)
     norm = bm25.norms(postings["length"], float(words) / searchable)
-    chunk_ids, position = np.unique(postings["chunk"], return_inverse=True)
-    scores = np.bincount(
-        position, weights=bm25.term_scores(weight, postings["tf"], norm), minlength=len(chunk_ids)
-    )
-    top = bm25.top(scores, k)
-    return list(zip(chunk_ids[top].tolist(), scores[top].tolist(), strict=True))
+    shares = bm25.term_scores(weight, postings["tf"], norm)
+    ids = postings["chunk"] + np.repeat(np.array([b for _, b, _ in chosen], dtype=np.int64), sizes)
+    ids, scores = _sum_by_chunk(ids, shares)
+    best = bm25.top(scores, k)
+    return list(zip(ids[best].tolist(), scores[best].tolist(), strict=True))
+
+
+def _sum_by_chunk(ids: np.ndarray, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each chunk id once, ascending; the sum of its postings' shares). A workspace's
+    chunk ids are mostly close together, so a bincount over their range is the quick way;
+    when they lie too far apart for that, a sort (np.unique: 5 ms at 60,000 postings)."""
+    low, high = int(ids.min()), int(ids.max())
+    if high - low < 4 * len(ids) + 65_536:
+        scores = np.bincount(ids - low, weights=shares, minlength=high - low + 1)
+        return np.arange(low, high + 1), scores
+    unique, position = np.unique(ids, return_inverse=True)
+    return unique, np.bincount(position, weights=shares, minlength=len(unique))
 
 
 def backfill(conn: PgConnection, limit: int | None = None) -> int:

@@ -82,8 +82,11 @@ class PgConnection:
     def __init__(self, raw: psycopg.Connection) -> None:
         self.raw = raw
 
-    def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor:
-        return self.raw.execute(to_psycopg(sql), params)
+    def execute(
+        self, sql: str, params: Sequence[Any] = (), /, *, binary: bool = False
+    ) -> psycopg.Cursor:
+        """`binary`: results in PostgreSQL's binary format (bytea as raw bytes, not hex)."""
+        return self.raw.cursor(binary=binary).execute(to_psycopg(sql), params)
 
     def executemany(self, sql: str, params: Any, /) -> psycopg.Cursor:
         cur = self.raw.cursor()

@@ -436,6 +436,7 @@ def keyword_postings(conn: psycopg.Connection) -> None:
             term bigint NOT NULL,
             document_id text NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
             n integer NOT NULL,
+            base bigint NOT NULL,
             postings bytea NOT NULL,
             PRIMARY KEY (workspace, term, document_id)
         );
