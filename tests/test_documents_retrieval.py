@@ -10,10 +10,13 @@ holds up when one of the two lists is weak.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import openai
 import pytest
 
+from lib.documents import retrieval
 from lib.documents.embeddings import Embedder
 from lib.documents.ingest import Ingestor
 from lib.documents.library import DocumentLibrary
@@ -139,6 +142,31 @@ def test_search_is_limited_to_the_chosen_documents(indexed) -> None:  # noqa: AN
     # Another workspace asking about this document's id finds nothing either.
     elsewhere = DocumentLibrary(library.backend, "x")
     assert retrieve(elsewhere, question, [doc_id], model=MODEL, query_vector=vector).sources == []
+
+
+def test_the_searches_side_by_side_find_what_one_after_the_other_finds(indexed) -> None:  # noqa: ANN001
+    """On PostgreSQL the keyword search runs in a worker thread beside the vector search;
+    with every worker taken (a busy process) retrieval runs them in turn, with the same
+    passages; and twenty questions asked at once from eight threads get the answers they
+    got alone."""
+    library, doc_id, vectors = indexed
+    assert library.search.side_by_side is (library.dialect == "postgresql")
+
+    def ask(question: str) -> list[tuple[int, float]]:
+        found = retrieve(library, question, [doc_id], model=MODEL, query_vector=vectors[question])
+        assert found.mode == "hybrid"
+        return [(s.chunk.id, s.score) for s in found.sources]
+
+    alone = {q: ask(q) for q, _ in QUESTIONS}
+    taken = [retrieval._free.acquire(blocking=False) for _ in range(retrieval.BESIDE)]
+    try:
+        assert all(taken)
+        assert {q: ask(q) for q, _ in QUESTIONS} == alone
+    finally:
+        for _ in taken:
+            retrieval._free.release()
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        assert dict(zip(alone, threads.map(ask, alone), strict=True)) == alone
 
 
 def test_reciprocal_rank_fusion() -> None:

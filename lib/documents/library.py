@@ -263,10 +263,12 @@ class DocumentLibrary(WorkspaceStore):
                 # any inner join): SQLite otherwise walks every document of the workspace
                 # and probes each id in each, 11.8 ms against 1.8 ms for 260 ids at 100k
                 # chunks, most of a hybrid search's time (bench/query.py).
-                # PostgreSQL takes the ids as one array: a statement of a hundred
+                # PostgreSQL takes the ids as one array literal: a statement of a hundred
                 # parameters is parsed afresh each time (psycopg caches up to 50), 1.7 ms.
                 if self.dialect == "postgresql":
-                    chosen, params = "= ANY(?)", [self.workspace, part]
+                    from lib.store.postgres import array
+
+                    chosen, params = "= ANY(?::bigint[])", [self.workspace, array(part)]
                 else:
                     chosen, params = f"IN ({', '.join('?' * len(part))})", [self.workspace, *part]
                 rows = conn.execute(

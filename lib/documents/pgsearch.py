@@ -55,6 +55,7 @@ from lib.documents.pgindexing import indexer, literal, vector_type
 from lib.documents.records import DocumentRecord
 from lib.documents.search import Hits
 from lib.documents.vectorstore import ArrayBlocks, Blocks
+from lib.store.postgres import array
 
 if TYPE_CHECKING:
     from lib.documents.library import DocumentLibrary
@@ -65,6 +66,8 @@ EXACT_MAX_ROWS = 1_000  # chosen vectors up to which the planner may compare eve
 
 
 class PostgresSearch:
+    side_by_side = True  # each search waits on the server, on a connection of its own
+
     def __init__(self, library: DocumentLibrary) -> None:
         self.library = library
         self.workspace = library.workspace
@@ -144,6 +147,7 @@ class PostgresSearch:
             return []
         dim = len(vector)
         cast = vector_type(dim)
+        documents = array(document_ids)
         with self.library.backend.transaction() as conn:
             # One round trip: this search's settings, and the planner's choice made for
             # it (a count that stops past EXACT_MAX_ROWS, from the document index alone).
@@ -154,8 +158,8 @@ class PostgresSearch:
                 "set_config('enable_seqscan', CASE WHEN n > ? THEN 'off' ELSE 'on' END, true), "
                 "set_config('enable_bitmapscan', CASE WHEN n > ? THEN 'off' ELSE 'on' END, true) "
                 "FROM (SELECT count(*) AS n FROM (SELECT 1 FROM chunk_vectors "
-                f"WHERE document_id = ANY(?) LIMIT {EXACT_MAX_ROWS + 1}) chosen) counted",
-                (str(max(EF_SEARCH, k)), EXACT_MAX_ROWS, EXACT_MAX_ROWS, list(document_ids)),
+                f"WHERE document_id = ANY(?::text[]) LIMIT {EXACT_MAX_ROWS + 1}) chosen) counted",
+                (str(max(EF_SEARCH, k)), EXACT_MAX_ROWS, EXACT_MAX_ROWS, documents),
             )
 
             # The indexed rows through their HNSW index, the few not yet indexed exactly
@@ -164,11 +168,12 @@ class PostgresSearch:
                 return (
                     f"(SELECT chunk_id, embedding::{cast} <#> ?::{cast} AS distance "
                     f"FROM chunk_vectors WHERE model = {literal(model)} AND dim = {dim} "
-                    f"AND {rows} AND listing = 0 AND workspace = ? AND document_id = ANY(?) "
+                    f"AND {rows} AND listing = 0 AND workspace = ? "
+                    "AND document_id = ANY(?::text[]) "
                     f"ORDER BY embedding::{cast} <#> ?::{cast} LIMIT {int(k)})"
                 )
 
-            chosen = (vector, self.workspace, list(document_ids), vector)
+            chosen = (vector, self.workspace, documents, vector)
             rows = conn.execute(
                 f"{nearest('indexed')} UNION ALL {nearest('NOT indexed')}", chosen + chosen
             ).fetchall()

@@ -29,7 +29,7 @@ prose and code lines counted, 0.984 / 0.995 without wrapped headings.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import Stemmer
@@ -84,42 +84,18 @@ def key_phrase(question: str) -> Phrase:
 
 
 def names(text: str, phrase: Phrase) -> bool:
-    """Whether a line of `text` is the phrase: a heading naming it (or a heading wrapped
-    onto the next line: "Appendix A Essential and useful other programs" and "under a
-    Unix-alike" are two lines of R-admin's page 46)."""
+    """Whether a line of `text` is the phrase: a heading naming it."""
     if not phrase.mentioned(text):
         return False
     lines = text.splitlines()
-    text = "\n".join(lines)  # every kind of line break as one
-    low = text.lower()
-    if len(low) != len(text):  # a letter whose lower case is longer: no shared offsets
-        return _lines_name(lines, range(len(lines)), phrase)
-    # Only lines holding the question's rarest prefix in this text, and those beside
-    # them, can hold every prefix: found by str.find, not by reading every line (a
-    # question's 100 candidates have ~50 lines each, and its first word is often on
-    # many: 7.3 -> ms of a retrieval at bench/query.py's 100k).
-    rare = min(phrase.prefixes, key=low.count)
-    near: set[int] = set()
-    at, line, counted = low.find(rare), 0, 0
-    while at != -1:
-        line += low.count("\n", counted, at)  # the line it is on
-        near.update((line - 1, line))  # alone, or second of a wrapped heading
-        end = low.find("\n", at)
-        if end == -1:
-            break
-        at, counted, line = low.find(rare, end + 1), end + 1, line + 1
-    return _lines_name(lines, sorted(n for n in near if n >= 0), phrase)
-
-
-def _lines_name(lines: list[str], candidates: Iterable[int], phrase: Phrase) -> bool:
-    """Whether one of these lines, alone or joined with the next, is the phrase."""
     first = phrase.prefixes[0]
-    for n in candidates:
-        line = lines[n]
+    for n, line in enumerate(lines):
         if len(line) > phrase.longest or first not in line.lower():
             continue
         if _is_phrase(line, phrase):
             return True
+        # A long heading wraps: "Appendix A Essential and useful other programs" and
+        # "under a Unix-alike" are two lines of R-admin's page 46.
         if n + 1 < len(lines) and _is_phrase(f"{line} {lines[n + 1]}", phrase):
             return True
     return False

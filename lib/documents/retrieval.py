@@ -33,6 +33,13 @@ corpus, the old and new retrieval alternating in one process (load about 5 on 2 
 9.6 against 8.8 ms at 100,000 chunks on SQLite and 92.1 against 91.4 ms at 20,000 on
 PostgreSQL, whose keyword search alone took 25 ms of it there.
 
+On PostgreSQL the two searches run at once when there are both, the keyword search in a
+worker thread while the vector search runs in the caller's: each mostly waits for the
+server, on a connection of its own (bench/query.py at 100k passages, alternating: the
+whole retrieval 20.0 against 22.3 ms one after the other). A busy process (every worker
+taken) runs them one after the other; so does SQLite, whose searches gained nothing
+from it.
+
 `score` on a source is the fused score scaled so that 1.0 means first in every list that
 took part; the cosine similarity and the keyword rank are kept beside it for display.
 """
@@ -40,14 +47,18 @@ took part; the cosine similarity and the keyword rank are kept beside it for dis
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from lib.documents import phrases
 from lib.documents.library import ChunkRecord, DocumentLibrary
 from lib.documents.rerank import RERANK_POOL, Reranker
+from lib.documents.search import Hits
 from lib.errors import ParleyError
 
 log = logging.getLogger(__name__)
@@ -56,6 +67,10 @@ RRF_K = 60  # the constant from the RRF paper; robust across collections
 CANDIDATES = 60  # taken from each list before fusing
 HEADING_POOL = 100  # of each list, read for a heading that names the key phrase
 TOP_K = 6
+BESIDE = 4  # keyword searches a process runs beside vector searches at once
+
+_workers = ThreadPoolExecutor(max_workers=BESIDE, thread_name_prefix="parley-keywords")
+_free = threading.BoundedSemaphore(BESIDE)
 
 
 @dataclass(frozen=True)
@@ -109,12 +124,17 @@ def retrieve(
         return Retrieval([], "keyword", "No documents are selected.")
     search = library.search
     pool = max(CANDIDATES, HEADING_POOL)
-    keyword = search.keywords(question, document_ids, pool)
     dense_on = model is not None and query_vector is not None
+    dense_docs = document_ids if dense_document_ids is None else dense_document_ids
     dense: list[tuple[int, float]] = []
-    if dense_on:
-        dense_docs = document_ids if dense_document_ids is None else dense_document_ids
-        dense = search.vectors(model, query_vector, dense_docs, pool) if dense_docs else []
+    if dense_on and dense_docs and search.side_by_side:
+        pending = _beside(search.keywords, question, document_ids, pool)
+        dense = search.vectors(model, query_vector, dense_docs, pool)
+        keyword = pending.result() if isinstance(pending, Future) else pending
+    else:
+        keyword = search.keywords(question, document_ids, pool)
+        if dense_on and dense_docs:
+            dense = search.vectors(model, query_vector, dense_docs, pool)
     rankings = [[i for i, _ in dense[:CANDIDATES]]] if dense_on else []
     rankings.append([i for i, _ in keyword[:CANDIDATES]])
     fused = rrf(rankings)
@@ -135,6 +155,19 @@ def retrieve(
         fused, reranked, note = _reranked(reranker, question, fused, chunks, note)
     sources = _sources(chunks, fused[:k], dense, keyword, sum(weights))
     return Retrieval(sources, "hybrid" if dense_on else "keyword", note, reranked)
+
+
+def _beside(search: Callable[..., Hits], *args: Any) -> Future[Hits] | Hits:
+    """`search(*args)` started in a worker thread; or done here when none is free."""
+    if not _free.acquire(blocking=False):
+        return search(*args)
+    try:
+        future = _workers.submit(search, *args)
+    except BaseException:
+        _free.release()
+        raise
+    future.add_done_callback(lambda _: _free.release())
+    return future
 
 
 def _reranked(

@@ -35,6 +35,7 @@ Hits = list[tuple[int, float]]  # (chunk id, score), best first
 
 class Search(Protocol):
     repairs: list[str]  # notices of damaged indexes rebuilt, for the page to show
+    side_by_side: bool  # whether retrieval should run the two searches at once
 
     def add(
         self,

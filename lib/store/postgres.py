@@ -74,6 +74,18 @@ def to_psycopg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+def array(values: Sequence[str | int]) -> str:
+    """An array literal of these strings or integers, to pass as `?::text[]` or
+    `?::bigint[]`: psycopg dumps a list element by element, 0.3 ms for 100 document ids,
+    which a retrieval passed four times (bench/query.py)."""
+    items = (
+        str(int(v)) if not isinstance(v, str)
+        else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        for v in values
+    )  # fmt: skip
+    return "{" + ",".join(items) + "}"
+
+
 class PgConnection:
     """A pooled psycopg connection that speaks the stores' `?` SQL."""
 
