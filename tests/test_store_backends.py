@@ -109,3 +109,21 @@ def test_bad_settings_say_what_to_set(tmp_path, url, blobs, message) -> None:  #
 def test_a_password_never_appears_in_the_location() -> None:
     url = "postgresql://parley:s3cret@db.example:5432/parley"
     assert redact_url(url) == "postgresql://parley:***@db.example:5432/parley"
+
+
+def test_an_array_literal_carries_any_string_or_integer(postgres, data_dir) -> None:  # noqa: ANN001
+    """`postgres.array` (PostgreSQL's): ids passed as one literal (`?::text[]`) arrive
+    exactly as given, whatever quotes, backslashes, commas or braces a caller's id holds."""
+    from lib.store.postgres import PostgresBackend, array
+
+    url = postgres.fresh_database()
+    backend = PostgresBackend(data_dir, url)
+    hostile = ['a"b', "c\\d", "e,f", "{g}", "", "NULL", "h'); DROP TABLE chunks; --", "é ü"]
+    try:
+        with backend.connection() as conn:
+            assert conn.execute("SELECT ?::text[]", (array(hostile),)).fetchone()[0] == hostile
+            numbers = conn.execute("SELECT ?::bigint[]", (array([1, -2, 3]),)).fetchone()[0]
+        assert numbers == [1, -2, 3]
+    finally:
+        backend.close()
+        postgres.drop(url)
