@@ -89,3 +89,17 @@ def truncate_all(url: str) -> None:
         ]
         if tables:
             conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+def migrate_before(conn: psycopg.Connection, name: str) -> None:
+    """Bring an empty database (autocommit `conn`) to the schema of the migrations before
+    `name`, recorded as applied, as a database from an older Parley would be."""
+    from lib.store.postgres_schema import MIGRATIONS
+
+    conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at float8)")
+    for step in MIGRATIONS:
+        if step.name >= name:
+            break
+        with conn.transaction():
+            step.apply(conn)
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (step.name,))

@@ -302,15 +302,7 @@ def test_postgresql_upgrade_makes_each_conversation_one_path(
     url = postgres.empty_database()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at float8)"
-            )
-            for step in postgres_schema.MIGRATIONS:
-                if step.name >= "0010":
-                    break
-                with conn.transaction():
-                    step.apply(conn)
-                    conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (step.name,))
+            pg_server.migrate_before(conn, "0010")
             conn.execute(
                 "INSERT INTO conversations (id, workspace, kind, title, model, system_prompt, "
                 "params, created_at, updated_at) "

@@ -158,15 +158,7 @@ def test_migration_0008_replaces_indexes_that_covered_every_row(
     url = postgres.empty_database()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at float8)"
-            )
-            for step in postgres_schema.MIGRATIONS:
-                if step.name >= "0008":
-                    break
-                with conn.transaction():
-                    step.apply(conn)
-                    conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (step.name,))
+            pg_server.migrate_before(conn, "0008")
             old = index_name(MODEL, DIM)
             conn.execute(
                 f"CREATE INDEX {old} ON chunk_vectors USING hnsw "
@@ -189,13 +181,7 @@ def test_migration_0015_makes_pinned_an_integer_keeping_each_pin(
     url = postgres.empty_database()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at real)")
-            for step in postgres_schema.MIGRATIONS:
-                if step.name >= "0015":
-                    break
-                with conn.transaction():
-                    step.apply(conn)
-                    conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (step.name,))
+            pg_server.migrate_before(conn, "0015")
             for cid, pinned in (("a", True), ("b", False)):
                 conn.execute(
                     "INSERT INTO conversations (id, workspace, kind, title, model, system_prompt, "
@@ -222,13 +208,7 @@ def test_migration_0016_gives_existing_passages_keyword_postings(
     url = postgres.empty_database()
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at real)")
-            for step in postgres_schema.MIGRATIONS:
-                if step.name >= "0016":
-                    break
-                with conn.transaction():
-                    step.apply(conn)
-                    conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (step.name,))
+            pg_server.migrate_before(conn, "0016")
             conn.execute(
                 "INSERT INTO documents (id, workspace, name, sha256, size, kind, stored_as, "
                 "status, created_at) VALUES ('d', 'alice', 'herons.md', 's', 1, 'markdown', "
