@@ -96,58 +96,65 @@ def remove(conn: PgConnection, document_id: str) -> None:
     conn.execute("DELETE FROM keyword_documents WHERE document_id = ?", (document_id,))
 
 
+# The question's rows, with the workspace's totals beside each (one round trip): every
+# ready document's rows count towards the document frequencies, only the chosen
+# documents' postings are read. (Binary results: bytea as raw bytes, half the time of hex
+# for ~1 MB of postings.)
+_SEARCH = (
+    "SELECT p.term, p.n, p.base, CASE WHEN p.document_id = ANY(?::text[]) THEN p.postings END, "
+    "totals.chunks, totals.words "
+    "FROM keyword_postings p JOIN documents d ON d.id = p.document_id CROSS JOIN "
+    "(SELECT coalesce(sum(k.chunks), 0) AS chunks, coalesce(sum(k.words), 0) AS words "
+    "FROM keyword_documents k JOIN documents r ON r.id = k.document_id "
+    "WHERE r.workspace = ? AND r.status = 'ready') totals "
+    "WHERE p.workspace = ? AND p.term = ANY(?) AND d.status = 'ready'"
+)
+
+
 def search(
     conn: PgConnection, workspace: str, question: str, document_ids: Sequence[str], k: int
 ) -> list[tuple[int, float]]:
     """The k best (chunk id, BM25 score) among these documents, best first."""
-    query = np.array(list(dict.fromkeys(bm25.query_terms(question))), dtype=np.uint64)
-    if not len(query) or not document_ids or k <= 0:
+    terms = np.array(list(dict.fromkeys(bm25.query_terms(question))), dtype=np.uint64)
+    if not len(terms) or not document_ids or k <= 0:
         return []
-    chunks, words = conn.execute(
-        "SELECT coalesce(sum(k.chunks), 0), coalesce(sum(k.words), 0) "
-        "FROM keyword_documents k JOIN documents d ON d.id = k.document_id "
-        "WHERE d.workspace = ? AND d.status = 'ready'",
-        (workspace,),
-    ).fetchone()
-    # Every ready document's rows count towards the document frequencies; only the
-    # chosen documents' postings are read.
-    # (Binary results: bytea as raw bytes, half the time of hex for ~1 MB of postings.)
+    query = terms.view(np.int64).tolist()  # bigint holds the hash's 64 bits
     rows = conn.execute(
-        "SELECT p.term, p.n, p.base, CASE WHEN p.document_id = ANY(?::text[]) THEN p.postings END "
-        "FROM keyword_postings p JOIN documents d ON d.id = p.document_id "
-        "WHERE p.workspace = ? AND p.term = ANY(?) AND d.status = 'ready'",
-        (array(document_ids), workspace, query.view(np.int64).tolist()),
-        binary=True,
+        _SEARCH, (array(document_ids), workspace, workspace, query), binary=True, plain=True
     ).fetchall()
-    order = {term: i for i, term in enumerate(query.view(np.int64).tolist())}
-    df = np.zeros(len(query))
+    order = {term: i for i, term in enumerate(query)}
+    df = [0] * len(query)
     for term, n, *_ in rows:
         df[order[term]] += n
-    chosen = [(order[term], base, packed) for term, _, base, packed in rows if packed]
+    chosen = [row for row in rows if row[3]]
     if not chosen:
         return []
-    searchable = max(int(chunks), 1)
-    postings = np.frombuffer(b"".join(packed for *_, packed in chosen), dtype=POSTING)
-    sizes = [len(packed) // POSTING.itemsize for *_, packed in chosen]
-    weight = np.repeat(bm25.idf(searchable, df)[[t for t, *_ in chosen]], sizes)
-    norm = bm25.norms(postings["length"], float(words) / searchable)
+    chunks, words = max(int(rows[0][4]), 1), int(rows[0][5])
+    postings = np.frombuffer(b"".join([row[3] for row in chosen]), dtype=POSTING)
+    sizes = np.array([len(row[3]) for row in chosen]) // POSTING.itemsize
+    idf = bm25.idf(chunks, np.array(df, dtype=np.float64))
+    weight = np.repeat(idf[[order[row[0]] for row in chosen]], sizes)
+    norm = bm25.norms(postings["length"], words / chunks)
     shares = bm25.term_scores(weight, postings["tf"], norm)
-    ids = postings["chunk"] + np.repeat(np.array([b for _, b, _ in chosen], dtype=np.int64), sizes)
-    ids, scores = _sum_by_chunk(ids, shares)
-    best = bm25.top(scores, k)
-    return list(zip(ids[best].tolist(), scores[best].tolist(), strict=True))
+    ids = np.repeat(np.array([row[2] for row in chosen], dtype=np.int64), sizes)
+    ids += postings["chunk"]
+    return _best(ids, shares, k)
 
 
-def _sum_by_chunk(ids: np.ndarray, shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(each chunk id once, ascending; the sum of its postings' shares). A workspace's
-    chunk ids are mostly close together, so a bincount over their range is the quick way;
-    when they lie too far apart for that, a sort (np.unique: 5 ms at 60,000 postings)."""
+def _best(ids: np.ndarray, shares: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The k chunk ids with the highest sums of their postings' shares, and the sums, best
+    first. A workspace's chunk ids are mostly close together, so a bincount over their
+    range is the quick way (its ids never built: only the k best are); when they lie too
+    far apart for that, a sort (np.unique: 5 ms at 60,000 postings)."""
     low, high = int(ids.min()), int(ids.max())
     if high - low < 4 * len(ids) + 65_536:
         scores = np.bincount(ids - low, weights=shares, minlength=high - low + 1)
-        return np.arange(low, high + 1), scores
+        best = bm25.top(scores, k)
+        return list(zip((best + low).tolist(), scores[best].tolist(), strict=True))
     unique, position = np.unique(ids, return_inverse=True)
-    return unique, np.bincount(position, weights=shares, minlength=len(unique))
+    scores = np.bincount(position, weights=shares, minlength=len(unique))
+    best = bm25.top(scores, k)
+    return list(zip(unique[best].tolist(), scores[best].tolist(), strict=True))
 
 
 def backfill(conn: PgConnection, limit: int | None = None) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from lib.errors import DatabaseUnavailable, DiskFull
@@ -95,10 +96,13 @@ class PgConnection:
         self.raw = raw
 
     def execute(
-        self, sql: str, params: Sequence[Any] = (), /, *, binary: bool = False
+        self, sql: str, params: Sequence[Any] = (), /, *, binary: bool = False, plain: bool = False
     ) -> psycopg.Cursor:
-        """`binary`: results in PostgreSQL's binary format (bytea as raw bytes, not hex)."""
-        return self.raw.cursor(binary=binary).execute(to_psycopg(sql), params)
+        """`binary`: results in PostgreSQL's binary format (bytea as raw bytes, not hex).
+        `plain`: rows as tuples, not `Row`s, for the few statements that read hundreds of
+        rows a question (retrieval's)."""
+        cursor = self.raw.cursor(binary=binary, row_factory=tuple_row if plain else None)
+        return cursor.execute(to_psycopg(sql), params)
 
     def executemany(self, sql: str, params: Any, /) -> psycopg.Cursor:
         cur = self.raw.cursor()
