@@ -40,7 +40,7 @@ from lib.store.base import WorkspaceStore
 EXTENSIONS = {"pdf": "pdf", "text": "txt", "markdown": "md", **{k: k for k in READERS}}  # docx...
 EXTENSIONS.update(png="png", jpeg="jpg", tiff="tif")  # scans, OCR'd (lib/documents/ocr.py)
 _UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
-_CHUNK_COLUMNS = 'c.id, c.document_id, c.page, c.label, c.start, c."end", c.tokens, c.text'
+_RECORD_COLUMNS = 'c.id, c.document_id, d.name, c.page, c.label, c.start, c."end", c.tokens, c.text'
 
 
 def workspace_key(workspace: str) -> str:
@@ -256,6 +256,7 @@ class DocumentLibrary(WorkspaceStore):
 
     def chunks(self, ids: Sequence[int]) -> dict[int, ChunkRecord]:
         found: dict[int, ChunkRecord] = {}
+        on_postgres = self.dialect == "postgresql"
         with self._conn() as conn:
             for i in range(0, len(ids), 500):
                 part = [int(x) for x in ids[i : i + 500]]
@@ -264,23 +265,26 @@ class DocumentLibrary(WorkspaceStore):
                 # and probes each id in each, 11.8 ms against 1.8 ms for 260 ids at 100k
                 # chunks, most of a hybrid search's time (bench/query.py).
                 # PostgreSQL takes the ids as one array literal: a statement of a hundred
-                # parameters is parsed afresh each time (psycopg caches up to 50), 1.7 ms.
-                if self.dialect == "postgresql":
+                # parameters is parsed afresh each time (psycopg caches up to 50), 1.7 ms;
+                # and its rows as plain tuples, in ChunkRecord's order (3.3 against 4.2 ms
+                # of the client's time for 190 passages).
+                if on_postgres:
                     from lib.store.postgres import array
 
                     chosen, params = "= ANY(?::bigint[])", [self.workspace, array(part)]
                 else:
                     chosen, params = f"IN ({', '.join('?' * len(part))})", [self.workspace, *part]
-                rows = conn.execute(
-                    f"SELECT {_CHUNK_COLUMNS}, d.name AS file FROM chunks c CROSS JOIN "
-                    f"documents d WHERE d.id = c.document_id AND d.workspace = ? AND c.id {chosen}",
-                    params,
-                ).fetchall()
-                for r in rows:
-                    found[r["id"]] = ChunkRecord(
-                        r["id"], r["document_id"], r["file"], r["page"], r["label"],
-                        r["start"], r["end"], r["tokens"], r["text"],
-                    )  # fmt: skip
+                sql = (
+                    f"SELECT {_RECORD_COLUMNS} FROM chunks c CROSS JOIN documents d "
+                    f"WHERE d.id = c.document_id AND d.workspace = ? AND c.id {chosen}"
+                )
+                cursor = (
+                    conn.execute(sql, params, plain=True)
+                    if on_postgres
+                    else conn.execute(sql, params)
+                )
+                for row in cursor.fetchall():
+                    found[row[0]] = ChunkRecord(*row)
         return found
 
     def chunk_ids(self, document_ids: Sequence[str]) -> np.ndarray:
