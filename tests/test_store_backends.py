@@ -127,3 +127,25 @@ def test_an_array_literal_carries_any_string_or_integer(postgres, data_dir) -> N
     finally:
         backend.close()
         postgres.drop(url)
+
+
+def test_plain_rows_are_tuples_and_the_next_statement_reads_by_name(postgres, data_dir) -> None:  # noqa: ANN001
+    """`PgConnection.execute(plain=True)` (retrieval's statements that read hundreds of
+    rows) gives plain tuples, binary or not; the connection's other statements still get
+    rows readable by name."""
+    from lib.store.postgres import PostgresBackend
+
+    url = postgres.fresh_database()
+    backend = PostgresBackend(data_dir, url)
+    try:
+        with backend.connection() as conn:
+            _add(conn, "t")
+            plain = conn.execute("SELECT id, title FROM conversations", plain=True).fetchall()
+            raw = conn.execute("SELECT ?::bytea", (b"\x00\xff",), binary=True, plain=True)
+            row = conn.execute("SELECT id, title FROM conversations").fetchone()
+        assert plain == [("c1", "t")] and type(plain[0]) is tuple
+        assert raw.fetchone() == (b"\x00\xff",)
+        assert row["title"] == "t"
+    finally:
+        backend.close()
+        postgres.drop(url)
