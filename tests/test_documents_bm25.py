@@ -124,6 +124,34 @@ def test_each_backend_scores_by_the_textbook_formula(backend: Backend, question:
     }
 
 
+def test_postgres_scores_passages_whose_ids_lie_far_apart(
+    data_dir: Path, postgres: postgres.TestPostgres
+) -> None:
+    """Two documents whose chunk ids are fifty million apart (a sequence moved on, rows
+    restored from elsewhere) are scored by the formula too: the sums then go by sort,
+    not by a count over the range between them."""
+    url = postgres.fresh_database()
+    backend = PostgresBackend(data_dir, url)
+    try:
+        library = DocumentLibrary(backend, "w")
+        a, a_ids = add_passages(library, "a", DOCS["a"])
+        with backend.connection() as conn:
+            conn.execute("SELECT setval(pg_get_serial_sequence('chunks', 'id'), 50000000)")
+        b, b_ids = add_passages(library, "b", DOCS["b"])
+        assert min(b_ids) - max(a_ids) > 40_000_000
+        keys = {i: ("a", n) for n, i in enumerate(a_ids)} | {
+            i: ("b", n) for n, i in enumerate(b_ids)
+        }
+        for question in ("symmetric matrix eigenvalue", "header of the data file"):
+            got = library.search.keywords(question, [a, b], 10)
+            expected = textbook(question, DOCS)
+            assert {keys[i]: pytest.approx(s, rel=1e-9) for i, s in got} == expected
+            assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+    finally:
+        backend.close()
+        postgres.drop(url)
+
+
 def test_both_backends_rank_a_real_manual_alike(
     data_dir: Path, postgres: postgres.TestPostgres
 ) -> None:

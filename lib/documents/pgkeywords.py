@@ -155,11 +155,13 @@ def _best(ids: np.ndarray, shares: np.ndarray, k: int) -> list[tuple[int, float]
     if high - low < 4 * len(ids) + 65_536:
         scores = np.bincount(ids - low, weights=shares, minlength=high - low + 1)
         best = bm25.top(scores, k)
-        return list(zip((best + low).tolist(), scores[best].tolist(), strict=True))
-    unique, position = np.unique(ids, return_inverse=True)
-    scores = np.bincount(position, weights=shares, minlength=len(unique))
-    best = bm25.top(scores, k)
-    return list(zip(unique[best].tolist(), scores[best].tolist(), strict=True))
+        chosen = best + low
+    else:
+        unique, position = np.unique(ids, return_inverse=True)
+        scores = np.bincount(position, weights=shares, minlength=len(unique))
+        best = bm25.top(scores, k)
+        chosen = unique[best]
+    return list(zip(chosen.tolist(), scores[best].tolist(), strict=True))
 
 
 def backfill(conn: PgConnection, limit: int | None = None) -> int:
